@@ -1,0 +1,646 @@
+"""Run the scripts of one lifecycle event, as the official CodeDeploy agent does, minus its traps.
+
+Compatible with the official agent (``hook_executor.rb``): scripts run in order from the
+deployment archive, each in its own process group, with stdin closed (``/dev/null``), the agent's
+environment plus the deployment variables, the agent's working directory, and one deadline per
+script; output goes line by line to ``scripts.log``; failures carry the official error codes and
+message texts.
+
+Where the official agent hurts users, we do better (each choice is a :class:`HookSettings` field):
+
+* at the deadline the process group gets SIGTERM and, after ``kill_grace_seconds``, SIGKILL (the
+  official agent only sends TERM, so a script that ignores it runs on);
+* a script that backgrounds a process without redirecting its output no longer hangs the
+  deployment until the timeout (the official agent waits the full timeout and then fails with
+  OutputsLeftOpen): we wait ``output_close_grace_seconds`` after the script exits, then continue
+  with a warning in ``scripts.log`` (``"warn"``) or fail at once (``"fail"``). The leftover process
+  is not killed and its output is drained in the background, so it does not die of SIGPIPE;
+* ``runas`` switches user directly (setuid/setgid/initgroups) instead of ``su <user> -c``, so it
+  needs no terminal and no sudo, and gives the script a login-like environment (HOME, USER,
+  LOGNAME, SHELL, PATH) while keeping the deployment variables;
+* a script without a ``#!`` line that is not a binary (ENOEXEC) is run with ``/bin/sh``, as a
+  shell would, instead of failing to spawn;
+* inherited ``BUNDLE_*`` variables of the agent's own environment never leak into a script: the
+  revision variables are exactly the ones the caller passes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import errno
+import logging
+import os
+import pwd
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Literal
+
+from opendeploy.agent.script_log import ScriptLog
+from opendeploy.appspec.model import Script
+from opendeploy.domain.status import LifecycleErrorCode
+from opendeploy.errors import ScriptError
+
+__all__ = [
+    "DEPLOYMENT_VARIABLES",
+    "REVISION_VARIABLES",
+    "HookSettings",
+    "hook_environment",
+    "run_scripts",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The variables the official agent sets for every hook.
+DEPLOYMENT_VARIABLES = (
+    "LIFECYCLE_EVENT",
+    "DEPLOYMENT_ID",
+    "APPLICATION_NAME",
+    "DEPLOYMENT_GROUP_NAME",
+    "DEPLOYMENT_GROUP_ID",
+)
+#: The revision variables: S3 revisions set the first four, GitHub revisions ``BUNDLE_COMMIT``.
+REVISION_VARIABLES = (
+    "BUNDLE_BUCKET",
+    "BUNDLE_KEY",
+    "BUNDLE_VERSION",
+    "BUNDLE_ETAG",
+    "BUNDLE_COMMIT",
+)
+
+#: Output lines longer than this many characters are split into several lines.
+MAX_LINE_CHARS = 64 * 1024
+_READ_SIZE = 64 * 1024
+#: How often to look at a process when no event can wake us (no pidfd, or waiting for a group).
+_POLL_SECONDS = 0.05
+_ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_USER_PATH = "/usr/local/bin:/usr/bin:/bin"
+_NO_REVISION_ENV: Mapping[str, str | None] = MappingProxyType({})
+
+OnOutput = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HookSettings:
+    """How hooks are run where we deliberately differ from the official agent.
+
+    ``kill_grace_seconds``: at a script's deadline its process group gets SIGTERM, and SIGKILL this
+    many seconds later if anything in the group is still alive.
+    ``outputs_left_open``: what to do when the script exited but a process it started still holds
+    its stdout/stderr open after ``output_close_grace_seconds``: ``"warn"`` continues (the exit
+    code decides), ``"fail"`` fails the script with OutputsLeftOpen.
+    ``login_environment``: for ``runas``, set HOME, USER, LOGNAME, SHELL and PATH of that user.
+    """
+
+    kill_grace_seconds: float = 5.0
+    outputs_left_open: Literal["warn", "fail"] = "warn"
+    output_close_grace_seconds: float = 1.0
+    login_environment: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("kill_grace_seconds", "output_close_grace_seconds"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"{name}: {value} must not be negative")
+        if self.outputs_left_open not in ("warn", "fail"):
+            raise ValueError(
+                f"outputs_left_open: {self.outputs_left_open!r} must be 'warn' or 'fail'"
+            )
+
+
+def hook_environment(
+    *,
+    event: str,
+    deployment_id: str,
+    application_name: str,
+    deployment_group_name: str,
+    deployment_group_id: str,
+    revision_env: Mapping[str, str | None] = _NO_REVISION_ENV,
+) -> dict[str, str]:
+    """The deployment variables the official agent gives every hook script, and no others.
+
+    ``revision_env`` holds the revision variables (``BUNDLE_BUCKET``, ``BUNDLE_KEY``,
+    ``BUNDLE_VERSION``, ``BUNDLE_ETAG`` for S3; ``BUNDLE_COMMIT`` for GitHub); a ``None`` value
+    means "unset" and leaves the variable out.
+    """
+    env = {
+        "LIFECYCLE_EVENT": event,
+        "DEPLOYMENT_ID": deployment_id,
+        "APPLICATION_NAME": application_name,
+        "DEPLOYMENT_GROUP_NAME": deployment_group_name,
+        "DEPLOYMENT_GROUP_ID": deployment_group_id,
+    }
+    for name, value in revision_env.items():
+        if name not in REVISION_VARIABLES:
+            raise ValueError(
+                f"revision_env: {name!r} is not a revision variable "
+                f"(one of {', '.join(REVISION_VARIABLES)})"
+            )
+        if value is not None:
+            env[name] = value
+    return env
+
+
+def run_scripts(
+    scripts: Sequence[Script],
+    *,
+    event: str,
+    archive_dir: Path,
+    env: Mapping[str, str],
+    script_log: ScriptLog,
+    on_output: OnOutput | None = None,
+    settings: HookSettings = HookSettings(),
+) -> None:
+    """Run the scripts of lifecycle ``event`` in order; stop at the first failure.
+
+    Scripts are found under ``archive_dir`` and get ``os.environ`` plus ``env`` (the deployment
+    variables, see :func:`hook_environment`). Every output line goes to ``script_log`` and, as it
+    arrives, to ``on_output(stream, line)`` (``"stdout"``/``"stderr"``, no trailing newline).
+
+    Raises :class:`ScriptError` with the official code (``LifecycleErrorCode`` value) and message,
+    ``script`` set to the location and ``log_tail`` to the tail of ``script_log``.
+    """
+    if not scripts:
+        return
+    script_log.event(event)
+    inherited = {k: v for k, v in os.environ.items() if k not in REVISION_VARIABLES}
+    for script in scripts:
+        location = script.location.strip()
+        try:
+            _run_script(
+                script,
+                location,
+                archive_dir=Path(archive_dir),
+                inherited=inherited,
+                deployment_env=env,
+                script_log=script_log,
+                on_output=on_output,
+                settings=settings,
+            )
+        except ScriptError:
+            raise
+        except Exception as exc:
+            raise ScriptError(
+                LifecycleErrorCode.UNKNOWN_ERROR.value,
+                str(exc) or type(exc).__name__,
+                script=location,
+                log_tail=script_log.tail,
+            ) from exc
+
+
+# --- one script ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """How to start one script: command line, environment and the identity to switch to."""
+
+    argv: list[str]
+    env: dict[str, str]
+    user: int | None = None
+    group: int | None = None
+    extra_groups: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a script ended: exit status (None if it timed out), and streams left open."""
+
+    returncode: int | None
+    timed_out: bool = False
+    left_open: tuple[str, ...] = field(default=())
+
+
+def _run_script(
+    script: Script,
+    location: str,
+    *,
+    archive_dir: Path,
+    inherited: Mapping[str, str],
+    deployment_env: Mapping[str, str],
+    script_log: ScriptLog,
+    on_output: OnOutput | None,
+    settings: HookSettings,
+) -> None:
+    def fail(code: LifecycleErrorCode, message: str) -> ScriptError:
+        return ScriptError(code.value, message, script=location, log_tail=script_log.tail)
+
+    def emit(stream: str, text: str, newline: bool) -> None:
+        script_log.output(stream, text + "\n" if newline else text)
+        if on_output is not None:
+            on_output(stream, text.removesuffix("\r"))
+
+    runas = (script.runas or "").strip() or None
+    subject = f"Script at specified location: {location}"
+    failed = f"{subject} run as user {runas} failed" if runas else f"{subject} failed"
+
+    script_log.script(location)
+    # As the official agent (File.join): an absolute location is joined under the archive.
+    path = Path(os.path.abspath(os.path.join(archive_dir, location.lstrip("/"))))
+    if not path.exists():
+        raise fail(
+            LifecycleErrorCode.SCRIPT_MISSING,
+            f"Script does not exist at specified location: {path}",
+        )
+    if not os.access(path, os.X_OK):
+        logger.warning("script %s is not executable; setting its execute bits", path)
+        try:
+            path.chmod(path.stat().st_mode | 0o111)
+        except OSError as exc:
+            raise fail(
+                LifecycleErrorCode.SCRIPT_NOT_EXECUTABLE,
+                f"Unable to set script at specified location: {location} as executable",
+            ) from exc
+
+    launch = _plan(script, path, runas, inherited, deployment_env, settings, failed, fail)
+    try:
+        proc = _spawn(launch)
+    except OSError as exc:
+        raise fail(
+            LifecycleErrorCode.SCRIPT_FAILED,
+            f"{failed} with error {type(exc).__name__} with message {exc}",
+        ) from exc
+
+    outcome = _supervise(proc, float(script.timeout), emit, settings)
+
+    if outcome.timed_out:
+        raise fail(
+            LifecycleErrorCode.SCRIPT_TIMED_OUT,
+            f"{subject} failed to complete in {script.timeout} seconds",
+        )
+    if outcome.left_open:
+        if settings.outputs_left_open == "fail":
+            raise fail(
+                LifecycleErrorCode.OUTPUTS_LEFT_OPEN,
+                f"{subject} failed to close {outcome.left_open[0].upper()}",
+            )
+        streams = " and ".join(outcome.left_open)
+        emit(
+            "stderr",
+            f"OpenDeploy: the script exited but a process it started still holds its {streams} "
+            "open; continuing without waiting (the official agent would wait for the full "
+            "timeout and fail with OutputsLeftOpen). Redirect the output of background "
+            "processes, e.g. `cmd > /dev/null 2>&1 &`.",
+            True,
+        )
+    returncode = outcome.returncode
+    if returncode is not None and returncode < 0:
+        raise fail(
+            LifecycleErrorCode.SCRIPT_FAILED,
+            f"{failed}: killed by signal {_signal_name(-returncode)}",
+        )
+    if returncode:
+        raise fail(LifecycleErrorCode.SCRIPT_FAILED, f"{failed} with exit code {returncode}")
+
+
+def _plan(
+    script: Script,
+    path: Path,
+    runas: str | None,
+    inherited: Mapping[str, str],
+    deployment_env: Mapping[str, str],
+    settings: HookSettings,
+    failed: str,
+    fail: Callable[[LifecycleErrorCode, str], ScriptError],
+) -> _Launch:
+    """Decide the command line, environment and identity for one script."""
+    euid = os.geteuid()
+    if runas is None:
+        argv = [str(path)]
+        if script.sudo and euid != 0:
+            sudo = shutil.which("sudo")
+            if sudo is None:
+                raise fail(
+                    LifecycleErrorCode.SCRIPT_FAILED,
+                    f"{failed}: sudo: true needs the sudo command, which is not installed "
+                    f"(the agent runs as uid {euid}, not root)",
+                )
+            # -n: fail at once instead of waiting for a password nobody can type.
+            argv = [sudo, "-n", "--", str(path)]
+        return _Launch(argv, {**inherited, **deployment_env})
+
+    try:
+        account = pwd.getpwnam(runas)
+    except KeyError:
+        raise fail(
+            LifecycleErrorCode.SCRIPT_FAILED,
+            f"{failed}: runas: user {runas!r} does not exist on this host",
+        ) from None
+    login: dict[str, str] = {}
+    if settings.login_environment:
+        login = {
+            "HOME": account.pw_dir,
+            "USER": account.pw_name,
+            "LOGNAME": account.pw_name,
+            "SHELL": account.pw_shell or "/bin/sh",
+            "PATH": _ROOT_PATH if account.pw_uid == 0 else _USER_PATH,
+        }
+    env = {**inherited, **login, **deployment_env}
+    if account.pw_uid == euid:
+        return _Launch([str(path)], env)
+    if euid != 0:
+        raise fail(
+            LifecycleErrorCode.SCRIPT_FAILED,
+            f"{failed}: the agent runs as uid {euid}, and only an agent running as root can "
+            f"run a script as another user",
+        )
+    return _Launch(
+        [str(path)],
+        env,
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=os.getgrouplist(account.pw_name, account.pw_gid),
+    )
+
+
+def _spawn(launch: _Launch) -> subprocess.Popen[bytes]:
+    """Start the script in its own session and process group, stdin from /dev/null."""
+
+    def popen(argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=launch.env,
+            start_new_session=True,
+            close_fds=True,
+            user=launch.user,
+            group=launch.group,
+            extra_groups=launch.extra_groups,
+        )
+
+    try:
+        return popen(launch.argv)
+    except OSError as exc:
+        # No "#!" line and not a binary: run it with /bin/sh, as a shell would.
+        if exc.errno != errno.ENOEXEC or len(launch.argv) != 1:
+            raise
+        return popen(["/bin/sh", *launch.argv])
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    emit: Callable[[str, str, bool], None],
+    settings: HookSettings,
+) -> _Outcome:
+    """Stream the output of ``proc`` until it ends, times out, or leaves its output open."""
+    deadline = time.monotonic() + timeout
+    exited_at: float | None = None
+    pump: _OutputPump | None = None
+    flush = True
+    try:
+        pump = _OutputPump(proc, emit)
+        while True:
+            now = time.monotonic()
+            returncode = proc.poll()
+            if returncode is not None:
+                if not pump.open_streams:
+                    return _Outcome(returncode)
+                if exited_at is None:
+                    exited_at = now
+                limit = min(exited_at + settings.output_close_grace_seconds, deadline)
+                if now >= limit:
+                    left_open = pump.open_streams
+                    pump.hand_off()
+                    return _Outcome(returncode, left_open=left_open)
+            elif now >= deadline:
+                _terminate_group(proc, pump, settings)
+                return _Outcome(None, timed_out=True)
+            else:
+                limit = deadline
+            pump.wait(limit - now)
+    except BaseException:
+        # Never leave a hook running behind an error of ours (or a raising on_output).
+        flush = False
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        if pump is not None:
+            pump.close(flush=flush)
+
+
+def _terminate_group(
+    proc: subprocess.Popen[bytes], pump: _OutputPump, settings: HookSettings
+) -> None:
+    """SIGTERM the script's process group, SIGKILL it after the grace, collect what it wrote."""
+    pgid = proc.pid
+    _signal_group(pgid, signal.SIGTERM)
+    grace_end = time.monotonic() + settings.kill_grace_seconds
+    while True:
+        proc.poll()
+        remaining = grace_end - time.monotonic()
+        if remaining <= 0 or not _group_alive(pgid):
+            break
+        # Keep reading: a TERM handler's last words belong in scripts.log.
+        pump.wait(min(remaining, _POLL_SECONDS))
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+    proc.wait()
+    drain_end = time.monotonic() + settings.output_close_grace_seconds
+    while pump.open_streams and (remaining := drain_end - time.monotonic()) > 0:
+        pump.wait(remaining)
+    if pump.open_streams:
+        # Held by a process that left the group (setsid); don't let it die of SIGPIPE.
+        pump.hand_off()
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is left in process group ``pgid``.
+
+    Zombies count as dead: in containers whose PID 1 does not reap orphans they stay forever.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return f"{signal.Signals(signum).name} ({signum})"
+    except ValueError:
+        return str(signum)
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+class _LineSplitter:
+    """Turns the bytes of one stream into lines, bounded to :data:`MAX_LINE_CHARS` each."""
+
+    def __init__(self, name: str, emit: Callable[[str, str, bool], None]) -> None:
+        self.name = name
+        self._emit = emit
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._parts: list[str] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        self._split(self._decoder.decode(data))
+
+    def finish(self) -> None:
+        """End of stream: a last line without newline is passed on without one."""
+        self._split(self._decoder.decode(b"", final=True))
+        if self._parts:
+            self._line("".join(self._parts), terminated=False)
+            self._parts.clear()
+            self._size = 0
+
+    def _split(self, text: str) -> None:
+        # The unfinished line is kept as a list of parts: a script writing one character at a
+        # time must not cost a copy of the whole line per character.
+        *complete, rest = text.split("\n")
+        for line in complete:
+            self._parts.append(line)
+            self._line("".join(self._parts), terminated=True)
+            self._parts.clear()
+            self._size = 0
+        if not rest:
+            return
+        self._parts.append(rest)
+        self._size += len(rest)
+        if self._size >= MAX_LINE_CHARS:
+            pending = "".join(self._parts)
+            while len(pending) >= MAX_LINE_CHARS:
+                self._emit(self.name, pending[:MAX_LINE_CHARS], True)
+                pending = pending[MAX_LINE_CHARS:]
+            self._parts = [pending] if pending else []
+            self._size = len(pending)
+
+    def _line(self, text: str, *, terminated: bool) -> None:
+        while len(text) > MAX_LINE_CHARS:
+            self._emit(self.name, text[:MAX_LINE_CHARS], True)
+            text = text[MAX_LINE_CHARS:]
+        self._emit(self.name, text, terminated)
+
+
+class _OutputPump:
+    """Reads a process's stdout and stderr as they come, waking up when the process exits."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], emit: Callable[[str, str, bool], None]):
+        self._selector = selectors.DefaultSelector()
+        self._files: dict[int, IO[bytes]] = {}
+        for name, file in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            assert file is not None
+            os.set_blocking(file.fileno(), False)
+            self._files[file.fileno()] = file
+            self._selector.register(file.fileno(), selectors.EVENT_READ, _LineSplitter(name, emit))
+        self._pidfd: int | None = None
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            pass  # no pidfd (old kernel, other OS): poll the process instead
+        else:
+            self._selector.register(self._pidfd, selectors.EVENT_READ, None)
+        self._exited = False
+
+    @property
+    def open_streams(self) -> tuple[str, ...]:
+        """Names of the streams not at end-of-file yet, stdout first."""
+        names = [
+            key.data.name
+            for key in self._selector.get_map().values()
+            if isinstance(key.data, _LineSplitter)
+        ]
+        return tuple(sorted(names, key=("stdout", "stderr").index))
+
+    def wait(self, timeout: float) -> None:
+        """Handle output for up to ``timeout`` seconds; return early when the process exits."""
+        if self._pidfd is None and not self._exited:
+            timeout = min(timeout, _POLL_SECONDS)
+        for key, _events in self._selector.select(max(timeout, 0.0)):
+            if key.data is None:
+                self._close_pidfd()
+                self._exited = True
+                continue
+            splitter: _LineSplitter = key.data
+            try:
+                data = os.read(key.fd, _READ_SIZE)
+            except BlockingIOError:
+                continue
+            if data:
+                splitter.feed(data)
+            else:
+                splitter.finish()
+                self._selector.unregister(key.fd)
+                self._files.pop(key.fd).close()
+
+    def hand_off(self) -> None:
+        """Stop reading the open streams; a daemon thread drains them until their holder ends."""
+        keys = [self._selector.unregister(fd) for fd in list(self._files)]
+        files = [self._files.pop(key.fd) for key in keys]
+        if files:
+            threading.Thread(
+                target=_discard_until_eof, args=(files,), name="hook-output-drain", daemon=True
+            ).start()
+        for key in keys:
+            key.data.finish()
+
+    def close(self, *, flush: bool = True) -> None:
+        """Release everything; with ``flush``, partial lines still buffered are passed on."""
+        keys = [self._selector.unregister(fd) for fd in list(self._files)]
+        files = [self._files.pop(key.fd) for key in keys]
+        try:
+            if flush:
+                for key in keys:
+                    key.data.finish()
+        finally:
+            for file in files:
+                file.close()
+            self._close_pidfd()
+            self._selector.close()
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            self._selector.unregister(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def _discard_until_eof(files: list[IO[bytes]]) -> None:
+    """Read and drop the output of a process a script left behind, so it never gets SIGPIPE."""
+    with selectors.DefaultSelector() as selector:
+        for file in files:
+            selector.register(file.fileno(), selectors.EVENT_READ, file)
+        while selector.get_map():
+            for key, _events in selector.select():
+                try:
+                    data = os.read(key.fd, _READ_SIZE)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    selector.unregister(key.fd)
+                    key.data.close()

@@ -1,0 +1,249 @@
+"""The Starlette application: both CodeDeploy wire protocols over one table of operations.
+
+Routes:
+- ``POST /`` with ``X-Amz-Target: <prefix>.<Operation>``: awsJson1_1 (boto3, aws-cli v1);
+- ``POST /service/<prefix>/operation/<Operation>``: Smithy RPC v2 CBOR;
+- ``GET /healthz``: liveness, unauthenticated;
+- whatever ``extra_routes`` adds (the Command API's services join through ``services``; the S3
+  bundle store and the dashboard mount their own routes here).
+
+Every request goes through the same steps, off the event loop (handlers and the store are
+synchronous): SigV4 -> operation lookup -> body decode -> model validation -> handler -> output
+serialization. A handler that is a coroutine function (PollHostCommand, which may wait for
+minutes) is awaited on the event loop instead, the steps around it still run in a thread.
+Errors are rendered once, in the protocol the request came in, and one structured log line is
+written per request.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Lifespan
+
+from opendeploy.api import sigv4
+from opendeploy.api.context import Handler, RequestContext
+from opendeploy.api.errors import WireError, to_wire_error, validation_error
+from opendeploy.api.model import ServiceSpec
+from opendeploy.api.protocols.awsjson import AWS_JSON_1_1, parse_target
+from opendeploy.api.protocols.base import WireProtocol
+from opendeploy.api.protocols.rpcv2cbor import RPC_V2_CBOR
+from opendeploy.api.shapes import ShapeViolation, decode_input, encode_output
+from opendeploy.service_errors import InvalidSignatureError, UnknownOperationError
+
+log = logging.getLogger("opendeploy.api")
+
+#: (access key id, request id) -> the context handed to a handler.
+ContextFactory = Callable[[str, str], RequestContext]
+
+#: A handler that waits without holding a thread; it runs its own blocking work in threads.
+AsyncHandler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """A service model and the handlers that implement its operations."""
+
+    spec: ServiceSpec
+    handlers: Mapping[str, Handler | AsyncHandler]
+
+
+@dataclass(frozen=True)
+class _Call:
+    protocol: WireProtocol
+    target: tuple[str, str] | None  # (service prefix, operation) as the request names them
+    signed: sigv4.SignedRequest
+    request_id: str
+
+
+@dataclass
+class _Outcome:
+    status: int
+    body: bytes
+    operation: str = "-"
+    principal: str = "-"
+    error: WireError | None = None
+
+
+class _Dispatcher:
+    """Runs one call through auth, decoding, validation, the handler and serialization."""
+
+    def __init__(
+        self,
+        services: Sequence[ServiceBinding],
+        lookup_secret: sigv4.SecretLookup,
+        context_factory: ContextFactory,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._by_prefix: dict[str, ServiceBinding] = {}
+        for binding in services:
+            for prefix in binding.spec.target_prefixes:
+                self._by_prefix[prefix] = binding
+        self._lookup_secret = lookup_secret
+        self._context_factory = context_factory
+        self._clock = clock
+
+    def is_async(self, target: tuple[str, str] | None) -> bool:
+        """Whether the operation ``target`` names has a coroutine handler (see :meth:`serve`)."""
+        if target is None or (binding := self._by_prefix.get(target[0])) is None:
+            return False
+        return inspect.iscoroutinefunction(binding.handlers.get(target[1]))
+
+    def __call__(self, call: _Call) -> _Outcome:
+        """The whole call, synchronously (in a worker thread)."""
+        outcome = _Outcome(status=200, body=b"")
+        try:
+            handler, context, params, operation = self._prepare(call, outcome)
+            result = handler(context, params)
+            self._finish(call, outcome, operation, result)
+        except Exception as exc:
+            self._fail(call, outcome, exc)
+        return outcome
+
+    async def serve(self, call: _Call) -> _Outcome:
+        """The call with a coroutine handler: awaited here, the steps around it in a thread."""
+        outcome = _Outcome(status=200, body=b"")
+        try:
+            handler, context, params, operation = await run_in_threadpool(
+                self._prepare, call, outcome
+            )
+            result = await handler(context, params)
+            await run_in_threadpool(self._finish, call, outcome, operation, result)
+        except Exception as exc:
+            self._fail(call, outcome, exc)
+        return outcome
+
+    def _prepare(self, call: _Call, outcome: _Outcome) -> tuple[Any, RequestContext, Any, Any]:
+        """Authenticate, resolve, decode and validate: (handler, context, params, operation)."""
+        verified = sigv4.verify(call.signed, self._lookup_secret, now=self._clock())
+        outcome.principal = verified.access_key_id
+        binding, operation = self._resolve(call.target)
+        outcome.operation = operation.name
+        if verified.service not in binding.spec.signing_names:
+            names = "', '".join(sorted(binding.spec.signing_names))
+            raise InvalidSignatureError(
+                f"Credential should be scoped to correct service: '{names}'."
+            )
+        handler = binding.handlers.get(operation.name)
+        if handler is None:
+            raise UnknownOperationError(
+                f"Operation {operation.name} of {binding.spec.name} is not implemented by "
+                "this OpenDeploy server."
+            )
+        document = call.protocol.loads(call.signed.body)
+        try:
+            params = decode_input(operation.input_shape, document, call.protocol.codec)
+        except ShapeViolation as violation:
+            raise validation_error(violation, operation) from violation
+        context = self._context_factory(verified.access_key_id, call.request_id)
+        return handler, context, params, operation
+
+    @staticmethod
+    def _finish(call: _Call, outcome: _Outcome, operation: Any, result: dict[str, Any]) -> None:
+        wire = encode_output(operation.output_shape, result, call.protocol.codec)
+        outcome.body = call.protocol.dumps(wire)
+
+    @staticmethod
+    def _fail(call: _Call, outcome: _Outcome, exc: Exception) -> None:
+        error = to_wire_error(exc, call.request_id)
+        if error.is_fault:
+            log.error("fault request_id=%s op=%s", call.request_id, outcome.operation, exc_info=exc)
+        outcome.error = error
+        outcome.status = error.status
+        outcome.body = call.protocol.error_body(error.code, error.message)
+
+    def _resolve(self, target: tuple[str, str] | None) -> tuple[ServiceBinding, Any]:
+        if target is None:
+            raise UnknownOperationError(
+                "The request names no operation: send X-Amz-Target: <service>.<Operation>."
+            )
+        prefix, name = target
+        binding = self._by_prefix.get(prefix)
+        operation = binding.spec.operation(name) if binding is not None else None
+        if binding is None or operation is None:
+            raise UnknownOperationError(f"Operation {prefix}.{name} is not known to this server.")
+        return binding, operation
+
+
+def create_app(
+    *,
+    services: Sequence[ServiceBinding],
+    lookup_secret: sigv4.SecretLookup,
+    context_factory: ContextFactory,
+    extra_routes: Sequence[BaseRoute] = (),
+    lifespan: Lifespan[Starlette] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Starlette:
+    """Build the ASGI app serving ``services`` in both protocols, plus ``extra_routes``.
+
+    Example::
+
+        app = create_app(
+            services=[ServiceBinding(codedeploy_service(), load_handlers())],
+            lookup_secret=store.access_keys.get_secret,
+            context_factory=lambda key, rid: RequestContext(store, settings, key, rid),
+        )
+    """
+    dispatch = _Dispatcher(services, lookup_secret, context_factory, clock)
+
+    async def aws_json(request: Request) -> Response:
+        target = request.headers.get("x-amz-target")
+        return await _serve(request, AWS_JSON_1_1, parse_target(target) if target else None)
+
+    async def rpc_v2_cbor(request: Request) -> Response:
+        target = (request.path_params["service"], request.path_params["operation"])
+        return await _serve(request, RPC_V2_CBOR, target)
+
+    async def _serve(
+        request: Request, protocol: WireProtocol, target: tuple[str, str] | None
+    ) -> Response:
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        body = await request.body()
+        call = _Call(
+            protocol=protocol,
+            target=target,
+            signed=sigv4.SignedRequest.from_asgi(request.scope, body),
+            request_id=request_id,
+        )
+        if dispatch.is_async(target):
+            outcome = await dispatch.serve(call)
+        else:
+            outcome = await run_in_threadpool(dispatch, call)
+        code = outcome.error.code if outcome.error else None
+        log.info(
+            "request op=%s status=%d ms=%.1f request_id=%s principal=%s protocol=%s%s",
+            outcome.operation,
+            outcome.status,
+            (time.perf_counter() - started) * 1000,
+            request_id,
+            outcome.principal,
+            protocol.name,
+            f" error={code}" if code else "",
+        )
+        return Response(
+            outcome.body, status_code=outcome.status, headers=protocol.headers(request_id, code)
+        )
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    routes: list[BaseRoute] = [
+        Route("/", aws_json, methods=["POST"]),
+        Route("/service/{service}/operation/{operation}", rpc_v2_cbor, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        *extra_routes,
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,89 @@
+"""Helpers the handler modules share: name checks, ARNs, page tokens, time, batch limits."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from opendeploy.api.context import RequestContext
+from opendeploy.errors import ServiceError
+from opendeploy.service_errors import (
+    ApplicationNameRequiredError,
+    BatchLimitExceededError,
+    InvalidApplicationNameError,
+)
+from opendeploy.store._base import decode_token, encode_token
+
+#: AWS's pattern and length for application, group and configuration names.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9+=,.@_-]{1,100}")
+
+__all__ = ["decode_token", "encode_token"]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_name(
+    value: Any,
+    *,
+    field: str,
+    required: type[ServiceError],
+    invalid: type[ServiceError],
+) -> str:
+    """``value`` if it is a valid name; else the specific Required/Invalid error of the field."""
+    if value is None or value == "":
+        raise required(f"{field} is required.")
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise invalid(
+            f"{field}: {value!r} must be 1 to 100 characters of A-Z a-z 0-9 + = , . @ _ -"
+        )
+    return value
+
+
+def app_name(value: Any) -> str:
+    return check_name(
+        value,
+        field="Application name",
+        required=ApplicationNameRequiredError,
+        invalid=InvalidApplicationNameError,
+    )
+
+
+def check_batch(items: Any, *, limit: int, what: str) -> list[Any]:
+    """The list, or BatchLimitExceededException when it holds more than ``limit`` entries."""
+    found: list[Any] = list(items or [])
+    if len(found) > limit:
+        raise BatchLimitExceededError(
+            f"The maximum number of {what} allowed for this request ({limit}) was exceeded."
+        )
+    return found
+
+
+def page(names: list[Any], more: bool, offset: int) -> str | None:
+    """The ``nextToken`` after a page of ``names`` that started at ``offset``."""
+    return encode_token(offset + len(names)) if more else None
+
+
+def arn(ctx: RequestContext, resource: str) -> str:
+    """``arn:aws:codedeploy:<region>:<account>:<resource>``."""
+    s = ctx.settings
+    return f"arn:aws:codedeploy:{s.region}:{s.account_id}:{resource}"
+
+
+def application_arn(ctx: RequestContext, name: str) -> str:
+    return arn(ctx, f"application:{name}")
+
+
+def deployment_group_arn(ctx: RequestContext, app: str, group: str) -> str:
+    return arn(ctx, f"deploymentgroup:{app}/{group}")
+
+
+def deployment_config_arn(ctx: RequestContext, name: str) -> str:
+    return arn(ctx, f"deploymentconfig:{name}")
+
+
+def tag_pairs(tags: Any) -> list[tuple[str, str]]:
+    """API ``[{Key, Value}]`` as (key, value) pairs (missing value = "")."""
+    return [(str(t.get("Key") or ""), str(t.get("Value") or "")) for t in tags or []]

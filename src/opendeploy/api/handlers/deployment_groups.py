@@ -1,0 +1,268 @@
+"""CreateDeploymentGroup, GetDeploymentGroup, BatchGetDeploymentGroups, ListDeploymentGroups,
+UpdateDeploymentGroup, DeleteDeploymentGroup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opendeploy.api.context import Handler, RequestContext
+from opendeploy.api.handlers import _common as c
+from opendeploy.domain.configs import DEFAULT_CONFIG_BY_PLATFORM, PREDEFINED, ComputePlatform
+from opendeploy.engine.targets import TagFilter
+from opendeploy.service_errors import (
+    AlarmsLimitExceededError,
+    DeploymentConfigDoesNotExistError,
+    DeploymentGroupNameRequiredError,
+    InvalidDeploymentConfigNameError,
+    InvalidDeploymentGroupNameError,
+    InvalidDeploymentStyleError,
+    InvalidEC2TagCombinationError,
+    InvalidEC2TagError,
+    InvalidOnPremisesTagCombinationError,
+    InvalidTagError,
+    RoleRequiredError,
+    TagSetListLimitExceededError,
+)
+from opendeploy.store.deployment_groups import does_not_exist
+
+PAGE_SIZE = 100
+
+#: API member -> column, for the settings stored as they come.
+_PLAIN = {
+    "ec2TagFilters": "ec2_tag_filters",
+    "onPremisesInstanceTagFilters": "on_premises_instance_tag_filters",
+    "ec2TagSet": "ec2_tag_set",
+    "onPremisesTagSet": "on_premises_tag_set",
+    "triggerConfigurations": "trigger_configurations",
+    "alarmConfiguration": "alarm_configuration",
+    "autoRollbackConfiguration": "auto_rollback_configuration",
+    "deploymentStyle": "deployment_style",
+    "blueGreenDeploymentConfiguration": "blue_green_deployment_configuration",
+    "loadBalancerInfo": "load_balancer_info",
+    "ecsServices": "ecs_services",
+    "outdatedInstancesStrategy": "outdated_instances_strategy",
+    "terminationHookEnabled": "termination_hook_enabled",
+    "serviceRoleArn": "service_role_arn",
+    "deploymentConfigName": "deployment_config_name",
+}
+
+
+def group_name(value: Any) -> str:
+    return c.check_name(
+        value,
+        field="Deployment group name",
+        required=DeploymentGroupNameRequiredError,
+        invalid=InvalidDeploymentGroupNameError,
+    )
+
+
+def config_exists(ctx: RequestContext, name: Any) -> str:
+    """A valid, existing configuration name (predefined or custom)."""
+    if not isinstance(name, str) or not c.NAME_PATTERN.fullmatch(name):
+        raise InvalidDeploymentConfigNameError(
+            f"deploymentConfigName: {name!r} must be 1 to 100 characters "
+            "of A-Z a-z 0-9 + = , . @ _ -"
+        )
+    if name not in PREDEFINED and ctx.store.deployment_configs.get(name) is None:
+        raise DeploymentConfigDoesNotExistError(
+            f"No deployment configuration found for name: {name}"
+        )
+    return name
+
+
+def _check_filters(filters: Any, error: type[InvalidTagError] | type[InvalidEC2TagError]) -> None:
+    for shape in filters or []:
+        try:
+            TagFilter.from_wire(shape)
+        except ValueError as exc:
+            raise error(f"Tag filter {shape!r}: {exc}") from None
+
+
+def _check_tag_set(tag_set: Any, error: type[InvalidTagError] | type[InvalidEC2TagError]) -> None:
+    groups = (tag_set or {}).get("ec2TagSetList", (tag_set or {}).get("onPremisesTagSetList", []))
+    if len(groups) > 3:
+        raise TagSetListLimitExceededError("A tag set may hold at most 3 tag groups.")
+    for group in groups:
+        _check_filters(group, error)
+
+
+def settings_from(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """The column values of the settings given in ``params``, validated as AWS does."""
+    if params.get("ec2TagFilters") and params.get("ec2TagSet"):
+        raise InvalidEC2TagCombinationError("ec2TagFilters and ec2TagSet cannot both be specified.")
+    if params.get("onPremisesInstanceTagFilters") and params.get("onPremisesTagSet"):
+        raise InvalidOnPremisesTagCombinationError(
+            "onPremisesInstanceTagFilters and onPremisesTagSet cannot both be specified."
+        )
+    _check_filters(params.get("ec2TagFilters"), InvalidEC2TagError)
+    _check_filters(params.get("onPremisesInstanceTagFilters"), InvalidTagError)
+    _check_tag_set(params.get("ec2TagSet"), InvalidEC2TagError)
+    _check_tag_set(params.get("onPremisesTagSet"), InvalidTagError)
+    alarms = (params.get("alarmConfiguration") or {}).get("alarms") or []
+    if len(alarms) > 10:
+        raise AlarmsLimitExceededError(
+            "The maximum number of alarms for a deployment group (10) was exceeded."
+        )
+    style = params.get("deploymentStyle") or {}
+    if style.get("deploymentType") not in (None, "IN_PLACE", "BLUE_GREEN") or style.get(
+        "deploymentOption"
+    ) not in (None, "WITH_TRAFFIC_CONTROL", "WITHOUT_TRAFFIC_CONTROL"):
+        raise InvalidDeploymentStyleError(f"deploymentStyle: {style!r} is not a valid style")
+    if params.get("deploymentConfigName") is not None:
+        config_exists(ctx, params["deploymentConfigName"])
+    out = {column: params[member] for member, column in _PLAIN.items() if member in params}
+    if "autoScalingGroups" in params:
+        out["auto_scaling_groups"] = [{"name": n} for n in params["autoScalingGroups"] or []]
+    return out
+
+
+def _summary(ctx: RequestContext, deployment_id: str | None) -> dict[str, Any] | None:
+    if not deployment_id:
+        return None
+    brief = ctx.store.deployments.brief([deployment_id]).get(deployment_id)
+    if brief is None:
+        return None
+    return {
+        "deploymentId": deployment_id,
+        "status": brief["status"],
+        "endTime": brief["complete_time"],
+        "createTime": brief["create_time"],
+    }
+
+
+def render(ctx: RequestContext, app: str, row: dict[str, Any]) -> dict[str, Any]:
+    """DeploymentGroupInfo."""
+    info = {member: row[column] for member, column in _PLAIN.items()}
+    info.update(
+        {
+            "applicationName": app,
+            "deploymentGroupId": row["deployment_group_id"],
+            "deploymentGroupName": row["name"],
+            "computePlatform": row["compute_platform"],
+            "autoScalingGroups": row["auto_scaling_groups"],
+            "targetRevision": row["target_revision"],
+            "lastSuccessfulDeployment": _summary(ctx, row["last_successful_deployment_id"]),
+            "lastAttemptedDeployment": _summary(ctx, row["last_attempted_deployment_id"]),
+            "terminationHookEnabled": bool(row["termination_hook_enabled"]),
+        }
+    )
+    return info
+
+
+def create_deployment_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    app_name = c.app_name(params.get("applicationName"))
+    name = group_name(params.get("deploymentGroupName"))
+    app = ctx.store.applications.require(app_name)
+    if not params.get("serviceRoleArn"):
+        raise RoleRequiredError("The service role ARN was not specified.")
+    settings = settings_from(ctx, params)
+    platform = ComputePlatform(app["compute_platform"])
+    settings.setdefault("deployment_config_name", DEFAULT_CONFIG_BY_PLATFORM[platform])
+    settings["compute_platform"] = str(platform)
+    row = ctx.store.deployment_groups.create(
+        application_id=app["application_id"],
+        app_name=app_name,
+        name=name,
+        settings=settings,
+        now=c.now(),
+    )
+    tags = c.tag_pairs(params.get("tags"))
+    if tags:
+        ctx.store.tags.tag(c.deployment_group_arn(ctx, app_name, name), tags)
+    return {"deploymentGroupId": row["deployment_group_id"]}
+
+
+def get_deployment_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    app_name = c.app_name(params.get("applicationName"))
+    name = group_name(params.get("deploymentGroupName"))
+    app = ctx.store.applications.require(app_name)
+    row = ctx.store.deployment_groups.get(app["application_id"], name)
+    if row is None:
+        raise does_not_exist(app_name, name)
+    return {"deploymentGroupInfo": render(ctx, app_name, row)}
+
+
+def batch_get_deployment_groups(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    app_name = c.app_name(params.get("applicationName"))
+    names = c.check_batch(
+        params.get("deploymentGroupNames"), limit=100, what="deployment group names"
+    )
+    if not names:
+        raise DeploymentGroupNameRequiredError("The deployment group names were not specified.")
+    for name in names:
+        group_name(name)
+    app = ctx.store.applications.require(app_name)
+    rows = {
+        r["name"]: r for r in ctx.store.deployment_groups.get_many(app["application_id"], names)
+    }
+    missing = [n for n in names if n not in rows]
+    return {
+        "deploymentGroupsInfo": [render(ctx, app_name, rows[n]) for n in names if n in rows],
+        "errorMessage": (f"Deployment groups not found: {', '.join(missing)}" if missing else None),
+    }
+
+
+def list_deployment_groups(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    app_name = c.app_name(params.get("applicationName"))
+    app = ctx.store.applications.require(app_name)
+    offset = c.decode_token(params.get("nextToken"))
+    names, more = ctx.store.deployment_groups.list_names(
+        app["application_id"], offset=offset, limit=PAGE_SIZE
+    )
+    return {
+        "applicationName": app_name,
+        "deploymentGroups": names,
+        "nextToken": c.page(names, more, offset),
+    }
+
+
+def update_deployment_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    app_name = c.app_name(params.get("applicationName"))
+    current = group_name(params.get("currentDeploymentGroupName"))
+    new = params.get("newDeploymentGroupName")
+    if new is not None:
+        new = group_name(new)
+    app = ctx.store.applications.require(app_name)
+    settings = settings_from(ctx, params)
+    # Giving one kind of EC2 selection clears the other, as in AWS.
+    for member, other in (
+        ("ec2_tag_filters", "ec2_tag_set"),
+        ("ec2_tag_set", "ec2_tag_filters"),
+        ("on_premises_instance_tag_filters", "on_premises_tag_set"),
+        ("on_premises_tag_set", "on_premises_instance_tag_filters"),
+    ):
+        if settings.get(member):
+            settings.setdefault(other, None)
+    ctx.store.deployment_groups.update(
+        application_id=app["application_id"],
+        app_name=app_name,
+        current_name=current,
+        new_name=new,
+        settings=settings,
+    )
+    if new and new != current:
+        old_arn = c.deployment_group_arn(ctx, app_name, current)
+        tags = ctx.store.tags.list_tags(old_arn)
+        if tags:
+            ctx.store.tags.tag(c.deployment_group_arn(ctx, app_name, new), tags)
+            ctx.store.tags.drop([old_arn])
+    return {"hooksNotCleanedUp": []}
+
+
+def delete_deployment_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    app_name = c.app_name(params.get("applicationName"))
+    name = group_name(params.get("deploymentGroupName"))
+    app = ctx.store.applications.require(app_name)
+    ctx.store.deployment_groups.delete(app["application_id"], name)
+    ctx.store.tags.drop([c.deployment_group_arn(ctx, app_name, name)])
+    return {"hooksNotCleanedUp": []}
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateDeploymentGroup": create_deployment_group,
+    "GetDeploymentGroup": get_deployment_group,
+    "BatchGetDeploymentGroups": batch_get_deployment_groups,
+    "ListDeploymentGroups": list_deployment_groups,
+    "UpdateDeploymentGroup": update_deployment_group,
+    "DeleteDeploymentGroup": delete_deployment_group,
+}

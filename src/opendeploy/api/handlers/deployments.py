@@ -1,0 +1,397 @@
+"""CreateDeployment, GetDeployment, BatchGetDeployments, ListDeployments, StopDeployment,
+ContinueDeployment, SkipWaitTimeForInstanceTermination, DeleteResourcesByExternalId.
+
+CreateDeployment records the deployment and its targets and leaves it ``Created`` for the
+engine; the targets are the registered instances that the group's tag filters or tag sets select
+at that moment (OpenDeploy has no EC2 inventory: every host registers as an on-premises
+instance, so EC2 tag filters select among the registered instances too).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Protocol
+
+from opendeploy.api.context import Handler, RequestContext
+from opendeploy.api.handlers import _common as c
+from opendeploy.api.handlers.deployment_groups import config_exists, group_name
+from opendeploy.api.handlers.revisions import check_description, check_revision
+from opendeploy.domain.ids import new_deployment_id
+from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES, DeploymentStatus
+from opendeploy.engine.targets import TagFilter, select_targets
+from opendeploy.service_errors import (
+    ApplicationNameRequiredError,
+    DeploymentAlreadyCompletedError,
+    DeploymentGroupNameRequiredError,
+    DeploymentIdRequiredError,
+    DeploymentIsNotInReadyStateError,
+    InvalidAutoRollbackConfigError,
+    InvalidDeploymentIdError,
+    InvalidDeploymentStatusError,
+    InvalidDeploymentWaitTypeError,
+    InvalidFileExistsBehaviorError,
+    InvalidLifecycleEventHookExecutionIdError,
+    InvalidLifecycleEventHookExecutionStatusError,
+    InvalidTargetInstancesError,
+    InvalidTimeRangeError,
+    LifecycleEventAlreadyCompletedError,
+    RevisionRequiredError,
+    UnsupportedActionForDeploymentTypeError,
+)
+from opendeploy.store.deployment_groups import does_not_exist as group_does_not_exist
+from opendeploy.store.deployments import TargetSelector
+from opendeploy.store.deployments import does_not_exist as deployment_does_not_exist
+
+PAGE_SIZE = 100
+DEPLOYMENT_ID = re.compile(r"d-[A-Z0-9]{9}")
+_AUTO_ROLLBACK_EVENTS = {
+    "DEPLOYMENT_FAILURE",
+    "DEPLOYMENT_STOP_ON_ALARM",
+    "DEPLOYMENT_STOP_ON_REQUEST",
+}
+
+
+def deployment_id(value: Any) -> str:
+    if not value:
+        raise DeploymentIdRequiredError("At least one deployment ID must be specified.")
+    if not isinstance(value, str) or not DEPLOYMENT_ID.fullmatch(value):
+        raise InvalidDeploymentIdError(
+            f"deploymentId: {value!r} is not d- followed by 9 characters of A-Z 0-9"
+        )
+    return value
+
+
+def _filters(shapes: Any) -> list[TagFilter]:
+    return [TagFilter.from_wire(s) for s in shapes or []]
+
+
+def _tag_set(tag_set: Any, member: str) -> list[list[TagFilter]]:
+    return [_filters(group) for group in (tag_set or {}).get(member) or []]
+
+
+def selector(group: dict[str, Any], target_instances: dict[str, Any] | None) -> TargetSelector:
+    """The target choice of CreateDeployment for ``group`` (and blue/green replacements)."""
+    filters = _filters(group["ec2_tag_filters"]) + _filters(
+        group["on_premises_instance_tag_filters"]
+    )
+    tag_set = _tag_set(group["ec2_tag_set"], "ec2TagSetList") + _tag_set(
+        group["on_premises_tag_set"], "onPremisesTagSetList"
+    )
+    blue_green = (group["deployment_style"] or {}).get("deploymentType") == "BLUE_GREEN"
+    green_filters = _filters((target_instances or {}).get("tagFilters"))
+    green_set = _tag_set((target_instances or {}).get("ec2TagSet"), "ec2TagSetList")
+
+    def choose(fleet: list[tuple[str, str, dict[str, str]]]) -> list[tuple[str, str, str | None]]:
+        pairs = [(name, tags) for name, _, tags in fleet]
+        arns = {name: arn for name, arn, _ in fleet}
+        blue = select_targets(pairs, filters=filters, tag_set=tag_set)
+        if not blue_green:
+            return [(n, arns[n], None) for n in blue]
+        green = select_targets(pairs, filters=green_filters, tag_set=green_set)
+        chosen: list[tuple[str, str, str | None]] = [
+            (n, arns[n], "Blue") for n in blue if n not in green
+        ]
+        return chosen + [(n, arns[n], "Green") for n in green]
+
+    return choose
+
+
+def render(row: dict[str, Any]) -> dict[str, Any]:
+    """DeploymentInfo."""
+    return {
+        "applicationName": row["application_name"],
+        "deploymentGroupName": row["deployment_group_name"],
+        "deploymentConfigName": row["deployment_config_name"],
+        "deploymentId": row["deployment_id"],
+        "previousRevision": row["previous_revision"],
+        "revision": row["revision"],
+        "status": row["status"],
+        "errorInformation": row["error_information"],
+        "createTime": row["create_time"],
+        "startTime": row["start_time"],
+        "completeTime": row["complete_time"],
+        "deploymentOverview": row["overview"],
+        "description": row["description"],
+        "creator": row["creator"],
+        "ignoreApplicationStopFailures": bool(row["ignore_application_stop_failures"]),
+        "autoRollbackConfiguration": row["auto_rollback_configuration"],
+        "updateOutdatedInstancesOnly": bool(row["update_outdated_instances_only"]),
+        "rollbackInfo": row["rollback_info"],
+        "deploymentStyle": row["deployment_style"],
+        "targetInstances": row["target_instances"],
+        "instanceTerminationWaitTimeStarted": bool(row["instance_termination_wait_time_started"]),
+        "blueGreenDeploymentConfiguration": row["blue_green_deployment_configuration"],
+        "loadBalancerInfo": row["load_balancer_info"],
+        "additionalDeploymentStatusInfo": row["additional_deployment_status_info"],
+        "fileExistsBehavior": row["file_exists_behavior"],
+        "deploymentStatusMessages": row["deployment_status_messages"] or [],
+        "computePlatform": row["compute_platform"],
+        "externalId": row["external_id"],
+        "overrideAlarmConfiguration": row["override_alarm_configuration"],
+        "ec2DeploymentOptions": row["ec2_deployment_options"],
+    }
+
+
+def _check_auto_rollback(config: Any) -> None:
+    if config is None:
+        return
+    events = config.get("events") or []
+    if any(e not in _AUTO_ROLLBACK_EVENTS for e in events) or (
+        config.get("enabled") and not events
+    ):
+        raise InvalidAutoRollbackConfigError(
+            f"autoRollbackConfiguration: {config!r} needs events among "
+            "DEPLOYMENT_FAILURE, DEPLOYMENT_STOP_ON_ALARM, DEPLOYMENT_STOP_ON_REQUEST when enabled"
+        )
+
+
+def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    app_name = c.app_name(params.get("applicationName"))
+    if params.get("deploymentGroupName") is None:
+        raise DeploymentGroupNameRequiredError("The deployment group name was not specified.")
+    name = group_name(params["deploymentGroupName"])
+    description = check_description(params.get("description"))
+    behavior = params.get("fileExistsBehavior") or "DISALLOW"
+    if behavior not in ("DISALLOW", "OVERWRITE", "RETAIN"):
+        raise InvalidFileExistsBehaviorError(
+            f"fileExistsBehavior: {behavior!r} is not one of DISALLOW, OVERWRITE, RETAIN"
+        )
+    _check_auto_rollback(params.get("autoRollbackConfiguration"))
+    app = ctx.store.applications.require(app_name)
+    group = ctx.store.deployment_groups.get(app["application_id"], name)
+    if group is None:
+        raise group_does_not_exist(app_name, name)
+    raw_revision = params.get("revision") or group["target_revision"]
+    if not raw_revision:
+        raise RevisionRequiredError("The revision ID was not specified.")
+    revision = check_revision(raw_revision)
+    config_name = params.get("deploymentConfigName") or group["deployment_config_name"]
+    config_exists(ctx, config_name)
+    style = group["deployment_style"] or {}
+    target_instances = params.get("targetInstances")
+    if target_instances and style.get("deploymentType") != "BLUE_GREEN":
+        raise InvalidTargetInstancesError(
+            "targetInstances: only a blue/green deployment group takes replacement instances"
+        )
+    rollback = params.get("autoRollbackConfiguration") or group["auto_rollback_configuration"]
+    now = c.now()
+    row = {
+        "deployment_id": new_deployment_id(),
+        "application_id": app["application_id"],
+        "application_name": app_name,
+        "deployment_group_id": group["deployment_group_id"],
+        "deployment_group_name": name,
+        "deployment_config_name": config_name,
+        "compute_platform": group["compute_platform"],
+        "creator": "user",
+        "description": description,
+        "revision": revision,
+        "ignore_application_stop_failures": bool(params.get("ignoreApplicationStopFailures")),
+        "update_outdated_instances_only": bool(params.get("updateOutdatedInstancesOnly")),
+        "file_exists_behavior": behavior,
+        "deployment_mode": params.get("deploymentMode"),
+        "auto_rollback_configuration": rollback,
+        "deployment_style": group["deployment_style"],
+        "target_instances": target_instances,
+        "blue_green_deployment_configuration": group["blue_green_deployment_configuration"],
+        "load_balancer_info": group["load_balancer_info"],
+        "override_alarm_configuration": params.get("overrideAlarmConfiguration"),
+        "ec2_deployment_options": params.get("ec2DeploymentOptions"),
+        "deployment_status_messages": [],
+    }
+    pick = selector(group, target_instances) if group["compute_platform"] == "Server" else None
+    created = ctx.store.deployments.create(deployment=row, select_targets=pick, now=now)
+    return {"deploymentId": created["deployment_id"]}
+
+
+def get_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ident = deployment_id(params.get("deploymentId"))
+    row = ctx.store.deployments.get(ident)
+    if row is None:
+        raise deployment_does_not_exist(ident)
+    return {"deploymentInfo": render(row)}
+
+
+def batch_get_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ids = c.check_batch(params.get("deploymentIds"), limit=25, what="deployment IDs")
+    if not ids:
+        raise DeploymentIdRequiredError("At least one deployment ID must be specified.")
+    ids = [deployment_id(i) for i in ids]
+    rows = ctx.store.deployments.get_many(ids)
+    return {"deploymentsInfo": [render(r) for r in rows if r is not None]}
+
+
+def _time(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+def list_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    app_param, group_param = params.get("applicationName"), params.get("deploymentGroupName")
+    if group_param is not None and app_param is None:
+        raise ApplicationNameRequiredError("An application name is required with a group name.")
+    application_id = None
+    if app_param is not None:
+        app_name = c.app_name(app_param)
+        if group_param is None:
+            raise DeploymentGroupNameRequiredError(
+                "A deployment group name is required with an application name."
+            )
+        group_name(group_param)
+        application_id = ctx.store.applications.require(app_name)["application_id"]
+        if ctx.store.deployment_groups.get(application_id, group_param) is None:
+            raise group_does_not_exist(app_name, group_param)
+    statuses = list(params.get("includeOnlyStatuses") or [])
+    valid = {s.value for s in DeploymentStatus}
+    for status in statuses:
+        if status not in valid:
+            raise InvalidDeploymentStatusError(f"includeOnlyStatuses: {status!r} is not a status")
+    time_range = params.get("createTimeRange") or {}
+    start, end = _time(time_range.get("start")), _time(time_range.get("end"))
+    if start and end and start > end:
+        raise InvalidTimeRangeError("createTimeRange: start is after end")
+    offset = c.decode_token(params.get("nextToken"))
+    ids, more = ctx.store.deployments.list_ids(
+        application_id=application_id,
+        deployment_group_name=group_param,
+        statuses=statuses,
+        created_after=start,
+        created_before=end,
+        external_id=params.get("externalId"),
+        offset=offset,
+        limit=PAGE_SIZE,
+    )
+    return {"deployments": ids, "nextToken": c.page(ids, more, offset)}
+
+
+def stop_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ident = deployment_id(params.get("deploymentId"))
+    status = ctx.store.deployments.request_stop(
+        ident, auto_rollback=params.get("autoRollbackEnabled"), now=c.now()
+    )
+    message = (
+        "No more commands will be scheduled for execution in the deployment instances"
+        if status == "Succeeded"
+        else "The stop request is pending; running lifecycle events finish first"
+    )
+    return {"status": status, "statusMessage": message}
+
+
+class StopEngine(Protocol):
+    """What StopDeployment needs from a running engine (``engine.worker.StopRequests``)."""
+
+    def request(self, deployment_id: str, *, auto_rollback: bool | None) -> None: ...
+
+    def wait_stopped(self, deployment_id: str, timeout: float) -> bool: ...
+
+
+#: How long StopDeployment waits for the engine to end the deployment before answering Pending.
+STOP_WAIT_SECONDS = 5.0
+
+
+def engine_stop_deployment(engine: StopEngine) -> Handler:
+    """StopDeployment when an engine runs: the engine ends the deployment, so that the rollback
+    on stop (``autoRollbackEnabled`` or the DEPLOYMENT_STOP_ON_REQUEST configuration) happens.
+
+    The answer is ``Succeeded`` once the deployment is Stopped (the engine does not wait for
+    running scripts: their late results are ignored), ``Pending`` if that takes longer than
+    :data:`STOP_WAIT_SECONDS`.
+    """
+
+    def stop(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        ident = deployment_id(params.get("deploymentId"))
+        engine.request(ident, auto_rollback=params.get("autoRollbackEnabled"))
+        if engine.wait_stopped(ident, STOP_WAIT_SECONDS):
+            return {
+                "status": "Succeeded",
+                "statusMessage": (
+                    "No more commands will be scheduled for execution in the deployment instances"
+                ),
+            }
+        return {
+            "status": "Pending",
+            "statusMessage": "The stop request is pending; the engine has not processed it yet",
+        }
+
+    return stop
+
+
+def continue_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ident = deployment_id(params.get("deploymentId"))
+    wait_type = params.get("deploymentWaitType") or "READY_WAIT"
+    if wait_type not in ("READY_WAIT", "TERMINATION_WAIT"):
+        raise InvalidDeploymentWaitTypeError(
+            f"deploymentWaitType: {wait_type!r} is not READY_WAIT or TERMINATION_WAIT"
+        )
+    row = ctx.store.deployments.get(ident)
+    if row is None:
+        raise deployment_does_not_exist(ident)
+    if row["status"] in TERMINAL_DEPLOYMENT_STATUSES:
+        raise DeploymentAlreadyCompletedError(f"Deployment {ident} has already completed.")
+    if (row["deployment_style"] or {}).get("deploymentType") != "BLUE_GREEN":
+        raise UnsupportedActionForDeploymentTypeError(
+            "ContinueDeployment applies to blue/green deployments only."
+        )
+    if wait_type == "READY_WAIT" and row["status"] != DeploymentStatus.READY:
+        raise DeploymentIsNotInReadyStateError(
+            f"Deployment {ident} is not in a Ready state (status {row['status']})."
+        )
+    ctx.store.deployments.request_continue(ident, wait_type)
+    return {}
+
+
+def skip_wait_time_for_instance_termination(
+    ctx: RequestContext, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Deprecated form of ContinueDeployment(TERMINATION_WAIT)."""
+    return continue_deployment(
+        ctx, {"deploymentId": params.get("deploymentId"), "deploymentWaitType": "TERMINATION_WAIT"}
+    )
+
+
+def put_lifecycle_event_hook_execution_status(
+    ctx: RequestContext, params: dict[str, Any]
+) -> dict[str, Any]:
+    """A Lambda or ECS validation function reporting on its hook.
+
+    Only Lambda and ECS deployments have hook executions, and this server issues none yet (it
+    runs the Server platform's lifecycle through agents), so after validating as AWS does the
+    answer is AWS's: unsupported for a Server deployment, an unknown execution id otherwise.
+    """
+    ident = deployment_id(params.get("deploymentId"))
+    status = params.get("status")
+    if status not in ("Succeeded", "Failed"):
+        raise InvalidLifecycleEventHookExecutionStatusError(
+            f"status: {status!r} is not Succeeded or Failed"
+        )
+    row = ctx.store.deployments.get(ident)
+    if row is None:
+        raise deployment_does_not_exist(ident)
+    if row["compute_platform"] == "Server":
+        raise UnsupportedActionForDeploymentTypeError(
+            "PutLifecycleEventHookExecutionStatus applies to Lambda and ECS deployments only."
+        )
+    if row["status"] in TERMINAL_DEPLOYMENT_STATUSES:
+        raise LifecycleEventAlreadyCompletedError(f"Deployment {ident} has already completed.")
+    raise InvalidLifecycleEventHookExecutionIdError(
+        f"lifecycleEventHookExecutionId: {params.get('lifecycleEventHookExecutionId')!r} is not "
+        f"a hook execution of deployment {ident}"
+    )
+
+
+def delete_resources_by_external_id(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Nothing is created per external id outside deployments, so there is nothing to delete."""
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateDeployment": create_deployment,
+    "GetDeployment": get_deployment,
+    "BatchGetDeployments": batch_get_deployments,
+    "ListDeployments": list_deployments,
+    "StopDeployment": stop_deployment,
+    "ContinueDeployment": continue_deployment,
+    "SkipWaitTimeForInstanceTermination": skip_wait_time_for_instance_termination,
+    "DeleteResourcesByExternalId": delete_resources_by_external_id,
+    "PutLifecycleEventHookExecutionStatus": put_lifecycle_event_hook_execution_status,
+}

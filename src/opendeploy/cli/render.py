@@ -1,0 +1,443 @@
+"""What ``opendeploy watch`` shows, as pure functions of a :class:`Snapshot` of a deployment.
+
+A snapshot is built from the public API's answers (GetDeployment, BatchGetDeploymentTargets)
+plus the streamed hook output; nothing here does I/O, so every view is tested by rendering into a
+``Console(file=StringIO(), width=100)``:
+
+- :func:`live_view`: the terminal view (header with the overview counts, a table per batch of
+  instances with each lifecycle event's state and duration, the newest output lines);
+- :func:`changes`: the plain lines for a pipe, one per state change between two snapshots;
+- :func:`summary`: the closing report (status, duration, failing host, event, script, error code,
+  message, log tail, rollback).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "DeploymentView",
+    "EventView",
+    "InstanceView",
+    "OutputLine",
+    "Snapshot",
+    "batches",
+    "changes",
+    "failure",
+    "format_duration",
+    "live_view",
+    "output_line",
+    "snapshot_from_api",
+    "summary",
+]
+
+#: Deployment statuses after which nothing changes any more.
+TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Stopped"})
+OVERVIEW_KEYS = ("Pending", "InProgress", "Succeeded", "Failed", "Skipped", "Ready")
+#: How many output lines the live view keeps on screen.
+LIVE_OUTPUT_LINES = 10
+#: Short column headers so that a table of every event fits 100 columns.
+_SHORT_NAMES = {
+    "BeforeBlockTraffic": "BeforeBlock",
+    "AfterBlockTraffic": "AfterBlock",
+    "ApplicationStop": "AppStop",
+    "DownloadBundle": "Download",
+    "BeforeInstall": "BeforeInst",
+    "AfterInstall": "AfterInst",
+    "ApplicationStart": "AppStart",
+    "ValidateService": "Validate",
+    "BeforeAllowTraffic": "BeforeAllow",
+    "AfterAllowTraffic": "AfterAllow",
+}
+_STATUS_STYLE = {
+    "Succeeded": "green",
+    "Failed": "bold red",
+    "InProgress": "yellow",
+    "Stopped": "red",
+    "Skipped": "dim",
+    "Pending": "dim",
+    "Ready": "cyan",
+    "Created": "dim",
+    "Queued": "dim",
+    "Unknown": "dim",
+}
+_RUNNING = frozenset({"InProgress", "Pending", "Ready", "Unknown"})
+_EVENT_MARK = {
+    "Succeeded": "✓",
+    "Failed": "✗",
+    "InProgress": "▶",
+    "Skipped": "-",
+    "Pending": "·",
+    "Unknown": "?",
+}
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One lifecycle event of one instance."""
+
+    name: str
+    status: str
+    start: datetime | None = None
+    end: datetime | None = None
+    error_code: str | None = None
+    script_name: str | None = None
+    message: str | None = None
+    log_tail: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """One deployment target (an instance) and its lifecycle events in order."""
+
+    instance_id: str
+    status: str
+    events: tuple[EventView, ...] = ()
+    label: str | None = None
+
+    @property
+    def started_at(self) -> datetime | None:
+        starts = [e.start for e in self.events if e.start is not None]
+        return min(starts) if starts else None
+
+    @property
+    def ended_at(self) -> datetime | None:
+        ends = [e.end for e in self.events if e.end is not None]
+        return max(ends) if ends else None
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """The deployment itself: where, what, how far."""
+
+    deployment_id: str
+    status: str
+    application: str = ""
+    group: str = ""
+    config: str = ""
+    overview: Mapping[str, int] = field(default_factory=dict)
+    created: datetime | None = None
+    completed: datetime | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    rollback_deployment_id: str | None = None
+    rollback_of: str | None = None
+    rollback_message: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    """One line of hook output."""
+
+    instance_id: str
+    event: str
+    line: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one poll saw, and when."""
+
+    deployment: DeploymentView
+    instances: tuple[InstanceView, ...]
+    now: datetime
+    output: tuple[OutputLine, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.deployment.status in TERMINAL_STATUSES
+
+
+# -- from the API's shapes -----------------------------------------------------------------------
+
+
+def snapshot_from_api(
+    info: Mapping[str, Any],
+    targets: Iterable[Mapping[str, Any]],
+    now: datetime,
+    output: Sequence[OutputLine] = (),
+) -> Snapshot:
+    """A snapshot from ``GetDeployment``'s ``deploymentInfo`` and ``deploymentTargets`` entries."""
+    error = info.get("errorInformation") or {}
+    rollback = info.get("rollbackInfo") or {}
+    overview = {k: int(v) for k, v in (info.get("deploymentOverview") or {}).items()}
+    deployment = DeploymentView(
+        deployment_id=str(info.get("deploymentId", "")),
+        status=str(info.get("status", "Unknown")),
+        application=str(info.get("applicationName", "")),
+        group=str(info.get("deploymentGroupName", "")),
+        config=str(info.get("deploymentConfigName", "")),
+        overview=overview,
+        created=info.get("createTime"),
+        completed=info.get("completeTime"),
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+        rollback_deployment_id=rollback.get("rollbackDeploymentId"),
+        rollback_of=rollback.get("rollbackTriggeringDeploymentId"),
+        rollback_message=rollback.get("rollbackMessage"),
+    )
+    instances = []
+    for target in targets:
+        # On-premises and EC2 targets are instanceTarget; the other platforms have the same
+        # fields under their own key.
+        body = next((v for k, v in target.items() if k.endswith("Target") and v), None)
+        if not body:
+            continue
+        events = tuple(_event(e) for e in body.get("lifecycleEvents") or ())
+        instances.append(
+            InstanceView(
+                instance_id=str(body.get("targetId", "")),
+                status=str(body.get("status", "Unknown")),
+                events=events,
+                label=body.get("instanceLabel"),
+            )
+        )
+    instances.sort(key=lambda i: i.instance_id)
+    return Snapshot(deployment, tuple(instances), now, tuple(output))
+
+
+def _event(event: Mapping[str, Any]) -> EventView:
+    diagnostics = event.get("diagnostics") or {}
+    return EventView(
+        name=str(event.get("lifecycleEventName", "")),
+        status=str(event.get("status", "Unknown")),
+        start=event.get("startTime"),
+        end=event.get("endTime"),
+        error_code=diagnostics.get("errorCode"),
+        script_name=diagnostics.get("scriptName"),
+        message=diagnostics.get("message"),
+        log_tail=diagnostics.get("logTail"),
+    )
+
+
+# -- small pieces ----------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """``0.4s``, ``12s``, ``3m05s``, ``1h02m``: short enough for a table cell."""
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def _duration(start: datetime | None, end: datetime | None, now: datetime) -> str:
+    if start is None:
+        return ""
+    return format_duration(((end or now) - start).total_seconds())
+
+
+def batches(instances: Sequence[InstanceView]) -> list[list[InstanceView]]:
+    """Instances grouped by when they started: a batch begins once the previous one finished.
+
+    The API does not name batches; this reads them off the event times. Instances that have not
+    started yet form the last group.
+    """
+    started = sorted(
+        (i for i in instances if i.started_at is not None),
+        key=lambda i: (i.started_at, i.instance_id),
+    )
+    groups: list[list[InstanceView]] = []
+    batch_end: datetime | None = None  # None: the current batch is still running
+    for instance in started:
+        start = instance.started_at
+        assert start is not None
+        if groups and (batch_end is None or start < batch_end):
+            groups[-1].append(instance)
+        else:
+            groups.append([instance])
+        ends = [i.ended_at if i.status not in _RUNNING else None for i in groups[-1]]
+        batch_end = None if any(e is None for e in ends) else max(e for e in ends if e)
+    waiting = [i for i in instances if i.started_at is None]
+    if waiting:
+        groups.append(waiting)
+    return groups
+
+
+def failure(snapshot: Snapshot) -> tuple[InstanceView, EventView] | None:
+    """The first failed lifecycle event (by start time) and its instance, if any."""
+    failed = [
+        (instance, event)
+        for instance in snapshot.instances
+        for event in instance.events
+        if event.status == "Failed"
+    ]
+    if not failed:
+        return None
+    return min(failed, key=lambda pair: (pair[1].start or snapshot.now, pair[0].instance_id))
+
+
+def _overview_text(overview: Mapping[str, int]) -> str:
+    keys = [k for k in OVERVIEW_KEYS if k != "Ready" or overview.get(k)]
+    return "  ".join(f"{k} {overview.get(k, 0)}" for k in keys)
+
+
+def output_line(line: OutputLine) -> str:
+    """One output line as printed in a pipe and in ``opendeploy logs``."""
+    return f"{line.instance_id} {line.event} | {line.line}"
+
+
+# -- the terminal view ---------------------------------------------------------------------------
+
+
+def _header(snapshot: Snapshot) -> Text:
+    dep = snapshot.deployment
+    text = Text()
+    text.append(f"Deployment {dep.deployment_id} ", style="bold")
+    text.append(dep.status, style=_STATUS_STYLE.get(dep.status, ""))
+    if dep.created is not None:
+        text.append(f"  {_duration(dep.created, dep.completed, snapshot.now)}")
+    where = " / ".join(part for part in (dep.application, dep.group, dep.config) if part)
+    if where:
+        text.append(f"\n{where}", style="dim")
+    if dep.rollback_of:
+        text.append(f"\nrollback of {dep.rollback_of}", style="magenta")
+    text.append(f"\n{_overview_text(dep.overview)}")
+    return text
+
+
+def _batch_table(number: int, instances: Sequence[InstanceView], now: datetime) -> Table:
+    names: list[str] = []
+    for instance in instances:
+        for event in instance.events:
+            if event.name not in names:
+                names.append(event.name)
+    waiting = all(i.started_at is None for i in instances)
+    title = "Waiting" if waiting else f"Batch {number}"
+    table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+    table.add_column("Instance", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    for name in names:
+        table.add_column(_SHORT_NAMES.get(name, name), no_wrap=True)
+    for instance in instances:
+        by_name = {e.name: e for e in instance.events}
+        cells: list[Text] = []
+        for name in names:
+            shown = by_name.get(name)
+            if shown is None:
+                cells.append(Text(""))
+                continue
+            mark = _EVENT_MARK.get(shown.status, "?")
+            duration = _duration(shown.start, shown.end, now)
+            cells.append(
+                Text(f"{mark} {duration}".rstrip(), style=_STATUS_STYLE.get(shown.status, ""))
+            )
+        table.add_row(
+            Text(instance.instance_id),
+            Text(instance.status, style=_STATUS_STYLE.get(instance.status, "")),
+            *cells,
+        )
+    return table
+
+
+def live_view(snapshot: Snapshot, *, output_lines: int = LIVE_OUTPUT_LINES) -> RenderableType:
+    """The terminal view: header, one table per batch, the newest output lines."""
+    parts: list[RenderableType] = [_header(snapshot)]
+    for number, group in enumerate(batches(snapshot.instances), start=1):
+        parts.append(_batch_table(number, group, snapshot.now))
+    if not snapshot.instances:
+        parts.append(Text("No instances yet.", style="dim"))
+    recent = snapshot.output[-output_lines:] if output_lines else ()
+    if recent:
+        parts.append(Text("Output", style="bold"))
+        for line in recent:
+            text = Text(f"{line.instance_id} {line.event} ", style="dim")
+            text.append(f"| {line.line}")
+            text.no_wrap = True
+            text.overflow = "ellipsis"
+            parts.append(text)
+    return Group(*parts)
+
+
+# -- plain lines for a pipe ------------------------------------------------------------------
+
+
+def changes(previous: Snapshot | None, current: Snapshot) -> list[str]:
+    """One plain line per state change from ``previous`` to ``current`` (all of it if None)."""
+    lines: list[str] = []
+    old = {i.instance_id: i for i in previous.instances} if previous else {}
+    for instance in current.instances:
+        seen = old.get(instance.instance_id)
+        if instance.status == "Skipped":
+            # One line, not one per event: none of them ran.
+            if seen is None or seen.status != instance.status:
+                lines.append(f"{instance.instance_id} Skipped")
+            continue
+        old_events = {e.name: e for e in seen.events} if seen else {}
+        for event in instance.events:
+            was = old_events.get(event.name)
+            if was is not None and was.status == event.status:
+                continue
+            if was is None and event.status == "Pending":
+                continue
+            detail = ""
+            if event.status in ("Succeeded", "Failed") and event.start is not None:
+                detail = f" ({_duration(event.start, event.end, current.now)})"
+            if event.status == "Failed" and event.error_code:
+                detail += f" {event.error_code}"
+            lines.append(f"{instance.instance_id} {event.name} {event.status}{detail}")
+        if seen is None or seen.status != instance.status:
+            lines.append(f"{instance.instance_id} {instance.status}")
+    # The deployment's line comes last: its new status is the consequence of the lines above.
+    dep = current.deployment
+    before = previous.deployment if previous else None
+    if before is None or before.status != dep.status or before.overview != dep.overview:
+        lines.append(f"{dep.deployment_id} {dep.status} ({_overview_text(dep.overview)})")
+    return lines
+
+
+# -- the closing report ----------------------------------------------------------------------
+
+
+def summary(snapshot: Snapshot, *, log_tail_lines: int = 20) -> RenderableType:
+    """The final report: status and duration, and for a failure where, what and why."""
+    dep = snapshot.deployment
+    text = Text()
+    text.append(f"Deployment {dep.deployment_id} ", style="bold")
+    text.append(dep.status, style=_STATUS_STYLE.get(dep.status, ""))
+    if dep.created is not None:
+        text.append(f" in {_duration(dep.created, dep.completed, snapshot.now)}")
+    text.append(f"\n{_overview_text(dep.overview)}")
+    found = failure(snapshot)
+    if found is not None:
+        instance, event = found
+        text.append("\nFailed on ", style="bold red")
+        text.append(f"{instance.instance_id} at {event.name}")
+        if event.script_name:
+            text.append(f", script {event.script_name}")
+        if event.error_code:
+            text.append(f", error {event.error_code}")
+        if event.message:
+            text.append(f"\n  {event.message}")
+        if event.log_tail:
+            tail = event.log_tail.rstrip("\n").splitlines()[-log_tail_lines:]
+            text.append("\n  log tail:", style="bold")
+            for line in tail:
+                text.append(f"\n    {line}")
+    elif dep.status != "Succeeded" and dep.error_message:
+        text.append(f"\n{dep.error_code or 'Error'}: {dep.error_message}", style="red")
+    if found is not None and dep.error_message:
+        text.append(f"\n{dep.error_message}", style="dim")
+    if dep.rollback_deployment_id:
+        text.append("\nRollback: ", style="bold magenta")
+        text.append(dep.rollback_deployment_id)
+        if dep.rollback_message:
+            text.append(f" ({dep.rollback_message})", style="dim")
+    elif dep.rollback_of:
+        text.append(f"\nThis is the rollback of {dep.rollback_of}", style="magenta")
+    elif dep.rollback_message:
+        text.append(f"\nNo rollback: {dep.rollback_message}", style="dim")
+    return text

@@ -1,0 +1,153 @@
+"""``opendeploy server``: run the CodeDeploy-compatible API server."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from opendeploy.settings import ServerSettings
+
+_LOG_FIELDS_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+
+
+class _UTCFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+def configure_logging(level: str) -> None:
+    """Structured ``key=value`` lines on stderr, one per event (a request is one line)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UTCFormatter(_LOG_FIELDS_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Alembic announces each of its plugins at INFO on every start; keep the log about us.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="OPENDEPLOY_DATA_DIR",
+    help="Database, credentials and bundles (default: the user's data directory).",
+)
+@click.option(
+    "--database-url",
+    envvar="OPENDEPLOY_DATABASE_URL",
+    help="sqlite:///path or postgresql://user@host/db (default: SQLite in the data directory).",
+)
+@click.option("--region", default="us-east-1", show_default=True, help="Region clients sign for.")
+@click.option(
+    "--account-id", default="000000000000", show_default=True, help="Account id used in ARNs."
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="PEM certificate (chain) to serve HTTPS with; agents require TLS.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="PEM private key of --tls-cert (default: the key inside --tls-cert).",
+)
+@click.option(
+    "--tls",
+    "tls_self_signed",
+    is_flag=True,
+    help="Serve HTTPS with a self-signed certificate created once in the data directory.",
+)
+@click.option(
+    "--agent-dead-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Seconds without a poll after which an agent's lifecycle event fails.",
+)
+@click.option(
+    "--event-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600.0,
+    show_default=True,
+    help="Seconds a lifecycle event may run.",
+)
+@click.option(
+    "--event-start-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds a dispatched lifecycle event may wait for its agent to take it up.",
+)
+@click.option(
+    "--poll-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Seconds a PollHostCommand is held when there is no command.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def server(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    database_url: str | None,
+    region: str,
+    account_id: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_self_signed: bool,
+    agent_dead_after: float,
+    event_timeout: float,
+    event_start_timeout: float,
+    poll_timeout: float,
+    log_level: str,
+) -> None:
+    """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
+
+    On first start an admin access key is created and written as an AWS shared-credentials file
+    with a matching config file in the data directory; point AWS_SHARED_CREDENTIALS_FILE and
+    AWS_CONFIG_FILE at them to use boto3 or aws-cli against this server.
+    """
+    from opendeploy import server as server_module
+
+    configure_logging(log_level)
+    if tls_key is not None and tls_cert is None:
+        raise click.UsageError("--tls-key: needs --tls-cert")
+    if tls_self_signed and tls_cert is not None:
+        raise click.UsageError("--tls: creates its own certificate; leave out --tls-cert")
+    data_dir = (data_dir or server_module.default_data_dir()).resolve()
+    settings = ServerSettings(
+        data_dir=data_dir,
+        database_url=database_url or server_module.default_database_url(data_dir),
+        region=region,
+        account_id=account_id,
+        host=host,
+        port=port,
+        tls_cert=tls_cert.resolve() if tls_cert else None,
+        tls_key=tls_key.resolve() if tls_key else None,
+        tls_self_signed=tls_self_signed,
+        agent_dead_after_seconds=agent_dead_after,
+        event_timeout_seconds=event_timeout,
+        event_start_timeout_seconds=event_start_timeout,
+        poll_timeout_seconds=poll_timeout,
+    )
+    built = server_module.create_server(settings)
+    creds = built.credentials
+    click.echo(f"credentials: {creds.credentials_path}")
+    click.echo(f"config: {creds.config_path}")
+    click.echo(f"endpoint: {server_module.client_endpoint(settings)}", nl=True)
+    sys.stdout.flush()
+    server_module.run(built)

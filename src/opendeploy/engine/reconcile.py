@@ -1,0 +1,636 @@
+"""``reconcile(snapshot, now) -> Decisions``: the whole state machine of a deployment, pure.
+
+The worker leases a deployment, loads a :class:`~opendeploy.engine.snapshot.DeploymentSnapshot`,
+calls :func:`reconcile` and applies the :class:`Decisions` in one transaction (Nomad's scheduler
+submitting a plan). Calling it again on the applied state at the same instant decides nothing new,
+so a worker that crashes and retries, or two replicas racing for a lease, do no harm.
+
+One call does, in this order:
+
+1. ``Created`` → ``InProgress``; a deployment with no targets fails with ``NO_INSTANCES``, one
+   whose minimum of healthy hosts leaves no instance to deploy to fails with
+   ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").
+2. A stop request ends it as ``Stopped`` (``MANUAL_STOP``, or ``ALARM_ACTIVE`` for an alarm); a
+   deployment running longer than ``deployment_timeout_seconds`` fails with ``TIMEOUT``.
+3. Each in-flight target advances: the agent's acknowledgement makes the event ``InProgress``
+   (``startTime``), a no-op acknowledgement makes it ``Succeeded``, a completion makes it
+   ``Succeeded`` or ``Failed`` (``endTime``, diagnostics); the next event is dispatched, strictly in
+   order, or the target is done. A failure fails the target and skips its remaining events, except
+   a failed ApplicationStop/BeforeBlockTraffic/AfterBlockTraffic under
+   ``ignoreApplicationStopFailures``: the event stays ``Failed`` with the script's diagnostics (so
+   the reason is visible) and the instance continues. Server-side events (BlockTraffic,
+   AllowTraffic) succeed at once until a load balancer integration exists.
+4. Dead agents and timeouts fail the outstanding event with a message naming the cause: the agent
+   not polling for ``agent_dead_after_seconds``, the command not picked up within
+   ``event_start_timeout_seconds`` (AWS: "Minutes until a deployment fails if a lifecycle event
+   doesn't start: 5"), or not completed within ``event_timeout_seconds`` (AWS: 3600 s).
+5. The health rule (:mod:`opendeploy.engine.batches`): new targets start while the budget allows;
+   once the deployment can no longer succeed, nothing new starts, pending targets are ``Skipped``,
+   in-flight ones finish their lifecycle (they are already out of service, and finishing restores
+   them), and the deployment fails (``HEALTH_CONSTRAINTS``, or ``AGENT_ISSUE`` when an instance
+   failed because its agent stopped polling) as soon as none is in flight.
+6. When the deployment ends as failed or stopped, :mod:`opendeploy.engine.rollback` decides the
+   rollback deployment.
+
+When a deployment ends early (stop, timeout), an in-flight target becomes ``Failed``: its
+outstanding event is ``Skipped`` if the agent never acknowledged it (the Command API answers the
+late acknowledgement with ``Failed``, so the official agent skips it), ``Failed`` if it was running
+(the agent cannot be interrupted; its late completion is ignored), and later events ``Skipped``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from opendeploy.domain.lifecycle import SERVER_SIDE_EVENTS, LifecycleEvent
+from opendeploy.domain.status import (
+    TERMINAL_DEPLOYMENT_STATUSES,
+    DeploymentStatus,
+    InstanceStatus,
+    LifecycleErrorCode,
+    LifecycleEventStatus,
+)
+from opendeploy.engine import batches
+from opendeploy.engine.rollback import RollbackDecision, RollbackTrigger, decide_rollback
+from opendeploy.engine.snapshot import (
+    SUCCESS_DIAGNOSTICS,
+    CommandSnapshot,
+    DeploymentSnapshot,
+    Diagnostics,
+    EngineInputError,
+    EventSnapshot,
+    MinimumHealthyHosts,
+    TargetSnapshot,
+)
+
+_E = LifecycleEvent
+_ES = LifecycleEventStatus
+_IS = InstanceStatus
+_DS = DeploymentStatus
+
+#: Failures that ``ignoreApplicationStopFailures`` lets an instance continue past (API Reference,
+#: CreateDeployment: "ApplicationStop, BeforeBlockTraffic, and AfterBlockTraffic").
+IGNORABLE_EVENTS = frozenset({_E.APPLICATION_STOP, _E.BEFORE_BLOCK_TRAFFIC, _E.AFTER_BLOCK_TRAFFIC})
+
+#: Every dead-agent diagnostics message starts so; the engine recognises its own failures by it.
+AGENT_NOT_POLLING_PREFIX = "The OpenDeploy agent on "
+
+HEALTH_CONSTRAINTS_MESSAGE = (
+    "The overall deployment failed because too many individual instances failed deployment, too "
+    "few healthy instances are available for deployment, or some instances in your deployment "
+    "group are experiencing problems."
+)
+
+_TERMINAL_EVENT = frozenset({_ES.SUCCEEDED, _ES.FAILED, _ES.SKIPPED})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EngineSettings:
+    """Timeouts of the engine, in seconds; one object for the whole server."""
+
+    #: A running lifecycle event fails after this long (AWS: 3600, not adjustable there).
+    event_timeout_seconds: float = 3600.0
+    #: A dispatched command the agent has not acknowledged fails after this long (AWS: 5 min).
+    event_start_timeout_seconds: float = 300.0
+    #: An agent that has not polled for this long is unreachable; its outstanding event fails.
+    #: A live agent always holds a long poll, so the store must count a held poll as "seen now".
+    agent_dead_after_seconds: float = 15.0
+    #: A deployment running longer fails with TIMEOUT (AWS: 12 h for in-place deployments).
+    deployment_timeout_seconds: float = 12 * 3600.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "event_timeout_seconds",
+            "event_start_timeout_seconds",
+            "agent_dead_after_seconds",
+            "deployment_timeout_seconds",
+        ):
+            value = getattr(self, name)
+            if not value > 0:
+                raise EngineInputError(f"EngineSettings.{name}: {value} must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInformation:
+    """``errorInformation`` of a deployment: an AWS ``ErrorCode`` and a message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentTransition:
+    """A new deployment status; the times to set with it (``None``: leave as stored)."""
+
+    status: DeploymentStatus
+    start_time: datetime | None = None
+    complete_time: datetime | None = None
+    error: ErrorInformation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetUpdate:
+    instance_id: str
+    status: InstanceStatus
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventUpdate:
+    """The new state of one lifecycle event; the times given replace the stored ones."""
+
+    instance_id: str
+    event: LifecycleEvent
+    status: LifecycleEventStatus
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    diagnostics: Diagnostics | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostCommand:
+    """A command to hand to the instance's agent; it becomes the target's current command."""
+
+    instance_id: str
+    event: LifecycleEvent
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentOverview:
+    """``deploymentOverview`` counts, derived from the targets' statuses."""
+
+    pending: int = 0
+    in_progress: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    ready: int = 0
+
+    def as_api(self) -> dict[str, int]:
+        return {
+            "Pending": self.pending,
+            "InProgress": self.in_progress,
+            "Succeeded": self.succeeded,
+            "Failed": self.failed,
+            "Skipped": self.skipped,
+            "Ready": self.ready,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    """Everything one :func:`reconcile` call decided, for the worker to apply in one transaction.
+
+    ``dispatch`` replaces the target's current command; ``close_commands`` ends it with no
+    successor (a late report about it is accepted and ignored). ``overview`` and ``unreachable``
+    describe the state after the decisions and are not side effects.
+    """
+
+    overview: DeploymentOverview
+    deployment: DeploymentTransition | None = None
+    target_updates: tuple[TargetUpdate, ...] = ()
+    event_updates: tuple[EventUpdate, ...] = ()
+    dispatch: tuple[HostCommand, ...] = ()
+    close_commands: tuple[str, ...] = ()
+    rollback: RollbackDecision | None = None
+    unreachable: tuple[str, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether applying these decisions changes anything."""
+        return bool(
+            self.deployment
+            or self.target_updates
+            or self.event_updates
+            or self.dispatch
+            or self.close_commands
+            or self.rollback
+        )
+
+
+@dataclass(slots=True)
+class _Outcome:
+    status: LifecycleEventStatus
+    start: datetime | None
+    end: datetime | None
+    diagnostics: Diagnostics | None
+    from_agent: bool  # reported by the agent (a script's result), not decided by the server
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The mutable working state of one reconcile call; turned into Decisions at the end."""
+
+    snap: DeploymentSnapshot
+    now: datetime
+    settings: EngineSettings
+    status: dict[str, InstanceStatus] = field(default_factory=dict)
+    events: dict[tuple[str, LifecycleEvent], EventSnapshot] = field(default_factory=dict)
+    deployment: DeploymentTransition | None = None
+    target_updates: dict[str, TargetUpdate] = field(default_factory=dict)
+    event_updates: dict[tuple[str, LifecycleEvent], EventUpdate] = field(default_factory=dict)
+    dispatch: dict[str, HostCommand] = field(default_factory=dict)
+    close: list[str] = field(default_factory=list)
+    rollback: RollbackDecision | None = None
+
+    def __post_init__(self) -> None:
+        for t in self.snap.targets:
+            self.status[t.instance_id] = t.status
+            for ev in t.events:
+                self.events[(t.instance_id, ev.name)] = ev
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def set_target(self, t: TargetSnapshot, status: InstanceStatus) -> None:
+        if self.status[t.instance_id] != status:
+            self.status[t.instance_id] = status
+            self.target_updates[t.instance_id] = TargetUpdate(t.instance_id, status, self.now)
+
+    def set_event(
+        self,
+        t: TargetSnapshot,
+        name: LifecycleEvent,
+        status: LifecycleEventStatus,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        diagnostics: Diagnostics | None = None,
+    ) -> None:
+        key = (t.instance_id, name)
+        old = self.events[key]
+        new = EventSnapshot(
+            name,
+            status,
+            start_time=old.start_time or start,
+            end_time=end or old.end_time,
+            diagnostics=diagnostics or old.diagnostics,
+        )
+        if new != old:
+            self.events[key] = new
+            self.event_updates[key] = EventUpdate(
+                t.instance_id, name, status, new.start_time, new.end_time, new.diagnostics
+            )
+
+    def close_command(self, t: TargetSnapshot) -> None:
+        self.dispatch.pop(t.instance_id, None)
+        if t.command is not None and t.instance_id not in self.close:
+            self.close.append(t.instance_id)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def next_event(self, t: TargetSnapshot) -> EventSnapshot | None:
+        for ev in t.events:
+            current = self.events[(t.instance_id, ev.name)]
+            if current.status not in _TERMINAL_EVENT:
+                return current
+        return None
+
+    def tally(self) -> batches.Tally:
+        values = list(self.status.values())
+        return batches.Tally(
+            total=len(values),
+            succeeded=values.count(_IS.SUCCEEDED),
+            failed=values.count(_IS.FAILED),
+            in_flight=values.count(_IS.IN_PROGRESS),
+            pending=values.count(_IS.PENDING),
+        )
+
+    def agent_dead(self, t: TargetSnapshot, since: datetime) -> bool:
+        seen = t.last_seen_at or since
+        return (self.now - seen).total_seconds() > self.settings.agent_dead_after_seconds
+
+    def dead_agent_message(self, t: TargetSnapshot, running: bool) -> str:
+        if t.last_seen_at is None:
+            quiet = "has never polled"
+        else:
+            secs = int((self.now - t.last_seen_at).total_seconds())
+            quiet = f"has not polled for {secs} s (last seen {t.last_seen_at.isoformat()})"
+        tail = (
+            "the outcome of the lifecycle event is unknown"
+            if running
+            else "the lifecycle event was not run"
+        )
+        return f"{AGENT_NOT_POLLING_PREFIX}{t.instance_id} {quiet}; {tail}."
+
+    # -- the state machine of one target -----------------------------------------------------
+
+    def command_outcome(self, t: TargetSnapshot, cmd: CommandSnapshot) -> _Outcome | None:
+        """What the outstanding command's reports (or their absence) mean now; None: wait."""
+        s = self.settings
+        if cmd.result is not None:
+            start = cmd.acknowledged_at or cmd.dispatched_at
+            end = cmd.completed_at or self.now
+            if cmd.result == "Succeeded":
+                return _Outcome(_ES.SUCCEEDED, start, end, SUCCESS_DIAGNOSTICS, True)
+            diag = cmd.diagnostics or Diagnostics(
+                LifecycleErrorCode.UNKNOWN_ERROR, "The agent reported a failure with no details."
+            )
+            return _Outcome(_ES.FAILED, start, end, diag, True)
+        if cmd.acknowledged_at is not None:
+            if cmd.noop:
+                ack = cmd.acknowledged_at
+                return _Outcome(_ES.SUCCEEDED, ack, ack, SUCCESS_DIAGNOSTICS, True)
+            if self.agent_dead(t, cmd.dispatched_at):
+                msg = self.dead_agent_message(t, running=True)
+                return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
+            running = (self.now - cmd.acknowledged_at).total_seconds()
+            if running > s.event_timeout_seconds:
+                msg = (
+                    f"The lifecycle event {cmd.event} on {t.instance_id} did not complete within "
+                    f"{s.event_timeout_seconds:g} s (started {cmd.acknowledged_at.isoformat()})."
+                )
+                return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
+            self.set_event(t, cmd.event, _ES.IN_PROGRESS, start=cmd.acknowledged_at)
+            return None
+        if self.agent_dead(t, cmd.dispatched_at):
+            msg = self.dead_agent_message(t, running=False)
+            return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
+        waiting = (self.now - cmd.dispatched_at).total_seconds()
+        if waiting > s.event_start_timeout_seconds:
+            msg = (
+                f"The agent on {t.instance_id} did not pick up the lifecycle event {cmd.event} "
+                f"within {s.event_start_timeout_seconds:g} s of its dispatch; it was not run."
+            )
+            return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
+        return None
+
+    def fail_target(self, t: TargetSnapshot) -> None:
+        for ev in t.events:
+            if self.events[(t.instance_id, ev.name)].status is _ES.PENDING:
+                self.set_event(t, ev.name, _ES.SKIPPED)
+        self.set_target(t, _IS.FAILED)
+        self.close_command(t)
+
+    def advance(self, t: TargetSnapshot) -> None:
+        """Move one in-flight target forward as far as the reports allow."""
+        cmd = t.command
+        if (
+            cmd is not None
+            and self.events[(t.instance_id, cmd.event)].status not in _TERMINAL_EVENT
+        ):
+            outcome = self.command_outcome(t, cmd)
+            if outcome is None:
+                return
+            self.set_event(
+                t,
+                cmd.event,
+                outcome.status,
+                start=outcome.start,
+                end=outcome.end,
+                diagnostics=outcome.diagnostics,
+            )
+            ignorable = (
+                outcome.from_agent
+                and self.snap.ignore_application_stop_failures
+                and cmd.event in IGNORABLE_EVENTS
+            )
+            if outcome.status is _ES.FAILED and not ignorable:
+                self.fail_target(t)
+                return
+        while (ev := self.next_event(t)) is not None:
+            if cmd is not None and ev.name == cmd.event:
+                return  # its command is outstanding (a re-dispatch would double-run it)
+            if ev.name in SERVER_SIDE_EVENTS:
+                # No load balancer integration yet: the server's own steps succeed at once.
+                self.set_event(
+                    t,
+                    ev.name,
+                    _ES.SUCCEEDED,
+                    start=self.now,
+                    end=self.now,
+                    diagnostics=SUCCESS_DIAGNOSTICS,
+                )
+                continue
+            self.dispatch[t.instance_id] = HostCommand(t.instance_id, ev.name)
+            return
+        self.set_target(t, _IS.SUCCEEDED)
+        self.close_command(t)
+
+    def abandon(self, t: TargetSnapshot, reason: str) -> None:
+        """End an in-flight target because the deployment ended early (stop or timeout)."""
+        cmd = t.command
+        if cmd is not None:
+            key = (t.instance_id, cmd.event)
+            if self.events[key].status not in _TERMINAL_EVENT:
+                if cmd.result is not None or (cmd.acknowledged_at and cmd.noop):
+                    outcome = self.command_outcome(t, cmd)
+                    assert outcome is not None  # a reported result always has an outcome
+                    self.set_event(
+                        t,
+                        cmd.event,
+                        outcome.status,
+                        start=outcome.start,
+                        end=outcome.end,
+                        diagnostics=outcome.diagnostics,
+                    )
+                elif cmd.acknowledged_at is not None:
+                    self.set_event(
+                        t,
+                        cmd.event,
+                        _ES.FAILED,
+                        start=cmd.acknowledged_at,
+                        end=self.now,
+                        diagnostics=_unknown(reason),
+                    )
+                else:
+                    self.set_event(t, cmd.event, _ES.SKIPPED)
+        if self.next_event(t) is None and all(
+            self.events[(t.instance_id, ev.name)].status is _ES.SUCCEEDED for ev in t.events
+        ):
+            self.set_target(t, _IS.SUCCEEDED)
+            self.close_command(t)
+            return
+        self.fail_target(t)
+
+    # -- the deployment ----------------------------------------------------------------------
+
+    def end(
+        self,
+        status: DeploymentStatus,
+        error: ErrorInformation,
+        trigger: RollbackTrigger | None,
+    ) -> None:
+        for t in self.snap.targets:
+            current = self.status[t.instance_id]
+            if current is _IS.PENDING:
+                for ev in t.events:
+                    if self.events[(t.instance_id, ev.name)].status is _ES.PENDING:
+                        self.set_event(t, ev.name, _ES.SKIPPED)
+                self.set_target(t, _IS.SKIPPED)
+            elif current is _IS.IN_PROGRESS:
+                self.abandon(t, error.message)
+        start = None if self.snap.started_at else self.now
+        self.deployment = DeploymentTransition(status, start, self.now, error)
+        if trigger is not None:
+            stop = self.snap.stop
+            self.rollback = decide_rollback(
+                deployment_id=self.snap.deployment_id,
+                trigger=trigger,
+                config=self.snap.auto_rollback,
+                last_successful=self.snap.last_successful,
+                creator=self.snap.creator,
+                stop_override=stop.auto_rollback_enabled if stop else None,
+            )
+
+    def agent_failures(self) -> list[str]:
+        out = []
+        for t in self.snap.targets:
+            if self.status[t.instance_id] is not _IS.FAILED:
+                continue
+            for ev in t.events:
+                diag = self.events[(t.instance_id, ev.name)].diagnostics
+                if diag is not None and diag.message.startswith(AGENT_NOT_POLLING_PREFIX):
+                    out.append(t.instance_id)
+                    break
+        return out
+
+    def decisions(self) -> Decisions:
+        values = list(self.status.values())
+        overview = DeploymentOverview(
+            pending=values.count(_IS.PENDING),
+            in_progress=values.count(_IS.IN_PROGRESS),
+            succeeded=values.count(_IS.SUCCEEDED),
+            failed=values.count(_IS.FAILED),
+            skipped=values.count(_IS.SKIPPED),
+            ready=values.count(_IS.READY),
+        )
+        finished = self.deployment is not None and self.deployment.status in (
+            TERMINAL_DEPLOYMENT_STATUSES
+        )
+        terminal = finished or self.snap.status in TERMINAL_DEPLOYMENT_STATUSES
+        unreachable = () if terminal else self.unreachable()
+        return Decisions(
+            overview=overview,
+            deployment=self.deployment,
+            target_updates=tuple(self.target_updates.values()),
+            event_updates=tuple(self.event_updates.values()),
+            dispatch=tuple(self.dispatch.values()),
+            close_commands=tuple(self.close),
+            rollback=self.rollback,
+            unreachable=unreachable,
+        )
+
+    def unreachable(self) -> tuple[str, ...]:
+        out = []
+        for t in self.snap.targets:
+            if self.status[t.instance_id] not in (_IS.PENDING, _IS.IN_PROGRESS):
+                continue
+            since = t.command.dispatched_at if t.command else self.snap.started_at or self.now
+            if self.agent_dead(t, since):
+                out.append(t.instance_id)
+        return tuple(out)
+
+
+def _unknown(message: str) -> Diagnostics:
+    return Diagnostics(LifecycleErrorCode.UNKNOWN_ERROR, message)
+
+
+def reconcile(
+    snap: DeploymentSnapshot, now: datetime, *, settings: EngineSettings | None = None
+) -> Decisions:
+    """Decide the next steps of one deployment at ``now``; pure and idempotent.
+
+    >>> from datetime import UTC
+    >>> from opendeploy.engine.snapshot import ONE_AT_A_TIME, new_target
+    >>> t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    >>> snap = DeploymentSnapshot("d-ABCDEFGHI", DeploymentStatus.CREATED, ONE_AT_A_TIME,
+    ...     (new_target("i-1"), new_target("i-2")), created_at=t0)
+    >>> [(c.instance_id, str(c.event)) for c in reconcile(snap, t0).dispatch]
+    [('i-1', 'ApplicationStop')]
+    """
+    plan = _Plan(snap, now, settings or EngineSettings())
+    if snap.status in TERMINAL_DEPLOYMENT_STATUSES:
+        return plan.decisions()
+    mhh = snap.minimum_healthy_hosts
+    total = len(snap.targets)
+
+    if snap.status in (_DS.CREATED, _DS.QUEUED):
+        if total == 0:
+            plan.end(_DS.FAILED, _no_instances(), None)
+            return plan.decisions()
+        if not batches.constraints_hold_at_start(total, mhh):
+            plan.end(_DS.FAILED, _constraints_invalid(total, mhh), None)
+            return plan.decisions()
+        plan.deployment = DeploymentTransition(_DS.IN_PROGRESS, start_time=now)
+
+    if snap.stop is not None:
+        if snap.stop.by_alarm:
+            error = ErrorInformation("ALARM_ACTIVE", "The deployment was stopped by an alarm.")
+            plan.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_ALARM)
+        else:
+            error = ErrorInformation("MANUAL_STOP", "The deployment was stopped by a user request.")
+            plan.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_REQUEST)
+        return plan.decisions()
+
+    started = snap.started_at or now
+    limit = plan.settings.deployment_timeout_seconds
+    if (now - started).total_seconds() > limit:
+        error = ErrorInformation(
+            "TIMEOUT", f"The deployment timed out: it ran longer than {limit:g} s."
+        )
+        plan.end(_DS.FAILED, error, RollbackTrigger.FAILURE)
+        return plan.decisions()
+
+    for t in snap.targets:
+        if plan.status[t.instance_id] is _IS.IN_PROGRESS:
+            plan.advance(t)
+
+    tally = plan.tally()
+    if batches.can_still_succeed(tally, mhh):
+        slots = batches.free_slots(tally, mhh)
+        for t in snap.targets:
+            if slots == 0:
+                break
+            if plan.status[t.instance_id] is _IS.PENDING:
+                plan.set_target(t, _IS.IN_PROGRESS)
+                plan.advance(t)
+                slots -= 1
+        tally = plan.tally()
+        if tally.in_flight == 0 and tally.pending == 0:
+            if batches.can_still_succeed(tally, mhh):
+                plan.deployment = DeploymentTransition(
+                    _DS.SUCCEEDED, plan.deployment.start_time if plan.deployment else None, now
+                )
+            else:  # pragma: no cover - can_still_succeed held a moment ago with nothing pending
+                plan.end(_DS.FAILED, _health_error(plan), RollbackTrigger.FAILURE)
+        return plan.decisions()
+
+    # The minimum can no longer hold: nothing new starts, pending targets are skipped, and the
+    # deployment fails once the in-flight targets have finished.
+    for t in snap.targets:
+        if plan.status[t.instance_id] is _IS.PENDING:
+            for ev in t.events:
+                plan.set_event(t, ev.name, _ES.SKIPPED)
+            plan.set_target(t, _IS.SKIPPED)
+    if plan.tally().in_flight == 0:
+        plan.end(_DS.FAILED, _health_error(plan), RollbackTrigger.FAILURE)
+    return plan.decisions()
+
+
+def _health_error(plan: _Plan) -> ErrorInformation:
+    dead = plan.agent_failures()
+    if dead:
+        return ErrorInformation(
+            "AGENT_ISSUE",
+            "The overall deployment failed because the OpenDeploy agent stopped polling on "
+            f"{', '.join(dead)}, and too few healthy instances remain.",
+        )
+    return ErrorInformation("HEALTH_CONSTRAINTS", HEALTH_CONSTRAINTS_MESSAGE)
+
+
+def _no_instances() -> ErrorInformation:
+    return ErrorInformation(
+        "NO_INSTANCES",
+        "The deployment failed because no instances were found for your deployment group.",
+    )
+
+
+def _constraints_invalid(total: int, mhh: MinimumHealthyHosts) -> ErrorInformation:
+    need = batches.required_healthy(total, mhh)
+    return ErrorInformation(
+        "HEALTH_CONSTRAINTS_INVALID",
+        f"minimumHealthyHosts {mhh.type} {mhh.value} requires {need} healthy instances of "
+        f"{total}, so no instance can be taken out of service; the minimum must be less than the "
+        "number of instances.",
+    )

@@ -1,0 +1,221 @@
+"""The engine's input: an immutable picture of one deployment, loaded by the worker.
+
+Everything :func:`opendeploy.engine.reconcile.reconcile` needs to decide is here, and nothing
+else: no store rows, no sessions, no clocks. Agent reports (acknowledgements and completions of
+host commands) are recorded by the Command API on the target's current :class:`CommandSnapshot`;
+the engine alone turns them into lifecycle-event and instance statuses, so every rule
+(``ignoreApplicationStopFailures``, no-op commands, timeouts, dead agents) lives in one place.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from opendeploy.domain.lifecycle import SERVER_ORDER, LifecycleEvent
+from opendeploy.domain.status import (
+    DeploymentStatus,
+    InstanceStatus,
+    LifecycleErrorCode,
+    LifecycleEventStatus,
+)
+from opendeploy.errors import OpenDeployError
+
+MinimumHealthyHostsType = Literal["HOST_COUNT", "FLEET_PERCENT", "MOST_CONCURRENCY"]
+
+_E = LifecycleEvent
+_TRAFFIC_EVENTS = frozenset(
+    {
+        _E.BEFORE_BLOCK_TRAFFIC,
+        _E.BLOCK_TRAFFIC,
+        _E.AFTER_BLOCK_TRAFFIC,
+        _E.BEFORE_ALLOW_TRAFFIC,
+        _E.ALLOW_TRAFFIC,
+        _E.AFTER_ALLOW_TRAFFIC,
+    }
+)
+
+
+class EngineInputError(OpenDeployError, ValueError):
+    """A value handed to the engine breaks one of its rules (names the field and the value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MinimumHealthyHosts:
+    """``minimumHealthyHosts`` of a deployment configuration.
+
+    ``MOST_CONCURRENCY`` is not accepted from users; it is what AWS returns for
+    CodeDeployDefault.OneAtATime (value 1), and the engine honours it (see ``batches``).
+    """
+
+    type: MinimumHealthyHostsType
+    value: int
+
+    def __post_init__(self) -> None:
+        if self.type not in ("HOST_COUNT", "FLEET_PERCENT", "MOST_CONCURRENCY"):
+            raise EngineInputError(f"minimumHealthyHosts.type: {self.type!r} is not a known type")
+        if self.value < 0:
+            raise EngineInputError(f"minimumHealthyHosts.value: {self.value} must be >= 0")
+        if self.type == "FLEET_PERCENT" and self.value > 100:
+            raise EngineInputError(
+                f"minimumHealthyHosts.value: {self.value} exceeds 100 for FLEET_PERCENT"
+            )
+        if self.type == "MOST_CONCURRENCY" and self.value < 1:
+            raise EngineInputError(
+                f"minimumHealthyHosts.value: {self.value} must be >= 1 for MOST_CONCURRENCY"
+            )
+
+
+#: CodeDeployDefault.OneAtATime, as GetDeploymentConfig reports it.
+ONE_AT_A_TIME = MinimumHealthyHosts("MOST_CONCURRENCY", 1)
+#: CodeDeployDefault.HalfAtATime.
+HALF_AT_A_TIME = MinimumHealthyHosts("FLEET_PERCENT", 50)
+#: CodeDeployDefault.AllAtOnce.
+ALL_AT_ONCE = MinimumHealthyHosts("HOST_COUNT", 0)
+
+
+ONE_AT_A_TIME_CONFIG = "CodeDeployDefault.OneAtATime"
+
+
+def minimum_for(config_name: str, type_: str, value: int) -> MinimumHealthyHosts:
+    """The engine's minimum for a deployment configuration as stored.
+
+    ``domain.configs`` stores OneAtATime as ``HOST_COUNT 1`` and leaves its rule (one at a time,
+    all but the last must succeed) to the engine; by the arithmetic of HOST_COUNT that would allow
+    ``total - 1`` in flight, so the predefined name maps to ``MOST_CONCURRENCY 1`` here.
+    """
+    if config_name == ONE_AT_A_TIME_CONFIG:
+        return ONE_AT_A_TIME
+    if type_ not in ("HOST_COUNT", "FLEET_PERCENT", "MOST_CONCURRENCY"):
+        raise EngineInputError(f"minimumHealthyHosts.type: {type_!r} is not a known type")
+    return MinimumHealthyHosts(type_, value)  # type: ignore[arg-type]  # checked just above
+
+
+class AutoRollbackEvent(enum.StrEnum):
+    DEPLOYMENT_FAILURE = "DEPLOYMENT_FAILURE"
+    DEPLOYMENT_STOP_ON_ALARM = "DEPLOYMENT_STOP_ON_ALARM"
+    DEPLOYMENT_STOP_ON_REQUEST = "DEPLOYMENT_STOP_ON_REQUEST"
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRollbackConfig:
+    """``autoRollbackConfiguration`` in effect for the deployment (group's or the override)."""
+
+    enabled: bool = False
+    events: frozenset[AutoRollbackEvent] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostics:
+    """The public ``LifecycleEvent.diagnostics`` of one event."""
+
+    error_code: LifecycleErrorCode
+    message: str
+    script_name: str = ""
+    log_tail: str = ""
+
+
+#: What AWS shows for a successful event.
+SUCCESS_DIAGNOSTICS = Diagnostics(LifecycleErrorCode.SUCCESS, "Succeeded")
+
+
+@dataclass(frozen=True, slots=True)
+class EventSnapshot:
+    """One lifecycle event of one target, as stored."""
+
+    name: LifecycleEvent
+    status: LifecycleEventStatus = LifecycleEventStatus.PENDING
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    diagnostics: Diagnostics | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSnapshot:
+    """The host command currently outstanding for a target, with what the agent said about it.
+
+    ``acknowledged_at``/``noop`` come from PutHostCommandAcknowledgement (``IsCommandNoop``);
+    ``completed_at``/``result``/``diagnostics`` from PutHostCommandComplete. The engine reads
+    them and closes the command once it has turned them into statuses.
+    """
+
+    event: LifecycleEvent
+    dispatched_at: datetime
+    acknowledged_at: datetime | None = None
+    noop: bool = False
+    completed_at: datetime | None = None
+    result: Literal["Succeeded", "Failed"] | None = None
+    diagnostics: Diagnostics | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    """One instance of the deployment: its status, its events in order, its agent, its command."""
+
+    instance_id: str
+    events: tuple[EventSnapshot, ...]
+    status: InstanceStatus = InstanceStatus.PENDING
+    last_seen_at: datetime | None = None
+    command: CommandSnapshot | None = None
+
+    def event(self, name: LifecycleEvent) -> EventSnapshot:
+        for ev in self.events:
+            if ev.name == name:
+                return ev
+        raise EngineInputError(f"target {self.instance_id}: has no lifecycle event {name}")
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """A StopDeployment call (or an alarm) recorded on the deployment."""
+
+    requested_at: datetime
+    #: StopDeployment's ``autoRollbackEnabled``; ``None`` defers to the rollback configuration.
+    auto_rollback_enabled: bool | None = None
+    by_alarm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LastSuccessful:
+    """The group's last successful deployment (other than this one) and its revision."""
+
+    deployment_id: str
+    #: Opaque to the engine: whatever the store uses to name a registered revision.
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSnapshot:
+    """One deployment with its targets, as the worker loads it under its lease."""
+
+    deployment_id: str
+    status: DeploymentStatus
+    minimum_healthy_hosts: MinimumHealthyHosts
+    targets: tuple[TargetSnapshot, ...]
+    created_at: datetime
+    started_at: datetime | None = None
+    config_name: str = "CodeDeployDefault.OneAtATime"
+    ignore_application_stop_failures: bool = False
+    stop: StopRequest | None = None
+    auto_rollback: AutoRollbackConfig = field(default_factory=AutoRollbackConfig)
+    creator: str = "user"
+    last_successful: LastSuccessful | None = None
+
+
+def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:
+    """The events of an in-place EC2/on-premises deployment, in order.
+
+    Without a load balancer: ApplicationStop … ValidateService (agent-behaviour §2.7). With one,
+    the six traffic events around them, two of which (BlockTraffic, AllowTraffic) the server runs.
+    """
+    if load_balancer:
+        return SERVER_ORDER
+    return tuple(e for e in SERVER_ORDER if e not in _TRAFFIC_EVENTS)
+
+
+def new_target(instance_id: str, *, load_balancer: bool = False) -> TargetSnapshot:
+    """A target as CreateDeployment stores it: Pending, every event Pending."""
+    events = tuple(EventSnapshot(e) for e in lifecycle_events(load_balancer=load_balancer))
+    return TargetSnapshot(instance_id=instance_id, events=events)

@@ -1,0 +1,742 @@
+"""The engine worker: leases active deployments, reconciles them, applies the decisions.
+
+One thread per server process. Each pass it finds the active deployments (Created, Queued,
+InProgress: a pending stop request is on such a row too), and for each one:
+
+1. takes its lease: ``lease_owner``/``lease_expires_at`` set by a conditional UPDATE, after
+   ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas sharing a database never work
+   on one deployment at once, and a dead replica's lease expires after ``lease_seconds``;
+2. loads a :class:`~opendeploy.engine.snapshot.DeploymentSnapshot` (four queries);
+3. calls :func:`~opendeploy.engine.reconcile.reconcile`;
+4. applies the :class:`~opendeploy.engine.reconcile.Decisions` in one transaction, exactly as
+   ``tests/engine/harness.py`` states (statuses and times, lifecycle events, host commands
+   created and closed, errorInformation, the group's last successful deployment, the rollback
+   deployment with ``rollbackInfo`` both ways), releasing the lease in the same transaction;
+5. wakes the long polls of the hosts that got a command.
+
+The lease is held only during a pass: nothing lives in memory between passes, so a restarted
+server (or another replica) simply carries on. The worker sleeps on a :class:`Wakeup` that
+CreateDeployment, StopDeployment and every agent report set, and otherwise ticks every
+``engine_tick_seconds`` for timeouts and dead agents.
+
+Automatic deployments to new instances (:func:`deploy_to_new_instance`) happen when an
+instance's agent polls for the first time (the Command API calls it): every group whose tags
+select the instance and whose last deployment succeeded gets a deployment of that revision to
+this one instance, created by ``autoscaling``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+
+from opendeploy.domain.configs import PREDEFINED
+from opendeploy.domain.ids import new_deployment_id
+from opendeploy.domain.lifecycle import LifecycleEvent
+from opendeploy.domain.status import (
+    TERMINAL_DEPLOYMENT_STATUSES,
+    DeploymentStatus,
+    InstanceStatus,
+    LifecycleErrorCode,
+    LifecycleEventStatus,
+)
+from opendeploy.engine.dispatch import HostNotifier, Wakeup
+from opendeploy.engine.reconcile import Decisions, EngineSettings, reconcile
+from opendeploy.engine.rollback import RollbackDecision
+from opendeploy.engine.snapshot import (
+    AutoRollbackConfig,
+    AutoRollbackEvent,
+    CommandSnapshot,
+    DeploymentSnapshot,
+    Diagnostics,
+    EventSnapshot,
+    LastSuccessful,
+    StopRequest,
+    TargetSnapshot,
+    lifecycle_events,
+    minimum_for,
+)
+from opendeploy.settings import ServerSettings
+from opendeploy.store import commands as cmd_store
+from opendeploy.store import tables
+from opendeploy.store.database import Store
+
+log = logging.getLogger("opendeploy.engine")
+
+_D = tables.deployments
+_TG = tables.deployment_targets
+_EV = tables.lifecycle_events
+_G = tables.deployment_groups
+_I = tables.on_premises_instances
+_CFG = tables.deployment_configs
+
+ACTIVE_STATUSES = [
+    str(DeploymentStatus.CREATED),
+    str(DeploymentStatus.QUEUED),
+    str(DeploymentStatus.IN_PROGRESS),
+]
+_TERMINAL = [str(s) for s in TERMINAL_DEPLOYMENT_STATUSES]
+AUTOSCALING_CREATOR = "autoscaling"
+
+
+def engine_settings(settings: ServerSettings) -> EngineSettings:
+    """The engine's timeouts from the server's settings."""
+    return EngineSettings(
+        event_timeout_seconds=settings.event_timeout_seconds,
+        event_start_timeout_seconds=settings.event_start_timeout_seconds,
+        agent_dead_after_seconds=settings.agent_dead_after_seconds,
+    )
+
+
+def new_owner_id() -> str:
+    """A replica's lease owner name: host, pid and a random part (unique per process start)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+# --- loading a snapshot -------------------------------------------------------------------------
+
+
+def _diagnostics(raw: dict[str, Any] | None) -> Diagnostics | None:
+    if not raw:
+        return None
+    try:
+        code = LifecycleErrorCode(raw.get("errorCode") or "UnknownError")
+    except ValueError:
+        code = LifecycleErrorCode.UNKNOWN_ERROR
+    return Diagnostics(
+        code,
+        str(raw.get("message") or ""),
+        str(raw.get("scriptName") or ""),
+        str(raw.get("logTail") or ""),
+    )
+
+
+def diagnostics_wire(d: Diagnostics | None) -> dict[str, str] | None:
+    """The public ``diagnostics`` shape of the engine's :class:`Diagnostics`."""
+    if d is None:
+        return None
+    return {
+        "errorCode": str(d.error_code),
+        "scriptName": d.script_name,
+        "message": d.message,
+        "logTail": d.log_tail,
+    }
+
+
+def _minimum(conn: Connection, config_name: str) -> Any:
+    predefined = PREDEFINED.get(config_name)
+    if predefined is not None and predefined.minimum_healthy_hosts is not None:
+        mhh = predefined.minimum_healthy_hosts
+        return minimum_for(config_name, str(mhh.type), mhh.value)
+    raw = conn.execute(
+        select(_CFG.c.minimum_healthy_hosts).where(_CFG.c.name == config_name)
+    ).scalar_one_or_none()
+    if not raw:
+        # The configuration is gone (or not a Server one): behave as the default, one at a time.
+        return minimum_for("CodeDeployDefault.OneAtATime", "HOST_COUNT", 1)
+    return minimum_for(config_name, str(raw.get("type")), int(raw.get("value") or 0))
+
+
+def _auto_rollback(raw: dict[str, Any] | None) -> AutoRollbackConfig:
+    if not raw:
+        return AutoRollbackConfig()
+    events = frozenset(
+        AutoRollbackEvent(e)
+        for e in raw.get("events") or []
+        if e in AutoRollbackEvent.__members__.values()
+    )
+    return AutoRollbackConfig(bool(raw.get("enabled")), events)
+
+
+def _has_load_balancer(raw: dict[str, Any] | None) -> bool:
+    return bool(raw) and any(bool(v) for v in (raw or {}).values())
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A snapshot plus the stored rows the worker needs to apply decisions."""
+
+    snapshot: DeploymentSnapshot
+    row: dict[str, Any]
+    stored_events: dict[str, bool]  # target -> whether its events are stored yet
+
+
+def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
+    """The deployment as a snapshot (None if it is gone)."""
+    row = conn.execute(select(_D).where(_D.c.deployment_id == deployment_id)).mappings().first()
+    if row is None:
+        return None
+    d = dict(row)
+    lb = _has_load_balancer(d["load_balancer_info"])
+    targets = list(
+        conn.execute(
+            select(_TG.c.target_id, _TG.c.status)
+            .where(_TG.c.deployment_id == deployment_id)
+            .order_by(_TG.c.target_id)
+        ).all()
+    )
+    names = [str(t.target_id) for t in targets]
+    events: dict[str, list[EventSnapshot]] = {n: [] for n in names}
+    for ev in conn.execute(
+        select(_EV).where(_EV.c.deployment_id == deployment_id).order_by(_EV.c.position)
+    ).mappings():
+        events.setdefault(str(ev["target_id"]), []).append(
+            EventSnapshot(
+                LifecycleEvent(ev["name"]),
+                LifecycleEventStatus(ev["status"]),
+                ev["start_time"],
+                ev["end_time"],
+                _diagnostics(ev["diagnostics"]),
+            )
+        )
+    seen: dict[str, datetime | None] = {}
+    for inst in conn.execute(
+        select(_I.c.name, _I.c.last_seen_at, _I.c.deregister_time).where(_I.c.name.in_(names))
+    ).all():
+        # A deregistered instance cannot poll any more: it was last seen when it left.
+        seen[str(inst.name)] = inst.deregister_time or inst.last_seen_at
+    open_cmds = cmd_store.open_commands(conn, deployment_id)
+    snap_targets = []
+    stored: dict[str, bool] = {}
+    for t in targets:
+        name = str(t.target_id)
+        stored[name] = bool(events[name])
+        evs = tuple(events[name]) or tuple(
+            EventSnapshot(e) for e in lifecycle_events(load_balancer=lb)
+        )
+        c = open_cmds.get(name)
+        command = None
+        if c is not None:
+            command = CommandSnapshot(
+                LifecycleEvent(c["lifecycle_event"]),
+                dispatched_at=c["dispatched_at"],
+                acknowledged_at=c["acknowledged_at"],
+                noop=bool(c["noop"]),
+                completed_at=c["completed_at"],
+                result=c["result"] if c["result"] in ("Succeeded", "Failed") else None,
+                diagnostics=_diagnostics(c["diagnostics"]),
+            )
+        snap_targets.append(
+            TargetSnapshot(
+                instance_id=name,
+                events=evs,
+                status=InstanceStatus(t.status),
+                last_seen_at=seen.get(name),
+                command=command,
+            )
+        )
+    last = None
+    if d["deployment_group_id"] is not None:
+        last_id = conn.execute(
+            select(_G.c.last_successful_deployment_id).where(
+                _G.c.deployment_group_id == d["deployment_group_id"]
+            )
+        ).scalar_one_or_none()
+        if last_id and last_id != deployment_id:
+            revision = conn.execute(
+                select(_D.c.revision).where(_D.c.deployment_id == last_id)
+            ).scalar_one_or_none()
+            if revision:
+                last = LastSuccessful(str(last_id), json.dumps(revision, sort_keys=True))
+    stop = None
+    if d["stop_requested"]:
+        stop = StopRequest(requested_at=now, auto_rollback_enabled=d["auto_rollback_on_stop"])
+    snapshot = DeploymentSnapshot(
+        deployment_id=deployment_id,
+        status=DeploymentStatus(d["status"]),
+        minimum_healthy_hosts=_minimum(conn, d["deployment_config_name"]),
+        targets=tuple(snap_targets),
+        created_at=d["create_time"],
+        started_at=d["start_time"],
+        config_name=d["deployment_config_name"],
+        ignore_application_stop_failures=bool(d["ignore_application_stop_failures"]),
+        stop=stop,
+        auto_rollback=_auto_rollback(d["auto_rollback_configuration"]),
+        creator=d["creator"],
+        last_successful=last,
+    )
+    return Loaded(snapshot, d, stored)
+
+
+# --- applying decisions -------------------------------------------------------------------------
+
+
+def _events_after(t: TargetSnapshot, d: Decisions) -> list[EventSnapshot]:
+    updates = {u.event: u for u in d.event_updates if u.instance_id == t.instance_id}
+    out = []
+    for ev in t.events:
+        u = updates.get(ev.name)
+        if u is not None:
+            ev = EventSnapshot(ev.name, u.status, u.start_time, u.end_time, u.diagnostics)
+        out.append(ev)
+    return out
+
+
+def _rollback_row(old: dict[str, Any], revision: dict[str, Any], now: datetime) -> dict[str, Any]:
+    keep = (
+        "application_id",
+        "application_name",
+        "deployment_group_id",
+        "deployment_group_name",
+        "deployment_config_name",
+        "compute_platform",
+        "ignore_application_stop_failures",
+        "update_outdated_instances_only",
+        "file_exists_behavior",
+        "deployment_mode",
+        "auto_rollback_configuration",
+        "deployment_style",
+        "blue_green_deployment_configuration",
+        "load_balancer_info",
+        "override_alarm_configuration",
+        "ec2_deployment_options",
+    )
+    row = {k: old[k] for k in keep}
+    row |= {
+        "deployment_id": new_deployment_id(),
+        "status": str(DeploymentStatus.CREATED),
+        "creator": "codeDeployRollback",
+        "revision": revision,
+        "previous_revision": old["revision"],
+        "create_time": now,
+        "deployment_status_messages": [],
+    }
+    return row
+
+
+def _create_rollback(
+    conn: Connection, old: dict[str, Any], decision: RollbackDecision, now: datetime
+) -> str | None:
+    """Record the rollback decision on ``old`` and create the rollback deployment, if any."""
+    old_id = old["deployment_id"]
+    plan = decision.plan
+    if plan is None:
+        conn.execute(
+            update(_D)
+            .where(_D.c.deployment_id == old_id)
+            .values(rollback_info={"rollbackMessage": decision.message})
+        )
+        return None
+    row = _rollback_row(old, json.loads(plan.revision), now)
+    new_id = row["deployment_id"]
+    row["rollback_info"] = {
+        "rollbackTriggeringDeploymentId": old_id,
+        "rollbackMessage": plan.rollback_message,
+    }
+    conn.execute(insert(_D).values(**row))
+    targets = conn.execute(
+        select(_TG.c.target_id, _TG.c.target_arn, _TG.c.instance_label).where(
+            _TG.c.deployment_id == old_id
+        )
+    ).all()
+    if targets:
+        conn.execute(
+            insert(_TG),
+            [
+                {
+                    "deployment_id": new_id,
+                    "target_id": t.target_id,
+                    "target_arn": t.target_arn,
+                    "target_type": "InstanceTarget",
+                    "instance_label": t.instance_label,
+                    "status": str(InstanceStatus.PENDING),
+                    "last_updated_at": now,
+                }
+                for t in targets
+            ],
+        )
+    conn.execute(
+        update(_D)
+        .where(_D.c.deployment_id == old_id)
+        .values(
+            rollback_info={
+                "rollbackDeploymentId": new_id,
+                "rollbackMessage": plan.triggering_message,
+            }
+        )
+    )
+    if old["deployment_group_id"] is not None:
+        conn.execute(
+            update(_G)
+            .where(_G.c.deployment_group_id == old["deployment_group_id"])
+            .values(last_attempted_deployment_id=new_id)
+        )
+    return str(new_id)
+
+
+def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str | None:
+    """Write ``d`` inside the open transaction; returns the rollback deployment's id, if any."""
+    snap = loaded.snapshot
+    dep_id = snap.deployment_id
+    if d.deployment is not None:
+        values: dict[str, Any] = {"status": str(d.deployment.status)}
+        if d.deployment.start_time is not None and snap.started_at is None:
+            values["start_time"] = d.deployment.start_time
+        if d.deployment.complete_time is not None:
+            values["complete_time"] = d.deployment.complete_time
+        if d.deployment.error is not None:
+            values["error_information"] = {
+                "code": d.deployment.error.code,
+                "message": d.deployment.error.message,
+            }
+        conn.execute(update(_D).where(_D.c.deployment_id == dep_id).values(**values))
+        if d.deployment.status is DeploymentStatus.SUCCEEDED and loaded.row["deployment_group_id"]:
+            conn.execute(
+                update(_G)
+                .where(_G.c.deployment_group_id == loaded.row["deployment_group_id"])
+                .values(last_successful_deployment_id=dep_id)
+            )
+    for tu in d.target_updates:
+        conn.execute(
+            update(_TG)
+            .where(_TG.c.deployment_id == dep_id, _TG.c.target_id == tu.instance_id)
+            .values(status=str(tu.status), last_updated_at=tu.at)
+        )
+    touched = {u.instance_id for u in d.event_updates}
+    for t in snap.targets:
+        if t.instance_id not in touched:
+            continue
+        conn.execute(
+            delete(_EV).where(_EV.c.deployment_id == dep_id, _EV.c.target_id == t.instance_id)
+        )
+        conn.execute(
+            insert(_EV),
+            [
+                {
+                    "deployment_id": dep_id,
+                    "target_id": t.instance_id,
+                    "position": position,
+                    "name": str(ev.name),
+                    "status": str(ev.status),
+                    "start_time": ev.start_time,
+                    "end_time": ev.end_time,
+                    "diagnostics": diagnostics_wire(ev.diagnostics),
+                }
+                for position, ev in enumerate(_events_after(t, d))
+            ],
+        )
+        if t.instance_id not in {u.instance_id for u in d.target_updates}:
+            conn.execute(
+                update(_TG)
+                .where(_TG.c.deployment_id == dep_id, _TG.c.target_id == t.instance_id)
+                .values(last_updated_at=now)
+            )
+    cmd_store.close(conn, dep_id, list(d.close_commands), now)
+    for hc in d.dispatch:
+        cmd_store.dispatch(conn, dep_id, hc.instance_id, str(hc.event), now)
+    if d.rollback is not None:
+        return _create_rollback(conn, loaded.row, d.rollback, now)
+    return None
+
+
+# --- automatic deployments to new instances ----------------------------------------------------
+
+
+def deploy_to_new_instance(
+    store: Store,
+    instance_name: str,
+    now: datetime,
+    *,
+    select_groups: Callable[[str, dict[str, str], list[dict[str, Any]]], list[dict[str, Any]]],
+) -> list[str]:
+    """Deploy each matching group's last successful revision to a newly polling instance.
+
+    ``select_groups(name, tags, groups)`` returns the groups whose tag filters select the
+    instance (the control API's targeting). A group with an active deployment is left alone
+    (that deployment's successor will include the instance).
+    """
+    created: list[str] = []
+    with store.database.write() as conn:
+        inst = conn.execute(
+            select(_I.c.name, _I.c.instance_arn).where(
+                _I.c.name == instance_name, _I.c.deregister_time.is_(None)
+            )
+        ).first()
+        if inst is None:
+            return []
+        tags = {
+            str(k): str(v)
+            for k, v in conn.execute(
+                select(tables.instance_tags.c.key, tables.instance_tags.c.value).where(
+                    tables.instance_tags.c.instance_name == instance_name
+                )
+            ).all()
+        }
+        groups = [
+            dict(g)
+            for g in conn.execute(
+                select(_G).where(
+                    _G.c.last_successful_deployment_id.is_not(None),
+                    _G.c.compute_platform == "Server",
+                )
+            ).mappings()
+        ]
+        for group in select_groups(instance_name, tags, groups):
+            last = (
+                conn.execute(
+                    select(_D).where(_D.c.deployment_id == group["last_successful_deployment_id"])
+                )
+                .mappings()
+                .first()
+            )
+            if last is None or last["status"] != str(DeploymentStatus.SUCCEEDED):
+                continue
+            if group["last_attempted_deployment_id"] != last["deployment_id"]:
+                continue  # a later deployment failed, or one is active: not a clean state
+            already = conn.execute(
+                select(_TG.c.target_id).where(
+                    _TG.c.deployment_id == last["deployment_id"], _TG.c.target_id == instance_name
+                )
+            ).first()
+            if already is not None:
+                continue
+            row = _rollback_row(dict(last), last["revision"], now)
+            row["creator"] = AUTOSCALING_CREATOR
+            row["previous_revision"] = None
+            row["description"] = f"Automatic deployment to the new instance {instance_name}"
+            conn.execute(insert(_D).values(**row))
+            conn.execute(
+                insert(_TG).values(
+                    deployment_id=row["deployment_id"],
+                    target_id=instance_name,
+                    target_arn=inst.instance_arn,
+                    target_type="InstanceTarget",
+                    status=str(InstanceStatus.PENDING),
+                    last_updated_at=now,
+                )
+            )
+            conn.execute(
+                update(_G)
+                .where(_G.c.deployment_group_id == group["deployment_group_id"])
+                .values(last_attempted_deployment_id=row["deployment_id"])
+            )
+            created.append(row["deployment_id"])
+    return created
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+class EngineWorker:
+    """Runs the engine in a background thread; ``wake()`` makes it look at once."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: ServerSettings,
+        *,
+        notifier: HostNotifier,
+        wakeup: Wakeup | None = None,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.engine_settings = engine_settings(settings)
+        self.notifier = notifier
+        self.wakeup = wakeup or Wakeup()
+        self.owner = owner or new_owner_id()
+        self._clock = clock
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Notified after every pass, for callers waiting on an outcome (StopDeployment).
+        self._passed = threading.Condition()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="opendeploy-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the current pass and end the thread."""
+        self._stopping.set()
+        self.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def wait_terminal(self, deployment_id: str, timeout: float) -> bool:
+        """Wait (pass by pass) until the deployment is Succeeded, Failed or Stopped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.store.database.read() as conn:
+                status = conn.execute(
+                    select(_D.c.status).where(_D.c.deployment_id == deployment_id)
+                ).scalar_one_or_none()
+            if status is None or status in _TERMINAL:
+                return status is not None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._thread is None:
+                return False
+            with self._passed:
+                self._passed.wait(remaining)
+
+    def _run(self) -> None:
+        log.info("engine worker started owner=%s", self.owner)
+        while not self._stopping.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("engine pass failed; retrying on the next tick")
+            with self._passed:
+                self._passed.notify_all()
+            self.wakeup.wait(self.settings.engine_tick_seconds)
+        log.info("engine worker stopped owner=%s", self.owner)
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Reconcile every active deployment this replica can lease; returns how many changed."""
+        changed = 0
+        for deployment_id in self._candidates(self._clock()):
+            if self._stopping.is_set():
+                break
+            if self.step(deployment_id):
+                changed += 1
+        return changed
+
+    def _free(self, now: datetime) -> Any:
+        return or_(
+            _D.c.lease_owner.is_(None),
+            _D.c.lease_owner == self.owner,
+            _D.c.lease_expires_at < now,
+        )
+
+    def _candidates(self, now: datetime) -> list[str]:
+        with self.store.database.read() as conn:
+            return list(
+                conn.execute(
+                    select(_D.c.deployment_id)
+                    .where(
+                        _D.c.status.in_(ACTIVE_STATUSES),
+                        _D.c.compute_platform == "Server",
+                        self._free(now),
+                    )
+                    .order_by(_D.c.create_time)
+                ).scalars()
+            )
+
+    def _lease(self, deployment_id: str, now: datetime) -> bool:
+        expires = now + timedelta(seconds=self.settings.lease_seconds)
+        with self.store.database.write() as conn:
+            condition = and_(
+                _D.c.deployment_id == deployment_id,
+                _D.c.status.in_(ACTIVE_STATUSES),
+                self._free(now),
+            )
+            if conn.dialect.name == "postgresql":
+                locked = conn.execute(
+                    select(_D.c.deployment_id).where(condition).with_for_update(skip_locked=True)
+                ).first()
+                if locked is None:
+                    return False
+            taken = conn.execute(
+                update(_D).where(condition).values(lease_owner=self.owner, lease_expires_at=expires)
+            ).rowcount
+        return bool(taken)
+
+    def _release(self, conn: Connection, deployment_id: str) -> None:
+        conn.execute(
+            update(_D)
+            .where(_D.c.deployment_id == deployment_id, _D.c.lease_owner == self.owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+
+    def step(self, deployment_id: str) -> bool:
+        """Lease, reconcile and apply one deployment; True when something changed."""
+        now = self._clock()
+        if not self._lease(deployment_id, now):
+            return False
+        rollback_id: str | None = None
+        decisions: Decisions | None = None
+        try:
+            with self.store.database.read() as conn:
+                loaded = load(conn, deployment_id, now)
+            if loaded is not None:
+                decisions = reconcile(loaded.snapshot, now, settings=self.engine_settings)
+            with self.store.database.write() as conn:
+                owner = conn.execute(
+                    select(_D.c.lease_owner)
+                    .where(_D.c.deployment_id == deployment_id)
+                    .with_for_update()
+                ).scalar_one_or_none()
+                if owner != self.owner:
+                    return False  # the lease expired mid-pass and another replica took it
+                if loaded is not None and decisions is not None and decisions.has_changes:
+                    rollback_id = apply(conn, loaded, decisions, now)
+                self._release(conn, deployment_id)
+        except BaseException:
+            with self.store.database.write() as conn:
+                self._release(conn, deployment_id)
+            raise
+        if decisions is None or not decisions.has_changes:
+            return False
+        self._log(deployment_id, decisions, rollback_id)
+        if decisions.dispatch:
+            self.notifier.notify(c.instance_id for c in decisions.dispatch)
+        if rollback_id is not None:
+            self.wakeup.set()
+        return True
+
+    @staticmethod
+    def _log(deployment_id: str, d: Decisions, rollback_id: str | None) -> None:
+        if d.deployment is not None:
+            error = d.deployment.error
+            log.info(
+                "deployment status deployment_id=%s status=%s%s",
+                deployment_id,
+                d.deployment.status,
+                f" error={error.code}" if error else "",
+            )
+        for hc in d.dispatch:
+            log.debug(
+                "dispatch deployment_id=%s instance=%s event=%s",
+                deployment_id,
+                hc.instance_id,
+                hc.event,
+            )
+        if rollback_id is not None:
+            log.info("rollback deployment_id=%s rollback_id=%s", deployment_id, rollback_id)
+
+
+def notify_hosts(notifier: HostNotifier, names: Sequence[str]) -> None:
+    """Wake the polls of ``names`` (helper for callers outside the worker)."""
+    notifier.notify(names)
+
+
+class StopRequests:
+    """StopDeployment through the engine: set the flag, wake the worker, wait for the outcome."""
+
+    def __init__(self, worker: EngineWorker) -> None:
+        self.worker = worker
+
+    def request(self, deployment_id: str, *, auto_rollback: bool | None) -> None:
+        """Flag the stop; the AWS errors for an unknown or finished deployment."""
+        self.worker.store.deployments.request_stop(
+            deployment_id,
+            auto_rollback=auto_rollback,
+            now=self.worker._clock(),
+            finish_if_idle=False,
+        )
+        self.worker.wake()
+
+    def wait_stopped(self, deployment_id: str, timeout: float) -> bool:
+        """Whether the deployment reached a final status within ``timeout`` seconds."""
+        return self.worker.wait_terminal(deployment_id, timeout)

@@ -1,0 +1,361 @@
+"""Composition root of ``opendeploy server``: settings -> store -> credentials -> app -> uvicorn.
+
+On start the store is migrated to head, the admin access key is created once (and reused on every
+later start, also by other replicas sharing a PostgreSQL database), and written as an AWS
+shared-credentials file ``<data-dir>/credentials`` plus ``<data-dir>/config`` (region and
+endpoint), both mode 0600, so that ``AWS_SHARED_CREDENTIALS_FILE``/``AWS_CONFIG_FILE`` point boto3
+and aws-cli at this server.
+
+The app serves two services on one URL: the control API (admin keys only) and the Command API
+(instance keys only), plus ``POST /opendeploy/v1/instance-credentials``. The engine worker runs
+in the app's lifespan; CreateDeployment, StopDeployment and on-premises (de)registration wake it.
+TLS: ``tls_cert``/``tls_key``, or ``tls_self_signed`` (a certificate created once in the data
+directory, also named as ``ca_bundle`` in the written config so AWS clients trust it).
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import platformdirs
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from opendeploy.api.app import ServiceBinding, create_app
+from opendeploy.api.commands import command_service
+from opendeploy.api.commands.agent_version import AgentVersionMiddleware
+from opendeploy.api.commands.credentials import instance_credentials_route
+from opendeploy.api.commands.handlers import CommandApi
+from opendeploy.api.commands.signing import SpecSigner, self_signed, write_private
+from opendeploy.api.context import Handler, RequestContext
+from opendeploy.api.handlers import load_handlers
+from opendeploy.api.handlers.deployments import engine_stop_deployment, selector
+from opendeploy.api.model import codedeploy_service
+from opendeploy.api.output_routes import output_routes
+from opendeploy.api.s3 import s3_routes
+from opendeploy.engine.dispatch import HostNotifier, Wakeup
+from opendeploy.engine.worker import EngineWorker, StopRequests, deploy_to_new_instance
+from opendeploy.revisions.blobstore import LocalBlobStore
+from opendeploy.service_errors import AccessDeniedError
+from opendeploy.settings import ServerSettings
+from opendeploy.store.database import Store
+from opendeploy.web import web_routes
+
+log = logging.getLogger("opendeploy.server")
+
+ADMIN_PRINCIPAL = "admin"
+CREDENTIALS_FILE = "credentials"
+CONFIG_FILE = "config"
+TLS_CERT_FILE = "tls-cert.pem"
+TLS_KEY_FILE = "tls-key.pem"
+REPLICA_ID_FILE = "replica-id"
+#: The content-addressed bundle store under the data directory (behind the S3 front).
+BUNDLES_DIR = "bundles"
+
+#: Worker threads for database calls: every control-plane handler, and the claim and heartbeat
+#: steps of held polls (a held poll itself waits on the event loop and holds no thread).
+THREAD_POOL_SIZE = 2000
+
+#: Control-plane operations after which the engine should look at once.
+_WAKING_OPERATIONS = frozenset(
+    {
+        "CreateDeployment",
+        "StopDeployment",
+        "ContinueDeployment",
+        "RegisterOnPremisesInstance",
+        "DeregisterOnPremisesInstance",
+        "AddTagsToOnPremisesInstances",
+    }
+)
+
+
+def default_data_dir() -> Path:
+    """Where the server keeps its database, credentials and bundles unless told otherwise."""
+    return platformdirs.user_data_path("opendeploy")
+
+
+def default_database_url(data_dir: Path) -> str:
+    """SQLite in the data directory."""
+    return f"sqlite:///{data_dir.resolve() / 'opendeploy.db'}"
+
+
+@dataclass(frozen=True)
+class CredentialFiles:
+    """The admin key and the two files written for AWS clients."""
+
+    access_key_id: str
+    secret_access_key: str
+    credentials_path: Path
+    config_path: Path
+
+
+@dataclass(frozen=True)
+class Server:
+    """A ready-to-serve server: the ASGI app, the open store, the admin credentials, the engine."""
+
+    settings: ServerSettings
+    store: Store
+    app: Starlette
+    credentials: CredentialFiles
+    engine: EngineWorker
+    notifier: HostNotifier
+
+
+def client_endpoint(settings: ServerSettings) -> str:
+    """The URL a local client reaches the server at (a wildcard bind means loopback)."""
+    host = settings.host
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.tls else "http"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
+    """(certificate, key) to serve TLS with; the self-signed pair is created on first use."""
+    if settings.tls_cert is not None:
+        return settings.tls_cert, settings.tls_key or settings.tls_cert
+    if not settings.tls_self_signed:
+        return None
+    cert, key = settings.data_dir / TLS_CERT_FILE, settings.data_dir / TLS_KEY_FILE
+    if not (cert.exists() and key.exists()):
+        names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
+        if settings.host not in ("", "0.0.0.0", "::"):
+            names.add(settings.host)
+        key_pem, cert_pem = self_signed("OpenDeploy server", tuple(sorted(names)))
+        write_private(key, key_pem)
+        write_private(cert, cert_pem)
+        log.info("created self-signed TLS certificate path=%s", cert)
+    return cert, key
+
+
+def bootstrap_credentials(store: Store, settings: ServerSettings) -> CredentialFiles:
+    """Reuse (or on first start create) the admin key and write the credentials/config files."""
+    key = store.access_keys.first("admin")
+    if key is None:
+        key = store.access_keys.create(principal=ADMIN_PRINCIPAL, kind="admin")
+        log.info("created admin access key access_key_id=%s", key[0])
+    access_key_id, secret = key
+    credentials = configparser.ConfigParser()
+    credentials["default"] = {
+        "aws_access_key_id": access_key_id,
+        "aws_secret_access_key": secret,
+    }
+    config = configparser.ConfigParser()
+    config["default"] = {"region": settings.region, "endpoint_url": client_endpoint(settings)}
+    tls = tls_files(settings)
+    if tls is not None and settings.tls_self_signed:
+        config["default"]["ca_bundle"] = str(tls[0])
+    credentials_path = settings.data_dir / CREDENTIALS_FILE
+    config_path = settings.data_dir / CONFIG_FILE
+    _write_private(credentials_path, credentials)
+    _write_private(config_path, config)
+    return CredentialFiles(access_key_id, secret, credentials_path, config_path)
+
+
+def _write_private(path: Path, parser: configparser.ConfigParser) -> None:
+    """Write ``path`` with mode 0600 from the start (never world-readable, even briefly)."""
+    buffer = io.StringIO()
+    parser.write(buffer)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, buffer.getvalue().encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def replica_id(data_dir: Path) -> str:
+    """This server's lease owner name, kept in ``<data-dir>/replica-id`` across restarts.
+
+    A restarted server (after a crash, even mid-pass) takes its own unexpired leases back at once
+    instead of waiting ``lease_seconds``. Replicas must therefore not share a data directory.
+    """
+    path = data_dir / REPLICA_ID_FILE
+    try:
+        return path.read_text().strip() or _new_replica_id(path)
+    except FileNotFoundError:
+        return _new_replica_id(path)
+
+
+def _new_replica_id(path: Path) -> str:
+    ident = f"{socket.gethostname()[:60]}:{uuid.uuid4().hex[:12]}"
+    write_private(path, ident.encode())
+    return ident
+
+
+def _control_handler(store: Store, operation: str, handler: Handler, wake: Wakeup) -> Handler:
+    """``handler`` for admin keys only (instance keys get AccessDenied), waking the engine."""
+    waking = operation in _WAKING_OPERATIONS
+
+    def call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        if store.commands.key_kind(ctx.principal) == "instance":
+            raise AccessDeniedError(
+                f"Access key {ctx.principal} is an instance key: it may only call the "
+                f"Command API (PollHostCommand …), not {operation}."
+            )
+        try:
+            return handler(ctx, params)
+        finally:
+            if waking:
+                wake.set()
+
+    return call
+
+
+def _first_poll(store: Store, wake: Wakeup) -> Any:
+    def select_groups(
+        name: str, tags: dict[str, str], groups: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        return [g for g in groups if selector(g, None)([(name, "", tags)])]
+
+    def on_first_poll(name: str, now: Any) -> None:
+        if deploy_to_new_instance(store, name, now, select_groups=select_groups):
+            wake.set()
+
+    return on_first_poll
+
+
+def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute] = ()) -> Server:
+    """Open (and migrate) the store, bootstrap credentials and build the app and its engine."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = Store.open(settings.database_url)
+    try:
+        credentials = bootstrap_credentials(store, settings)
+        notifier, wakeup = HostNotifier(), Wakeup()
+        engine = EngineWorker(
+            store,
+            settings,
+            notifier=notifier,
+            wakeup=wakeup,
+            owner=replica_id(settings.data_dir),
+        )
+        control = {op: _control_handler(store, op, h, wakeup) for op, h in load_handlers().items()}
+        control["StopDeployment"] = _control_handler(
+            store, "StopDeployment", engine_stop_deployment(StopRequests(engine)), wakeup
+        )
+        command_api = CommandApi(
+            notifier=notifier,
+            wakeup=wakeup,
+            signer=SpecSigner.load_or_create(settings.data_dir),
+            on_first_poll=_first_poll(store, wakeup),
+        )
+        services = [
+            ServiceBinding(codedeploy_service(), control),
+            ServiceBinding(command_service(), command_api.handlers()),
+        ]
+        lookup_secret = store.commands.lookup_secret
+        blobs = LocalBlobStore(settings.data_dir / BUNDLES_DIR)
+
+        @asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            limiter = anyio.to_thread.current_default_thread_limiter()
+            limiter.total_tokens = max(limiter.total_tokens, THREAD_POOL_SIZE)
+            engine.start()
+            try:
+                yield
+            finally:
+                notifier.close()
+                await anyio.to_thread.run_sync(engine.stop)
+                store.close()
+
+        app = create_app(
+            services=services,
+            lookup_secret=lookup_secret,
+            context_factory=lambda key_id, request_id: RequestContext(
+                store=store, settings=settings, principal=key_id, request_id=request_id
+            ),
+            extra_routes=[
+                instance_credentials_route(store, lookup_secret),
+                *output_routes(store, lookup_secret),
+                # The bundle store's S3 front only takes requests signed for service "s3", so it
+                # never shadows the API's POST / or the other routes.
+                *s3_routes(store=store, blobs=blobs, settings=settings),
+                # The dashboard acts through the same handler table as POST / (admin check,
+                # engine wake-ups, StopDeployment through the engine).
+                *web_routes(
+                    store=store,
+                    settings=settings,
+                    lookup_secret=lookup_secret,
+                    control=control,
+                    is_closing=lambda: notifier.closed,
+                ),
+                *extra_routes,
+            ],
+            lifespan=lifespan,
+        )
+        app.add_middleware(AgentVersionMiddleware)
+    except BaseException:
+        store.close()
+        raise
+    return Server(
+        settings=settings,
+        store=store,
+        app=app,
+        credentials=credentials,
+        engine=engine,
+        notifier=notifier,
+    )
+
+
+def run(server: Server) -> None:
+    """Serve until SIGINT/SIGTERM; uvicorn finishes in-flight requests, then the store closes."""
+    import uvicorn
+
+    tls = tls_files(server.settings)
+    config = uvicorn.Config(
+        server.app,
+        host=server.settings.host,
+        port=server.settings.port,
+        log_config=None,  # our structured logging is already configured
+        access_log=False,  # one line per request comes from api.app instead
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+    )
+    notifier = server.notifier
+
+    class _Uvicorn(uvicorn.Server):
+        """Releases the held long polls as soon as shutdown starts (they would delay it)."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            notifier.close()
+            super().handle_exit(sig, frame)
+
+    received: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown) and afterwards re-raises the
+        # signal to whatever handler was installed before it; with this one the process then
+        # returns normally and exits 0 instead of dying by the signal it asked for.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda signum, _frame: received.append(signum))
+    try:
+        _Uvicorn(config).run()
+    finally:
+        server.store.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        log.info("stopped signal=%s", signal.Signals(received[0]).name)

@@ -1,0 +1,39 @@
+"""Settings of the server, built once (from flags, environment and defaults) and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """What ``opendeploy server`` runs with. Defaults are visible here and nowhere else."""
+
+    data_dir: Path
+    database_url: str
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    host: str = "127.0.0.1"
+    port: int = 8443
+    #: TLS: a PEM certificate (chain) and its key; or ``tls_self_signed`` to create both in the
+    #: data directory on first start. Neither: plain HTTP (fine on loopback, not for agents).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_self_signed: bool = False
+    #: An agent that has not polled for this long is unreachable; its event fails.
+    agent_dead_after_seconds: float = 15.0
+    #: A running lifecycle event fails after this long (AWS: 3600 s).
+    event_timeout_seconds: float = 3600.0
+    #: A dispatched command that no agent acknowledges fails after this long (AWS: 5 min).
+    event_start_timeout_seconds: float = 300.0
+    #: PollHostCommand is held this long when there is no work (the agent's read timeout is 80 s).
+    poll_timeout_seconds: float = 20.0
+    #: The engine re-examines active deployments this often even when nothing wakes it.
+    engine_tick_seconds: float = 0.5
+    #: A replica's claim on a deployment while it works on it; a dead replica's expires after this.
+    lease_seconds: float = 30.0
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_self_signed or self.tls_cert is not None

@@ -1,0 +1,302 @@
+"""Host commands: the rows behind the Command API (PollHostCommand … PutHostCommandComplete).
+
+The engine creates a command when it dispatches a lifecycle event to a target and closes it when
+it has turned the agent's reports into statuses (or gives up on it); the Command API records what
+the agent says about it. A command moves ``Pending`` (created, maybe delivered) → ``InProgress``
+(acknowledged) → ``Succeeded``/``Failed`` (completed), and to ``Closed`` whenever the engine is
+done with it. Reports about a closed command are accepted and ignored (the official agent reports
+late after a crash, and must not be told off for it).
+
+Host identity is bound here too: an instance key is an access key of kind ``instance`` whose
+principal is the instance's ARN. That ARN carries a random suffix per registration, so
+deregistering an instance (or registering the name again) revokes every key issued before.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from opendeploy.store import tables
+from opendeploy.store._base import Repository
+
+_C = tables.host_commands
+_K = tables.access_keys
+_I = tables.on_premises_instances
+
+PENDING = "Pending"
+IN_PROGRESS = "InProgress"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+CLOSED = "Closed"
+
+#: The most hook output kept per command (the newest characters win).
+OUTPUT_LIMIT_CHARS = 64 * 1024
+
+#: A delivered but unacknowledged command is handed out again after this long (the poll's answer
+#: may have been lost on the way, e.g. a connection cut as it was written).
+REDELIVER_AFTER = timedelta(seconds=60)
+
+
+def new_command_id() -> str:
+    """An opaque, unguessable HostCommandIdentifier."""
+    return "hc-" + secrets.token_urlsafe(24)
+
+
+def _bounded(text: str, limit: int = OUTPUT_LIMIT_CHARS) -> str:
+    """The last ``limit`` characters of ``text``, cut at a line start where there is one."""
+    if len(text) <= limit:
+        return text
+    tail = text[-limit:]
+    newline = tail.find("\n")
+    return tail[newline + 1 :] if 0 <= newline < len(tail) - 1 else tail
+
+
+class Commands(Repository):
+    """Rows of ``host_commands`` as dicts of column names; instance keys and their hosts."""
+
+    # --- identity ----------------------------------------------------------------------------
+
+    def lookup_secret(self, access_key_id: str) -> str | None:
+        """The key's secret for SigV4; None for unknown keys and keys of deregistered instances."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(_K.c.secret_access_key, _K.c.kind, _K.c.principal).where(
+                    _K.c.access_key_id == access_key_id
+                )
+            ).first()
+            if row is None:
+                return None
+            if row.kind == "instance" and _registered_by_arn(conn, row.principal) is None:
+                return None
+        return str(row.secret_access_key)
+
+    def key_kind(self, access_key_id: str) -> str | None:
+        """``"admin"`` or ``"instance"`` for a known key, else None."""
+        with self.db.read() as conn:
+            kind = conn.execute(
+                select(_K.c.kind).where(_K.c.access_key_id == access_key_id)
+            ).scalar_one_or_none()
+        return None if kind is None else str(kind)
+
+    def instance_for_key(self, access_key_id: str) -> dict[str, Any] | None:
+        """The registered instance an instance key belongs to (None for other keys)."""
+        with self.db.read() as conn:
+            principal = conn.execute(
+                select(_K.c.principal).where(
+                    _K.c.access_key_id == access_key_id, _K.c.kind == "instance"
+                )
+            ).scalar_one_or_none()
+            if principal is None:
+                return None
+            return _registered_by_arn(conn, str(principal))
+
+    # --- the agent's side ----------------------------------------------------------------------
+
+    def claim_next(self, instance_name: str, *, now: datetime) -> dict[str, Any] | None:
+        """The oldest deliverable Pending command of the instance, marked delivered; or None.
+
+        A read comes first: most calls (a poll's re-checks) find nothing, and on SQLite a write
+        transaction takes the database-wide write lock even when it then changes nothing.
+        """
+        if not self.has_deliverable(instance_name, now=now):
+            return None
+        stale = now - REDELIVER_AFTER
+        with self.db.write() as conn:
+            query = (
+                select(_C)
+                .where(
+                    _C.c.instance_name == instance_name,
+                    _C.c.status == PENDING,
+                    _C.c.closed_at.is_(None),
+                    or_(_C.c.delivered_at.is_(None), _C.c.delivered_at < stale),
+                )
+                .order_by(_C.c.dispatched_at, _C.c.command_id)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            row = conn.execute(query).mappings().first()
+            if row is None:
+                return None
+            conn.execute(
+                update(_C).where(_C.c.command_id == row["command_id"]).values(delivered_at=now)
+            )
+        return {**row, "delivered_at": now}
+
+    def has_deliverable(self, instance_name: str, *, now: datetime) -> bool:
+        """Whether :meth:`claim_next` would find something (a cheap read for long polls)."""
+        stale = now - REDELIVER_AFTER
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(_C.c.command_id)
+                .where(
+                    _C.c.instance_name == instance_name,
+                    _C.c.status == PENDING,
+                    _C.c.closed_at.is_(None),
+                    or_(_C.c.delivered_at.is_(None), _C.c.delivered_at < stale),
+                )
+                .limit(1)
+            ).first()
+        return found is not None
+
+    def get(self, command_id: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(_C).where(_C.c.command_id == command_id)).mappings().first()
+        return None if row is None else dict(row)
+
+    def acknowledge(self, command_id: str, *, now: datetime, noop: bool) -> str:
+        """Record PutHostCommandAcknowledgement; returns the CommandStatus to answer.
+
+        ``InProgress`` tells the agent to run the command; ``Failed`` (a command the engine closed
+        before the agent took it up, e.g. a stopped deployment) tells it to skip it.
+        """
+        with self.db.write() as conn:
+            row = conn.execute(
+                select(_C.c.status, _C.c.result).where(_C.c.command_id == command_id)
+            ).first()
+            if row is None:
+                return FAILED
+            if row.status == PENDING:
+                conn.execute(
+                    update(_C)
+                    .where(_C.c.command_id == command_id)
+                    .values(status=IN_PROGRESS, acknowledged_at=now, noop=noop)
+                )
+                return IN_PROGRESS
+            if row.status == CLOSED:
+                return str(row.result or FAILED)
+            return str(row.status)
+
+    def complete(
+        self,
+        command_id: str,
+        *,
+        now: datetime,
+        result: str,
+        diagnostics: dict[str, Any] | None,
+    ) -> bool:
+        """Record PutHostCommandComplete; False when it came too late to count (ignored)."""
+        if result not in (SUCCEEDED, FAILED):
+            raise ValueError(f"CommandStatus: {result!r} is not Succeeded or Failed")
+        with self.db.write() as conn:
+            changed = conn.execute(
+                update(_C)
+                .where(
+                    _C.c.command_id == command_id,
+                    _C.c.status.in_([PENDING, IN_PROGRESS]),
+                    _C.c.closed_at.is_(None),
+                )
+                .values(status=result, result=result, completed_at=now, diagnostics=diagnostics)
+            ).rowcount
+            if changed:
+                conn.execute(
+                    update(_C)
+                    .where(_C.c.command_id == command_id, _C.c.acknowledged_at.is_(None))
+                    .values(acknowledged_at=now)
+                )
+        return bool(changed)
+
+    def append_output(self, command_id: str, text: str) -> str | None:
+        """Add streamed hook output (kept bounded); the command's status, or None if unknown."""
+        with self.db.write() as conn:
+            row = conn.execute(
+                select(_C.c.status, _C.c.output).where(_C.c.command_id == command_id)
+            ).first()
+            if row is None:
+                return None
+            if text:
+                conn.execute(
+                    update(_C)
+                    .where(_C.c.command_id == command_id)
+                    .values(output=_bounded((row.output or "") + text))
+                )
+            return str(row.status)
+
+    def output(self, deployment_id: str, instance_name: str) -> list[dict[str, Any]]:
+        """The target's commands in dispatch order with their streamed output (CLI, dashboard)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(
+                    _C.c.command_id,
+                    _C.c.lifecycle_event,
+                    _C.c.status,
+                    _C.c.result,
+                    _C.c.dispatched_at,
+                    _C.c.output,
+                )
+                .where(_C.c.deployment_id == deployment_id, _C.c.instance_name == instance_name)
+                .order_by(_C.c.dispatched_at, _C.c.command_id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    # --- the engine's side ----------------------------------------------------------------------
+
+    def open_commands(self, deployment_id: str) -> dict[str, dict[str, Any]]:
+        with self.db.read() as conn:
+            return open_commands(conn, deployment_id)
+
+
+def _registered_by_arn(conn: Connection, instance_arn: str) -> dict[str, Any] | None:
+    row = (
+        conn.execute(
+            select(_I).where(_I.c.instance_arn == instance_arn, _I.c.deregister_time.is_(None))
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def open_commands(conn: Connection, deployment_id: str) -> dict[str, dict[str, Any]]:
+    """Instance name -> its open command (``closed_at`` NULL) in ``deployment_id``."""
+    rows = conn.execute(
+        select(_C)
+        .where(_C.c.deployment_id == deployment_id, _C.c.closed_at.is_(None))
+        .order_by(_C.c.dispatched_at)
+    ).mappings()
+    return {str(r["instance_name"]): dict(r) for r in rows}
+
+
+def close(
+    conn: Connection, deployment_id: str, instance_names: Sequence[str], now: datetime
+) -> None:
+    """Close the open commands of these targets (the engine is done with them)."""
+    if not instance_names:
+        return
+    conn.execute(
+        update(_C)
+        .where(
+            and_(
+                _C.c.deployment_id == deployment_id,
+                _C.c.instance_name.in_(list(instance_names)),
+                _C.c.closed_at.is_(None),
+            )
+        )
+        .values(status=CLOSED, closed_at=now)
+    )
+
+
+def dispatch(
+    conn: Connection, deployment_id: str, instance_name: str, event: str, now: datetime
+) -> str:
+    """Create the target's next command (closing its previous one); returns its id."""
+    close(conn, deployment_id, [instance_name], now)
+    command_id = new_command_id()
+    conn.execute(
+        insert(_C).values(
+            command_id=command_id,
+            deployment_id=deployment_id,
+            instance_name=instance_name,
+            lifecycle_event=event,
+            status=PENDING,
+            nonce=secrets.randbits(62),
+            dispatched_at=now,
+            noop=False,
+        )
+    )
+    return command_id

@@ -1,0 +1,147 @@
+"""Open the database (SQLite or PostgreSQL), migrate it to head, and hand out transactions.
+
+``Store.open(url)`` is the one entry point: it builds the SQLAlchemy engine, applies the SQLite
+pragmas (WAL, busy timeout, foreign keys), runs the Alembic migrations that ship in
+``opendeploy/store/migrations`` and exposes one repository per aggregate::
+
+    store = Store.open("sqlite:////var/lib/opendeploy/opendeploy.db")
+    app_id = store.applications.create(name="web", compute_platform="Server")
+    store.close()
+
+Transactions: repositories call :meth:`Database.write` for anything that changes rows and
+:meth:`Database.read` for queries. On SQLite a write transaction starts with ``BEGIN IMMEDIATE``
+so that two writers queue on the busy timeout instead of failing when a read lock cannot be
+upgraded; on PostgreSQL repositories lock the rows they check (``SELECT … FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from opendeploy.store.access_keys import AccessKeys
+from opendeploy.store.applications import Applications
+from opendeploy.store.bundle_objects import BundleObjects
+from opendeploy.store.commands import Commands
+from opendeploy.store.deployment_configs import DeploymentConfigs
+from opendeploy.store.deployment_groups import DeploymentGroups
+from opendeploy.store.deployments import Deployments
+from opendeploy.store.github import GitHubTokens
+from opendeploy.store.instances import OnPremisesInstances
+from opendeploy.store.revisions import Revisions
+from opendeploy.store.tags import ResourceTags
+
+#: SQLite waits this long for a lock held by another connection before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+_WRITE_OPTION = "opendeploy_write"
+
+
+def engine_url(url: str) -> str:
+    """Translate a user-facing database URL to the SQLAlchemy one (psycopg 3 for PostgreSQL)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN, instead of pysqlite's own guesses.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """The engine plus the two kinds of transaction the repositories use."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that may change rows; committed when the block ends without error."""
+        with self._writer.begin() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (one consistent snapshot on both backends)."""
+        with self.engine.begin() as connection:
+            yield connection
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent; safe to call on every start)."""
+    from alembic import command
+    from alembic.config import Config
+
+    script_location = importlib.resources.files("opendeploy.store") / "migrations"
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    # On SQLite take the write lock up front, so two processes starting together queue here.
+    with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    """The persistent state of one OpenDeploy server: one repository per aggregate."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.access_keys = AccessKeys(database)
+        self.applications = Applications(database)
+        self.deployment_configs = DeploymentConfigs(database)
+        self.deployment_groups = DeploymentGroups(database)
+        self.revisions = Revisions(database)
+        self.deployments = Deployments(database)
+        self.instances = OnPremisesInstances(database)
+        self.tags = ResourceTags(database)
+        self.github_tokens = GitHubTokens(database)
+        self.bundle_objects = BundleObjects(database)
+        self.commands = Commands(database)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to ``sqlite:///path`` or ``postgresql://…`` and migrate the schema to head."""
+        sa_url = engine_url(url)
+        if make_url(sa_url).get_backend_name() == "sqlite":
+            engine = _sqlite_engine(sa_url)
+        else:
+            engine = create_engine(sa_url, pool_pre_ping=True)
+        migrate(engine)
+        return cls(Database(engine))
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.database.engine.dispose()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the OpenDeploy schema (run by ``Store.open``)."""

@@ -1,0 +1,238 @@
+"""Start a real ``opendeploy server`` process for tests and benchmarks.
+
+    with running_server(tmp_path / "data", database_url=url) as srv:
+        client = srv.client("codedeploy")
+        client.list_applications()
+
+The process listens on a free loopback port, keeps its data (and its log, ``server.log``) in the
+given directory, and is stopped with SIGTERM (then SIGKILL after a grace period) on exit.
+"""
+
+from __future__ import annotations
+
+import configparser
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opendeploy.errors import OpenDeployError
+
+__all__ = [
+    "RunningServer",
+    "ServerStartError",
+    "free_port",
+    "running_server",
+    "serve_in_thread",
+    "start_server",
+]
+
+
+class ServerStartError(OpenDeployError, RuntimeError):
+    """The server process exited or did not answer /healthz in time."""
+
+
+@dataclass
+class RunningServer:
+    """A server process and what a client needs to reach it."""
+
+    process: subprocess.Popen[bytes]
+    endpoint: str
+    data_dir: Path
+    access_key_id: str
+    secret_access_key: str
+    region: str
+    credentials_path: Path
+    config_path: Path
+    log_path: Path
+    _log_file: Any = field(repr=False, default=None)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point AWS clients (aws-cli, boto3) at this server."""
+        return {
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.credentials_path),
+            "AWS_CONFIG_FILE": str(self.config_path),
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def client(self, service: str = "codedeploy", **kwargs: Any) -> Any:
+        """A boto3 client for ``service`` signed with the admin key, at this server."""
+        import boto3
+
+        return boto3.session.Session().client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            **kwargs,
+        )
+
+    def log_text(self) -> str:
+        """Everything the process wrote so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return self.process.returncode
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    region: str = "us-east-1",
+    extra_args: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> RunningServer:
+    """Start ``opendeploy server`` and return once /healthz answers (or raise, process stopped)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "opendeploy",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--region",
+        region,
+        *extra_args,
+    ]
+    if database_url is not None:
+        args += ["--database-url", database_url]
+    log_path = data_dir / "server.log"
+    log_file = log_path.open("ab")
+    process = subprocess.Popen(
+        args,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    server = RunningServer(
+        process=process,
+        endpoint=f"http://127.0.0.1:{port}",
+        data_dir=data_dir,
+        access_key_id="",
+        secret_access_key="",
+        region=region,
+        credentials_path=data_dir / "credentials",
+        config_path=data_dir / "config",
+        log_path=log_path,
+        _log_file=log_file,
+    )
+    try:
+        _wait_healthy(process, port, timeout)
+        credentials = configparser.ConfigParser()
+        credentials.read(server.credentials_path)
+        server.access_key_id = credentials["default"]["aws_access_key_id"]
+        server.secret_access_key = credentials["default"]["aws_secret_access_key"]
+    except BaseException as exc:
+        server.stop()
+        if isinstance(exc, ServerStartError):
+            raise ServerStartError(f"{exc}\n--- server.log ---\n{server.log_text()}") from None
+        raise
+    return server
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerStartError(f"opendeploy server exited with code {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            finally:
+                conn.close()
+        except OSError:
+            pass
+        # Nothing to wait on but the socket: poll at a short, fixed interval.
+        time.sleep(0.05)
+    raise ServerStartError(f"opendeploy server did not answer /healthz within {timeout:.0f} s")
+
+
+@contextmanager
+def running_server(
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    region: str = "us-east-1",
+    extra_args: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[RunningServer]:
+    """``start_server`` as a context manager that always stops the process."""
+    server = start_server(
+        data_dir, database_url=database_url, region=region, extra_args=extra_args, env=env
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def serve_in_thread(app: Any, *, timeout: float = 10.0) -> Iterator[str]:
+    """Serve an ASGI ``app`` with uvicorn on a free loopback port in this process.
+
+    Yields the endpoint URL once the socket listens; on exit asks uvicorn to finish and waits.
+    Cheaper than a process when a test builds its own app (test handlers, an injected clock).
+    """
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    # uvicorn sets `started` once its sockets listen; it offers no event to block on.
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise ServerStartError(f"in-process uvicorn did not start on port {port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)

@@ -1,0 +1,513 @@
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opendeploy.agent.hooks import HookSettings, hook_environment, run_scripts
+from opendeploy.agent.script_log import TAIL_LIMIT, ScriptLog
+from opendeploy.appspec.model import Script
+from opendeploy.errors import ScriptError
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+FAST = HookSettings(kill_grace_seconds=0.5, output_close_grace_seconds=0.3)
+ENV = hook_environment(
+    event="AfterInstall",
+    deployment_id="d-TEST12345",
+    application_name="app",
+    deployment_group_name="dg",
+    deployment_group_id="11111111-2222-3333-4444-555555555555",
+)
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    path = tmp_path / "deployment-archive"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def script_log(tmp_path: Path) -> ScriptLog:
+    return ScriptLog(tmp_path / "logs" / "scripts.log")
+
+
+@pytest.fixture
+def leftovers() -> Iterator[list[int]]:
+    """Pids a test's scripts leave running on purpose; killed at teardown."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def write(archive: Path, location: str, body: str, *, mode: int = 0o755) -> Path:
+    path = archive / location
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    path.chmod(mode)
+    return path
+
+
+def run(
+    archive: Path,
+    script_log: ScriptLog,
+    *scripts: Script,
+    env: dict[str, str] | None = None,
+    settings: HookSettings = FAST,
+) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+    run_scripts(
+        scripts,
+        event="AfterInstall",
+        archive_dir=archive,
+        env=ENV if env is None else env,
+        script_log=script_log,
+        on_output=lambda stream, line: seen.append((stream, line)),
+        settings=settings,
+    )
+    return seen
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie (our PID 1 may not reap orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+def read_pid(path: Path) -> int:
+    return int(path.read_text().strip())
+
+
+# --- environment -------------------------------------------------------------------------------
+
+
+def test_hook_environment_is_exactly_the_official_set() -> None:
+    env = hook_environment(
+        event="BeforeInstall",
+        deployment_id="d-1",
+        application_name="a",
+        deployment_group_name="g",
+        deployment_group_id="gid",
+        revision_env={"BUNDLE_BUCKET": "b", "BUNDLE_KEY": "k", "BUNDLE_VERSION": None},
+    )
+    assert env == {
+        "LIFECYCLE_EVENT": "BeforeInstall",
+        "DEPLOYMENT_ID": "d-1",
+        "APPLICATION_NAME": "a",
+        "DEPLOYMENT_GROUP_NAME": "g",
+        "DEPLOYMENT_GROUP_ID": "gid",
+        "BUNDLE_BUCKET": "b",
+        "BUNDLE_KEY": "k",
+    }
+
+
+def test_hook_environment_rejects_unknown_revision_variables() -> None:
+    with pytest.raises(ValueError, match="revision_env: 'BUNDLE_TYPE' is not a revision variable"):
+        hook_environment(
+            event="e",
+            deployment_id="d",
+            application_name="a",
+            deployment_group_name="g",
+            deployment_group_id="i",
+            revision_env={"BUNDLE_TYPE": "zip"},
+        )
+
+
+def test_script_sees_agent_env_and_deployment_variables_but_no_stale_bundle_vars(
+    archive: Path, script_log: ScriptLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENT_SETTING", "inherited")
+    monkeypatch.setenv("BUNDLE_ETAG", "from-the-agent-itself")
+    write(
+        archive,
+        "env.sh",
+        "#!/bin/sh\n"
+        'echo "$LIFECYCLE_EVENT $DEPLOYMENT_ID $APPLICATION_NAME $DEPLOYMENT_GROUP_NAME"\n'
+        'echo "$DEPLOYMENT_GROUP_ID $BUNDLE_BUCKET ${BUNDLE_ETAG-unset} $AGENT_SETTING"\n',
+    )
+    env = {**ENV, "BUNDLE_BUCKET": "bucket"}
+    seen = run(archive, script_log, Script("env.sh"), env=env)
+    assert seen == [
+        ("stdout", "AfterInstall d-TEST12345 app dg"),
+        ("stdout", "11111111-2222-3333-4444-555555555555 bucket unset inherited"),
+    ]
+
+
+def test_working_directory_is_inherited_and_stdin_is_devnull(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(archive, "where.sh", "#!/bin/sh\npwd\nreadlink /proc/self/fd/0\n")
+    seen = run(archive, script_log, Script("where.sh"))
+    assert seen == [("stdout", str(tmp_path)), ("stdout", "/dev/null")]
+
+
+# --- scripts.log and streaming -----------------------------------------------------------------
+
+
+def test_scripts_log_records_event_scripts_and_output_in_the_official_format(
+    archive: Path, script_log: ScriptLog
+) -> None:
+    write(archive, "scripts/one.sh", "#!/bin/sh\necho out\necho err >&2\n")
+    write(archive, "two.sh", "#!/bin/sh\nprintf 'no newline'\n")
+    run(archive, script_log, Script(" scripts/one.sh "), Script("two.sh"))
+
+    text = script_log.path.read_text()
+    lines = text.splitlines(keepends=True)
+    patterns = [
+        "LifecycleEvent - AfterInstall\n",
+        "Script - scripts/one.sh\n",
+        r"\[(stdout\]out|stderr\]err)\n",
+        r"\[(stdout\]out|stderr\]err)\n",
+        "Script - two.sh\n",
+        r"\[stdout\]no newline",
+    ]
+    assert len(lines) == len(patterns), text
+    for line, pattern in zip(lines, patterns, strict=True):
+        assert re.fullmatch(STAMP + pattern, line), line
+
+
+def test_no_scripts_writes_nothing(archive: Path, script_log: ScriptLog) -> None:
+    assert run(archive, script_log) == []
+    assert not script_log.path.exists()
+
+
+def test_output_reaches_the_caller_while_the_script_runs(
+    archive: Path, script_log: ScriptLog, tmp_path: Path
+) -> None:
+    # The script blocks on a FIFO after its first line; only a live on_output can release it.
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    write(archive, "live.sh", f'#!/bin/sh\necho first\nread reply < "{fifo}"\necho "$reply"\n')
+    seen: list[tuple[str, str]] = []
+
+    def on_output(stream: str, line: str) -> None:
+        seen.append((stream, line))
+        if line == "first":
+            with fifo.open("w") as pipe:
+                pipe.write("second\n")
+
+    run_scripts(
+        [Script("live.sh", timeout=5)],
+        event="AfterInstall",
+        archive_dir=archive,
+        env=ENV,
+        script_log=script_log,
+        on_output=on_output,
+        settings=FAST,
+    )
+    assert seen == [("stdout", "first"), ("stdout", "second")]
+
+
+def test_very_long_lines_are_split(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "long.sh", "#!/bin/sh\nhead -c 200000 /dev/zero | tr '\\0' x\necho\necho end\n")
+    seen = run(archive, script_log, Script("long.sh"))
+    pieces = [line for _, line in seen[:-1]]
+    assert all(len(piece) <= 64 * 1024 for piece in pieces)
+    assert "".join(pieces) == "x" * 200_000
+    assert seen[-1] == ("stdout", "end")
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def test_missing_script_reports_the_absolute_path(archive: Path, script_log: ScriptLog) -> None:
+    # As the official agent: an absolute location is looked up under the archive.
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("/opt/app/start.sh"))
+    error = caught.value
+    assert error.code == "ScriptMissing"
+    assert (
+        error.message == f"Script does not exist at specified location: {archive}/opt/app/start.sh"
+    )
+    assert error.script == "/opt/app/start.sh"
+    assert error.log_tail.endswith("Script - /opt/app/start.sh\n")
+
+
+def test_script_without_execute_bit_is_made_executable_and_runs(
+    archive: Path, script_log: ScriptLog
+) -> None:
+    path = write(archive, "plain.sh", "#!/bin/sh\necho ran\n", mode=0o644)
+    assert run(archive, script_log, Script("plain.sh")) == [("stdout", "ran")]
+    assert path.stat().st_mode & 0o111 == 0o111
+
+
+def test_script_without_shebang_runs_with_bin_sh(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "bare", "echo from sh\n")
+    assert run(archive, script_log, Script("bare")) == [("stdout", "from sh")]
+
+
+def test_non_zero_exit_fails_with_code_and_tail_and_stops_the_event(
+    archive: Path, script_log: ScriptLog
+) -> None:
+    write(archive, "bad.sh", "#!/bin/sh\necho working\necho 'disk full' >&2\nexit 3\n")
+    write(archive, "never.sh", "#!/bin/sh\necho should not run\n")
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("bad.sh"), Script("never.sh"))
+    error = caught.value
+    assert error.code == "ScriptFailed"
+    assert error.message == "Script at specified location: bad.sh failed with exit code 3"
+    assert error.script == "bad.sh"
+    assert error.log_tail.endswith("[stdout]working\n[stderr]disk full\n")
+    assert "never.sh" not in script_log.path.read_text()
+
+
+def test_death_by_signal_names_the_signal(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "die.sh", "#!/bin/sh\nkill -KILL $$\n")
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("die.sh"))
+    assert caught.value.code == "ScriptFailed"
+    assert caught.value.message == (
+        "Script at specified location: die.sh failed: killed by signal SIGKILL (9)"
+    )
+
+
+def test_log_tail_is_bounded(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "chatty.sh", '#!/bin/sh\nseq 1 2000 | sed "s/^/line /"\nexit 1\n')
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("chatty.sh"))
+    tail = caught.value.log_tail
+    assert TAIL_LIMIT - 20 < len(tail) <= TAIL_LIMIT
+    assert tail.endswith("[stdout]line 2000\n")
+
+
+def test_an_error_in_on_output_is_unknown_error_and_kills_the_script(
+    archive: Path, script_log: ScriptLog, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    write(archive, "loop.sh", f'#!/bin/sh\necho $$ > "{pidfile}"\necho hi\nexec sleep 30\n')
+
+    def on_output(stream: str, line: str) -> None:
+        raise RuntimeError("viewer went away")
+
+    with pytest.raises(ScriptError) as caught:
+        run_scripts(
+            [Script("loop.sh")],
+            event="AfterInstall",
+            archive_dir=archive,
+            env=ENV,
+            script_log=script_log,
+            on_output=on_output,
+            settings=FAST,
+        )
+    assert caught.value.code == "UnknownError"
+    assert caught.value.message == "viewer went away"
+    assert not alive(read_pid(pidfile))
+
+
+# --- timeouts ----------------------------------------------------------------------------------
+
+
+def test_timeout_terminates_the_whole_process_group(
+    archive: Path, script_log: ScriptLog, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    write(archive, "slow.sh", f'#!/bin/sh\nsleep 30 &\necho $! > "{pidfile}"\nsleep 30\n')
+    started = time.monotonic()
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("slow.sh", timeout=1))
+    assert time.monotonic() - started < 1 + FAST.kill_grace_seconds + 1
+    assert caught.value.code == "ScriptTimedOut"
+    assert caught.value.message == (
+        "Script at specified location: slow.sh failed to complete in 1 seconds"
+    )
+    assert not alive(read_pid(pidfile))
+
+
+def test_output_of_a_term_handler_is_kept(archive: Path, script_log: ScriptLog) -> None:
+    write(
+        archive, "trap.sh", "#!/bin/bash\ntrap 'echo cleaning up; exit 0' TERM\nsleep 30 &\nwait\n"
+    )
+    with pytest.raises(ScriptError, match="failed to complete in 1 seconds"):
+        run(archive, script_log, Script("trap.sh", timeout=1))
+    assert "[stdout]cleaning up\n" in script_log.tail
+
+
+def test_a_script_ignoring_sigterm_is_killed_after_the_grace(
+    archive: Path, script_log: ScriptLog, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    write(archive, "stubborn.sh", f"#!/bin/sh\ntrap '' TERM\necho $$ > \"{pidfile}\"\nsleep 30\n")
+    started = time.monotonic()
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("stubborn.sh", timeout=1))
+    elapsed = time.monotonic() - started
+    assert caught.value.code == "ScriptTimedOut"
+    assert 1 + FAST.kill_grace_seconds <= elapsed < 1 + FAST.kill_grace_seconds + 1
+    assert not alive(read_pid(pidfile))
+
+
+# --- outputs left open -------------------------------------------------------------------------
+
+BACKGROUNDS = '#!/bin/sh\nsleep 30 &\necho $! > "{pidfile}"\necho started\n'
+
+
+def test_backgrounded_process_holding_output_does_not_hang_in_warn_mode(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int]
+) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    write(archive, "daemon.sh", BACKGROUNDS.format(pidfile=pidfile))
+    write(archive, "after.sh", "#!/bin/sh\necho next script\n")
+    started = time.monotonic()
+    seen = run(archive, script_log, Script("daemon.sh", timeout=10), Script("after.sh"))
+    leftovers.append(read_pid(pidfile))
+    assert time.monotonic() - started < 3
+    assert seen[0] == ("stdout", "started")
+    assert seen[1][0] == "stderr"
+    assert "still holds its stdout and stderr open" in seen[1][1]
+    assert seen[2] == ("stdout", "next script")
+    assert "[stderr]OpenDeploy: the script exited" in script_log.path.read_text()
+    assert alive(leftovers[0])  # user daemons are started this way on purpose
+
+
+def test_backgrounded_process_holding_output_fails_in_fail_mode(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int]
+) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    write(archive, "daemon.sh", BACKGROUNDS.format(pidfile=pidfile))
+    settings = HookSettings(output_close_grace_seconds=0.3, outputs_left_open="fail")
+    started = time.monotonic()
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("daemon.sh", timeout=10), settings=settings)
+    leftovers.append(read_pid(pidfile))
+    assert time.monotonic() - started < 3
+    assert caught.value.code == "OutputsLeftOpen"
+    assert caught.value.message == (
+        "Script at specified location: daemon.sh failed to close STDOUT"
+    )
+    assert caught.value.log_tail.endswith("[stdout]started\n")
+
+
+# --- runas -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hook_user() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("runas tests create a user with useradd, which needs root")
+    if shutil.which("useradd") is None:
+        pytest.skip("runas tests need useradd")
+    name = f"odhook{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", f"/home/{name}", "--shell", "/bin/sh", name],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def shared_archive() -> Iterator[Path]:
+    """An archive another user can reach (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="opendeploy-hooks-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_runas_runs_as_that_user_with_a_login_environment(
+    shared_archive: Path, script_log: ScriptLog, hook_user: str
+) -> None:
+    import pwd
+
+    write(
+        shared_archive, "who.sh", '#!/bin/sh\nid -u\necho "$HOME $USER $LOGNAME $DEPLOYMENT_ID"\n'
+    )
+    seen = run(shared_archive, script_log, Script("who.sh", runas=hook_user))
+    uid = pwd.getpwnam(hook_user).pw_uid
+    assert seen == [
+        ("stdout", str(uid)),
+        ("stdout", f"/home/{hook_user} {hook_user} {hook_user} d-TEST12345"),
+    ]
+
+
+def test_runas_failure_names_the_user(
+    shared_archive: Path, script_log: ScriptLog, hook_user: str
+) -> None:
+    write(shared_archive, "fail.sh", "#!/bin/sh\nexit 4\n")
+    with pytest.raises(ScriptError) as caught:
+        run(shared_archive, script_log, Script("fail.sh", runas=hook_user))
+    assert caught.value.message == (
+        f"Script at specified location: fail.sh run as user {hook_user} failed with exit code 4"
+    )
+
+
+def test_runas_unknown_user_is_a_clear_script_failure(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "x.sh", "#!/bin/sh\necho never\n")
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("x.sh", runas="no-such-user-here"))
+    assert caught.value.code == "ScriptFailed"
+    assert caught.value.message == (
+        "Script at specified location: x.sh run as user no-such-user-here failed: "
+        "runas: user 'no-such-user-here' does not exist on this host"
+    )
+
+
+def test_sudo_as_root_runs_the_script_directly(archive: Path, script_log: ScriptLog) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("checks the root case: no sudo prefix")
+    write(archive, "root.sh", "#!/bin/sh\nid -u\n")
+    assert run(archive, script_log, Script("root.sh", sudo=True)) == [("stdout", "0")]
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="kill_grace_seconds: -1 must not be negative"):
+        HookSettings(kill_grace_seconds=-1)
+    with pytest.raises(ValueError, match="outputs_left_open: 'ignore' must be"):
+        HookSettings(outputs_left_open="ignore")  # type: ignore[arg-type]
+
+
+def test_warn_mode_still_judges_by_the_exit_code(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int]
+) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    write(archive, "daemon.sh", BACKGROUNDS.format(pidfile=pidfile) + "exit 2\n")
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("daemon.sh", timeout=10))
+    leftovers.append(read_pid(pidfile))
+    assert caught.value.message == "Script at specified location: daemon.sh failed with exit code 2"
+    assert "[stderr]OpenDeploy: the script exited" in caught.value.log_tail
+
+
+# --- platform fallbacks ------------------------------------------------------------------------
+
+
+def test_works_without_pidfd(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kernels older than 5.3 have no pidfd_open: the process is polled instead.
+    monkeypatch.delattr(os, "pidfd_open")
+    write(archive, "ok.sh", "#!/bin/sh\necho fine\n")
+    assert run(archive, script_log, Script("ok.sh")) == [("stdout", "fine")]
+    pidfile = tmp_path / "pid"
+    write(archive, "slow.sh", f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 30\n')
+    with pytest.raises(ScriptError, match="failed to complete in 1 seconds"):
+        run(archive, script_log, Script("slow.sh", timeout=1))
+    assert not alive(read_pid(pidfile))
+
+
+def test_a_line_written_one_character_at_a_time_is_one_line(
+    archive: Path, script_log: ScriptLog
+) -> None:
+    write(archive, "trickle.sh", "#!/bin/bash\nfor i in {1..200}; do printf x; done\necho\n")
+    assert run(archive, script_log, Script("trickle.sh")) == [("stdout", "x" * 200)]

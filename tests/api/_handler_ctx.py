@@ -1,0 +1,70 @@
+"""Calling the control-plane handlers directly over a real Store (no wire layer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opendeploy.api.context import Handler, RequestContext
+from opendeploy.api.handlers import (
+    applications,
+    deployment_configs,
+    deployment_groups,
+    deployments,
+    github,
+    instances,
+    onprem,
+    revisions,
+    tags,
+)
+from opendeploy.errors import ServiceError
+from opendeploy.settings import ServerSettings
+from opendeploy.store.database import Store
+
+HANDLERS: dict[str, Handler] = {}
+for module in (
+    applications,
+    deployment_configs,
+    deployment_groups,
+    deployments,
+    github,
+    instances,
+    onprem,
+    revisions,
+    tags,
+):
+    HANDLERS.update(module.HANDLERS)
+
+
+class Api:
+    """``api.CreateApplication(applicationName="x")`` calls the handler of that operation."""
+
+    def __init__(self, ctx: RequestContext) -> None:
+        self.ctx = ctx
+
+    def __getattr__(self, operation: str) -> Any:
+        def call(**params: Any) -> dict[str, Any]:
+            return HANDLERS[operation](self.ctx, params)
+
+        return call
+
+    def error(self, operation: str, **params: Any) -> ServiceError:
+        """The ServiceError the call raises (fails the test when it succeeds)."""
+        with pytest.raises(ServiceError) as info:
+            HANDLERS[operation](self.ctx, params)
+        return info.value
+
+
+@pytest.fixture(name="api")
+def api_fixture(database_url: str, tmp_path: Path) -> Iterator[Api]:
+    store = Store.open(database_url)
+    settings = ServerSettings(
+        data_dir=tmp_path, database_url=database_url, region="eu-west-1", account_id="123456789012"
+    )
+    try:
+        yield Api(RequestContext(store, settings, "AKIATEST", "req-1"))
+    finally:
+        store.close()

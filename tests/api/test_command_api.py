@@ -1,0 +1,213 @@
+"""The Command API over real sockets: identity, long poll latency, spec envelopes, diagnostics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from opendeploy.agent.spec import S3Revision, parse_deployment_spec
+from opendeploy.api.commands.handlers import public_diagnostics
+from tests.engine.agent_sim import (
+    AGENT_EVENTS,
+    S3_V1,
+    Cluster,
+    command_client,
+    running_cluster,
+    settings_for,
+)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, database_url: str) -> Any:
+    with running_cluster(settings_for(tmp_path, database_url, poll_timeout_seconds=1.0)) as c:
+        yield c
+
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_long_poll_answers_as_soon_as_a_command_exists(cluster: Cluster) -> None:
+    agent = cluster.add_instance("web-1", {"app": "web"})
+    cluster.group("shop")
+    started = time.monotonic()
+    assert agent.poll() is None  # nothing to do: the poll is held, then answers {}
+    assert 0.9 <= time.monotonic() - started < 3
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(agent.poll)
+        # Give the poll a head start so it is really held when the command appears.
+        time.sleep(0.3)
+        assert not held.done()
+        created = time.monotonic()
+        cluster.deploy("shop", S3_V1)
+        command = held.result(timeout=5)
+        latency = time.monotonic() - created
+    assert command is not None and command["CommandName"] == "ApplicationStop"
+    assert latency < 1.0, f"long poll answered {latency:.3f} s after the command was created"
+    assert command["HostIdentifier"] == agent.host_id
+    assert command["DeploymentExecutionId"].startswith("CodeDeploy/us-east-1/Prod/arn:aws:")
+
+
+def test_hosts_see_and_answer_only_their_own_commands(cluster: Cluster) -> None:
+    a = cluster.add_instance("web-1", {"app": "web"})
+    b = cluster.add_instance("db-1", {"app": "db"})
+    cluster.group("shop")
+    cluster.deploy("shop", S3_V1)
+    command = a.poll()
+    assert command is not None
+    with pytest.raises(ClientError) as exc:
+        b.client.poll_host_command(HostIdentifier=a.host_id)
+    assert _code(exc) == "AccessDeniedException"
+    for call in (
+        lambda: b.ack(command),
+        lambda: b.complete(command),
+        lambda: b.spec(command),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert _code(exc) == "AccessDeniedException"
+    with pytest.raises(ClientError) as exc:
+        b.client.put_host_command_acknowledgement(HostCommandIdentifier="hc-nope")
+    assert _code(exc) == "ClientException"
+    assert a.ack(command) == "InProgress"
+
+
+def test_admin_key_cannot_poll_and_instance_key_cannot_administer(cluster: Cluster) -> None:
+    agent = cluster.add_instance("web-1", {"app": "web"})
+    admin = command_client(cluster.endpoint, cluster.admin_key, cluster.admin_secret, "X")
+    with pytest.raises(ClientError) as exc:
+        admin.poll_host_command(HostIdentifier=agent.host_id)
+    assert _code(exc) == "AccessDeniedException"
+    assert "admin key" in exc.value.response["Error"]["Message"]
+    creds = agent.client._request_signer._credentials
+    import boto3
+
+    as_host = boto3.session.Session().client(
+        "codedeploy",
+        endpoint_url=cluster.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=creds.access_key,
+        aws_secret_access_key=creds.secret_key,
+    )
+    with pytest.raises(ClientError) as exc:
+        as_host.list_applications()
+    assert _code(exc) == "AccessDeniedException"
+    # Nor may an instance key issue credentials.
+    status, body = cluster.issue("web-1", creds.access_key, creds.secret_key)
+    assert status == 400 and body["__type"] == "AccessDeniedException"
+
+
+def test_instance_credentials_errors_and_revocation(cluster: Cluster) -> None:
+    status, body = cluster.issue("ghost")
+    assert status == 400 and body["__type"] == "InstanceNotRegisteredException"
+    assert "ghost" in body["message"]
+    agent = cluster.add_instance("web-1", {"app": "web"})
+    assert agent.poll() is None
+    cluster.cd.deregister_on_premises_instance(instanceName="web-1")
+    with pytest.raises(ClientError) as exc:
+        agent.poll()
+    assert _code(exc) in ("UnrecognizedClientException", "InvalidClientTokenId")
+
+
+def _openssl_content(pem: str, tmp_path: Path) -> bytes:
+    path = tmp_path / "spec.pem"
+    path.write_text(pem)
+    done = subprocess.run(
+        ["openssl", "cms", "-verify", "-noverify", "-inform", "PEM", "-in", str(path)],
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_spec_envelopes_parse_with_the_agent_parser(cluster: Cluster, tmp_path: Path) -> None:
+    ours = cluster.add_instance("web-1", {"app": "web"}, version="OPENDEPLOY-1.0.0")
+    official = cluster.add_instance("web-2", {"app": "web"}, version="OFFICIAL_1.8.1")
+    cluster.group("shop", config="CodeDeployDefault.AllAtOnce")
+    dep = cluster.deploy("shop", S3_V1)
+    text = ours.spec(ours.poll())  # type: ignore[arg-type]
+    signed = official.spec(official.poll())  # type: ignore[arg-type]
+    assert text["DeploymentSystem"] == signed["DeploymentSystem"] == "CodeDeploy"
+    text_env = text["DeploymentSpecification"]["GenericEnvelope"]
+    signed_env = signed["DeploymentSpecification"]["GenericEnvelope"]
+    assert text_env["Format"] == "TEXT/JSON"
+    assert signed_env["Format"] == "PKCS7/JSON"
+    assert signed_env["Payload"].startswith("-----BEGIN PKCS7-----")
+    inner = _openssl_content(signed_env["Payload"], tmp_path)
+    assert json.loads(inner) == json.loads(text_env["Payload"])
+    spec = parse_deployment_spec(inner)
+    assert spec.deployment_id == dep
+    assert spec.application_name == "shop" and spec.deployment_group_name == "prod"
+    assert spec.deployment_creator == "user" and spec.deployment_type == "IN_PLACE"
+    assert spec.revision == S3Revision(bucket="b", key="app-v1.zip", bundle_type="zip", etag="e1")
+    assert spec.file_exists_behavior.value == "DISALLOW"
+    # Every call records the agent's version header and the time it was seen.
+    seen = cluster.server.store.instances.get("web-2")
+    assert seen["agent_version"] == "OFFICIAL_1.8.1" and seen["last_seen_at"] is not None
+
+
+def test_completion_diagnostics_and_streamed_output(cluster: Cluster) -> None:
+    agent = cluster.add_instance("web-1", {"app": "web"})
+    cluster.group("shop")
+    dep = cluster.deploy("shop", S3_V1)
+    command = agent.poll()
+    assert command is not None
+    assert agent.ack(command) == "InProgress"
+    for lines in (["starting", "step 1"], ["done"]):
+        answer = agent.client.post_host_command_update(
+            HostCommandIdentifier=command["HostCommandIdentifier"],
+            Diagnostics={"Format": "JSON", "Payload": json.dumps({"output": lines})},
+        )
+        assert answer["CommandStatus"] == "InProgress"
+    out = cluster.server.store.commands.output(dep, "web-1")
+    assert out[0]["output"] == "starting\nstep 1\ndone\n"
+    agent.complete(command, ok=False, code=7, message="Failed: after an agent restart.")
+    agent.complete(command)  # a repeated (different) completion is ignored
+    info = cluster.wait_status(dep, "Failed")
+    assert info["deploymentOverview"]["Failed"] == 1
+    event = cluster.targets(dep)["web-1"]["lifecycleEvents"][0]
+    assert event["diagnostics"]["errorCode"] == "UnknownError"
+    assert event["diagnostics"]["message"] == "Failed: after an agent restart."
+    # The closed command: a late acknowledgement tells the agent to skip it.
+    assert agent.ack(command) == "Failed"
+
+
+def test_noop_acknowledgement_succeeds_the_event(cluster: Cluster) -> None:
+    agent = cluster.add_instance("web-1", {"app": "web"})
+    cluster.group("shop")
+    dep = cluster.deploy("shop", S3_V1)
+    for _ in AGENT_EVENTS:
+        command = agent.poll()
+        while command is None:
+            command = agent.poll()
+        agent.ack(command, noop=True)
+    info = cluster.wait_status(dep, "Succeeded")
+    assert info["deploymentOverview"]["Succeeded"] == 1
+
+
+def test_error_code_mapping() -> None:
+    def env(code: object) -> dict[str, str]:
+        payload = {"error_code": code, "script_name": "s.sh", "message": "m", "log": "x" * 9000}
+        return {"Format": "JSON", "Payload": json.dumps(payload)}
+
+    names = {c: public_diagnostics("Failed", env(c))["errorCode"] for c in range(8)}
+    assert names == {
+        0: "Success",
+        1: "ScriptMissing",
+        2: "ScriptNotExecutable",
+        3: "ScriptTimedOut",
+        4: "ScriptFailed",
+        5: "UnknownError",
+        6: "ScriptFailed",
+        7: "UnknownError",
+    }
+    odd = public_diagnostics("Failed", env("Unknown"))
+    assert odd["errorCode"] == "UnknownError" and len(odd["logTail"]) == 4096
+    assert public_diagnostics("Succeeded", None)["errorCode"] == "Success"

@@ -1,0 +1,148 @@
+"""The public entry points: parse_appspec, load_appspec, find_appspec, and the package surface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import opendeploy.appspec
+from opendeploy.appspec import find_appspec, load_appspec, parse_appspec
+from opendeploy.domain.lifecycle import LOCAL_DEFAULT_ORDER
+from opendeploy.errors import AppSpecError
+
+MINIMAL = "version: 0.0\nos: linux\n"
+ISSUE_EXAMPLE = MINIMAL + "hooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: 4000\n"
+
+
+def test_exported_members() -> None:
+    exported = {name for name in vars(opendeploy.appspec) if not name.startswith("_")} - {
+        "annotations",
+        "model",
+        "parse",
+        "schema",
+        "permissions",
+        "acl",
+        "selinux",
+    }
+    assert sorted(opendeploy.appspec.__all__) == sorted(exported)
+    assert {"parse_appspec", "load_appspec", "find_appspec"} <= set(opendeploy.appspec.__all__)
+
+
+def test_issue_example_message() -> None:
+    with pytest.raises(AppSpecError) as info:
+        parse_appspec(ISSUE_EXAMPLE)
+    assert "hooks.BeforeInstall[0].timeout: 4000 exceeds 3600 s for the event" in str(info.value)
+    assert str(info.value).startswith("hooks.BeforeInstall[0].timeout: 4000 exceeds 3600 s")
+
+
+def test_event_limit_is_configurable_and_can_be_disabled() -> None:
+    assert parse_appspec(ISSUE_EXAMPLE, max_event_timeout=7200).hooks["BeforeInstall"][0].timeout
+    assert parse_appspec(ISSUE_EXAMPLE, max_event_timeout=None).scripts_for("BeforeInstall")
+
+
+def test_any_event_name_without_allowed_events() -> None:
+    spec = parse_appspec(MINIMAL + "hooks:\n  Whatever:\n    - location: w.sh\n")
+    assert spec.scripts_for("Whatever")[0].location == "w.sh"
+
+
+def test_local_default_events_plus_custom() -> None:
+    text = MINIMAL + "hooks:\n  ApplicationStop:\n  Custom:\n    - location: c.sh\n"
+    allowed = [*LOCAL_DEFAULT_ORDER, "Custom"]
+    assert parse_appspec(text, allowed_events=allowed).scripts_for("Custom")
+    with pytest.raises(AppSpecError, match=r'file contains unknown lifecycle events: \["Custom"\]'):
+        parse_appspec(text, allowed_events=LOCAL_DEFAULT_ORDER)
+
+
+def test_messages_stay_on_one_line() -> None:
+    with pytest.raises(AppSpecError) as info:
+        parse_appspec('version: 0.0\nos: "lin\\nux"\n')
+    assert "\n" not in str(info.value)
+    assert "lin\\nux" in str(info.value)
+
+
+def test_result_is_frozen() -> None:
+    spec = parse_appspec(MINIMAL)
+    with pytest.raises(AttributeError):
+        spec.os = "windows"  # type: ignore[misc]
+
+
+def test_load_appspec_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "custom-spec.yml"
+    path.write_text("version: 0.0\nos: linux\nfile_exists_behavior: nope\n", encoding="utf-8")
+    with pytest.raises(AppSpecError, match=r'^file_exists_behavior: "nope"'):
+        load_appspec(path)
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(AppSpecError, match=r"^custom-spec\.yml: the file is empty"):
+        load_appspec(path)
+
+
+def test_load_appspec_passes_options(tmp_path: Path) -> None:
+    path = tmp_path / "appspec.yml"
+    path.write_text(ISSUE_EXAMPLE, encoding="utf-8")
+    assert load_appspec(path, max_event_timeout=None).scripts_for("BeforeInstall")
+    with pytest.raises(AppSpecError, match="exceeds 3600 s for the event"):
+        load_appspec(path)
+
+
+def test_load_appspec_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(AppSpecError, match=r"^appspec\.yml: cannot read the AppSpec file"):
+        load_appspec(tmp_path / "appspec.yml")
+
+
+def test_load_appspec_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "appspec.yml"
+    path.write_bytes(b"version: 0.0\nos: \xfflinux\n")
+    with pytest.raises(AppSpecError, match="is not UTF-8 text"):
+        load_appspec(path)
+
+
+def test_load_appspec_with_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "appspec.yml"
+    path.write_text("\ufeff" + MINIMAL, encoding="utf-8")
+    assert load_appspec(path).os == "linux"
+
+
+def test_find_appspec_default_names(tmp_path: Path) -> None:
+    (tmp_path / "appspec.yaml").write_text(MINIMAL)
+    assert find_appspec(tmp_path) == tmp_path / "appspec.yaml"
+    # With no name given the name is appspec.yml, and the given name is looked for first.
+    (tmp_path / "appspec.yml").write_text(MINIMAL)
+    assert find_appspec(tmp_path) == tmp_path / "appspec.yml"
+    assert find_appspec(tmp_path, "other.yml") == tmp_path / "appspec.yaml"
+
+
+def test_find_appspec_given_name_first_then_fallbacks(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "spec.yml").write_text(MINIMAL)
+    (tmp_path / "appspec.yml").write_text(MINIMAL)
+    assert find_appspec(tmp_path, "deploy/spec.yml") == tmp_path / "deploy" / "spec.yml"
+    assert find_appspec(tmp_path, "missing.yml") == tmp_path / "appspec.yml"
+
+
+def test_find_appspec_ignores_directories(tmp_path: Path) -> None:
+    (tmp_path / "appspec.yml").mkdir()
+    with pytest.raises(AppSpecError, match="did not find an AppSpec file"):
+        find_appspec(tmp_path)
+
+
+def test_find_appspec_missing_message(tmp_path: Path) -> None:
+    with pytest.raises(AppSpecError) as info:
+        find_appspec(tmp_path, "spec.yml")
+    message = str(info.value)
+    assert message.startswith("spec.yml: no AppSpec file at the top of the revision")
+    assert "looked for spec.yml, appspec.yaml, appspec.yml" in message
+    assert (
+        "The CodeDeploy agent did not find an AppSpec file within the unpacked revision directory"
+        ' at revision-relative path "spec.yml". The revision was unpacked to directory'
+        f' "{tmp_path}", and the AppSpec file was expected but not found at path'
+        f' "{tmp_path}/spec.yml".'
+    ) in message
+    with pytest.raises(AppSpecError, match='revision-relative path "appspec.yml"'):
+        find_appspec(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../appspec.yml", "a/../../appspec.yml"])
+def test_find_appspec_refuses_names_outside_the_revision(tmp_path: Path, name: str) -> None:
+    with pytest.raises(AppSpecError, match="must be a path inside the revision"):
+        find_appspec(tmp_path, name)

@@ -1,0 +1,268 @@
+"""``opendeploy watch``: the views as pure functions of a snapshot, then the command for real.
+
+Rendering is checked in a ``Console(file=StringIO(), width=100)``; the command runs as a
+subprocess against a real server and agents, in a pipe (plain text) and in a pseudo-terminal
+whose screen is rebuilt from the escape codes with pyte (what a person would see).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pexpect
+import pyte
+import pytest
+from rich.console import Console
+
+from opendeploy.cli.render import (
+    DeploymentView,
+    EventView,
+    InstanceView,
+    OutputLine,
+    Snapshot,
+    batches,
+    changes,
+    format_duration,
+    live_view,
+    summary,
+)
+from tests.cli.deploy_cluster import Cluster, deploy_cluster, deployment_id
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+EVENTS = ("ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "ValidateService")
+
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def _instance(
+    name: str, status: str, done: int, start: float, failed: bool = False
+) -> InstanceView:
+    """``done`` events succeeded from ``start`` on (1 s each); then one running/failed event."""
+    events = []
+    for index, event in enumerate(EVENTS):
+        begin = _at(start + index)
+        if index < done:
+            events.append(EventView(event, "Succeeded", begin, _at(start + index + 1)))
+        elif index == done and status == "InProgress":
+            events.append(EventView(event, "InProgress", begin))
+        elif index == done and failed:
+            events.append(
+                EventView(
+                    event,
+                    "Failed",
+                    begin,
+                    _at(start + index + 0.5),
+                    error_code="ScriptFailed",
+                    script_name="scripts/validate.sh",
+                    message="Script at specified location: scripts/validate.sh failed with "
+                    "exit code 1",
+                    log_tail="[stdout]checking\n[stderr]health check failed\n",
+                )
+            )
+        else:
+            events.append(EventView(event, "Skipped" if status == "Skipped" else "Pending"))
+    return InstanceView(name, status, tuple(events))
+
+
+def _snapshot(
+    status: str, instances: tuple[InstanceView, ...], now: float, **kw: object
+) -> Snapshot:
+    counts = {"Pending": 0, "InProgress": 0, "Succeeded": 0, "Failed": 0, "Skipped": 0}
+    for instance in instances:
+        counts[instance.status] += 1
+    deployment = DeploymentView(
+        deployment_id="d-ABCDEFGHI",
+        status=status,
+        application="shop",
+        group="web",
+        config="CodeDeployDefault.HalfAtATime",
+        overview=counts,
+        created=T0,
+        completed=_at(now) if status in ("Succeeded", "Failed") else None,
+        **kw,  # type: ignore[arg-type]
+    )
+    return Snapshot(
+        deployment, instances, _at(now), (OutputLine("host-2", "BeforeInstall", "step 2"),)
+    )
+
+
+def _render(renderable: object) -> str:
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(renderable)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(out, str)
+    return out
+
+
+RUNNING = _snapshot(
+    "InProgress",
+    (
+        _instance("host-1", "Succeeded", 5, 0),
+        _instance("host-2", "InProgress", 2, 5.5),
+        _instance("host-3", "Pending", 0, 0),
+    ),
+    now=8.2,
+)
+SUCCEEDED = _snapshot(
+    "Succeeded", tuple(_instance(f"host-{i}", "Succeeded", 5, 5 * i) for i in (1, 2, 3)), now=20
+)
+FAILED = _snapshot(
+    "Failed",
+    (
+        _instance("host-1", "Failed", 4, 0, failed=True),
+        _instance("host-2", "Skipped", 0, 0),
+        _instance("host-3", "Skipped", 0, 0),
+    ),
+    now=4.5,
+    error_code="HEALTH_CONSTRAINTS",
+    error_message="The overall deployment failed because too many individual instances failed.",
+    rollback_deployment_id="d-ROLLBACK1",
+    rollback_message="The deployment failed; rolling back.",
+)
+
+
+def test_live_view_of_a_running_deployment_shows_batches_events_counts_and_output() -> None:
+    out = _render(live_view(RUNNING))
+    assert "Deployment d-ABCDEFGHI InProgress  8.2s" in out
+    assert "shop / web / CodeDeployDefault.HalfAtATime" in out
+    assert "Pending 1  InProgress 1  Succeeded 1  Failed 0  Skipped 0" in out
+    batch1, batch2, waiting = out.index("Batch 1"), out.index("Batch 2"), out.index("Waiting")
+    assert batch1 < out.index("host-1") < batch2 < out.index("host-2") < waiting
+    assert out.index("host-3") > waiting
+    assert "Validate" in out and "BeforeInst" in out  # short column names fit 100 columns
+    host2 = next(line for line in out.splitlines() if "host-2" in line and "InProgress" in line)
+    assert "✓ 1.0s" in host2 and "▶ 0.7s" in host2  # BeforeInstall runs since 7.5 s
+    assert "host-2 BeforeInstall | step 2" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_summary_of_a_success_is_status_duration_and_counts() -> None:
+    out = _render(summary(SUCCEEDED))
+    assert out.splitlines()[:2] == [
+        "Deployment d-ABCDEFGHI Succeeded in 20s",
+        "Pending 0  InProgress 0  Succeeded 3  Failed 0  Skipped 0",
+    ]
+    assert "Failed on" not in out and "Rollback" not in out
+
+
+def test_summary_of_a_failure_names_host_event_script_code_log_tail_and_rollback() -> None:
+    out = _render(summary(FAILED))
+    assert (
+        "Failed on host-1 at ValidateService, script scripts/validate.sh, error ScriptFailed" in out
+    )
+    assert "failed with exit code 1" in out
+    assert "    [stderr]health check failed" in out
+    assert "too many individual instances failed" in out
+    assert "Rollback: d-ROLLBACK1 (The deployment failed; rolling back.)" in out
+
+
+def test_batches_follow_start_times() -> None:
+    assert [[i.instance_id for i in b] for b in batches(RUNNING.instances)] == [
+        ["host-1"],
+        ["host-2"],
+        ["host-3"],
+    ]
+
+
+def test_changes_are_one_plain_line_per_transition() -> None:
+    first = changes(None, RUNNING)
+    assert "host-1 ValidateService Succeeded (1.0s)" in first
+    assert "host-2 BeforeInstall InProgress" in first
+    assert first[-1].startswith("d-ABCDEFGHI InProgress (")
+    assert changes(RUNNING, RUNNING) == []
+    later = changes(RUNNING, FAILED)
+    assert "host-2 Skipped" in later and not any("host-2 Install" in x for x in later)
+    assert later[-1].startswith("d-ABCDEFGHI Failed (")
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (0.04, 9.96, 42, 185, 3725)] == [
+        "0.0s",
+        "10.0s",
+        "42s",
+        "3m05s",
+        "1h02m",
+    ]
+
+
+# -- the command, for real -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with deploy_cluster(tmp_path_factory.mktemp("watch"), pace="0.25") as c:
+        yield c
+
+
+@pytest.mark.e2e
+def test_watch_in_a_pipe_exits_1_for_a_failure_and_0_for_its_rollback(cluster: Cluster) -> None:
+    good = deployment_id(cluster.deploy(cluster.good, "--no-watch").stdout)
+    cluster.client.get_waiter("deployment_successful").wait(
+        deploymentId=good, WaiterConfig={"Delay": 1}
+    )
+    created = cluster.deploy(cluster.broken, "--no-watch")
+    dep = deployment_id(created.stdout)
+    result = cluster.cli("watch", dep, "--interval", "0.2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "\x1b" not in result.stdout
+    assert "Failed on host-1 at ValidateService" in result.stdout
+    rollback = cluster.client.get_deployment(deploymentId=dep)["deploymentInfo"]["rollbackInfo"][
+        "rollbackDeploymentId"
+    ]
+    followed = cluster.cli("watch", rollback, "--interval", "0.2")
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert f"This is the rollback of {dep}" in followed.stdout
+    assert f"{rollback} Succeeded (" in followed.stdout
+
+
+@pytest.mark.e2e
+def test_watch_of_an_unknown_deployment_exits_255(cluster: Cluster) -> None:
+    result = cluster.cli("watch", "d-NOSUCHONE")
+    assert result.returncode == 255
+    assert "DeploymentDoesNotExist" in result.stderr
+
+
+@pytest.mark.e2e
+def test_watch_in_a_terminal_shows_the_live_table(cluster: Cluster) -> None:
+    created = cluster.deploy(cluster.good, "--no-watch")
+    dep = deployment_id(created.stdout)
+    columns, rows = 100, 40
+    child = _spawn(cluster, ["watch", dep, "--interval", "0.2"], rows, columns)
+    screen = pyte.Screen(columns, rows)
+    stream = pyte.Stream(screen)
+    raw = []
+    seen_running = False
+    while True:
+        try:
+            chunk = child.read_nonblocking(65536, timeout=60)
+        except pexpect.EOF:
+            break
+        raw.append(chunk)
+        stream.feed(chunk)
+        shown = "\n".join(screen.display)
+        seen_running = seen_running or ("InProgress" in shown and "Batch 1" in shown)
+    child.close()
+    assert child.exitstatus == 0, "".join(raw)
+    assert "\x1b[" in "".join(raw)  # a terminal gets the live view, not plain lines
+    assert seen_running, "\n".join(screen.display)
+    shown = "\n".join(line.rstrip() for line in screen.display)
+    assert f"Deployment {dep} Succeeded" in shown
+    assert "Batch 1" in shown and "Validate" in shown
+    assert "host-3" in shown and "✓" in shown
+
+
+def _spawn(cluster: Cluster, args: list[str], rows: int, columns: int) -> pexpect.spawn:
+    import sys
+
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "opendeploy", *args],
+        env=cluster.env(),
+        dimensions=(rows, columns),
+        encoding="utf-8",
+        timeout=60,
+    )

@@ -1,0 +1,89 @@
+"""``opendeploy quickstart`` run as a user would, non-interactively (stdout is a pipe).
+
+The story must be told (good succeeded, broken failed on host-1 at ValidateService, the automatic
+rollback succeeded), the exit status must be 0, and nothing it started may outlive it: no process
+whose command line names its directory is left, also after a SIGINT in the middle.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _processes_naming(directory: Path) -> list[str]:
+    """Command lines of live processes that mention ``directory`` (server and agents do)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().split(") ", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(directory) in cmdline and state != "Z":
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def _quickstart(directory: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "QUICKSTART_PACE": "0.05"}
+    env.pop("FORCE_COLOR", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "opendeploy", "quickstart", "--dir", str(directory), "--no-live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
+def test_quickstart_tells_the_story_and_stops_everything(tmp_path: Path) -> None:
+    directory = tmp_path / "qs"
+    process = _quickstart(directory)
+    out, _ = process.communicate(timeout=180)
+    assert process.returncode == 0, out
+    assert "\x1b" not in out
+    ids = dict(re.findall(r"^(good|broken|rollback) +(d-\w{9}) ", out, re.MULTILINE))
+    assert set(ids) == {"good", "broken", "rollback"}, out
+    assert f"good      {ids['good']}  Succeeded (as expected)" in out
+    assert f"broken    {ids['broken']}  Failed (as expected)" in out
+    assert f"rollback  {ids['rollback']}  Succeeded (as expected)" in out
+    assert "Failed on host-1 at ValidateService, script scripts/validate.sh" in out
+    assert f"Rollback: {ids['rollback']}" in out
+    assert f"This is the rollback of {ids['broken']}" in out
+    assert f"export OPENDEPLOY_DATA_DIR={directory}/data" in out
+    # Every host ran the good revision, and the rollback again.
+    for host in ("host-1", "host-2", "host-3"):
+        events = (directory / "hosts" / host / "proof" / "events.log").read_text()
+        assert f"ValidateService {ids['good']}" in events
+        assert f"ValidateService {ids['rollback']}" in events
+    assert "version 1" in (directory / "www" / "index.html").read_text()
+    assert _processes_naming(directory) == []
+
+
+def test_quickstart_interrupted_stops_what_it_started(tmp_path: Path) -> None:
+    directory = tmp_path / "qs"
+    process = _quickstart(directory)
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("Created deployment"):
+            break
+    assert _processes_naming(directory), "".join(seen)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 1, "".join(seen) + rest
+    assert "Interrupted: stopping the server and the agents." in rest
+    assert _processes_naming(directory) == []

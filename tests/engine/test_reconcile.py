@@ -1,0 +1,286 @@
+"""reconcile(): unit rules, idempotence, and properties over random fleets and agent answers."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from opendeploy.domain.lifecycle import LifecycleEvent
+from opendeploy.domain.status import (
+    TERMINAL_DEPLOYMENT_STATUSES,
+    DeploymentStatus,
+    InstanceStatus,
+    LifecycleErrorCode,
+    LifecycleEventStatus,
+)
+from opendeploy.engine import batches
+from opendeploy.engine.reconcile import EngineSettings, reconcile
+from opendeploy.engine.rollback import RollbackTrigger, decide_rollback
+from opendeploy.engine.snapshot import (
+    ALL_AT_ONCE,
+    HALF_AT_A_TIME,
+    ONE_AT_A_TIME,
+    AutoRollbackConfig,
+    AutoRollbackEvent,
+    DeploymentSnapshot,
+    EngineInputError,
+    LastSuccessful,
+    MinimumHealthyHosts,
+    StopRequest,
+    lifecycle_events,
+    new_target,
+)
+
+from .harness import T0, Harness, apply, at
+
+E = LifecycleEvent
+
+
+def deployment(n: int, mhh: MinimumHealthyHosts = ONE_AT_A_TIME, **kw: object) -> Harness:
+    snap = DeploymentSnapshot(
+        "d-UNITTEST1",
+        DeploymentStatus.CREATED,
+        mhh,
+        tuple(new_target(f"i-{k}") for k in range(1, n + 1)),
+        created_at=T0,
+        **kw,  # type: ignore[arg-type]
+    )
+    return Harness(snap)
+
+
+def test_settings_defaults_are_visible() -> None:
+    s = EngineSettings()
+    assert (s.event_timeout_seconds, s.agent_dead_after_seconds) == (3600.0, 15.0)
+    assert (s.event_start_timeout_seconds, s.deployment_timeout_seconds) == (300.0, 43200.0)
+    with pytest.raises(TypeError):
+        EngineSettings(60)  # type: ignore[misc]
+
+
+def test_settings_reject_non_positive_values() -> None:
+    with pytest.raises(EngineInputError, match=r"EngineSettings.agent_dead_after_seconds: 0 "):
+        EngineSettings(agent_dead_after_seconds=0)
+
+
+def test_lifecycle_events_in_place_with_and_without_load_balancer() -> None:
+    assert [e.value for e in lifecycle_events()] == [
+        "ApplicationStop",
+        "DownloadBundle",
+        "BeforeInstall",
+        "Install",
+        "AfterInstall",
+        "ApplicationStart",
+        "ValidateService",
+    ]
+    with_lb = lifecycle_events(load_balancer=True)
+    assert with_lb[:3] == (E.BEFORE_BLOCK_TRAFFIC, E.BLOCK_TRAFFIC, E.AFTER_BLOCK_TRAFFIC)
+    assert with_lb[-3:] == (E.BEFORE_ALLOW_TRAFFIC, E.ALLOW_TRAFFIC, E.AFTER_ALLOW_TRAFFIC)
+
+
+def test_created_deployment_starts_and_dispatches_the_first_batch() -> None:
+    h = deployment(4, HALF_AT_A_TIME)
+    d = h.step(at(0))
+    assert d.deployment is not None
+    assert d.deployment.status is DeploymentStatus.IN_PROGRESS
+    assert d.deployment.start_time == at(0)
+    assert [(c.instance_id, c.event) for c in d.dispatch] == [
+        ("i-1", E.APPLICATION_STOP),
+        ("i-2", E.APPLICATION_STOP),
+    ]
+    assert {u.instance_id: u.status for u in d.target_updates} == {
+        "i-1": InstanceStatus.IN_PROGRESS,
+        "i-2": InstanceStatus.IN_PROGRESS,
+    }
+
+
+def test_reconcile_is_pure_and_idempotent() -> None:
+    h = deployment(3, ALL_AT_ONCE)
+    first = reconcile(h.snap, at(0))
+    assert reconcile(h.snap, at(0)) == first
+    applied = apply(h.snap, first, at(0))
+    again = reconcile(applied, at(0))
+    assert not again.has_changes
+    assert again.dispatch == ()
+    # A later call with no report in between dispatches nothing either.
+    assert reconcile(applied, at(5)).dispatch == ()
+
+
+def test_event_times_and_diagnostics_come_from_the_agent_reports() -> None:
+    h = deployment(1)
+    h.step(at(0))
+    h.ack("i-1", at(2))
+    h.step(at(3))
+    ev = h.target("i-1").event(E.APPLICATION_STOP)
+    assert (ev.status, ev.start_time, ev.end_time) == (
+        LifecycleEventStatus.IN_PROGRESS,
+        at(2),
+        None,
+    )
+    h.complete("i-1", at(7), "Succeeded")
+    d = h.step(at(8))
+    ev = h.target("i-1").event(E.APPLICATION_STOP)
+    assert (ev.status, ev.start_time, ev.end_time) == (LifecycleEventStatus.SUCCEEDED, at(2), at(7))
+    assert ev.diagnostics is not None
+    assert (ev.diagnostics.error_code, ev.diagnostics.message) == (
+        LifecycleErrorCode.SUCCESS,
+        "Succeeded",
+    )
+    assert [(c.instance_id, c.event) for c in d.dispatch] == [("i-1", E.DOWNLOAD_BUNDLE)]
+
+
+def test_failure_keeps_the_agents_diagnostics() -> None:
+    h = deployment(1)
+    h.step(at(0))
+    h.fail("i-1", at(1), "ScriptTimedOut", "Script at specified location: a.sh failed to complete")
+    h.step(at(1))
+    diag = h.target("i-1").event(E.APPLICATION_STOP).diagnostics
+    assert diag is not None
+    assert diag.error_code is LifecycleErrorCode.SCRIPT_TIMED_OUT
+    assert (diag.script_name, diag.log_tail) == ("x.sh", "boom")
+    assert h.status is DeploymentStatus.FAILED
+
+
+def test_terminal_deployment_decides_nothing() -> None:
+    h = deployment(2, ALL_AT_ONCE)
+    h.step(at(0))
+    done = replace(h.snap, status=DeploymentStatus.SUCCEEDED)
+    d = reconcile(done, at(99999))
+    assert not d.has_changes
+    assert d.unreachable == ()
+
+
+def test_stop_of_a_created_deployment_skips_everything() -> None:
+    h = deployment(2, ALL_AT_ONCE, stop=StopRequest(T0))
+    d = h.step(at(0))
+    assert d.deployment is not None
+    assert d.deployment.status is DeploymentStatus.STOPPED
+    assert (d.deployment.start_time, d.deployment.complete_time) == (at(0), at(0))
+    assert d.dispatch == ()
+    assert d.overview.skipped == 2
+
+
+def test_rollback_not_configured_is_none() -> None:
+    common = dict(deployment_id="d-A", last_successful=LastSuccessful("d-B", "rev"))
+    none = AutoRollbackConfig()
+    assert decide_rollback(trigger=RollbackTrigger.FAILURE, config=none, **common) is None  # type: ignore[arg-type]
+    on_failure = AutoRollbackConfig(True, frozenset({AutoRollbackEvent.DEPLOYMENT_FAILURE}))
+    # a stop is not a failure; and the stop's own flag does not apply to failures
+    assert (
+        decide_rollback(trigger=RollbackTrigger.STOP_ON_REQUEST, config=on_failure, **common)  # type: ignore[arg-type]
+        is None
+    )
+    decision = decide_rollback(
+        trigger=RollbackTrigger.FAILURE,
+        config=on_failure,
+        stop_override=False,
+        **common,  # type: ignore[arg-type]
+    )
+    assert decision is not None
+    assert decision.plan is not None
+    assert "d-A" in decision.plan.rollback_message
+
+
+def test_rollback_disabled_configuration_ignores_its_events() -> None:
+    config = AutoRollbackConfig(False, frozenset({AutoRollbackEvent.DEPLOYMENT_FAILURE}))
+    assert (
+        decide_rollback(
+            deployment_id="d-A",
+            trigger=RollbackTrigger.FAILURE,
+            config=config,
+            last_successful=LastSuccessful("d-B", "rev"),
+        )
+        is None
+    )
+
+
+# -- properties --------------------------------------------------------------------------------
+
+CONFIGS = st.one_of(
+    st.just(ONE_AT_A_TIME),
+    st.just(HALF_AT_A_TIME),
+    st.just(ALL_AT_ONCE),
+    st.builds(MinimumHealthyHosts, st.just("FLEET_PERCENT"), st.integers(0, 99)),
+    st.builds(MinimumHealthyHosts, st.just("HOST_COUNT"), st.integers(0, 8)),
+)
+
+# One answer per command an agent receives: succeed, fail, noop acknowledgement, or stay silent
+# for one round (the engine must wait, then get an answer later).
+ANSWERS = st.lists(
+    st.sampled_from(["ok", "ok", "ok", "fail", "noop", "wait"]), min_size=1, max_size=60
+)
+
+
+def _events_in_order(h: Harness) -> None:
+    """No event has run after one that did not (strict order per instance)."""
+    for t in h.snap.targets:
+        blocked = False
+        for ev in t.events:
+            if blocked:
+                assert ev.status in (LifecycleEventStatus.PENDING, LifecycleEventStatus.SKIPPED)
+            if ev.status in (LifecycleEventStatus.PENDING, LifecycleEventStatus.SKIPPED):
+                blocked = True
+
+
+def _run(h: Harness, answers: list[str], stop_at: int | None = None) -> None:
+    mhh = h.snap.minimum_healthy_hosts
+    total = len(h.snap.targets)
+    cap = batches.max_in_flight(total, mhh)
+    clock, k = 0, 0
+    h.step(at(clock))
+    while h.status not in TERMINAL_DEPLOYMENT_STATUSES:
+        clock += 1
+        assert clock < 2000, "the deployment did not terminate"
+        if stop_at is not None and clock == stop_at:
+            h.snap = dataclasses.replace(h.snap, stop=StopRequest(at(clock)))
+        for t in h.snap.targets:
+            h.poll(t.instance_id, at(clock))
+            if h.outstanding(t.instance_id) is None:
+                continue
+            answer = answers[k % len(answers)]
+            k += 1
+            if answer == "ok":
+                h.complete(t.instance_id, at(clock), "Succeeded")
+            elif answer == "fail":
+                h.fail(t.instance_id, at(clock))
+            elif answer == "noop":
+                h.ack(t.instance_id, at(clock), noop=True)
+        d = h.step(at(clock))
+        in_flight = d.overview.in_progress
+        assert in_flight <= cap
+        assert in_flight + d.overview.failed <= max(batches.budget(total, mhh), d.overview.failed)
+        _events_in_order(h)
+    # Terminal: nothing in flight, no command left outstanding, the verdict matches the rule.
+    overview = h.history[-1].overview
+    assert overview.in_progress == overview.pending == 0
+    assert all(t.command is None for t in h.snap.targets)
+    if h.status is DeploymentStatus.SUCCEEDED:
+        assert overview.succeeded >= batches.success_threshold(total, mhh)
+    elif (
+        h.status is DeploymentStatus.FAILED
+        and total
+        and batches.constraints_hold_at_start(total, mhh)
+    ):
+        assert overview.succeeded < batches.success_threshold(total, mhh)
+
+
+@settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(n=st.integers(0, 7), mhh=CONFIGS, answers=ANSWERS)
+def test_deployment_terminates_when_agents_answer_and_never_exceeds_the_batch(
+    n: int, mhh: MinimumHealthyHosts, answers: list[str]
+) -> None:
+    _run(deployment(n, mhh), answers)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(n=st.integers(1, 6), mhh=CONFIGS, answers=ANSWERS, stop_at=st.integers(1, 20))
+def test_stop_at_any_moment_ends_the_deployment(
+    n: int, mhh: MinimumHealthyHosts, answers: list[str], stop_at: int
+) -> None:
+    h = deployment(n, mhh)
+    _run(h, answers, stop_at=stop_at)
+    assert h.status in TERMINAL_DEPLOYMENT_STATUSES

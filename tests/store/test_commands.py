@@ -1,0 +1,125 @@
+"""The host-command repository and instance keys, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from opendeploy.store import commands as c
+from opendeploy.store.database import Store
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = Store.open(database_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _deployment(store: Store, deployment_id: str = "d-AAAAAAAAA") -> str:
+    store.deployments.create(
+        deployment={
+            "deployment_id": deployment_id,
+            "application_id": "app-1",
+            "application_name": "app",
+            "deployment_config_name": "CodeDeployDefault.OneAtATime",
+            "compute_platform": "Server",
+            "creator": "user",
+        },
+        select_targets=None,
+        now=T0,
+    )
+    return deployment_id
+
+
+def _register(store: Store, name: str) -> str:
+    arn = f"arn:aws:codedeploy:us-east-1:000000000000:instance/{name}_x"
+    store.instances.register(
+        name=name,
+        instance_arn=arn,
+        iam_user_arn=f"arn:aws:iam::123456789012:user/{name}",
+        iam_session_arn=None,
+        now=T0,
+    )
+    return arn
+
+
+def test_migration_head_has_host_commands(store: Store) -> None:
+    with store.database.read() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        assert version >= "0002"
+        assert conn.execute(text("SELECT count(*) FROM host_commands")).scalar_one() == 0
+
+
+def test_command_lifecycle(store: Store) -> None:
+    dep = _deployment(store)
+    with store.database.write() as conn:
+        first = c.dispatch(conn, dep, "web-1", "ApplicationStop", T0)
+    assert store.commands.claim_next("web-2", now=T0) is None
+    claimed = store.commands.claim_next("web-1", now=T0)
+    assert claimed is not None and claimed["command_id"] == first
+    assert claimed["lifecycle_event"] == "ApplicationStop"
+    # Delivered once; handed out again only when the answer may have been lost.
+    assert store.commands.claim_next("web-1", now=T0 + timedelta(seconds=1)) is None
+    assert store.commands.claim_next("web-1", now=T0 + c.REDELIVER_AFTER * 2) is not None
+    assert store.commands.acknowledge(first, now=T0, noop=True) == "InProgress"
+    assert store.commands.acknowledge(first, now=T0, noop=True) == "InProgress"
+    diag = {"errorCode": "Success", "message": "Succeeded", "scriptName": "", "logTail": ""}
+    assert store.commands.complete(first, now=T0, result="Succeeded", diagnostics=diag)
+    assert not store.commands.complete(first, now=T0, result="Failed", diagnostics=None)
+    row = store.commands.get(first)
+    assert row is not None
+    assert (row["status"], row["result"], row["noop"]) == ("Succeeded", "Succeeded", True)
+    assert row["diagnostics"] == diag
+    with store.database.write() as conn:
+        second = c.dispatch(conn, dep, "web-1", "DownloadBundle", T0)  # closes the first
+    assert set(store.commands.open_commands(dep)) == {"web-1"}
+    assert store.commands.open_commands(dep)["web-1"]["command_id"] == second
+    assert store.commands.get(first)["status"] == "Closed"  # type: ignore[index]
+    with store.database.write() as conn:
+        c.close(conn, dep, ["web-1"], T0)
+    assert store.commands.open_commands(dep) == {}
+    # Reports about a closed command: skipped (Failed), completion ignored.
+    assert store.commands.acknowledge(second, now=T0, noop=False) == "Failed"
+    assert not store.commands.complete(second, now=T0, result="Succeeded", diagnostics=None)
+    assert store.commands.acknowledge("hc-unknown", now=T0, noop=False) == "Failed"
+    with pytest.raises(ValueError, match="CommandStatus"):
+        store.commands.complete(second, now=T0, result="Pending", diagnostics=None)
+
+
+def test_output_is_kept_bounded(store: Store) -> None:
+    dep = _deployment(store)
+    with store.database.write() as conn:
+        command = c.dispatch(conn, dep, "web-1", "BeforeInstall", T0)
+    line = "x" * 99 + "\n"
+    for _ in range(c.OUTPUT_LIMIT_CHARS // 100 + 50):
+        assert store.commands.append_output(command, line) == "Pending"
+    out = store.commands.output(dep, "web-1")[0]["output"]
+    assert len(out) <= c.OUTPUT_LIMIT_CHARS and out.endswith(line) and out.startswith("x")
+    assert store.commands.append_output("hc-none", "x") is None
+
+
+def test_instance_keys_are_revoked_by_deregistration(store: Store) -> None:
+    arn = _register(store, "web-1")
+    key, secret = store.access_keys.create(principal=arn, kind="instance")
+    admin, admin_secret = store.access_keys.create(principal="admin", kind="admin")
+    assert store.commands.lookup_secret(key) == secret
+    assert store.commands.lookup_secret(admin) == admin_secret
+    assert store.commands.lookup_secret("AKIANOPE") is None
+    assert store.commands.key_kind(key) == "instance" and store.commands.key_kind(admin) == "admin"
+    instance = store.commands.instance_for_key(key)
+    assert instance is not None and instance["name"] == "web-1"
+    assert store.commands.instance_for_key(admin) is None
+    store.instances.deregister("web-1", now=T0)
+    assert store.commands.lookup_secret(key) is None
+    assert store.commands.instance_for_key(key) is None
+    # Registering the name again gives a new ARN: the old key stays revoked.
+    _register(store, "web-1")
+    store.instances.deregister("web-1", now=T0)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import importlib.resources
+import threading
+from datetime import UTC, datetime
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from opendeploy.store.database import Store, engine_url
+
+
+def test_engine_url_uses_psycopg3_for_postgresql() -> None:
+    assert engine_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert engine_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_open_migrates_and_reopens(database_url: str) -> None:
+    store = Store.open(database_url)
+    try:
+        with store.database.read() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        # The newest migration shipped in the package is the one applied.
+        scripts = ScriptDirectory(str(importlib.resources.files("opendeploy.store") / "migrations"))
+        assert [version] == scripts.get_heads()
+    finally:
+        store.close()
+    Store.open(database_url).close()  # migrating again is a no-op
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(sqlite_url: str) -> None:
+    store = Store.open(sqlite_url)
+    try:
+        with store.database.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        store.close()
+
+
+def test_access_keys(database_url: str) -> None:
+    store = Store.open(database_url)
+    try:
+        assert store.access_keys.first("admin") is None
+        key_id, secret = store.access_keys.create(principal="admin", kind="admin")
+        assert key_id.startswith("AKIA") and len(key_id) == 20 and len(secret) == 40
+        store.access_keys.create(principal="host-1", kind="instance")
+        assert store.access_keys.get_secret(key_id) == secret
+        assert store.access_keys.get_secret("AKIANOPE") is None
+        assert store.access_keys.first("admin") == (key_id, secret)
+        assert store.access_keys.get_principal(key_id) == "admin"
+    finally:
+        store.close()
+
+
+def test_times_come_back_aware_utc(database_url: str) -> None:
+    store = Store.open(database_url)
+    try:
+        when = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+        store.applications.create(name="a", compute_platform="Server", now=when)
+        assert store.applications.require("a")["create_time"] == when
+    finally:
+        store.close()
+
+
+def test_concurrent_writers_queue_instead_of_failing(database_url: str) -> None:
+    store = Store.open(database_url)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(5):
+                store.access_keys.create(principal=f"p{n}-{i}", kind="instance")
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+    finally:
+        store.close()
