@@ -34,6 +34,7 @@ from botocore import xform_name
 
 from opendeploy.cli.aws_names import OPERATIONS
 from opendeploy.cli.connection import DATA_DIR
+from opendeploy.cli.main import SuggestingGroup
 
 # Also ``aws_commands.<OperationName>`` and ``aws_commands.wait``, built by ``__getattr__``.
 __all__ = ["build_operation_command", "build_wait_group", "service_model"]
@@ -352,7 +353,7 @@ def _revision_location_options() -> list[click.Option]:
 
 def build_wait_group() -> click.Group:
     """``wait <waiter>``: one subcommand per waiter in the model (``deployment-successful``)."""
-    group = click.Group(
+    group = SuggestingGroup(
         "wait",
         help="Wait until a condition is met, polling like aws-cli (exit 255 if it fails).",
         context_settings={"help_option_names": ["-h", "--help"]},

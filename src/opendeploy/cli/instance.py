@@ -26,6 +26,7 @@ from typing import Any
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
+from opendeploy.cli.main import SuggestingGroup
 from opendeploy.errors import OpenDeployError
 
 __all__ = [
@@ -162,7 +163,7 @@ def _with_connection_options(command: Any) -> Any:
     return command
 
 
-@click.group("instance")
+@click.group("instance", cls=SuggestingGroup)
 def instance() -> None:
     """Register on-premises instances and write their agent configuration."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 import click
@@ -24,7 +25,27 @@ _COMMANDS: dict[str, str] = {
 }
 
 
-class _LazyGroup(click.Group):
+class SuggestingGroup(click.Group):
+    """A group that answers a misspelt subcommand with the close names, as aws-cli does."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # click's own suggestions (8.4+) come from ``self.commands``, which is empty in a lazy
+        # group, and older clicks have none: answer a misspelt name with the close ones, as
+        # aws-cli does ("maybe you meant"), in the wording of the API name hints.
+        name = args[0] if args else ""
+        if (
+            name
+            and not name.startswith("-")
+            and not ctx.resilient_parsing
+            and name not in self.list_commands(ctx)
+        ):
+            ctx.fail(f"No such command '{name}'.{did_you_mean(name, self.list_commands(ctx))}")
+        return super().resolve_command(ctx, args)
+
+
+class _LazyGroup(SuggestingGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
 
@@ -41,6 +62,15 @@ class _LazyGroup(click.Group):
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
+
+
+def did_you_mean(wrong: str, known: list[str]) -> str:
+    """`` Did you mean 'a'?`` (or ``one of 'a', 'b'``) for names close to ``wrong``, else ``""``."""
+    close = difflib.get_close_matches(wrong, known, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    quoted = ", ".join(f"'{name}'" for name in close)
+    return f" Did you mean {quoted}?" if len(close) == 1 else f" Did you mean one of {quoted}?"
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
