@@ -4,7 +4,7 @@ The bundle is a zip uploaded to the server's own S3-compatible store; each host'
 ``<event> <version>`` to a proof file in that host's directory (``PROOF_DIR``), so the order of
 the lifecycle on every host can be read back. The hosts share one machine, so they install into
 one directory: deployments run one host at a time (``CodeDeployDefault.OneAtATime``) with
-``OVERWRITE``, which keeps Install deterministic. Short server timeouts (``--agent-dead-after 2``)
+``OVERWRITE``, which keeps Install deterministic. Short server timeouts (``--agent-dead-after 3``)
 keep the crash scenarios quick.
 """
 
@@ -40,13 +40,16 @@ HOOK_EVENTS = (
     "ValidateService",
 )
 AGENT_EVENTS = ("DownloadBundle", "Install")
+#: Short enough to keep the crash scenarios quick; a held poll records a heartbeat every second
+#: (dead-after / 3), so a live agent on a loaded machine stays well inside the window.
+DEAD_AFTER = 3.0
 SERVER_ARGS = (
     "--agent-dead-after",
-    "2",
+    f"{DEAD_AFTER:g}",
     "--poll-timeout",
     "2",
     "--event-start-timeout",
-    "10",
+    "30",
 )
 
 

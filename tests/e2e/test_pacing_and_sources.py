@@ -47,7 +47,9 @@ HOOK_EVENTS = ("ApplicationStop", "BeforeInstall", "AfterInstall", "ApplicationS
 HOOK_EVENTS += ("ValidateService",)
 #: Long enough that hosts deployed together measurably overlap, short enough to stay quick.
 HOOK_SLEEP = "0.5"
-SERVER_ARGS = ("--agent-dead-after", "2", "--poll-timeout", "2", "--event-start-timeout", "10")
+#: Short enough for quick failure scenarios, wide enough that a live agent's held-poll heartbeats
+#: (every dead-after / 3) keep it alive on a loaded machine.
+SERVER_ARGS = ("--agent-dead-after", "3", "--poll-timeout", "2", "--event-start-timeout", "30")
 
 
 # -- databases (module scope: one server per database) --------------------------------------------

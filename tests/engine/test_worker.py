@@ -43,14 +43,22 @@ def _run_all(agents: list[ScriptedAgent], fail: str | None = None) -> None:
             f.result(timeout=30)
 
 
-def test_one_instance_runs_every_event_in_order(cluster: Cluster) -> None:
+def test_one_instance_runs_every_event_in_order(tmp_path: Path, database_url: str) -> None:
+    # Polls are held 20 s: had any of the seven commands waited for a poll to time out instead
+    # of waking it, the run would take over 20 s; the 10 s bound leaves a loaded machine room.
+    settings = settings_for(tmp_path, database_url, poll_timeout_seconds=20.0)
+    with running_cluster(settings) as cluster:
+        _one_instance_runs_every_event_in_order(cluster)
+
+
+def _one_instance_runs_every_event_in_order(cluster: Cluster) -> None:
     agent = cluster.add_instance("web-1", {"app": "web"})
     cluster.group("shop")
     dep = cluster.deploy("shop", S3_V1)
     started = time.monotonic()
     assert agent.run(len(AGENT_EVENTS)) == AGENT_EVENTS
     info = cluster.wait_status(dep, "Succeeded")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
     assert info["deploymentOverview"]["Succeeded"] == 1
     assert info["startTime"] <= info["completeTime"]
     target = cluster.targets(dep)["web-1"]
@@ -186,15 +194,18 @@ def test_stop_with_rollback(cluster: Cluster) -> None:
 def test_agent_that_stops_polling_fails_within_dead_after(
     tmp_path: Path, database_url: str
 ) -> None:
-    settings = settings_for(tmp_path, database_url, agent_dead_after_seconds=1.0)
+    # The bound is far below the event start timeout (30 s), so the failure can only come from
+    # the dead-agent rule, with room for a loaded machine.
+    settings = settings_for(tmp_path, database_url, agent_dead_after_seconds=2.0)
     with running_cluster(settings) as cluster:
         agent = cluster.add_instance("web-1", {"app": "web"})
         cluster.group("shop")
         dep = cluster.deploy("shop", S3_V1)
         agent.run(1)  # ApplicationStop; then the agent goes quiet
         quiet = time.monotonic()
-        info = cluster.wait_status(dep, "Failed", timeout=10)
-        assert time.monotonic() - quiet < 1.0 + 1.5
+        info = cluster.wait_status(dep, "Failed", timeout=20)
+        # Not before the window (less the touch throttle), and well inside the margin after.
+        assert 1.0 <= time.monotonic() - quiet < 2.0 + 8.0
         assert info["errorInformation"]["code"] == "AGENT_ISSUE"
         events = _events(cluster.targets(dep)["web-1"])
         assert events[1]["status"] == "Failed"
@@ -203,8 +214,10 @@ def test_agent_that_stops_polling_fails_within_dead_after(
 
 
 def test_held_poll_keeps_a_busy_agent_alive(tmp_path: Path, database_url: str) -> None:
+    # The held poll (5 s) lasts well over dead_after (2 s); both are wide enough that a loaded
+    # machine's slow heartbeat writes cannot make a live agent look dead.
     settings = settings_for(
-        tmp_path, database_url, agent_dead_after_seconds=0.6, poll_timeout_seconds=1.5
+        tmp_path, database_url, agent_dead_after_seconds=2.0, poll_timeout_seconds=5.0
     )
     with running_cluster(settings) as cluster:
         agent = cluster.add_instance("web-1", {"app": "web"})
@@ -214,7 +227,7 @@ def test_held_poll_keeps_a_busy_agent_alive(tmp_path: Path, database_url: str) -
         # While its script runs the agent holds a poll (nothing more for it) longer than
         # agent_dead_after: the held poll must keep counting as "seen".
         with ThreadPoolExecutor(1) as pool:
-            assert pool.submit(agent.poll).result(timeout=10) is None
+            assert pool.submit(agent.poll).result(timeout=30) is None
         assert cluster.info(dep)["status"] == "InProgress"
         agent.complete(command)
         assert agent.run(6) == AGENT_EVENTS[1:]
@@ -248,7 +261,7 @@ def test_server_killed_mid_deployment_finishes_after_restart(
         )
         assert agent.run(4) == AGENT_EVENTS[3:]
         cd = srv.client("codedeploy")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while cd.get_deployment(deploymentId=dep)["deploymentInfo"]["status"] != "Succeeded":
             assert time.monotonic() < deadline
             time.sleep(0.05)  # another process: nothing to wait on but the API
