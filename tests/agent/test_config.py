@@ -126,11 +126,18 @@ def test_opendeploy_extras(tmp_path: Path) -> None:
     assert config.hook_outputs_left_open == "fail"
 
 
-def test_no_file_means_a_per_user_root(tmp_path: Path) -> None:
+def test_no_file_means_the_official_root_for_root_and_a_per_user_root_otherwise(
+    tmp_path: Path,
+) -> None:
     config = default_agent_config(None)
     if config.config_file is None:  # no /etc/codedeploy-agent/conf/codedeployagent.yml here
-        assert "opendeploy" in str(config.root_dir)
-        assert config.root_dir.name == "deployment-root"
+        if os.geteuid() == 0:
+            # Not under root's private home, where runas users could not read the scripts.
+            assert config.root_dir == Path("/opt/codedeploy-agent/deployment-root")
+            assert config.log_dir == Path("/var/log/aws/codedeploy-agent")
+        else:
+            assert "opendeploy" in str(config.root_dir)
+            assert config.root_dir.name == "deployment-root"
     given = default_agent_config(write(tmp_path, "root_dir: /x\n"))
     assert given.root_dir == Path("/x")
     assert given.config_file == tmp_path / "codedeployagent.yml"

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -425,20 +427,111 @@ def shared_archive() -> Iterator[Path]:
         shutil.rmtree(path)
 
 
+@pytest.fixture
+def login_user() -> Iterator[str]:
+    """A user with a home directory and a ~/.profile that extends PATH, like a real account."""
+    if os.geteuid() != 0:
+        pytest.skip("runas tests create a user with useradd, which needs root")
+    name = f"odlogin{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["useradd", "--create-home", "--shell", "/bin/sh", name], check=True, capture_output=True
+    )
+    try:
+        home = Path(pwd.getpwnam(name).pw_dir)
+        profile = home / ".profile"
+        profile.write_text('PATH="$HOME/bin:$PATH"\nexport FROM_PROFILE=yes\n')
+        os.chown(profile, pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid)
+        yield name
+    finally:
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
+ENV_PROBE = (
+    "#!/bin/sh\nid -u\n"
+    'echo "HOME=$HOME USER=$USER LOGNAME=$LOGNAME SHELL=$SHELL"\n'
+    'echo "PATH=$PATH"\n'
+    'echo "PROFILE=${FROM_PROFILE-unset} AGENT=${AGENT_ONLY-unset} ID=$DEPLOYMENT_ID"\n'
+)
+
+
 def test_runas_runs_as_that_user_with_a_login_environment(
+    shared_archive: Path,
+    script_log: ScriptLog,
+    login_user: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As `su - user`: the user's login shell reads ~/.profile, the agent's own variables stay
+    # behind, the deployment variables come along.
+    monkeypatch.setenv("AGENT_ONLY", "leaked")
+    write(shared_archive, "who.sh", ENV_PROBE)
+    seen = run(shared_archive, script_log, Script("who.sh", runas=login_user))
+    account = pwd.getpwnam(login_user)
+    home = account.pw_dir
+    lines = [line for _stream, line in seen]
+    assert lines[0] == str(account.pw_uid)
+    assert lines[1] == f"HOME={home} USER={login_user} LOGNAME={login_user} SHELL=/bin/sh"
+    path = lines[2].removeprefix("PATH=").split(":")
+    assert path[0] == f"{home}/bin"  # from ~/.profile
+    assert "/usr/bin" in path and "/bin" in path
+    assert "/usr/sbin" not in path  # not root's PATH
+    assert lines[3] == "PROFILE=yes AGENT=unset ID=d-TEST12345"
+
+
+def test_runas_without_login_environment_is_the_official_su_environment(
+    shared_archive: Path,
+    script_log: ScriptLog,
+    login_user: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGENT_ONLY", "kept")
+    write(shared_archive, "who.sh", ENV_PROBE)
+    settings = dataclasses.replace(FAST, login_environment=False)
+    seen = run(shared_archive, script_log, Script("who.sh", runas=login_user), settings=settings)
+    home = pwd.getpwnam(login_user).pw_dir
+    lines = [line for _stream, line in seen]
+    assert lines[1] == f"HOME={home} USER={login_user} LOGNAME={login_user} SHELL=/bin/sh"
+    assert lines[2] == f"PATH={os.environ['PATH']}"
+    assert lines[3] == "PROFILE=unset AGENT=kept ID=d-TEST12345"
+
+
+def test_runas_user_with_a_nologin_shell_runs_through_bin_sh(
     shared_archive: Path, script_log: ScriptLog, hook_user: str
 ) -> None:
-    import pwd
-
-    write(
-        shared_archive, "who.sh", '#!/bin/sh\nid -u\necho "$HOME $USER $LOGNAME $DEPLOYMENT_ID"\n'
-    )
+    # Service accounts (www-data, nobody) have nologin as their shell; `su -` fails for them.
+    subprocess.run(["usermod", "--shell", "/usr/sbin/nologin", hook_user], check=True)
+    write(shared_archive, "who.sh", '#!/bin/sh\necho "$SHELL $USER"\n')
     seen = run(shared_archive, script_log, Script("who.sh", runas=hook_user))
-    uid = pwd.getpwnam(hook_user).pw_uid
-    assert seen == [
-        ("stdout", str(uid)),
-        ("stdout", f"/home/{hook_user} {hook_user} {hook_user} d-TEST12345"),
-    ]
+    assert seen == [("stdout", f"/bin/sh {hook_user}")]
+
+
+def test_runas_user_who_cannot_reach_the_script_gets_a_clear_error(
+    archive: Path, script_log: ScriptLog, hook_user: str
+) -> None:
+    # pytest's tmp dir is private to root, as root's home is: the user can't enter it.
+    write(archive, "x.sh", "#!/bin/sh\necho never\n")
+    private = next(p for p in reversed(archive.parents) if not p.stat().st_mode & 0o001)
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script("x.sh", runas=hook_user))
+    assert caught.value.code == "ScriptFailed"
+    mode = private.stat().st_mode & 0o7777
+    assert caught.value.message == (
+        f"Script at specified location: x.sh run as user {hook_user} failed: user {hook_user} "
+        f"cannot reach the script {archive / 'x.sh'}: the directory {private} (mode {mode:04o}, "
+        "owner root) does not let the user enter it. Put the deployment root (root_dir in the "
+        "agent configuration) where every runas user can enter it, such as the official "
+        "/opt/codedeploy-agent/deployment-root"
+    )
+
+
+def test_runas_user_let_in_by_an_acl_is_not_stopped(
+    shared_archive: Path, script_log: ScriptLog, hook_user: str
+) -> None:
+    private = shared_archive / "private"
+    private.mkdir(mode=0o700)
+    write(private, "x.sh", '#!/bin/sh\necho "in by acl"\n')
+    subprocess.run(["setfacl", "-m", f"u:{hook_user}:x", str(private)], check=True)
+    seen = run(shared_archive, script_log, Script("private/x.sh", runas=hook_user))
+    assert seen == [("stdout", "in by acl")]
 
 
 def test_runas_failure_names_the_user(

@@ -13,9 +13,12 @@ official agent needs one, issue #354).
 
 Default configuration: :func:`resolve_agent_config_path` returns the official
 ``/etc/codedeploy-agent/conf/codedeployagent.yml`` when it exists (as ``codedeploy-local``
-does), else ``None``; with no file, :func:`default_agent_config` puts the deployment root in
-the per-user data directory (``platformdirs``: ``~/.local/share/opendeploy/deployment-root``)
-so that ``opendeploy local`` works for any user without writing to ``/opt``.
+does), else ``None``. With no file, root gets the official agent's places
+(``/opt/codedeploy-agent/deployment-root``, ``/var/log/aws/codedeploy-agent``): root's home is
+private (mode 0700), so a deployment root under it would be out of reach of every ``runas``
+user. Any other user gets the per-user data directory (``platformdirs``:
+``~/.local/share/opendeploy/deployment-root``), so ``opendeploy local`` works without writing
+to ``/opt``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from opendeploy.errors import AgentConfigError
 __all__ = [
     "DEFAULT_AGENT_CONFIG_PATH",
     "DEFAULT_ON_PREMISES_CONFIG_PATH",
+    "OFFICIAL_LOG_DIR",
+    "OFFICIAL_ROOT_DIR",
     "AgentConfig",
     "OnPremisesConfig",
     "Reloadable",
@@ -56,11 +61,20 @@ DEFAULT_ON_PREMISES_CONFIG_PATH = Path("/etc/codedeploy-agent/conf/codedeploy.on
 _OUTPUTS_LEFT_OPEN_POLICIES = ("warn", "fail")
 
 
+#: The official agent's deployment root and log directory (its shipped configuration).
+OFFICIAL_ROOT_DIR = Path("/opt/codedeploy-agent/deployment-root")
+OFFICIAL_LOG_DIR = Path("/var/log/aws/codedeploy-agent")
+
+
 def _user_root_dir() -> Path:
+    if os.geteuid() == 0:
+        return OFFICIAL_ROOT_DIR
     return Path(platformdirs.user_data_dir("opendeploy")) / "deployment-root"
 
 
 def _user_log_dir() -> Path:
+    if os.geteuid() == 0:
+        return OFFICIAL_LOG_DIR
     return Path(platformdirs.user_log_dir("opendeploy"))
 
 
@@ -110,7 +124,10 @@ class AgentConfig:
     hook_outputs_left_open: Literal["warn", "fail"] = "warn"
     #: Seconds to wait for a hook's pipes to close after it exited.
     hook_output_close_grace_seconds: float = 1.0
-    #: Run ``runas`` hooks through a login shell (full environment and PATH of the user).
+    #: Run ``runas`` hooks as ``su - <user>`` would: through the user's login shell (``-l``,
+    #: reading /etc/profile and ~/.profile) in a fresh environment (HOME, USER, LOGNAME, SHELL,
+    #: PATH, TERM, locale) plus the deployment variables. ``false``: the official agent's
+    #: ``su <user> -c`` environment (the agent's own, with the user's HOME/USER/LOGNAME/SHELL).
     hook_login_environment: bool = True
     #: Unpacked size limit of a bundle in bytes.
     bundle_max_total_bytes: int | None = None

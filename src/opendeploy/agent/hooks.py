@@ -16,8 +16,14 @@ Where the official agent hurts users, we do better (each choice is a :class:`Hoo
   with a warning in ``scripts.log`` (``"warn"``) or fail at once (``"fail"``). The leftover process
   is not killed and its output is drained in the background, so it does not die of SIGPIPE;
 * ``runas`` switches user directly (setuid/setgid/initgroups) instead of ``su <user> -c``, so it
-  needs no terminal and no sudo, and gives the script a login-like environment (HOME, USER,
-  LOGNAME, SHELL, PATH) while keeping the deployment variables;
+  needs no terminal and no sudo. By default (``login_environment``) the script gets what
+  ``su - <user>`` / ``runuser -l <user>`` gives: it runs through the user's login shell
+  (``<shell> -l``, which reads ``/etc/profile`` and ``~/.profile``) in a fresh environment of
+  HOME, USER, LOGNAME, SHELL, PATH (and TERM and the locale variables) plus the deployment
+  variables, none of the agent's own. Without it, the environment is the official agent's
+  (``su <user> -c``): the agent's, with HOME, USER, LOGNAME and SHELL of the user;
+* a ``runas`` user who cannot reach the script (e.g. a deployment root under root's private
+  home) gets a clear ScriptFailed naming the directory in the way, not an exec error;
 * a script without a ``#!`` line that is not a binary (ENOEXEC) is run with ``/bin/sh``, as a
   shell would, instead of failing to spawn;
 * inherited ``BUNDLE_*`` variables of the agent's own environment never leak into a script: the
@@ -35,6 +41,7 @@ import pwd
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -81,8 +88,15 @@ MAX_LINE_CHARS = 64 * 1024
 _READ_SIZE = 64 * 1024
 #: How often to look at a process when no event can wake us (no pidfd, or waiting for a group).
 _POLL_SECONDS = 0.05
+# The PATH ``su -`` starts a login shell with (login.defs ENV_SUPATH / ENV_PATH defaults);
+# /etc/profile and ~/.profile then adjust it.
 _ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _USER_PATH = "/usr/local/bin:/usr/bin:/bin"
+# What ``su -`` keeps of the caller's environment (TERM), plus the locale, so output stays legible.
+_LOGIN_KEPT = ("TERM", "LANG", "LANGUAGE", "LC_ALL")
+# Run the script from the login shell without the shell parsing its path: $0 is the script.
+_LOGIN_EXEC = 'exec "$0"'
+_NO_LOGIN_SHELLS = ("nologin", "false")
 _NO_REVISION_ENV: Mapping[str, str | None] = MappingProxyType({})
 
 OnOutput = Callable[[str, str], None]
@@ -97,7 +111,11 @@ class HookSettings:
     ``outputs_left_open``: what to do when the script exited but a process it started still holds
     its stdout/stderr open after ``output_close_grace_seconds``: ``"warn"`` continues (the exit
     code decides), ``"fail"`` fails the script with OutputsLeftOpen.
-    ``login_environment``: for ``runas``, set HOME, USER, LOGNAME, SHELL and PATH of that user.
+    ``login_environment``: for ``runas``, run the script as ``su - <user>`` would: through the
+    user's login shell (``-l``: ``/etc/profile``, ``~/.profile``), with a fresh environment
+    (HOME, USER, LOGNAME, SHELL, PATH, TERM, locale) plus the deployment variables. Off: the
+    official agent's ``su <user> -c`` environment (the agent's, with the user's HOME, USER,
+    LOGNAME and SHELL).
     """
 
     kill_grace_seconds: float = 5.0
@@ -334,31 +352,85 @@ def _plan(
             LifecycleErrorCode.SCRIPT_FAILED,
             f"{failed}: runas: user {runas!r} does not exist on this host",
         ) from None
-    login: dict[str, str] = {}
-    if settings.login_environment:
-        login = {
-            "HOME": account.pw_dir,
-            "USER": account.pw_name,
-            "LOGNAME": account.pw_name,
-            "SHELL": account.pw_shell or "/bin/sh",
-            "PATH": _ROOT_PATH if account.pw_uid == 0 else _USER_PATH,
-        }
-    env = {**inherited, **login, **deployment_env}
-    if account.pw_uid == euid:
-        return _Launch([str(path)], env)
-    if euid != 0:
+    if account.pw_uid != euid and euid != 0:
         raise fail(
             LifecycleErrorCode.SCRIPT_FAILED,
             f"{failed}: the agent runs as uid {euid}, and only an agent running as root can "
             f"run a script as another user",
         )
-    return _Launch(
-        [str(path)],
-        env,
-        user=account.pw_uid,
-        group=account.pw_gid,
-        extra_groups=os.getgrouplist(account.pw_name, account.pw_gid),
-    )
+    groups = os.getgrouplist(account.pw_name, account.pw_gid)
+    obstacle = _obstacle(path, account.pw_uid, groups)
+    if obstacle is not None:
+        raise fail(
+            LifecycleErrorCode.SCRIPT_FAILED,
+            f"{failed}: user {runas} cannot reach the script {path}: {obstacle}. Put the "
+            "deployment root (root_dir in the agent configuration) where every runas user can "
+            "enter it, such as the official /opt/codedeploy-agent/deployment-root",
+        )
+    identity = {"HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name}
+    if settings.login_environment:
+        shell = _login_shell(account.pw_shell)
+        kept = {name: inherited[name] for name in _LOGIN_KEPT if name in inherited}
+        kept |= {name: value for name, value in inherited.items() if name.startswith("LC_")}
+        path_var = _ROOT_PATH if account.pw_uid == 0 else _USER_PATH
+        env = {**kept, **identity, "SHELL": shell, "PATH": path_var, **deployment_env}
+        argv = [shell, "-l", "-c", _LOGIN_EXEC, str(path)]
+    else:
+        identity["SHELL"] = account.pw_shell or "/bin/sh"
+        env = {**inherited, **identity, **deployment_env}
+        argv = [str(path)]
+    if account.pw_uid == euid:
+        return _Launch(argv, env)
+    return _Launch(argv, env, user=account.pw_uid, group=account.pw_gid, extra_groups=groups)
+
+
+def _login_shell(shell: str) -> str:
+    """The user's shell if it can run a script, else ``/bin/sh`` (service accounts: nologin)."""
+    if shell and os.path.basename(shell) not in _NO_LOGIN_SHELLS and os.access(shell, os.X_OK):
+        return shell
+    return "/bin/sh"
+
+
+def _obstacle(path: Path, uid: int, groups: Sequence[int]) -> str | None:
+    """What keeps ``uid`` (in ``groups``) from running ``path``, judged by mode bits; or None.
+
+    Only a diagnosis ahead of the exec error: an object with a POSIX ACL is given the benefit
+    of the doubt (its ACL may let the user in), and root is never stopped.
+    """
+    if uid == 0:
+        return None
+    needs = [(parent, os.X_OK, "enter") for parent in reversed(path.parents)]
+    needs.append((path, os.R_OK, "read"))
+    for target, bit, verb in needs:
+        try:
+            info = target.stat()
+        except OSError:
+            return None  # let the exec report it
+        if info.st_uid == uid:
+            allowed = info.st_mode & (bit << 6)
+        elif info.st_gid in groups:
+            allowed = info.st_mode & (bit << 3)
+        else:
+            allowed = info.st_mode & bit
+        if allowed or _has_acl(target):
+            continue
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = str(info.st_uid)
+        kind = "directory" if target.is_dir() else "file"
+        return (
+            f"the {kind} {target} (mode {stat.S_IMODE(info.st_mode):04o}, owner {owner}) "
+            f"does not let the user {verb} it"
+        )
+    return None
+
+
+def _has_acl(path: Path) -> bool:
+    try:
+        return "system.posix_acl_access" in os.listxattr(path)
+    except OSError:
+        return False
 
 
 def _spawn(launch: _Launch) -> subprocess.Popen[bytes]:
