@@ -8,8 +8,13 @@ whose screen is rebuilt from the escape codes with pyte (what a person would see
 from __future__ import annotations
 
 import io
+import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pexpect
 import pyte
@@ -224,6 +229,107 @@ def test_watch_of_an_unknown_deployment_exits_255(cluster: Cluster) -> None:
     result = cluster.cli("watch", "d-NOSUCHONE")
     assert result.returncode == 255
     assert "DeploymentDoesNotExist" in result.stderr
+
+
+def _held_revision(cluster: Cluster, base: Path) -> tuple[Path, Path]:
+    """The good revision with an AfterInstall that prints a line, then waits for a gate file.
+
+    Returns (revision dir, gate). Until the test creates the gate, every host that reaches
+    AfterInstall is running it, so a line seen then was streamed while the hook ran.
+    """
+    revision, gate = base / "held", base / "gate"
+    shutil.copytree(cluster.good, revision)
+    script = revision / "scripts" / "after_install.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "waiting for the gate"\n'
+        f'while [ ! -e "{gate}" ]; do sleep 0.05; done\n'
+        'echo "through the gate"\n'
+        '"$(dirname "$0")/record.sh"\n'
+    )
+    script.chmod(0o755)
+    return revision, gate
+
+
+#: ``<host> <event> | <line>``: the held hook's streamed line, in a pipe and on the screen.
+HELD_LINE = re.compile(r"host-\d AfterInstall \| waiting for the gate")
+
+
+@pytest.mark.e2e
+def test_watch_in_a_pipe_prints_hook_output_while_the_hook_runs(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    revision, gate = _held_revision(cluster, tmp_path)
+    dep = deployment_id(cluster.deploy(revision, "--no-watch").stdout)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "opendeploy", "watch", dep, "--interval", "0.2"],
+        env=cluster.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        before_gate = []
+        # Read until the held hook's line arrives: the gate is still shut, so the hook (and the
+        # deployment) is running. A watch that printed output only at the end would show it
+        # after the hook's 30 s timeout failed the deployment: the asserts below catch that.
+        for line in watcher.stdout:
+            before_gate.append(line)
+            if HELD_LINE.fullmatch(line.rstrip("\n")):
+                break
+        assert before_gate and HELD_LINE.fullmatch(before_gate[-1].rstrip("\n")), before_gate
+        status = cluster.client.get_deployment(deploymentId=dep)["deploymentInfo"]["status"]
+        assert status == "InProgress"
+        assert not any(line.startswith(f"{dep} Succeeded") for line in before_gate)
+        gate.touch()
+        rest, errors = watcher.communicate(timeout=120)
+    finally:
+        gate.touch()
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    assert watcher.returncode == 0, "".join(before_gate) + rest + errors
+    assert "\x1b" not in "".join(before_gate) + rest
+    assert re.search(r"^host-\d AfterInstall \| through the gate$", rest, re.M), rest
+    assert f"Deployment {dep} Succeeded" in rest
+
+
+@pytest.mark.e2e
+def test_watch_in_a_terminal_streams_hook_output_while_the_hook_runs(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    revision, gate = _held_revision(cluster, tmp_path)
+    dep = deployment_id(cluster.deploy(revision, "--no-watch").stdout)
+    columns, rows = 100, 40
+    child = _spawn(cluster, ["watch", dep, "--interval", "0.2"], rows, columns)
+    screen = pyte.Screen(columns, rows)
+    stream = pyte.Stream(screen)
+    raw: list[str] = []
+    held_screen = ""
+    try:
+        while True:
+            try:
+                chunk = child.read_nonblocking(65536, timeout=60)
+            except pexpect.EOF:
+                break
+            raw.append(chunk)
+            stream.feed(chunk)
+            shown = "\n".join(line.rstrip() for line in screen.display)
+            if not held_screen and HELD_LINE.search(shown):
+                # The gate is shut: this screen was drawn while the hook ran.
+                held_screen = shown
+                gate.touch()
+    finally:
+        gate.touch()
+        child.close()
+    assert held_screen, "\n".join(screen.display)
+    assert f"Deployment {dep} InProgress" in held_screen
+    # The held host's row: in progress, its AfterInstall running (▶).
+    assert re.search(r"host-\d +│ InProgress │.*▶", held_screen), held_screen
+    assert child.exitstatus == 0, "".join(raw)
+    assert f"Deployment {dep} Succeeded" in "\n".join(screen.display)
 
 
 @pytest.mark.e2e
