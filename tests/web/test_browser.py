@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import uuid
 import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -70,14 +71,17 @@ def _need_chromium() -> None:
 
 def _bundle(version: str, www: Path, *, fail_validate: bool = False) -> bytes:
     """Hooks that print where they run; AfterInstall waits while ``$PROOF_DIR/hold`` exists
-    until ``$PROOF_DIR/release`` appears; ValidateService fails when ``fail_validate``."""
+    until ``$PROOF_DIR/release`` appears, printing (and removing) ``$PROOF_DIR/say`` whenever
+    it appears meanwhile; ValidateService fails when ``fail_validate``."""
     scripts = {
         "BeforeInstall": f'echo "BeforeInstall of {version} on $(basename "$PROOF_DIR")"\n',
         "AfterInstall": (
             f'echo "AfterInstall of {version}: installed $(cat {www}/version.txt)"\n'
             'if [ -e "$PROOF_DIR/hold" ]; then echo "holding for release"; '
             'touch "$PROOF_DIR/holding"; '
-            'while [ ! -e "$PROOF_DIR/release" ]; do sleep 0.05; done; '
+            'while [ ! -e "$PROOF_DIR/release" ]; do '
+            'if [ -e "$PROOF_DIR/say" ]; then cat "$PROOF_DIR/say"; rm -f "$PROOF_DIR/say"; fi; '
+            "sleep 0.05; done; "
             'rm -f "$PROOF_DIR/holding"; echo released; fi\n'
         ),
         "ApplicationStart": f'echo "ApplicationStart of {version}"\n',
@@ -151,6 +155,12 @@ class Stage:
                 return info
             assert time.monotonic() < deadline, f"{deployment_id} did not finish: {info}"
             time.sleep(0.2)  # the API offers no push; poll the server's state
+
+    def say(self, index: int, text: str) -> None:
+        """Make host ``index``'s held AfterInstall print ``text`` (renamed into place whole)."""
+        draft = self.proof(index) / "say.draft"
+        draft.write_text(f"{text}\n")
+        draft.rename(self.proof(index) / "say")
 
     def shot(self, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -245,6 +255,14 @@ def test_watch_a_deployment_progress_live_to_success(stage: Stage) -> None:
     expect(page.locator("#region-output")).to_contain_text("AfterInstall (InProgress)")
     expect(page.locator("#instance-host-1")).to_contain_text("InProgress")
     expect(page.locator("#output-instance")).to_have_text("host-1")
+    # A line the hook prints only now, after the page was loaded, while the hook still runs:
+    # it can reach the page only through the live stream.
+    line = f"streamed while held {uuid.uuid4().hex[:8]}"
+    stage.say(0, line)
+    expect(page.locator("#region-output")).to_contain_text(line)
+    expect(status).to_contain_text("InProgress")
+    expect(page.locator("#instance-host-1")).to_contain_text("InProgress")
+    assert (stage.proof(0) / "holding").exists(), "the hook is no longer running"
     stage.shot("deployment-in-progress")
     (stage.proof(0) / "release").touch()
     expect(status).to_contain_text("Succeeded")
