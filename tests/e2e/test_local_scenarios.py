@@ -8,17 +8,24 @@ deployment root on disk.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import pwd
+import shutil
 import stat
 import subprocess
 import sys
 import tarfile
+import uuid
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from opendeploy.agent.config import DEFAULT_AGENT_CONFIG_PATH, OFFICIAL_LOG_DIR, OFFICIAL_ROOT_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -442,3 +449,151 @@ def test_output_in_a_pipe_has_no_escape_codes(host: Host) -> None:
     result = ok(host.local("-l", str(bundle(host))))
     assert "\x1b" not in result.stdout + result.stderr
     assert "ApplicationStart [stdout] running ApplicationStart of v1" in result.stdout
+
+
+# -- runas -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runas_user() -> Iterator[str]:
+    """A user created for the test, as a runas target."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a runas user with useradd needs root")
+    name = f"odlocal{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["useradd", "--create-home", "--shell", "/bin/sh", name], check=True, capture_output=True
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
+def runas_bundle(directory: Path, user: str) -> Path:
+    """A bundle with one ApplicationStart hook run as ``user``, printing who and where it is."""
+    (directory / "scripts").mkdir(parents=True)
+    script = directory / "scripts" / "whoami.sh"
+    script.write_text('#!/bin/sh\necho "I am $(id -un) home=$HOME shell=$SHELL"\n')
+    script.chmod(0o755)
+    (directory / "appspec.yml").write_text(
+        "version: 0.0\nos: linux\nhooks:\n  ApplicationStart:\n"
+        f"    - location: scripts/whoami.sh\n      runas: {user}\n      timeout: 30\n"
+    )
+    return directory
+
+
+@contextlib.contextmanager
+def removed_afterwards(*paths: Path) -> Iterator[None]:
+    """Remove each of ``paths`` at the end unless it existed before (a test's traces on /opt)."""
+    existed = {path: path.exists() for path in paths}
+    try:
+        yield
+    finally:
+        for path, was_there in existed.items():
+            if not was_there:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def test_runas_hook_as_root_with_no_configuration_file(tmp_path: Path, runas_user: str) -> None:
+    # The reported bug: as root with no codedeployagent.yml, the deployment root was under
+    # /root/.local/share (mode 0700) and the runas user could not read its script. Now root
+    # gets the official /opt/codedeploy-agent/deployment-root, as the official agent.
+    if DEFAULT_AGENT_CONFIG_PATH.exists():
+        pytest.fail(f"{DEFAULT_AGENT_CONFIG_PATH} exists: this test needs a host without it")
+    group = f"runas-{uuid.uuid4().hex[:8]}"
+    root = OFFICIAL_ROOT_DIR
+    source = runas_bundle(tmp_path / "bundle", runas_user)
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    env["HOME"] = "/root"
+    with removed_afterwards(root.parent, OFFICIAL_LOG_DIR):
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "opendeploy", "local", "-l", str(source), "-g", group],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+                timeout=120,
+            )
+            home = pwd.getpwnam(runas_user).pw_dir
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert (
+                f"ApplicationStart [stdout] I am {runas_user} home={home} shell=/bin/sh"
+                in result.stdout
+            )
+            assert f"from within folder {root / group}/d-" in result.stdout
+            assert len(list((root / group).iterdir())) == 1
+        finally:
+            shutil.rmtree(root / group, ignore_errors=True)
+            for record in (root / "deployment-instructions").glob(f"{group}[-_]*"):
+                record.unlink()
+
+
+def test_runas_user_who_cannot_reach_the_deployment_root_gets_a_clear_error(
+    host: Host, runas_user: str
+) -> None:
+    # host.root is under pytest's private tmp dir, as a root_dir under /root would be.
+    result = host.local("-l", str(runas_bundle(host.tmp / "bundle", runas_user)))
+    assert result.returncode == 1
+    assert "failed at event ApplicationStart, script scripts/whoami.sh: ScriptFailed" in (
+        result.stderr
+    )
+    assert f"user {runas_user} cannot reach the script {host.root}/{GROUP}/d-" in result.stderr
+    assert "Put the deployment root (root_dir in the agent configuration) where" in result.stderr
+
+
+# -- the bundled sample app and deployment groups --------------------------------------------------
+
+SAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "sample-app"
+SAMPLE_TARGET = Path("/tmp/opendeploy-sample")
+
+
+def test_the_bundled_sample_app_deploys_twice(host: Host) -> None:
+    # What the README tells a new user to type, with the deployment root of a tmp config.
+    # OVERWRITE: the sample installs to a fixed /tmp path that an earlier run may have filled.
+    with removed_afterwards(SAMPLE_TARGET):
+        first = ok(host.local("-l", str(SAMPLE_APP), "-b", "OVERWRITE"))
+        assert "ValidateService [stdout] service is valid" in first.stdout
+        second = ok(host.local("--bundle-location", str(SAMPLE_APP), "-b", "OVERWRITE"))
+        assert "ApplicationStop [stdout] stopped the previous revision" in second.stdout
+        ids = [p.name for p in host.deployments()]
+        logged = (SAMPLE_TARGET / "events.log").read_text().splitlines()
+        assert [line.split()[1:] for line in logged if line.endswith(ids[1])] == [
+            [event, ids[1]]
+            for event in (
+                "BeforeBlockTraffic",
+                "AfterBlockTraffic",
+                "ApplicationStop",
+                "BeforeInstall",
+                "AfterInstall",
+                "ApplicationStart",
+                "ValidateService",
+                "BeforeAllowTraffic",
+                "AfterAllowTraffic",
+            )
+        ]
+        app = SAMPLE_TARGET / "app"
+        assert stat.S_IMODE((app / "config.json").stat().st_mode) == 0o640
+        assert stat.S_IMODE((app / "bin" / "status.sh").stat().st_mode) == 0o755
+
+
+def test_a_named_deployment_group_has_its_own_directory_and_records(host: Host) -> None:
+    ok(host.local("-l", str(bundle(host, "v1", tag="v1")), "--deployment-group", "my-group"))
+    ok(host.local("-l", str(bundle(host, "v2", tag="v2")), "-g", "my-group"))
+    assert not (host.root / GROUP).exists()
+    first, second = host.deployments("my-group")
+    instructions = host.root / "deployment-instructions"
+    assert {p.name for p in instructions.iterdir()} == {
+        "my-group-cleanup",
+        "my-group-install.json",
+        "my-group_last_successful_install",
+        "my-group_most_recent_install",
+    }
+    assert (instructions / "my-group_last_successful_install").read_text() == str(second)
+    assert (instructions / "my-group_most_recent_install").read_text() == str(second)
+    assert f"{host.target}/hello.txt" in (instructions / "my-group-cleanup").read_text()
+    assert json.loads((instructions / "my-group-install.json").read_text())["instructions"]
+    # The second deployment stopped the first revision of the same group.
+    assert "ApplicationStop v1" in host.events()
+    assert (first / "deployment-archive" / "scripts").is_dir()
+    assert_installed(host, "v2")
