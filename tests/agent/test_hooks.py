@@ -249,6 +249,47 @@ def test_script_without_execute_bit_is_made_executable_and_runs(
     assert path.stat().st_mode & 0o111 == 0o111
 
 
+@pytest.fixture
+def read_only_archive(tmp_path: Path) -> Iterator[Path]:
+    """A deployment archive on a read-only bind mount, holding ``plain.sh`` without execute bits.
+
+    A read-only file system is where chmod fails even for root, the agent's usual user.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only bind mount needs root")
+    source = tmp_path / "source"
+    write(source, "plain.sh", "#!/bin/sh\necho never\n", mode=0o644)
+    mount_point = tmp_path / "read-only-archive"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(source), str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    assert mounted.returncode == 0, f"mount --bind -o ro failed: {mounted.stderr}"
+    try:
+        # Older util-linux ignores ro on the first bind; remounting makes sure.
+        subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(mount_point)], check=True, capture_output=True
+        )
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True, capture_output=True)
+
+
+def test_script_that_cannot_be_made_executable_is_script_not_executable(
+    read_only_archive: Path, script_log: ScriptLog
+) -> None:
+    with pytest.raises(ScriptError) as caught:
+        run(read_only_archive, script_log, Script("plain.sh"))
+    assert caught.value.code == "ScriptNotExecutable"
+    assert caught.value.message == (
+        "Unable to set script at specified location: plain.sh as executable"
+    )
+    assert caught.value.script == "plain.sh"
+    assert (read_only_archive / "plain.sh").stat().st_mode & 0o111 == 0
+
+
 def test_script_without_shebang_runs_with_bin_sh(archive: Path, script_log: ScriptLog) -> None:
     write(archive, "bare", "echo from sh\n")
     assert run(archive, script_log, Script("bare")) == [("stdout", "from sh")]
