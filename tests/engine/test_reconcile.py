@@ -284,3 +284,21 @@ def test_stop_at_any_moment_ends_the_deployment(
     h = deployment(n, mhh)
     _run(h, answers, stop_at=stop_at)
     assert h.status in TERMINAL_DEPLOYMENT_STATUSES
+
+
+@pytest.mark.parametrize("platform", ["Lambda", "ECS"])
+def test_lambda_and_ecs_deployments_end_at_once(platform: str) -> None:
+    snap = DeploymentSnapshot(
+        "d-UNITTEST1", DeploymentStatus.CREATED, ALL_AT_ONCE, (), T0, compute_platform=platform
+    )
+    d = reconcile(snap, at(1))
+    assert d.deployment is not None and d.deployment.status is DeploymentStatus.FAILED
+    assert d.deployment.error is not None and d.deployment.error.code == "INTERNAL_ERROR"
+    assert f"The {platform} compute platform is not supported" in d.deployment.error.message
+    assert d.deployment.complete_time == at(1) and d.rollback is None and not d.dispatch
+    # A stop request that came first ends it as Stopped instead.
+    stopped = reconcile(replace(snap, stop=StopRequest(requested_at=at(1))), at(1))
+    assert stopped.deployment is not None
+    assert stopped.deployment.status is DeploymentStatus.STOPPED
+    assert stopped.deployment.error is not None
+    assert stopped.deployment.error.code == "MANUAL_STOP"

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from opendeploy.engine.dispatch import HostNotifier
+from opendeploy.engine.worker import EngineWorker
 from opendeploy.testing.server import running_server
 from tests.engine.agent_sim import (
     AGENT_EVENTS,
@@ -289,3 +291,61 @@ def test_new_instance_gets_the_last_successful_revision_on_first_poll(cluster: C
     cluster.wait_status(auto, "Succeeded")
     # Later polls of a known instance do not deploy again.
     assert newcomer.poll() is None
+
+
+def _lambda_group(cluster: Cluster) -> Any:
+    cd = cluster.cd
+    cd.create_application(applicationName="fn", computePlatform="Lambda")
+    cd.create_deployment_group(
+        applicationName="fn",
+        deploymentGroupName="live",
+        serviceRoleArn="arn:aws:iam::123456789012:role/CodeDeploy",
+        deploymentConfigName="CodeDeployDefault.LambdaAllAtOnce",
+        deploymentStyle={
+            "deploymentType": "BLUE_GREEN",
+            "deploymentOption": "WITH_TRAFFIC_CONTROL",
+        },
+    )
+    revision = {
+        "revisionType": "AppSpecContent",
+        "appSpecContent": {"content": "version: 0.0\nResources: []\n"},
+    }
+    return lambda: cd.create_deployment(
+        applicationName="fn", deploymentGroupName="live", revision=revision
+    )["deploymentId"]
+
+
+def test_lambda_deployment_fails_at_once_and_frees_its_group(cluster: Cluster) -> None:
+    create = _lambda_group(cluster)
+    first = create()
+    info = cluster.wait_status(first, "Failed", "Stopped", "Succeeded")
+    assert info["status"] == "Failed"
+    assert info["errorInformation"]["code"] == "INTERNAL_ERROR"
+    assert "Lambda compute platform is not supported" in info["errorInformation"]["message"]
+    assert "completeTime" in info
+    # The group is free again: the next deployment is accepted (no DeploymentLimitExceeded).
+    second = create()
+    assert cluster.wait_status(second, "Failed", "Stopped", "Succeeded")["status"] == "Failed"
+    cd = cluster.cd  # one client: each has its own exception classes
+    with pytest.raises(cd.exceptions.DeploymentAlreadyCompletedException):
+        cd.stop_deployment(deploymentId=second)
+
+
+def test_stop_finishes_a_lambda_deployment_the_engine_has_not_seen(cluster: Cluster) -> None:
+    create = _lambda_group(cluster)
+    # With the engine thread stopped, a deployment stays Created and the stop stays pending...
+    cluster.server.engine.stop()
+    dep = create()
+    cd = cluster.cd  # one client: each has its own exception classes
+    assert cd.stop_deployment(deploymentId=dep)["status"] == "Pending"
+    with pytest.raises(cd.exceptions.ClientError) as refused:
+        create()
+    assert refused.value.response["Error"]["Code"] == "DeploymentLimitExceededException"
+    # ...until an engine (here a second worker on the same store) looks: then it is Stopped.
+    worker = EngineWorker(cluster.server.store, cluster.settings, notifier=HostNotifier())
+    assert worker.run_once() == 1
+    info = cluster.info(dep)
+    assert info["status"] == "Stopped" and info["errorInformation"]["code"] == "MANUAL_STOP"
+    later = create()
+    assert worker.run_once() == 1
+    assert cluster.info(later)["status"] == "Failed"

@@ -7,6 +7,9 @@ so a worker that crashes and retries, or two replicas racing for a lease, do no 
 
 One call does, in this order:
 
+0. A Lambda or ECS deployment ends at once: this server runs only Server (EC2/on-premises)
+   deployments so far. It fails (``errorInformation`` says so), or is ``Stopped`` when a stop
+   was requested first, so that it never blocks its group.
 1. ``Created`` → ``InProgress``; a deployment with no targets fails with ``NO_INSTANCES``, one
    whose minimum of healthy hosts leaves no instance to deploy to fails with
    ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").
@@ -83,6 +86,9 @@ HEALTH_CONSTRAINTS_MESSAGE = (
 )
 
 _TERMINAL_EVENT = frozenset({_ES.SUCCEEDED, _ES.FAILED, _ES.SKIPPED})
+
+#: The one compute platform the engine runs; Lambda and ECS deployments end at once.
+SERVER_PLATFORM = "Server"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -545,6 +551,14 @@ def reconcile(
     mhh = snap.minimum_healthy_hosts
     total = len(snap.targets)
 
+    if snap.compute_platform != SERVER_PLATFORM:
+        if snap.stop is not None:
+            error = ErrorInformation("MANUAL_STOP", "The deployment was stopped by a user request.")
+            plan.end(_DS.STOPPED, error, None)
+        else:
+            plan.end(_DS.FAILED, _platform_unsupported(snap.compute_platform), None)
+        return plan.decisions()
+
     if snap.status in (_DS.CREATED, _DS.QUEUED):
         if total == 0:
             plan.end(_DS.FAILED, _no_instances(), None)
@@ -617,6 +631,16 @@ def _health_error(plan: _Plan) -> ErrorInformation:
             f"{', '.join(dead)}, and too few healthy instances remain.",
         )
     return ErrorInformation("HEALTH_CONSTRAINTS", HEALTH_CONSTRAINTS_MESSAGE)
+
+
+def _platform_unsupported(platform: str) -> ErrorInformation:
+    # AWS has no error code for "not supported"; INTERNAL_ERROR is the one clients treat as the
+    # service's side, and the message says exactly what is missing.
+    return ErrorInformation(
+        "INTERNAL_ERROR",
+        f"The {platform} compute platform is not supported by this OpenDeploy server yet: it runs "
+        "EC2/on-premises (Server) deployments only. The deployment was not run.",
+    )
 
 
 def _no_instances() -> ErrorInformation:

@@ -202,6 +202,8 @@ class DeploymentSnapshot:
     auto_rollback: AutoRollbackConfig = field(default_factory=AutoRollbackConfig)
     creator: str = "user"
     last_successful: LastSuccessful | None = None
+    #: ``Server``, ``Lambda`` or ``ECS``; the engine runs Server deployments only (so far).
+    compute_platform: str = "Server"
 
 
 def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:

@@ -265,6 +265,7 @@ def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
         auto_rollback=_auto_rollback(d["auto_rollback_configuration"]),
         creator=d["creator"],
         last_successful=last,
+        compute_platform=str(d["compute_platform"] or "Server"),
     )
     return Loaded(snapshot, d, stored)
 
@@ -623,12 +624,10 @@ class EngineWorker:
         with self.store.database.read() as conn:
             return list(
                 conn.execute(
+                    # Every platform: reconcile ends Lambda and ECS deployments at once, so
+                    # that one never holds its group's single active slot.
                     select(_D.c.deployment_id)
-                    .where(
-                        _D.c.status.in_(ACTIVE_STATUSES),
-                        _D.c.compute_platform == "Server",
-                        self._free(now),
-                    )
+                    .where(_D.c.status.in_(ACTIVE_STATUSES), self._free(now))
                     .order_by(_D.c.create_time)
                 ).scalars()
             )
