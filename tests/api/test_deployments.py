@@ -205,6 +205,20 @@ def test_delete_application_keeps_deployments(api: Api) -> None:
 def test_configs(api: Api) -> None:
     listed = api.ListDeploymentConfigs()["deploymentConfigsList"]
     assert len(listed) == 17 and listed[0] == "CodeDeployDefault.OneAtATime"
+    one = api.GetDeploymentConfig(deploymentConfigName="CodeDeployDefault.OneAtATime")
+    # AWS's answer for OneAtATime (API Reference, MinimumHealthyHosts.type); nobody can set it.
+    assert one["deploymentConfigInfo"]["minimumHealthyHosts"] == {
+        "type": "MOST_CONCURRENCY",
+        "value": 1,
+    }
+    assert (
+        api.error(
+            "CreateDeploymentConfig",
+            deploymentConfigName="Most",
+            minimumHealthyHosts={"type": "MOST_CONCURRENCY", "value": 1},
+        ).code
+        == "InvalidMinimumHealthyHostValueException"
+    )
     half = api.GetDeploymentConfig(deploymentConfigName="CodeDeployDefault.HalfAtATime")
     assert half["deploymentConfigInfo"]["minimumHealthyHosts"] == {
         "type": "FLEET_PERCENT",

@@ -4,9 +4,12 @@ The predefined ``CodeDeployDefault.*`` configurations are values here, not rows:
 every server, cannot be created, changed or deleted, and ListDeploymentConfigs shows them before
 the custom ones. Their settings are AWS's (user guide, "Working with deployment configurations"):
 
-- Server: AllAtOnce = HOST_COUNT 0, HalfAtATime = FLEET_PERCENT 50, OneAtATime = HOST_COUNT 1.
-  OneAtATime has a rule of its own that the engine applies: the deployment fails as soon as any
-  instance *except the last one* fails (a one-instance group needs that instance to succeed).
+- Server: AllAtOnce = HOST_COUNT 0, HalfAtATime = FLEET_PERCENT 50, OneAtATime =
+  MOST_CONCURRENCY 1, which is what GetDeploymentConfig answers for it on AWS (API Reference,
+  ``MinimumHealthyHosts.type``: a type nobody can set, "a deployment to only one instance at a
+  time"). OneAtATime has a rule of its own that the engine applies: the deployment fails as soon
+  as any instance *except the last one* fails (a one-instance group needs that instance to
+  succeed).
 - Lambda and ECS: traffic shifting (AllAtOnce, TimeBasedCanary, TimeBasedLinear), 10 percent.
 
 Only OneAtATime's id is documented (``00000000-0000-0000-0000-000000000001``); the others get
@@ -28,6 +31,14 @@ class ComputePlatform(enum.StrEnum):
 class MinimumHealthyHostsType(enum.StrEnum):
     HOST_COUNT = "HOST_COUNT"
     FLEET_PERCENT = "FLEET_PERCENT"
+    #: Only CodeDeployDefault.OneAtATime has it; CreateDeploymentConfig refuses it.
+    MOST_CONCURRENCY = "MOST_CONCURRENCY"
+
+
+#: The types CreateDeploymentConfig accepts (AWS: "You cannot set the type to MOST_CONCURRENCY").
+SETTABLE_MINIMUM_HEALTHY_HOSTS_TYPES = frozenset(
+    {MinimumHealthyHostsType.HOST_COUNT, MinimumHealthyHostsType.FLEET_PERCENT}
+)
 
 
 class TrafficRoutingType(enum.StrEnum):
@@ -71,7 +82,7 @@ class DeploymentConfig:
 def _predefined() -> dict[str, DeploymentConfig]:
     P, M, T = ComputePlatform, MinimumHealthyHostsType, TrafficRoutingType
     server = [
-        ("OneAtATime", MinimumHealthyHosts(M.HOST_COUNT, 1)),
+        ("OneAtATime", MinimumHealthyHosts(M.MOST_CONCURRENCY, 1)),
         ("HalfAtATime", MinimumHealthyHosts(M.FLEET_PERCENT, 50)),
         ("AllAtOnce", MinimumHealthyHosts(M.HOST_COUNT, 0)),
     ]

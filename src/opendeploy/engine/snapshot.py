@@ -82,9 +82,9 @@ ONE_AT_A_TIME_CONFIG = "CodeDeployDefault.OneAtATime"
 def minimum_for(config_name: str, type_: str, value: int) -> MinimumHealthyHosts:
     """The engine's minimum for a deployment configuration as stored.
 
-    ``domain.configs`` stores OneAtATime as ``HOST_COUNT 1`` and leaves its rule (one at a time,
-    all but the last must succeed) to the engine; by the arithmetic of HOST_COUNT that would allow
-    ``total - 1`` in flight, so the predefined name maps to ``MOST_CONCURRENCY 1`` here.
+    ``domain.configs`` gives OneAtATime as ``MOST_CONCURRENCY 1`` (what AWS's GetDeploymentConfig
+    answers) and leaves its rule (one at a time, all but the last must succeed) to the engine: the
+    predefined name maps to :data:`ONE_AT_A_TIME` here, whatever type and value are passed.
     """
     if config_name == ONE_AT_A_TIME_CONFIG:
         return ONE_AT_A_TIME

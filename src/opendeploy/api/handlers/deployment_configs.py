@@ -9,8 +9,8 @@ from opendeploy.api.handlers import _common as c
 from opendeploy.api.handlers.applications import compute_platform
 from opendeploy.domain.configs import (
     PREDEFINED,
+    SETTABLE_MINIMUM_HEALTHY_HOSTS_TYPES,
     DeploymentConfig,
-    MinimumHealthyHostsType,
     TrafficRoutingType,
     is_predefined,
 )
@@ -23,7 +23,7 @@ from opendeploy.service_errors import (
     InvalidTrafficRoutingConfigurationError,
 )
 
-PAGE_SIZE = 100
+PAGE_SIZE = c.PAGE_SIZE
 
 
 def config_name(value: Any) -> str:
@@ -76,7 +76,7 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
 
 def _check_minimum_healthy_hosts(mhh: Any) -> None:
     kind, value = (mhh or {}).get("type"), (mhh or {}).get("value")
-    valid_type = kind in {t.value for t in MinimumHealthyHostsType}
+    valid_type = kind in SETTABLE_MINIMUM_HEALTHY_HOSTS_TYPES
     if not valid_type or not isinstance(value, int) or value < 0:
         raise InvalidMinimumHealthyHostValueError(
             f"minimumHealthyHosts: {mhh!r} needs type HOST_COUNT or FLEET_PERCENT and a value >= 0"
