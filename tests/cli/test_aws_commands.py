@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from botocore import xform_name
 
 from opendeploy.cli.aws_commands import service_model
 from opendeploy.cli.aws_names import AWS_COMMANDS, OPERATIONS
+from opendeploy.store.database import Store
 from opendeploy.testing.server import RunningServer, running_server
 from tests.cli._aws_cli import OPENDEPLOY, ROLE, local_server_env, run
 
@@ -340,3 +342,218 @@ def test_wrong_names_suggest_the_close_ones(env: dict[str, str], cd: Any) -> Non
     nothing_close = run(OPENDEPLOY, "get-application", "--application-name", "zzzzzzzz", env=env)
     assert nothing_close.returncode == 255
     assert "Did you mean" not in nothing_close.stderr
+
+
+def test_deployment_groups_take_the_json_forms(env: dict[str, str], cd: Any) -> None:
+    app = unique("json-forms")
+    cd.create_application(applicationName=app)
+    od(
+        env,
+        "create-deployment-group",
+        "--application-name", app,
+        "--deployment-group-name", "ec2",
+        "--service-role-arn", ROLE,
+        "--ec2-tag-filters",
+        '[{"Key": "Name", "Value": "web", "Type": "KEY_AND_VALUE"},'
+        ' {"Key": "env", "Type": "KEY_ONLY"}]',
+    )  # fmt: skip
+    od(
+        env,
+        "create-deployment-group",
+        "--application-name", app,
+        "--deployment-group-name", "tagset",
+        "--service-role-arn", ROLE,
+        "--on-premises-tag-set",
+        json.dumps({"onPremisesTagSetList": [
+            [{"Key": "a", "Value": "1", "Type": "KEY_AND_VALUE"}],
+            [{"Key": "b", "Value": "2", "Type": "KEY_AND_VALUE"}, {"Key": "c", "Type": "KEY_ONLY"}],
+        ]}),
+    )  # fmt: skip
+    groups = {
+        g["deploymentGroupName"]: g
+        for g in cd.batch_get_deployment_groups(
+            applicationName=app, deploymentGroupNames=["ec2", "tagset"]
+        )["deploymentGroupsInfo"]
+    }
+    assert groups["ec2"]["ec2TagFilters"] == [
+        {"Key": "Name", "Value": "web", "Type": "KEY_AND_VALUE"},
+        {"Key": "env", "Type": "KEY_ONLY"},
+    ]
+    assert groups["tagset"]["onPremisesTagSet"]["onPremisesTagSetList"] == [
+        [{"Key": "a", "Value": "1", "Type": "KEY_AND_VALUE"}],
+        [{"Key": "b", "Value": "2", "Type": "KEY_AND_VALUE"}, {"Key": "c", "Type": "KEY_ONLY"}],
+    ]
+    broken = run(OPENDEPLOY, "create-deployment-group", "--application-name", app,
+                 "--deployment-group-name", "broken", "--service-role-arn", ROLE,
+                 "--on-premises-tag-set", '{"onPremisesTagSetList": [[{"Key": "a"}]',
+                 env=env)  # fmt: skip
+    assert broken.returncode == 255
+    assert broken.stderr.startswith("\nError parsing parameter '--on-premises-tag-set'")
+
+
+def test_get_application_revision_in_both_forms(env: dict[str, str], cd: Any) -> None:
+    app = unique("revision")
+    cd.create_application(applicationName=app)
+    location = {"bucket": "bundles", "key": "site.zip", "bundleType": "zip", "eTag": "e1"}
+    od(env, "register-application-revision", "--application-name", app,
+       "--s3-location", "bucket=bundles,key=site.zip,bundleType=zip,eTag=e1",
+       "--description", "the site")  # fmt: skip
+    got = od(env, "get-application-revision", "--application-name", app,
+             "--s3-location", "bucket=bundles,key=site.zip,bundleType=zip,eTag=e1")  # fmt: skip
+    assert got["applicationName"] == app
+    assert got["revision"] == {"revisionType": "S3", "s3Location": location}
+    assert got["revisionInfo"]["description"] == "the site"
+    assert "registerTime" in got["revisionInfo"]
+    as_json = od(env, "get-application-revision", "--application-name", app, "--revision",
+                 json.dumps({"revisionType": "S3", "s3Location": location}))  # fmt: skip
+    assert as_json["revisionInfo"] == got["revisionInfo"]
+    unknown = run(OPENDEPLOY, "get-application-revision", "--application-name", app,
+                  "--s3-location", "bucket=bundles,key=other.zip,bundleType=zip",
+                  env=env)  # fmt: skip
+    assert unknown.returncode == 255
+    assert "(RevisionDoesNotExistException) when calling the GetApplicationRevision" in (
+        unknown.stderr
+    )
+
+
+def test_region_flag_signs_for_that_region(
+    env: dict[str, str], server: RunningServer, tmp_path: Path
+) -> None:
+    # The server checks the signature against the scope the client signed for, so a success
+    # with --region means the request was signed (and its scope named) with that region.
+    listed = run(OPENDEPLOY, "list-applications", "--region", "eu-west-3", env=env)
+    assert listed.returncode == 0, listed.stderr
+    # --region wins over the environment, as in aws-cli; the hint of a rejected signature
+    # names the region used.
+    wrong = {
+        **env,
+        "AWS_ACCESS_KEY_ID": server.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": "wrong",
+        "AWS_DEFAULT_REGION": "us-west-2",
+    }
+    rejected = run(OPENDEPLOY, "list-applications", "--region", "ap-south-1", env=wrong)
+    assert rejected.returncode == 255
+    assert "(region ap-south-1)" in rejected.stderr
+    without_flag = run(OPENDEPLOY, "list-applications", env=wrong)
+    assert "(region us-west-2)" in without_flag.stderr
+
+
+def test_wait_deployment_successful_returns_quietly_on_success(
+    env: dict[str, str], server: RunningServer
+) -> None:
+    # A deployment that succeeded, written into the server's store: this module runs no
+    # agents, and the waiter's first poll must see the final status (the model polls every
+    # 15 s afterwards).
+    app = unique("waited")
+    deployment_id = _stored_deployment(server, app, status="Succeeded")
+    waited = run(OPENDEPLOY, "wait", "deployment-successful", "--deployment-id", deployment_id,
+                 env=env)  # fmt: skip
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout == "" and waited.stderr == ""
+    unknown = run(OPENDEPLOY, "wait", "deployment-successful", "--deployment-id", "d-NOSUCH000",
+                  env=env)  # fmt: skip
+    assert unknown.returncode == 255
+    assert "DeploymentDoesNotExistException" in unknown.stderr
+
+
+def test_continue_deployment_errors_and_success(
+    env: dict[str, str], server: RunningServer, cd: Any
+) -> None:
+    unknown = run(OPENDEPLOY, "continue-deployment", "--deployment-id", "d-NOSUCH000", env=env)
+    assert unknown.returncode == 255
+    assert unknown.stdout == ""
+    assert unknown.stderr == (
+        "\nAn error occurred (DeploymentDoesNotExistException) when calling the "
+        "ContinueDeployment operation: Deployment d-NOSUCH000 does not exist.\n"
+    )
+
+    # An in-place deployment, kept in progress by a registered host that runs no agent.
+    app, host = unique("in-place"), unique("silent")
+    cd.create_application(applicationName=app)
+    cd.register_on_premises_instance(
+        instanceName=host, iamUserArn=f"arn:aws:iam::123456789012:user/{host}"
+    )
+    cd.add_tags_to_on_premises_instances(instanceNames=[host], tags=[{"Key": "h", "Value": host}])
+    cd.create_deployment_group(
+        applicationName=app, deploymentGroupName="g", serviceRoleArn=ROLE,
+        onPremisesInstanceTagFilters=[{"Key": "h", "Value": host, "Type": "KEY_AND_VALUE"}],
+    )  # fmt: skip
+    in_place = cd.create_deployment(
+        applicationName=app,
+        deploymentGroupName="g",
+        revision={
+            "revisionType": "S3",
+            "s3Location": {"bucket": "b", "key": "k.zip", "bundleType": "zip"},
+        },
+    )["deploymentId"]
+    refused = run(OPENDEPLOY, "continue-deployment", "--deployment-id", in_place, env=env)
+    cd.stop_deployment(deploymentId=in_place)
+    assert refused.returncode == 255
+    assert refused.stderr == (
+        "\nAn error occurred (UnsupportedActionForDeploymentTypeException) when calling the "
+        "ContinueDeployment operation: ContinueDeployment applies to blue/green deployments "
+        "only.\n"
+    )
+
+    # Blue/green deployments are never run by the engine, so they are written into the store
+    # in the states ContinueDeployment cares about (the engine leaves Baking and Ready alone).
+    green = {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
+    baking = _stored_deployment(server, unique("baking"), status="Baking", deployment_style=green)
+    not_ready = run(OPENDEPLOY, "continue-deployment", "--deployment-id", baking,
+                    "--deployment-wait-type", "READY_WAIT", env=env)  # fmt: skip
+    assert not_ready.returncode == 255
+    assert "(DeploymentIsNotInReadyStateException)" in not_ready.stderr
+    bad_type = run(OPENDEPLOY, "continue-deployment", "--deployment-id", baking,
+                   "--deployment-wait-type", "SOON", env=env)  # fmt: skip
+    assert bad_type.returncode == 255
+    assert "(InvalidDeploymentWaitTypeException)" in bad_type.stderr
+
+    ready = _stored_deployment(server, unique("ready"), status="Ready", deployment_style=green)
+    continued = run(OPENDEPLOY, "continue-deployment", "--deployment-id", ready, env=env)
+    assert continued.returncode == 0, continued.stderr
+    assert continued.stdout == "" and continued.stderr == ""
+
+
+def _stored_deployment(server: RunningServer, app: str, *, status: str, **columns: Any) -> str:
+    """An application, a group and a deployment in ``status`` written into the server's store
+    (as the engine would leave it: the tests here run no agents)."""
+    now = datetime.now(UTC)
+    store = Store.open(f"sqlite:///{server.data_dir.resolve() / 'opendeploy.db'}")
+    try:
+        app_row = store.applications.create(name=app, compute_platform="Server", now=now)
+        group = store.deployment_groups.create(
+            application_id=app_row["application_id"],
+            app_name=app,
+            name="group",
+            settings={
+                "compute_platform": "Server",
+                "deployment_config_name": "CodeDeployDefault.AllAtOnce",
+            },
+            now=now,
+        )
+        deployment_id = "d-" + uuid.uuid4().hex[:9].upper()
+        store.deployments.create(
+            deployment={
+                "deployment_id": deployment_id,
+                "application_id": app_row["application_id"],
+                "application_name": app,
+                "deployment_group_id": group["deployment_group_id"],
+                "deployment_group_name": "group",
+                "deployment_config_name": "CodeDeployDefault.AllAtOnce",
+                "compute_platform": "Server",
+                "creator": "user",
+                "revision": {
+                    "revisionType": "S3",
+                    "s3Location": {"bucket": "b", "key": "k.zip", "bundleType": "zip"},
+                },
+                "status": status,
+                "start_time": now,
+                "complete_time": now if status in ("Succeeded", "Failed", "Stopped") else None,
+                **columns,
+            },
+            select_targets=None,
+            now=now,
+        )
+        return deployment_id
+    finally:
+        store.close()

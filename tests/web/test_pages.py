@@ -7,12 +7,15 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from opendeploy.store import tables
 from opendeploy.store.database import Store
 from opendeploy.testing.server import RunningServer
 from tests.web.conftest import login
@@ -234,6 +237,192 @@ def test_stop_and_redeploy_through_the_dashboard(dashboard_server: RunningServer
         assert new["revision"] == revision and new["deploymentGroupName"] == group
         assert f"created from {deployment_id}" in client.get(redeployed.headers["location"]).text
         api.stop_deployment(deploymentId=new_id)
+
+
+def _silent_host(server: RunningServer, tag: str) -> str:
+    """A registered, tagged instance with no agent: its deployments stay in progress."""
+    api = server.client()
+    name = f"silent-{tag}"
+    api.register_on_premises_instance(
+        instanceName=name, iamUserArn=f"arn:aws:iam::000000000000:user/{name}"
+    )
+    api.add_tags_to_on_premises_instances(
+        instanceNames=[name], tags=[{"Key": "dash", "Value": tag}]
+    )
+    return name
+
+
+def _stored_deployment(
+    server: RunningServer,
+    app: str,
+    group: str,
+    *,
+    status: str,
+    last_success: bool = False,
+    **columns: Any,
+) -> str:
+    """A deployment written straight into the server's store (no targets), in ``status``;
+    with ``last_success``, recorded as its group's last successful deployment."""
+    store = _store(server)
+    now = datetime.now(UTC)
+    try:
+        app_row = store.applications.require(app)
+        group_row = store.deployment_groups.get(app_row["application_id"], group)
+        assert group_row is not None
+        deployment_id = "d-" + uuid.uuid4().hex[:9].upper()
+        store.deployments.create(
+            deployment={
+                "deployment_id": deployment_id,
+                "application_id": app_row["application_id"],
+                "application_name": app,
+                "deployment_group_id": group_row["deployment_group_id"],
+                "deployment_group_name": group,
+                "deployment_config_name": "CodeDeployDefault.AllAtOnce",
+                "compute_platform": "Server",
+                "creator": "user",
+                "status": status,
+                "start_time": now,
+                **columns,
+            },
+            select_targets=None,
+            now=now,
+        )
+        if last_success:
+            groups = tables.deployment_groups
+            with store.database.write() as conn:
+                conn.execute(
+                    update(groups)
+                    .where(groups.c.deployment_group_id == group_row["deployment_group_id"])
+                    .values(last_successful_deployment_id=deployment_id)
+                )
+        return deployment_id
+    finally:
+        store.close()
+
+
+def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 30) -> Any:
+    """``probe()``'s first truthy answer; the API has no push, so poll the server's state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.2)
+
+
+def test_stop_and_roll_back_links_the_rollback_both_ways(dashboard_server: RunningServer) -> None:
+    """The group's last success is v1 (seeded through the store); v2 waits on a silent host
+    until the dashboard stops it with rollback: a rollback deployment of v1 appears, and each
+    page links to the other."""
+    tag = uuid.uuid4().hex[:8]
+    app, group = _app_and_group(dashboard_server, tag)
+    _silent_host(dashboard_server, tag)
+    api = dashboard_server.client()
+    v1 = {
+        "revisionType": "S3",
+        "s3Location": {"bucket": "bundles", "key": "v1.zip", "bundleType": "zip"},
+    }
+    v2 = {**v1, "s3Location": {**v1["s3Location"], "key": "v2.zip"}}
+    good = _stored_deployment(
+        dashboard_server, app, group, status="Succeeded", last_success=True, revision=v1,
+        complete_time=datetime.now(UTC),
+    )  # fmt: skip
+    assert (
+        api.get_deployment_group(applicationName=app, deploymentGroupName=group)[
+            "deploymentGroupInfo"
+        ]["lastSuccessfulDeployment"]["deploymentId"]
+        == good
+    )
+
+    deployment_id = api.create_deployment(
+        applicationName=app, deploymentGroupName=group, revision=v2
+    )["deploymentId"]
+    with login(dashboard_server) as client:
+        page = client.get(f"/ui/deployments/{deployment_id}")
+        assert 'id="action-stop-rollback"' in page.text
+        assert (
+            f'data-confirm="Stop deployment {deployment_id} and roll back to the last '
+            'successful revision?"'
+        ) in page.text
+        stopped = client.post(
+            f"/ui/deployments/{deployment_id}/stop",
+            data={"csrf_token": _csrf(page.text), "rollback": "true"},
+        )
+        assert stopped.status_code == 303
+        assert "Stop with rollback requested" in client.get(stopped.headers["location"]).text
+
+        def rollback_id() -> str | None:
+            info = api.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+            found = (info.get("rollbackInfo") or {}).get("rollbackDeploymentId")
+            return str(found) if found and info["status"] == "Stopped" else None
+
+        rollback = _wait_for("rollback deployment", rollback_id)
+        info = api.get_deployment(deploymentId=rollback)["deploymentInfo"]
+        assert info["revision"] == v1
+        assert info["rollbackInfo"]["rollbackTriggeringDeploymentId"] == deployment_id
+
+        stopped_page = client.get(f"/ui/deployments/{deployment_id}").text
+        assert (
+            f'<a href="/ui/deployments/{rollback}" id="rollback-link">{rollback}</a>'
+            in stopped_page
+        )
+        assert "MANUAL_STOP" in stopped_page
+        rollback_page = client.get(f"/ui/deployments/{rollback}").text
+        assert (
+            f'<a href="/ui/deployments/{deployment_id}" id="rollback-of-link">{deployment_id}</a>'
+            in rollback_page
+        )
+        assert 'id="rollback-link"' not in rollback_page
+    # The rollback waits on the silent host too; end it so the group is free.
+    api.stop_deployment(deploymentId=rollback, autoRollbackEnabled=False)
+
+
+def test_continue_a_deployment_that_waits(dashboard_server: RunningServer) -> None:
+    """The engine never brings a deployment to Ready (blue/green is not run), so one is put in
+    that state through the store: the page offers Continue (with a confirmation), the action
+    reaches ContinueDeployment and its result is shown; on another status it is refused."""
+    app, group = _app_and_group(dashboard_server, "continue-" + uuid.uuid4().hex[:6])
+    waiting = _stored_deployment(
+        dashboard_server, app, group, status="Ready",
+        deployment_style={"deploymentType": "BLUE_GREEN"},
+        revision={
+            "revisionType": "S3",
+            "s3Location": {"bucket": "b", "key": "green.zip", "bundleType": "zip"},
+        },
+    )  # fmt: skip
+    with login(dashboard_server) as client:
+        page = client.get(f"/ui/deployments/{waiting}")
+        assert page.status_code == 200
+        assert 'id="action-continue"' in page.text
+        assert f'data-confirm="Continue deployment {waiting}?"' in page.text
+        answer = client.post(
+            f"/ui/deployments/{waiting}/continue", data={"csrf_token": _csrf(page.text)}
+        )
+        assert answer.status_code == 303
+        assert answer.headers["location"] == f"/ui/deployments/{waiting}"
+        assert f"Deployment {waiting} continues." in client.get(answer.headers["location"]).text
+        store = _store(dashboard_server)
+        try:
+            row = store.deployments.get(waiting)
+        finally:
+            store.close()
+        assert row is not None and row["continue_requested"] == "READY_WAIT"
+
+        # A deployment that does not wait (Baking, which the engine leaves alone like Ready):
+        # no Continue button, and a forged post gets the API's error as its result.
+        busy = _stored_deployment(
+            dashboard_server, *_app_and_group(dashboard_server, "busy-" + uuid.uuid4().hex[:6]),
+            status="Baking",
+            deployment_style={"deploymentType": "BLUE_GREEN"},
+        )  # fmt: skip
+        page = client.get(f"/ui/deployments/{busy}")
+        assert 'id="action-continue"' not in page.text
+        refused = client.post(
+            f"/ui/deployments/{busy}/continue", data={"csrf_token": _csrf(page.text)}
+        )
+        shown = client.get(refused.headers["location"]).text
+        assert "Continue failed: DeploymentIsNotInReadyStateException" in shown
 
 
 def _events(client: httpx.Client, path: str, timeout: float = 30) -> list[tuple[str, Any]]:
