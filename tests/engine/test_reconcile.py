@@ -302,3 +302,32 @@ def test_lambda_and_ecs_deployments_end_at_once(platform: str) -> None:
     assert stopped.deployment.status is DeploymentStatus.STOPPED
     assert stopped.deployment.error is not None
     assert stopped.deployment.error.code == "MANUAL_STOP"
+
+
+def test_a_deregistered_instance_fails_its_event_at_once_and_names_the_cause() -> None:
+    h = deployment(3, ALL_AT_ONCE)
+    for i in ("i-1", "i-2", "i-3"):
+        h.poll(i, at(0))
+    h._set("i-3", deregistered_at=at(0))  # left before the deployment reached it
+    d = h.step(at(0))
+    assert sorted(c.instance_id for c in d.dispatch) == ["i-1", "i-2"]
+    stop3 = h.target("i-3").event(E.APPLICATION_STOP)
+    assert stop3.status is LifecycleEventStatus.FAILED
+    assert stop3.diagnostics is not None
+    assert "i-3 was deregistered" in stop3.diagnostics.message
+    assert "was not run" in stop3.diagnostics.message
+    assert "has not polled" not in stop3.diagnostics.message
+    assert h.target("i-3").status is InstanceStatus.FAILED
+    # i-1 is deregistered while its command runs: it fails on the very next pass, long before
+    # agent_dead_after (15 s), with the deregistration as the reason.
+    h.ack("i-1", at(1))
+    h._set("i-1", deregistered_at=at(2))
+    h.step(at(2))
+    stop1 = h.target("i-1").event(E.APPLICATION_STOP)
+    assert stop1.status is LifecycleEventStatus.FAILED
+    assert stop1.diagnostics is not None
+    assert "i-1 was deregistered" in stop1.diagnostics.message
+    assert "outcome of the lifecycle event is unknown" in stop1.diagnostics.message
+    assert h.target("i-1").status is InstanceStatus.FAILED
+    assert h.target("i-2").status is InstanceStatus.IN_PROGRESS
+    assert reconcile(h.snap, at(2)).unreachable == ()  # a terminal target is no longer listed

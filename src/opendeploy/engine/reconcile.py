@@ -23,8 +23,10 @@ One call does, in this order:
    ``ignoreApplicationStopFailures``: the event stays ``Failed`` with the script's diagnostics (so
    the reason is visible) and the instance continues. Server-side events (BlockTraffic,
    AllowTraffic) succeed at once until a load balancer integration exists.
-4. Dead agents and timeouts fail the outstanding event with a message naming the cause: the agent
-   not polling for ``agent_dead_after_seconds``, the command not picked up within
+4. Dead agents and timeouts fail the outstanding event with a message naming the cause: the
+   instance deregistered (at once: its key is revoked, so its agent can neither take nor report
+   a command), the agent not polling for ``agent_dead_after_seconds``, the command not picked up
+   within
    ``event_start_timeout_seconds`` (AWS: "Minutes until a deployment fails if a lifecycle event
    doesn't start: 5"), or not completed within ``event_timeout_seconds`` (AWS: 3600 s).
 5. The health rule (:mod:`opendeploy.engine.batches`): new targets start while the budget allows;
@@ -319,6 +321,18 @@ class _Plan:
         )
         return f"{AGENT_NOT_POLLING_PREFIX}{t.instance_id} {quiet}; {tail}."
 
+    def deregistered_message(self, t: TargetSnapshot, running: bool) -> str:
+        assert t.deregistered_at is not None
+        tail = (
+            "the outcome of the lifecycle event is unknown"
+            if running
+            else "the lifecycle event was not run"
+        )
+        return (
+            f"The instance {t.instance_id} was deregistered at {t.deregistered_at.isoformat()}; "
+            f"its agent can no longer take or report commands, so {tail}."
+        )
+
     # -- the state machine of one target -----------------------------------------------------
 
     def command_outcome(self, t: TargetSnapshot, cmd: CommandSnapshot) -> _Outcome | None:
@@ -333,6 +347,9 @@ class _Plan:
                 LifecycleErrorCode.UNKNOWN_ERROR, "The agent reported a failure with no details."
             )
             return _Outcome(_ES.FAILED, start, end, diag, True)
+        if t.deregistered_at is not None and not (cmd.acknowledged_at and cmd.noop):
+            msg = self.deregistered_message(t, running=cmd.acknowledged_at is not None)
+            return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
         if cmd.acknowledged_at is not None:
             if cmd.noop:
                 ack = cmd.acknowledged_at
@@ -408,6 +425,12 @@ class _Plan:
                     diagnostics=SUCCESS_DIAGNOSTICS,
                 )
                 continue
+            if t.deregistered_at is not None:
+                # No agent will ever take it: fail now rather than after the dead-agent window.
+                msg = self.deregistered_message(t, running=False)
+                self.set_event(t, ev.name, _ES.FAILED, end=self.now, diagnostics=_unknown(msg))
+                self.fail_target(t)
+                return
             self.dispatch[t.instance_id] = HostCommand(t.instance_id, ev.name)
             return
         self.set_target(t, _IS.SUCCEEDED)
@@ -523,7 +546,7 @@ class _Plan:
             if self.status[t.instance_id] not in (_IS.PENDING, _IS.IN_PROGRESS):
                 continue
             since = t.command.dispatched_at if t.command else self.snap.started_at or self.now
-            if self.agent_dead(t, since):
+            if t.deregistered_at is not None or self.agent_dead(t, since):
                 out.append(t.instance_id)
         return tuple(out)
 

@@ -159,6 +159,8 @@ class TargetSnapshot:
     status: InstanceStatus = InstanceStatus.PENDING
     last_seen_at: datetime | None = None
     command: CommandSnapshot | None = None
+    #: When the instance was deregistered (its key is revoked: its agent can no longer poll).
+    deregistered_at: datetime | None = None
 
     def event(self, name: LifecycleEvent) -> EventSnapshot:
         for ev in self.events:

@@ -201,11 +201,13 @@ def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
             )
         )
     seen: dict[str, datetime | None] = {}
+    deregistered: dict[str, datetime | None] = {}
     for inst in conn.execute(
         select(_I.c.name, _I.c.last_seen_at, _I.c.deregister_time).where(_I.c.name.in_(names))
     ).all():
         # A deregistered instance cannot poll any more: it was last seen when it left.
         seen[str(inst.name)] = inst.deregister_time or inst.last_seen_at
+        deregistered[str(inst.name)] = inst.deregister_time
     open_cmds = cmd_store.open_commands(conn, deployment_id)
     snap_targets = []
     stored: dict[str, bool] = {}
@@ -234,6 +236,7 @@ def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
                 status=InstanceStatus(t.status),
                 last_seen_at=seen.get(name),
                 command=command,
+                deregistered_at=deregistered.get(name),
             )
         )
     last = None
