@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -396,3 +400,174 @@ def test_missing_previous_revision_dir_names_the_way_out(
         second, "ApplicationStop", config=config, ignore_application_stop_failures=True
     )
     assert ignored.ignored_failure
+
+
+# -- os: windows -----------------------------------------------------------------------------------
+
+
+def test_a_windows_appspec_is_refused_by_download_bundle(
+    tmp_path: Path, config: AgentConfig
+) -> None:
+    bundle = make_bundle(tmp_path / "b", tmp_path / "t", {"BeforeInstall": record("v1")})
+    text = (bundle / "appspec.yml").read_text()
+    (bundle / "appspec.yml").write_text(text.replace("os: linux", "os: windows"))
+    spec = local_spec(_zip_dir(bundle, tmp_path / "b.zip"), "d-1", bundle_type="zip")
+    result = execute_event(spec, "DownloadBundle", config=config)
+    assert result.failed
+    assert result.error_code is LifecycleErrorCode.UNKNOWN_ERROR
+    assert result.message.startswith('os: "windows": this host runs Linux, and an appspec with')
+    assert deployment_root(config).most_recent(DG) is None
+    # Install refuses it too (a server may send Install on its own).
+    assert execute_event(spec, "Install", config=config).message.startswith('os: "windows"')
+    assert not (tmp_path / "t").exists()
+
+
+# -- configuration settings and their effect -------------------------------------------------------
+
+
+def _limit_result(tmp_path: Path, config: AgentConfig, source: Path, kind: str) -> Any:
+    spec = local_spec(source, f"d-{kind}-{len(list(tmp_path.iterdir()))}", bundle_type=kind)
+    return execute_event(spec, "DownloadBundle", config=config)
+
+
+def test_bundle_max_total_bytes_caps_the_unpacked_size(tmp_path: Path, config: AgentConfig) -> None:
+    bundle = make_bundle(tmp_path / "b", tmp_path / "t", {})
+    (bundle / "content" / "big.bin").write_bytes(b"x" * 20_000)
+    assert not _limit_result(tmp_path, config, bundle, "directory").failed
+    capped = dataclasses.replace(config, bundle_max_total_bytes=10_000)
+    result = _limit_result(tmp_path, capped, bundle, "directory")
+    assert result.failed
+    assert "over the limit of 10000 bytes (bundle_max_total_bytes in the agent configuration)" in (
+        result.message
+    )
+
+
+def test_bundle_max_entries_caps_the_entry_count(tmp_path: Path, config: AgentConfig) -> None:
+    bundle = make_bundle(tmp_path / "b", tmp_path / "t", {})
+    for index in range(10):
+        (bundle / "content" / f"f{index}").write_text("x")
+    source = _zip_dir(bundle, tmp_path / "b.zip")
+    assert not _limit_result(tmp_path, config, source, "zip").failed
+    capped = dataclasses.replace(config, bundle_max_entries=5)
+    result = _limit_result(tmp_path, capped, source, "zip")
+    assert result.failed
+    assert "over the limit of 5 entries (bundle_max_entries in the agent configuration)" in (
+        result.message
+    )
+
+
+def test_bundle_max_compression_ratio_refuses_bombs(tmp_path: Path, config: AgentConfig) -> None:
+    import random
+
+    bundle = make_bundle(tmp_path / "b", tmp_path / "t", {})
+    # 2 MiB (over the 1 MiB the ratio check starts at) of two letters: deflates ~6:1.
+    data = bytes(random.Random(7).choices(b"ab", k=2 * 1024 * 1024))
+    (bundle / "content" / "two-letters.txt").write_bytes(data)
+    source = tmp_path / "b.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in bundle.rglob("*"):
+            zf.write(path, path.relative_to(bundle).as_posix())
+    assert not _limit_result(tmp_path, config, source, "zip").failed  # default 1000
+    strict = dataclasses.replace(config, bundle_max_compression_ratio=2)
+    result = _limit_result(tmp_path, strict, source, "zip")
+    assert result.failed
+    assert "a ratio over 2 (bundle_max_compression_ratio in the agent configuration)" in (
+        result.message
+    )
+
+
+def _hook_result(
+    tmp_path: Path, config: AgentConfig, event: str, body: str, *, timeout: int = 10
+) -> Any:
+    name = f"b{len(list(tmp_path.iterdir()))}"
+    bundle = make_bundle(tmp_path / name, tmp_path / f"t-{name}", {event: body})
+    text = (bundle / "appspec.yml").read_text()
+    (bundle / "appspec.yml").write_text(text.replace("timeout: 10", f"timeout: {timeout}"))
+    spec = local_spec(bundle, f"d-{name}")
+    deploy(spec, config, "DownloadBundle", "Install")
+    return execute_event(spec, event, config=config)
+
+
+def test_hook_kill_grace_seconds_is_the_wait_between_term_and_kill(
+    tmp_path: Path, config: AgentConfig
+) -> None:
+    # The script ignores SIGTERM: only the SIGKILL after the grace ends it.
+    stubborn = "trap 'echo TERM ignored' TERM\nwhile :; do sleep 0.1; done"
+    quick = dataclasses.replace(config, hook_kill_grace_seconds=0)
+    result = _hook_result(tmp_path, quick, "ApplicationStart", stubborn, timeout=1)
+    assert result.error_code is LifecycleErrorCode.SCRIPT_TIMED_OUT
+    assert result.duration < 4.5  # 1 s timeout + no grace, with a wide margin for a busy host
+    patient = dataclasses.replace(config, hook_kill_grace_seconds=4)
+    result = _hook_result(tmp_path, patient, "ApplicationStart", stubborn, timeout=1)
+    assert result.error_code is LifecycleErrorCode.SCRIPT_TIMED_OUT
+    assert result.duration >= 5  # cannot end before timeout + grace: TERM is ignored
+    assert "[stdout]TERM ignored" in result.log_tail
+
+
+def test_hook_outputs_left_open_warns_or_fails(
+    tmp_path: Path, config: AgentConfig, leftover_pids: Path
+) -> None:
+    daemon = f'sleep 60 &\necho $! >> "{leftover_pids}"\necho started'
+    warned = _hook_result(tmp_path, config, "ApplicationStart", daemon)
+    assert warned.status is EventStatus.SUCCEEDED
+    log = (deployment_root(config).root / DG).glob("*/logs/scripts.log")
+    assert any("still holds its stdout and stderr open" in p.read_text() for p in log)
+    failing = dataclasses.replace(config, hook_outputs_left_open="fail")
+    failed = _hook_result(tmp_path, failing, "ApplicationStart", daemon)
+    assert failed.error_code is LifecycleErrorCode.OUTPUTS_LEFT_OPEN
+    assert failed.message == (
+        "Script at specified location: scripts/ApplicationStart.sh failed to close STDOUT"
+    )
+
+
+@pytest.fixture
+def leftover_pids(tmp_path: Path) -> Iterator[Path]:
+    """A file the hooks append the pids of their background processes to; killed at teardown."""
+    path = tmp_path / "leftover-pids"
+    yield path
+    for pid in path.read_text().split() if path.exists() else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def test_hook_login_environment_decides_the_runas_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("creating a runas user with useradd needs root")
+    user = f"odexec{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--shell", "/bin/sh", user], check=True, capture_output=True)
+    # A root_dir every user can enter (pytest's tmp_path is private to root).
+    shared = Path(tempfile.mkdtemp(prefix="opendeploy-exec-"))
+    shared.chmod(0o755)
+    try:
+        monkeypatch.setenv("AGENT_ONLY", "agent")
+        config = AgentConfig(root_dir=shared / "root", log_dir=shared / "log")
+        bundle = make_bundle(shared / "b", shared / "t", {})
+        (bundle / "scripts" / "env.sh").write_text(
+            '#!/bin/sh\necho "$USER ${AGENT_ONLY-unset} $SHELL $DEPLOYMENT_ID"\n'
+        )
+        (bundle / "scripts" / "env.sh").chmod(0o755)
+        text = (bundle / "appspec.yml").read_text()
+        (bundle / "appspec.yml").write_text(
+            text + f"  ApplicationStart:\n    - location: scripts/env.sh\n      runas: {user}\n"
+        )
+        seen: dict[bool, list[str]] = {}
+        for login in (True, False):
+            lines: list[str] = []
+            spec = local_spec(bundle, f"d-login-{login}")
+            settings = dataclasses.replace(config, hook_login_environment=login)
+            deploy(spec, settings, "DownloadBundle", "Install")
+            result = execute_event(
+                spec,
+                "ApplicationStart",
+                config=settings,
+                on_output=lambda _stream, line, out=lines: out.append(line),
+            )
+            assert result.status is EventStatus.SUCCEEDED, result
+            seen[login] = lines
+        assert seen[True] == [f"{user} unset /bin/sh d-login-True"]  # su -: a fresh environment
+        assert seen[False] == [f"{user} agent /bin/sh d-login-False"]  # su: the agent's kept
+    finally:
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+        shutil.rmtree(shared)

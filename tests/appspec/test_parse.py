@@ -146,3 +146,20 @@ def test_find_appspec_missing_message(tmp_path: Path) -> None:
 def test_find_appspec_refuses_names_outside_the_revision(tmp_path: Path, name: str) -> None:
     with pytest.raises(AppSpecError, match="must be a path inside the revision"):
         find_appspec(tmp_path, name)
+
+
+def test_windows_parses_but_is_refused_on_this_linux_host() -> None:
+    from opendeploy.appspec.schema import check_host_os
+
+    spec = parse_appspec("version: 0.0\nos: windows\n")
+    assert spec.os == "windows"
+    check_host_os("linux")
+    with pytest.raises(AppSpecError) as caught:
+        check_host_os(spec.os)
+    assert str(caught.value) == (
+        'os: "windows": this host runs Linux, and an appspec with os: windows deploys only to '
+        "Windows instances; set os: linux to deploy this revision here — The deployment failed "
+        "because the application specification file specifies an unsupported operating system "
+        '(windows). Specify either "linux" or "windows" in the os section of the AppSpec file, '
+        "and then try again."
+    )

@@ -597,3 +597,26 @@ def test_a_named_deployment_group_has_its_own_directory_and_records(host: Host) 
     assert "ApplicationStop v1" in host.events()
     assert (first / "deployment-archive" / "scripts").is_dir()
     assert_installed(host, "v2")
+
+
+def test_a_windows_appspec_is_refused_before_anything_runs(host: Host) -> None:
+    ok(host.local("-l", str(bundle(host, "v1", tag="v1"))))
+    host.proof.unlink()
+    windows = bundle(host, "v2", tag="v2")
+    text = (windows / "appspec.yml").read_text()
+    (windows / "appspec.yml").write_text(text.replace("os: linux", "os: windows"))
+    result = host.local("-l", str(windows))
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        'ERROR: os: "windows": this host runs Linux, and an appspec with os: windows deploys '
+        "only to Windows instances; set os: linux to deploy this revision here"
+    )
+    assert host.events() == []  # not even the previous revision's ApplicationStop
+    assert len(host.deployments()) == 1
+    # An archive is refused by DownloadBundle, the first event that sees the revision.
+    source = archive(windows, host.tmp / "windows.zip", "zip")
+    result = host.local("-l", str(source), "-t", "zip")
+    assert result.returncode == 1
+    assert "failed at event DownloadBundle: UnknownError" in result.stderr
+    assert 'os: "windows": this host runs Linux' in result.stderr
+    assert_installed(host, "v1")

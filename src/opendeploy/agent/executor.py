@@ -40,14 +40,15 @@ from opendeploy.agent.installer import install
 from opendeploy.agent.script_log import ScriptLog
 from opendeploy.agent.spec import DeploymentSpec, LocalRevision
 from opendeploy.appspec.model import AppSpec
-from opendeploy.appspec.parse import find_appspec, load_appspec
+from opendeploy.appspec.parse import declared_os, find_appspec, load_appspec
+from opendeploy.appspec.schema import SUPPORTED_OSES, check_host_os
 from opendeploy.domain.lifecycle import (
     LOCAL_DEFAULT_ORDER,
     PREVIOUS_REVISION_EVENTS,
     LifecycleEvent,
 )
 from opendeploy.domain.status import AGENT_ERROR_CODE_NUMBERS, LifecycleErrorCode
-from opendeploy.errors import AgentError, OpenDeployError, ScriptError
+from opendeploy.errors import AgentError, OpenDeployError, ScriptError, UnsafeArchiveError
 from opendeploy.revisions.archive import ExtractLimits, unpack_bundle
 from opendeploy.revisions.sources import SourceSettings, source_for_revision
 from opendeploy.revisions.sources.local import check_local_location, resolve_local_location
@@ -60,6 +61,7 @@ __all__ = [
     "deployment_root",
     "execute_event",
     "is_noop",
+    "refuse_foreign_os",
 ]
 
 OnOutput = Callable[[str, str], None]
@@ -224,9 +226,12 @@ def _download_bundle(
     source = _fetch_bundle(spec, deployment, config)
     try:
         unpack_bundle(source, spec.bundle_type, deployment.archive, limits=_extract_limits(config))
+    except UnsafeArchiveError as exc:
+        raise UnsafeArchiveError(_name_config_keys(str(exc))) from exc
     finally:
         # No retained copy of the archive: the unpacked revision is all later events need.
         deployment.bundle.unlink(missing_ok=True)
+    refuse_foreign_os(deployment.archive, spec.appspec_filename)
     root.instructions_dir.mkdir(parents=True, exist_ok=True)
     root.record_most_recent(spec.deployment_group_id, deployment)
 
@@ -300,6 +305,36 @@ def _extract_limits(config: AgentConfig) -> ExtractLimits:
 
 _DEFAULT_LIMITS = ExtractLimits()
 
+# An agent's operator raises a limit in codedeployagent.yml, not in code: name the key there.
+_LIMIT_KEYS = {
+    "ExtractLimits.max_total_bytes": "bundle_max_total_bytes",
+    "ExtractLimits.max_entries": "bundle_max_entries",
+    "ExtractLimits.max_compression_ratio": "bundle_max_compression_ratio",
+}
+
+
+def _name_config_keys(message: str) -> str:
+    for field, key in _LIMIT_KEYS.items():
+        message = message.replace(f"({field})", f"({key} in the agent configuration)")
+    return message
+
+
+def refuse_foreign_os(archive: Path, appspec_filename: str | None) -> None:
+    """Fail at once when the revision's appspec is for another OS (``os: windows``).
+
+    Checked as soon as the revision is on disk, before any of its scripts or files are touched.
+    Only the ``os`` field is judged here, whatever else the file holds (a Windows appspec may
+    be invalid for Linux in other ways too); any other problem of the appspec is reported by
+    the event that uses it (Install), as the official agent does.
+    """
+    try:
+        path = find_appspec(archive, appspec_filename)
+    except OpenDeployError:
+        return
+    os_name = declared_os(path)
+    if isinstance(os_name, str) and os_name in SUPPORTED_OSES:
+        check_host_os(os_name)
+
 
 # -- Install -------------------------------------------------------------------------------------
 
@@ -363,6 +398,7 @@ def _load_appspec(archive: Path, spec: DeploymentSpec, config: AgentConfig) -> A
     appspec = load_appspec(
         path, max_event_timeout=config.hook_event_timeout_cap, allowed_events=allowed
     )
+    check_host_os(appspec.os)
     if allowed is not None:
         missing = [
             e for e in allowed if e not in DEFAULT_LIFECYCLE_EVENTS and e not in appspec.hooks

@@ -29,10 +29,11 @@ from opendeploy.agent.executor import (
     EventStatus,
     deployment_root,
     execute_event,
+    refuse_foreign_os,
 )
 from opendeploy.agent.spec import DeploymentSpec, DeploymentSpecError, parse_deployment_spec
 from opendeploy.domain.ids import new_local_deployment_id
-from opendeploy.errors import AgentError
+from opendeploy.errors import AgentError, AppSpecError
 from opendeploy.revisions.sources.local import check_local_location, resolve_local_location
 
 __all__ = [
@@ -298,6 +299,16 @@ def deploy_local(
     report: LocalReporter = reporter if reporter is not None else _Silent()
     started = time.monotonic()
     spec, events = build_local_spec(options, deployment_id=deployment_id)
+    if options.bundle_type == "directory":
+        # A directory bundle's appspec can be read now: refuse os: windows before the previous
+        # revision's ApplicationStop stops anything. Archives are checked by DownloadBundle.
+        try:
+            refuse_foreign_os(
+                resolve_local_location(options.bundle_location or str(Path.cwd())),
+                options.appspec_filename,
+            )
+        except AppSpecError as exc:
+            raise LocalDeploymentError(str(exc)) from exc
     folder = deployment_root(config).deployment(spec.deployment_group_id, spec.deployment_id).path
     report.message(f"Starting to execute deployment from within folder {folder}")
     report.started(spec, folder, events)

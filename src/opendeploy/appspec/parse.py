@@ -20,7 +20,7 @@ from opendeploy.appspec.model import AppSpec
 from opendeploy.appspec.schema import build_appspec
 from opendeploy.errors import AppSpecError
 
-__all__ = ["APPSPEC_NAMES", "find_appspec", "load_appspec", "parse_appspec"]
+__all__ = ["APPSPEC_NAMES", "declared_os", "find_appspec", "load_appspec", "parse_appspec"]
 
 #: The names looked for at the top of a bundle when none is given, in the agent's order.
 APPSPEC_NAMES: Final = ("appspec.yaml", "appspec.yml")
@@ -109,6 +109,19 @@ def load_appspec(
     return parse_appspec(
         text, source=name, max_event_timeout=max_event_timeout, allowed_events=allowed_events
     )
+
+
+def declared_os(path: Path) -> object:
+    """The raw ``os`` value of the AppSpec file at ``path`` (``None`` if absent or unreadable).
+
+    For refusing a revision built for another OS before anything else is judged: the rest of
+    the file may well be invalid for a Linux host (e.g. permissions on Windows).
+    """
+    try:
+        data = _load_yaml(path.read_text(encoding="utf-8"), path.name)
+    except (OSError, UnicodeDecodeError, AppSpecError):
+        return None
+    return data.get("os") if isinstance(data, dict) else None
 
 
 def find_appspec(archive_dir: Path, filename: str | None = None) -> Path:

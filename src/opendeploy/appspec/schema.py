@@ -17,7 +17,7 @@ from opendeploy.appspec.model import AppSpec, FileExistsBehavior, FileMapping, S
 from opendeploy.appspec.permissions import build_permissions
 from opendeploy.errors import AppSpecError
 
-__all__ = ["DEFAULT_SCRIPT_TIMEOUT", "SUPPORTED_OSES", "build_appspec"]
+__all__ = ["DEFAULT_SCRIPT_TIMEOUT", "SUPPORTED_OSES", "build_appspec", "check_host_os"]
 
 SUPPORTED_OSES: Final = ("linux", "windows")
 DEFAULT_SCRIPT_TIMEOUT: Final = 3600
@@ -98,6 +98,27 @@ def _os(value: object) -> str:
         "must be linux or windows",
         f"{OFFICIAL} the application specification file specifies an unsupported operating "
         f'system ({ruby_s(value)}). Specify either "linux" or "windows" in the os section of the '
+        "AppSpec file, and then try again.",
+    )
+
+
+def check_host_os(appspec_os: str, *, host_os: str = "linux") -> None:
+    """Refuse an appspec written for another OS than this host's, naming the ``os`` field.
+
+    Parsing accepts ``windows`` (the appspec is valid for a Windows agent); deploying it to a
+    Linux host is refused as the official Linux agent refuses it (its supported OS list is
+    ``linux`` only), but with a message that says why instead of its "specify linux or windows".
+    """
+    if appspec_os == host_os:
+        return
+    raise field_error(
+        "os",
+        appspec_os,
+        f"this host runs {host_os.capitalize()}, and an appspec with os: {appspec_os} deploys "
+        f"only to {appspec_os.capitalize()} instances; set os: {host_os} to deploy this revision "
+        "here",
+        f"{OFFICIAL} the application specification file specifies an unsupported operating "
+        f'system ({appspec_os}). Specify either "linux" or "windows" in the os section of the '
         "AppSpec file, and then try again.",
     )
 
