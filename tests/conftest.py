@@ -9,13 +9,18 @@ them loudly.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from opendeploy.api.model import CODEDEPLOY_MODEL_PATH
+from opendeploy.testing.server import RunningServer, running_server
 
 PG_ENV = "OPENDEPLOY_TEST_DATABASE_URL"
 
@@ -80,3 +85,43 @@ def database_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+@contextmanager
+def server_on(
+    backend: str, data_dir: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[RunningServer, str]]:
+    """A real ``opendeploy server`` on ``backend`` ("sqlite" or "postgresql"): (server, db URL).
+
+    PostgreSQL gets a scratch database (skipped without ``OPENDEPLOY_TEST_DATABASE_URL``).
+    """
+    if backend == "sqlite":
+        url = f"sqlite:///{data_dir.resolve() / 'opendeploy.db'}"
+        with running_server(data_dir, database_url=url, env=env) as server:
+            yield server, url
+        return
+    with (
+        scratch_postgres_database() as url,
+        running_server(data_dir, database_url=url, env=env) as server,
+    ):
+        yield server, url
+
+
+@pytest.fixture(scope="session")
+def cbor_data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A botocore data path whose CodeDeploy model lists only Smithy RPC v2 CBOR.
+
+    botocore prefers awsJson1_1 when the model offers both; a session with this ``data_path``
+    (``AWS_DATA_PATH``) sends CBOR instead, as SDKs generated from the Smithy model do.
+    """
+    root = tmp_path_factory.mktemp("cbor-model")
+    target = root / "codedeploy" / "2014-10-06"
+    target.mkdir(parents=True)
+    model = json.loads(CODEDEPLOY_MODEL_PATH.read_text())
+    model["metadata"]["protocols"] = ["smithy-rpc-v2-cbor"]
+    model["metadata"]["protocol"] = "smithy-rpc-v2-cbor"
+    (target / "service-2.json").write_text(json.dumps(model))
+    for sibling in CODEDEPLOY_MODEL_PATH.parent.iterdir():
+        if sibling.name != "service-2.json":
+            shutil.copy(sibling, target)
+    return root

@@ -8,7 +8,6 @@ and error rendering, not CodeDeploy behaviour.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from opendeploy.api.app import ServiceBinding, create_app
 from opendeploy.api.context import Handler, RequestContext
-from opendeploy.api.model import CODEDEPLOY_MODEL_PATH, codedeploy_service
+from opendeploy.api.model import codedeploy_service
 from opendeploy.service_errors import ApplicationAlreadyExistsError
 from opendeploy.settings import ServerSettings
 from opendeploy.testing.server import serve_in_thread
@@ -110,20 +109,6 @@ def _app(clock_offset: timedelta = timedelta()) -> Any:
 def endpoint() -> Iterator[str]:
     with serve_in_thread(_app()) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def cbor_data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the model whose only protocol is RPC v2 CBOR, for boto3's data path."""
-    root = tmp_path_factory.mktemp("cbor-model")
-    target = root / "codedeploy" / "2014-10-06"
-    target.mkdir(parents=True)
-    model = json.loads(CODEDEPLOY_MODEL_PATH.read_text())
-    model["metadata"]["protocols"] = ["smithy-rpc-v2-cbor"]
-    model["metadata"]["protocol"] = "smithy-rpc-v2-cbor"
-    (target / "service-2.json").write_text(json.dumps(model))
-    shutil.copy(CODEDEPLOY_MODEL_PATH.parent / "paginators-1.json", target)
-    return root
 
 
 SENT: list[Any] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,29 @@ from opendeploy.store._base import decode_token, encode_token
 #: AWS's pattern and length for application, group and configuration names.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9+=,.@_-]{1,100}")
 
-__all__ = ["decode_token", "encode_token"]
+#: Environment variable that sets the page size of every List* operation, read once at import.
+PAGE_SIZE_ENV = "OPENDEPLOY_PAGE_SIZE"
+
+
+def _page_size() -> int:
+    """AWS's page of 100 items, unless ``OPENDEPLOY_PAGE_SIZE`` says otherwise.
+
+    No List* operation takes a page size, so the server picks one; the knob exists so that a test
+    server can page after 2 items and every paginator reaches a second page cheaply.
+    """
+    raw = os.environ.get(PAGE_SIZE_ENV, "").strip()
+    if not raw:
+        return 100
+    size = int(raw)
+    if size < 1:
+        raise ValueError(f"{PAGE_SIZE_ENV}={raw!r}: the page size must be at least 1")
+    return size
+
+
+#: Items per page of every List* operation (see :func:`_page_size`).
+PAGE_SIZE = _page_size()
+
+__all__ = ["PAGE_SIZE", "PAGE_SIZE_ENV", "decode_token", "encode_token"]
 
 
 def now() -> datetime:

@@ -15,8 +15,7 @@ from opendeploy.service_errors import (
 )
 from opendeploy.store.applications import does_not_exist
 
-#: Page size of ListApplications (the API takes none; AWS's documented page is 100).
-PAGE_SIZE = 100
+PAGE_SIZE = c.PAGE_SIZE
 
 
 def render(row: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from opendeploy.service_errors import (
 )
 from opendeploy.store.deployment_groups import does_not_exist
 
-PAGE_SIZE = 100
+PAGE_SIZE = c.PAGE_SIZE
 
 #: API member -> column, for the settings stored as they come.
 _PLAIN = {

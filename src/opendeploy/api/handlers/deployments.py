@@ -43,7 +43,7 @@ from opendeploy.store.deployment_groups import does_not_exist as group_does_not_
 from opendeploy.store.deployments import TargetSelector
 from opendeploy.store.deployments import does_not_exist as deployment_does_not_exist
 
-PAGE_SIZE = 100
+PAGE_SIZE = c.PAGE_SIZE
 DEPLOYMENT_ID = re.compile(r"d-[A-Z0-9]{9}")
 _AUTO_ROLLBACK_EVENTS = {
     "DEPLOYMENT_FAILURE",

@@ -11,7 +11,7 @@ from opendeploy.service_errors import (
     GitHubAccountTokenNameRequiredError,
 )
 
-PAGE_SIZE = 100
+PAGE_SIZE = c.PAGE_SIZE
 
 
 def list_github_account_token_names(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from opendeploy.service_errors import (
 )
 from opendeploy.store.deployments import does_not_exist
 
-PAGE_SIZE = 100
+PAGE_SIZE = c.PAGE_SIZE
 _STATUSES = {s.value for s in InstanceStatus}
 
 

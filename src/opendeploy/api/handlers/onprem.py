@@ -28,7 +28,7 @@ from opendeploy.service_errors import (
     TagRequiredError,
 )
 
-PAGE_SIZE = 100
+PAGE_SIZE = c.PAGE_SIZE
 MAX_TAGS = 10
 _INSTANCE_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,100}")
 _IAM_USER_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:user/.+")

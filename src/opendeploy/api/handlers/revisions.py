@@ -19,7 +19,7 @@ from opendeploy.service_errors import (
 )
 from opendeploy.store.revisions import normalize_location
 
-PAGE_SIZE = 100
+PAGE_SIZE = c.PAGE_SIZE
 MAX_DESCRIPTION = 100
 
 _SORT_COLUMNS = {
