@@ -23,8 +23,11 @@ class ServerSettings:
     tls_self_signed: bool = False
     #: An agent that has not polled for this long is unreachable; its event fails.
     agent_dead_after_seconds: float = 15.0
-    #: A running lifecycle event fails after this long (AWS: 3600 s).
+    #: A running lifecycle event fails after this long (AWS: 3600 s, not adjustable there).
     event_timeout_seconds: float = 3600.0
+    #: A deployment running longer fails with TIMEOUT (AWS: 12 h for an EC2/on-premises in-place
+    #: deployment with a predefined configuration).
+    deployment_timeout_seconds: float = 12 * 3600.0
     #: A dispatched command that no agent acknowledges fails after this long (AWS: 5 min).
     event_start_timeout_seconds: float = 300.0
     #: PollHostCommand is held this long when there is no work (the agent's read timeout is 80 s).

@@ -77,7 +77,20 @@ def configure_logging(level: str) -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=3600.0,
     show_default=True,
-    help="Seconds a lifecycle event may run.",
+    help=(
+        "Seconds a lifecycle event may run before it fails (the official service's default, "
+        "which it does not let you change: one hour)."
+    ),
+)
+@click.option(
+    "--deployment-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=12 * 3600.0,
+    show_default=True,
+    help=(
+        "Seconds a deployment may run before it fails with TIMEOUT (the official service's "
+        "default for an in-place deployment: 12 hours)."
+    ),
 )
 @click.option(
     "--event-start-timeout",
@@ -111,6 +124,7 @@ def server(
     tls_self_signed: bool,
     agent_dead_after: float,
     event_timeout: float,
+    deployment_timeout: float,
     event_start_timeout: float,
     poll_timeout: float,
     log_level: str,
@@ -141,6 +155,7 @@ def server(
         tls_self_signed=tls_self_signed,
         agent_dead_after_seconds=agent_dead_after,
         event_timeout_seconds=event_timeout,
+        deployment_timeout_seconds=deployment_timeout,
         event_start_timeout_seconds=event_start_timeout,
         poll_timeout_seconds=poll_timeout,
     )

@@ -96,6 +96,7 @@ def engine_settings(settings: ServerSettings) -> EngineSettings:
         event_timeout_seconds=settings.event_timeout_seconds,
         event_start_timeout_seconds=settings.event_start_timeout_seconds,
         agent_dead_after_seconds=settings.agent_dead_after_seconds,
+        deployment_timeout_seconds=settings.deployment_timeout_seconds,
     )
 
 
