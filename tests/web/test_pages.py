@@ -1,5 +1,5 @@
-"""The dashboard over HTTP against a real server process: sessions, CSRF, pages, paging, actions,
-the live stream, and the render time of a 1,000-instance deployment."""
+"""The dashboard over HTTP against a real server process: sessions, CSRF, pages, paging, actions
+and the live stream (render times are bench/dashboard_render.py's)."""
 
 from __future__ import annotations
 
@@ -548,31 +548,20 @@ def _fill(server: RunningServer, app: str, group: str, count: int) -> tuple[str,
         store.close()
 
 
-def _timed(client: httpx.Client, path: str) -> tuple[httpx.Response, float]:
-    start = time.perf_counter()
-    response = client.get(path)
-    return response, time.perf_counter() - start
-
-
-def test_a_thousand_instance_deployment_renders_quickly(dashboard_server: RunningServer) -> None:
+def test_a_thousand_instance_deployment_is_paged(dashboard_server: RunningServer) -> None:
+    """Pages of a 1,000-instance deployment show one page of rows, never all of them. How fast
+    they render is measured by bench/dashboard_render.py (speed goals live in benchmarks)."""
     app, group = _app_and_group(dashboard_server, "fleet-big")
-    deployment_id, names = _fill(dashboard_server, app, group, 1000)
+    deployment_id, _ = _fill(dashboard_server, app, group, 1000)
     with login(dashboard_server) as client:
-        client.get("/ui/")  # warm the template cache
-        timings = {}
         for path in (
-            f"/ui/deployments/{deployment_id}",
             f"/ui/deployments/{deployment_id}?page=20",
-            "/ui/instances",
             "/ui/instances?page=20",
+            f"/ui/applications/{app}",
             f"/ui/applications/{app}/groups/{group}",
             "/ui/",
         ):
-            response, seconds = _timed(client, path)
-            assert response.status_code == 200, path
-            timings[path] = seconds
-        print("render seconds:", {p: round(s, 3) for p, s in timings.items()})
-        assert max(timings.values()) < 2.0, timings
+            assert client.get(path).status_code == 200, path
 
         page = client.get(f"/ui/deployments/{deployment_id}").text
         assert "1000 instances, page 1 of 20" in page
@@ -586,3 +575,9 @@ def test_a_thousand_instance_deployment_renders_quickly(dashboard_server: Runnin
         instances = client.get("/ui/instances?page=2").text
         assert "fleet-0050" in instances and "fleet-0049" not in instances
         assert deployment_id in instances and "fleet=big" in instances
+        assert instances.count("<tr>") == 1 + 50  # the head row and one page of instances
+
+        # The live stream's instances region is the same page of 50 rows.
+        events = _events(client, f"/ui/deployments/{deployment_id}/events")
+        region = dict(events)["instances"]
+        assert region.count('<tr id="instance-') == 50
