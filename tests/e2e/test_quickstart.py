@@ -63,6 +63,19 @@ def test_quickstart_tells_the_story_and_stops_everything(tmp_path: Path) -> None
     assert f"Rollback: {ids['rollback']}" in out
     assert f"This is the rollback of {ids['broken']}" in out
     assert f"export OPENDEPLOY_DATA_DIR={directory}/data" in out
+    # Where the dashboard is, and the key pair that signs in to it.
+    credentials = (directory / "data" / "credentials").read_text()
+    key_id = re.search(r"aws_access_key_id\s*=\s*(\S+)", credentials)
+    assert key_id, credentials
+    dashboard = re.search(
+        rf"^dashboard (http://127\.0\.0\.1:\d+)/ui/: sign in with access key ID "
+        rf"{key_id.group(1)} and its secret \(aws_secret_access_key in "
+        rf"{re.escape(str(directory))}/data/credentials\)$",
+        out,
+        re.MULTILINE,
+    )
+    assert dashboard, out
+    assert f"open the dashboard at {dashboard.group(1)}/ui/" in out
     # Every host ran the good revision, and the rollback again.
     for host in ("host-1", "host-2", "host-3"):
         events = (directory / "hosts" / host / "proof" / "events.log").read_text()

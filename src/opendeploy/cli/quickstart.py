@@ -161,6 +161,18 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+#: Where ``opendeploy server`` serves the dashboard (``GET /`` redirects there).
+DASHBOARD_PATH = "/ui/"
+
+
+def dashboard_hint(endpoint: str, data_dir: Path, access_key_id: str) -> str:
+    """Where the dashboard is and how to sign in to it (the server's admin key pair)."""
+    return (
+        f"dashboard {endpoint.rstrip('/')}{DASHBOARD_PATH}: sign in with access key ID "
+        f"{access_key_id} and its secret (aws_secret_access_key in {data_dir}/credentials)"
+    )
+
+
 def _what_next(directory: Path, data_dir: Path, port: int, ids: dict[str, str]) -> str:
     env = f"OPENDEPLOY_DATA_DIR={data_dir}"
     return "\n".join(
@@ -169,6 +181,8 @@ def _what_next(directory: Path, data_dir: Path, port: int, ids: dict[str, str]) 
             f"  Everything is in {directory} (server data: {data_dir}, hosts: {directory}/hosts,",
             f"  installed site: {directory}/www). Start the server again with:",
             f"    opendeploy server --data-dir {data_dir} --port {port} &",
+            f"  and open the dashboard at http://127.0.0.1:{port}{DASHBOARD_PATH} (sign in with",
+            f"  the key pair in {data_dir}/credentials; `--keep` leaves this run's server up).",
             "  then, in another shell:",
             f"    export {env}",
             f"    opendeploy list-deployments --application-name {APPLICATION}",
@@ -206,12 +220,16 @@ def _run_story(
     )
     stack.callback(server.stop)
     _wait_for(server, lambda: _healthy(port), "answer on /healthz")
-    console.print(f"server {endpoint} (data {data_dir}, log {server.log_path})")
+    # soft_wrap: paths and URLs stay whole (copyable) instead of breaking at 80 columns.
+    console.print(f"server {endpoint} (data {data_dir}, log {server.log_path})", soft_wrap=True)
 
     from opendeploy.cli.connection import LocalServer
 
     local = LocalServer.read(data_dir)
     assert local.access_key_id and local.secret_access_key
+    console.print(
+        dashboard_hint(endpoint, data_dir, local.access_key_id), highlight=False, soft_wrap=True
+    )
     client = codedeploy_client(
         endpoint_url=endpoint,
         region=local.region or "us-east-1",
@@ -245,7 +263,10 @@ def _run_story(
         agents.append(agent)
     for agent in agents:
         _wait_for(agent, lambda a=agent: b"Polling " in a.log_path.read_bytes(), "poll")
-        console.print(f"{agent.name} polling (root {agent.log_path.parent / 'deployment-root'})")
+        console.print(
+            f"{agent.name} polling (root {agent.log_path.parent / 'deployment-root'})",
+            soft_wrap=True,
+        )
 
     client.create_application(applicationName=APPLICATION)
     client.create_deployment_group(
