@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,7 @@ def bundle(tmp_path: Path) -> Path:
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "agent.yml"
-    path.write_text(f"root_dir: {tmp_path / 'root'}\n")
+    path.write_text(f"root_dir: {tmp_path / 'root'}\nlog_dir: {tmp_path / 'log'}\n")
     return path
 
 
@@ -185,3 +187,46 @@ def test_plain_reporter_lines(bundle: Path, tmp_path: Path) -> None:
     assert "DownloadBundle: succeeded" in "\n".join(lines)
     assert "ApplicationStart [stdout] started" in lines
     assert lines[-1].endswith("(3 of 3 events run)")
+
+
+LOG_LINE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (INFO |DEBUG|WARN |ERROR) \[codedeploy-local\(\d+\)\]: "
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_deployment_is_logged_to_codedeploy_local_log(
+    bundle: Path, tmp_path: Path, verbose: bool
+) -> None:
+    config = tmp_path / "agent.yml"
+    config.write_text(
+        f"root_dir: {tmp_path / 'root'}\nlog_dir: {tmp_path / 'log'}\n"
+        f"verbose: {'true' if verbose else 'false'}\n"
+    )
+    code, _out, _err = run("-l", str(bundle), "-c", str(config), "-e", "ApplicationStart")
+    assert code == 0
+    lines = (tmp_path / "log" / "codedeploy-local.log").read_text().splitlines()
+    assert all(re.match(LOG_LINE, line) for line in lines), lines
+    text = "\n".join(lines)
+    assert "opendeploy.agent.local: Starting deployment d-" in text
+    assert "opendeploy.agent.local: ApplicationStart: Succeeded in " in text
+    # verbose: DEBUG, which includes every hook output line, as the official log level rule.
+    assert ("ApplicationStart [stdout] started" in text) is verbose
+    assert logging.getLogger("opendeploy").handlers == []  # nothing left behind in-process
+
+
+def test_a_failure_is_logged_and_an_unwritable_log_dir_only_warns(
+    bundle: Path, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    config = tmp_path / "agent.yml"
+    config.write_text(f"root_dir: {tmp_path / 'root'}\nlog_dir: {blocked / 'log'}\n")
+    code, out, err = run("-l", str(bundle), "-c", str(config), "-e", "ApplicationStart")
+    assert code == 0
+    assert err.startswith(f"WARNING: cannot write the local deployment log {blocked}/log/")
+    config.write_text(f"root_dir: {tmp_path / 'root'}\nlog_dir: {tmp_path / 'log'}\n")
+    code, _out, _err = run("-l", str(bundle), "-c", str(config))
+    assert code == 1
+    log = (tmp_path / "log" / "codedeploy-local.log").read_text()
+    assert "ERROR [codedeploy-local(" in log
+    assert "ValidateService: failed after " in log
+    assert "(ScriptFailed, script check.sh): Script at specified location: check.sh failed" in log

@@ -429,7 +429,9 @@ def test_broken_application_stop_names_the_way_out_and_the_ignore_flag_gets_past
 
 
 def test_max_revisions_keeps_n_and_never_the_last_successful(host: Host) -> None:
-    host.config.write_text(f"root_dir: {host.root}\nmax_revisions: 2\n")
+    host.config.write_text(
+        f"root_dir: {host.root}\nlog_dir: {host.tmp / 'log'}\nmax_revisions: 2\n"
+    )
     ok(host.local("-l", str(bundle(host))))
     first = host.deployments()[0]
     broken = corrupt_zip(host.tmp / "broken.zip")
@@ -505,7 +507,7 @@ def test_runas_hook_as_root_with_no_configuration_file(tmp_path: Path, runas_use
     source = runas_bundle(tmp_path / "bundle", runas_user)
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     env["HOME"] = "/root"
-    with removed_afterwards(root.parent, OFFICIAL_LOG_DIR):
+    with removed_afterwards(root.parent, OFFICIAL_LOG_DIR.parent):
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "opendeploy", "local", "-l", str(source), "-g", group],
@@ -523,6 +525,8 @@ def test_runas_hook_as_root_with_no_configuration_file(tmp_path: Path, runas_use
             )
             assert f"from within folder {root / group}/d-" in result.stdout
             assert len(list((root / group).iterdir())) == 1
+            local_log = OFFICIAL_LOG_DIR / "codedeploy-local.log"
+            assert "ApplicationStart: Succeeded in" in local_log.read_text()
         finally:
             shutil.rmtree(root / group, ignore_errors=True)
             for record in (root / "deployment-instructions").glob(f"{group}[-_]*"):

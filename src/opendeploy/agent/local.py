@@ -14,6 +14,7 @@ pipe); the official agent's stdout lines are handed over with :meth:`LocalReport
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -48,6 +49,8 @@ __all__ = [
     "deploy_local",
     "order_events",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DEPLOYMENT_GROUP_ID = "default-local-deployment-group"
 DEFAULT_DEPLOYMENT_GROUP_NAME = "LocalFleet"
@@ -266,6 +269,23 @@ def build_local_spec(
 # -- running -------------------------------------------------------------------------------------
 
 
+def _log_result(result: EventResult) -> None:
+    if result.status is EventStatus.FAILED or result.ignored_failure:
+        level = logging.WARNING if result.ignored_failure else logging.ERROR
+        logger.log(
+            level,
+            "%s: %s%s (%s%s): %s",
+            result.event,
+            "failure ignored" if result.ignored_failure else "failed",
+            f" after {result.duration:.2f}s",
+            result.error_code.value,
+            f", script {result.script_name}" if result.script_name else "",
+            result.message,
+        )
+    else:
+        logger.info("%s: %s in %.2fs", result.event, result.status.value, result.duration)
+
+
 class _Silent:
     def started(self, spec: DeploymentSpec, folder: Path, events: Sequence[str]) -> None:
         pass
@@ -311,13 +331,23 @@ def deploy_local(
             raise LocalDeploymentError(str(exc)) from exc
     folder = deployment_root(config).deployment(spec.deployment_group_id, spec.deployment_id).path
     report.message(f"Starting to execute deployment from within folder {folder}")
+    logger.info(
+        "Starting deployment %s of %s (type %s) in %s: events %s",
+        spec.deployment_id,
+        options.bundle_location or Path.cwd(),
+        options.bundle_type,
+        folder,
+        ",".join(events),
+    )
     report.started(spec, folder, events)
     results: list[EventResult] = []
     try:
         for event in events:
             report.event_started(event)
+            logger.info("%s: started", event)
 
             def on_output(stream: str, line: str, _event: str = event) -> None:
+                logger.debug("%s [%s] %s", _event, stream, line)
                 report.output(_event, stream, line)
 
             result = execute_event(
@@ -329,6 +359,7 @@ def deploy_local(
             )
             results.append(result)
             report.event_finished(result)
+            _log_result(result)
             if result.status is EventStatus.FAILED:
                 if result.script_name:
                     revision = result.revision_dir or folder

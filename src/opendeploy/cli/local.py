@@ -8,6 +8,7 @@ option (one ``ERROR: …`` line) or a failed event (event, script and error code
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from opendeploy.agent.config import default_agent_config
+from opendeploy.agent.config import AgentConfig, default_agent_config
 from opendeploy.agent.executor import EventResult, EventStatus
 from opendeploy.agent.local import (
     BUNDLE_TYPES,
@@ -29,6 +30,7 @@ from opendeploy.agent.local import (
     deploy_local,
 )
 from opendeploy.agent.spec import DeploymentSpec
+from opendeploy.cli.agent import _AgentFormatter
 from opendeploy.errors import OpenDeployError
 
 __all__ = ["PlainReporter", "RichReporter", "local"]
@@ -143,6 +145,51 @@ def _failure_lines(result: LocalDeploymentResult) -> list[str]:
     return lines
 
 
+#: The official local mode's log file name, under ``log_dir``.
+LOCAL_LOG_NAME = "codedeploy-local.log"
+
+
+class _LocalLogHandler(logging.FileHandler):
+    """The log file handler, remembering the package logger's level to restore it after."""
+
+    previous_level: int = logging.NOTSET
+
+
+def _open_local_log(config: AgentConfig) -> _LocalLogHandler | None:
+    """Log the deployment to ``<log_dir>/codedeploy-local.log`` as the official agent does.
+
+    Level DEBUG with ``verbose`` (hook output lines too), else INFO; the official agent log's
+    line format. A log directory that cannot be written costs a warning, not the deployment.
+    """
+    path = config.log_dir / LOCAL_LOG_NAME
+    try:
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        handler = _LocalLogHandler(path, encoding="utf-8")
+    except OSError as exc:
+        click.echo(
+            f"WARNING: cannot write the local deployment log {path} (log_dir): "
+            f"{exc.strerror or exc}",
+            err=True,
+        )
+        return None
+    handler.setFormatter(_AgentFormatter("codedeploy-local"))
+    level = logging.DEBUG if config.verbose else logging.INFO
+    handler.setLevel(level)
+    package = logging.getLogger("opendeploy")
+    package.addHandler(handler)
+    # The package logger passes records at this level on (restored by _close_local_log).
+    handler.previous_level = package.level
+    package.setLevel(min(level, package.getEffectiveLevel()))
+    return handler
+
+
+def _close_local_log(handler: _LocalLogHandler) -> None:
+    package = logging.getLogger("opendeploy")
+    package.removeHandler(handler)
+    package.setLevel(handler.previous_level)
+    handler.close()
+
+
 @click.command("local", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-l",
@@ -237,12 +284,19 @@ def local(
         appspec_filename=appspec_filename,
         ignore_application_stop_failures=ignore_application_stop_failures,
     )
+    log_handler: _LocalLogHandler | None = None
     try:
         config = default_agent_config(agent_configuration_file)
+        log_handler = _open_local_log(config)
         result = deploy_local(options, config=config, reporter=reporter)
     except OpenDeployError as exc:
+        if log_handler is not None:  # else logging's last resort would print it a second time
+            logging.getLogger("opendeploy").error("%s", exc)
         click.echo(f"ERROR: {exc}", err=True)
         sys.exit(1)
+    finally:
+        if log_handler is not None:
+            _close_local_log(log_handler)
     reporter.summary(result)
     if not result.succeeded:
         for line in _failure_lines(result):
