@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
-from opendeploy.testing.server import RunningServer, running_server
-from tests.conftest import PG_ENV, _admin_conninfo, _with_database
+from opendeploy.testing.server import RunningServer
+from tests.api._wire import wire_client
+from tests.conftest import server_on
 
 ROLE = "arn:aws:iam::123456789012:role/CodeDeploy"
 S3 = {
@@ -39,28 +40,14 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     data = tmp_path_factory.mktemp(f"server-{request.param}")
-    if request.param == "sqlite":
-        with running_server(data) as srv:
-            yield srv
-        return
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"{PG_ENV} is not set")
-    import psycopg
-
-    name = f"opendeploy_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(_admin_conninfo(url), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            with running_server(data, database_url=_with_database(url, name)) as srv:
-                yield srv
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with server_on(request.param, data) as (srv, _url):
+        yield srv
 
 
-@pytest.fixture(scope="module")
-def cd(server: RunningServer) -> Any:
-    return server.client("codedeploy")
+@pytest.fixture(scope="module", params=["json", "cbor"])
+def cd(request: pytest.FixtureRequest, server: RunningServer, cbor_data_path: Path) -> Any:
+    """boto3 in awsJson1_1, and in RPC v2 CBOR through a model copy that lists only CBOR."""
+    return wire_client(server, request.param, cbor_data_path)
 
 
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -165,6 +152,7 @@ def test_configs_revisions_and_tags(cd: Any) -> None:
 
 
 def test_aws_cli(server: RunningServer) -> None:
+    """aws-cli v1 (``aws deploy … --endpoint-url``): reads, writes, batch reads and an error."""
     aws = Path(sys.executable).with_name("aws")
     env = {**os.environ, **server.env()}
     app = f"cli-{uuid.uuid4().hex[:6]}"
@@ -179,17 +167,74 @@ def test_aws_cli(server: RunningServer) -> None:
             timeout=60,
         )
 
-    out = json.loads(run("create-application", "--application-name", app).stdout)
-    assert "applicationId" in out
-    assert app in json.loads(run("list-applications").stdout)["applications"]
-    run(
+    def call(*args: str) -> Any:
+        out = run(*args).stdout
+        return json.loads(out) if out.strip() else None
+
+    assert "applicationId" in call("create-application", "--application-name", app)
+    assert app in call("list-applications")["applications"]
+    call(
         "register-on-premises-instance",
         "--instance-name",
         app,
         "--iam-user-arn",
         f"arn:aws:iam::123456789012:user/{app}",
     )
-    info = json.loads(run("get-on-premises-instance", "--instance-name", app).stdout)
-    assert info["instanceInfo"]["instanceName"] == app
-    failed = run("get-application", "--application-name", "missing-app", check=False)
+    call(
+        "add-tags-to-on-premises-instances",
+        "--instance-names",
+        app,
+        "--tags",
+        f"Key=app,Value={app}",
+    )
+    infos = call("batch-get-on-premises-instances", "--instance-names", app)["instanceInfos"]
+    assert [(i["instanceName"], i["tags"]) for i in infos] == [
+        (app, [{"Key": "app", "Value": app}])
+    ]
+    group = call(
+        "create-deployment-group",
+        "--application-name",
+        app,
+        "--deployment-group-name",
+        "prod",
+        "--service-role-arn",
+        ROLE,
+        "--on-premises-instance-tag-filters",
+        f"Key=app,Value={app},Type=KEY_AND_VALUE",
+    )
+    groups = call(
+        "batch-get-deployment-groups", "--application-name", app, "--deployment-group-names", "prod"
+    )["deploymentGroupsInfo"]
+    assert [g["deploymentGroupId"] for g in groups] == [group["deploymentGroupId"]]
+    dep = call(
+        "create-deployment",
+        "--application-name",
+        app,
+        "--deployment-group-name",
+        "prod",
+        "--s3-location",
+        "bucket=b,key=app.zip,bundleType=zip",
+    )["deploymentId"]
+    listed = call("list-deployments", "--application-name", app, "--deployment-group-name", "prod")
+    assert listed["deployments"] == [dep]
+    assert call("stop-deployment", "--deployment-id", dep)["status"] == "Succeeded"
+    infos = call("batch-get-deployments", "--deployment-ids", dep)["deploymentsInfo"]
+    assert [(i["deploymentId"], i["status"]) for i in infos] == [(dep, "Stopped")]
+    renamed = f"{app}-renamed"
+    call("update-application", "--application-name", app, "--new-application-name", renamed)
+    apps = call("batch-get-applications", "--application-names", renamed)["applicationsInfo"]
+    assert [a["applicationName"] for a in apps] == [renamed]
+    call("delete-application", "--application-name", renamed)
+    failed = run("get-application", "--application-name", renamed, check=False)
+    assert failed.returncode != 0 and "ApplicationDoesNotExistException" in failed.stderr
+    failed = run(
+        "create-deployment-group",
+        "--application-name",
+        renamed,
+        "--deployment-group-name",
+        "prod",
+        "--service-role-arn",
+        ROLE,
+        check=False,
+    )
     assert failed.returncode != 0 and "ApplicationDoesNotExistException" in failed.stderr

@@ -10,10 +10,13 @@ from opendeploy.api.handlers import DuplicateHandlerError, load_handlers
 from opendeploy.api.model import codedeploy_service
 
 
-def test_every_registered_handler_is_an_operation_of_the_model() -> None:
+def test_the_registry_answers_exactly_the_operations_of_the_model() -> None:
     handlers = load_handlers()
-    unknown = set(handlers) - codedeploy_service().operation_names
+    operations = codedeploy_service().operation_names
+    unknown = set(handlers) - operations
     assert not unknown, f"handlers for operations the model does not have: {sorted(unknown)}"
+    missing = operations - set(handlers)
+    assert not missing, f"operations of the model without a handler: {sorted(missing)}"
     assert all(callable(handler) for handler in handlers.values())
 
 

@@ -15,6 +15,9 @@ them and they stay in progress for the whole module.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,14 +25,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import boto3
 import botocore.auth
 import botocore.session
 import httpx
 import pytest
 from botocore import UNSIGNED
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -38,6 +39,7 @@ from opendeploy.api.model import CODEDEPLOY_MODEL_PATH
 from opendeploy.domain.configs import PREDEFINED
 from opendeploy.store.database import Store
 from opendeploy.testing.server import RunningServer
+from tests.api._wire import CONTENT_TYPES, Sent, wire_client
 from tests.conftest import server_on
 
 #: Items per page of every List* operation of the module's servers.
@@ -85,49 +87,6 @@ def server(served: tuple[RunningServer, str]) -> RunningServer:
 @pytest.fixture(scope="module", params=["json", "cbor"])
 def protocol(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class Sent(NamedTuple):
-    operation: str
-    content_type: str
-
-
-def wire_client(
-    server: RunningServer,
-    protocol: str,
-    data_path: Path,
-    *,
-    key_id: str | None = None,
-    secret: str | None = None,
-    sent: list[Sent] | None = None,
-    **config: Any,
-) -> Any:
-    """A boto3 CodeDeploy client speaking ``protocol`` to ``server`` (admin key by default)."""
-    core = botocore.session.get_session()
-    if protocol == "cbor":
-        core.set_config_variable("data_path", str(data_path))
-    client = boto3.session.Session(botocore_session=core).client(
-        "codedeploy",
-        endpoint_url=server.endpoint,
-        region_name=server.region,
-        aws_access_key_id=key_id or server.access_key_id,
-        aws_secret_access_key=secret or server.secret_access_key,
-        # One attempt: a retried 5xx would hide a server fault behind a slow pass.
-        config=Config(retries={"total_max_attempts": 1}, **config),
-    )
-    if sent is not None:
-
-        def record(request: Any, event_name: str, **_: Any) -> None:
-            content_type = request.headers.get("Content-Type", b"")
-            if isinstance(content_type, bytes):
-                content_type = content_type.decode()
-            sent.append(Sent(event_name.rsplit(".", 1)[-1], content_type))
-
-        client.meta.events.register("before-send.codedeploy.*", record)
-    return client
-
-
-CONTENT_TYPES = {"json": "application/x-amz-json-1.1", "cbor": "application/cbor"}
 
 
 @pytest.fixture(scope="module")
@@ -1068,3 +1027,31 @@ def test_query_string_presigned_request_is_accepted(server: RunningServer, world
     tampered = httpx.post(request.url, content=other, headers=dict(request.headers.items()))
     assert tampered.status_code == 400
     assert tampered.json()["__type"] == "InvalidSignatureException"
+
+
+# --- aws-cli v1 across pages ---------------------------------------------------------------------
+
+
+def test_aws_cli_merges_every_page(server: RunningServer, world: World) -> None:
+    """aws-cli v1 follows nextToken itself and prints the items of every page as one list."""
+    aws = Path(sys.executable).with_name("aws")
+
+    def run(*args: str) -> Any:
+        done = subprocess.run(
+            [str(aws), "deploy", *args, "--endpoint-url", server.endpoint, "--output", "json"],
+            env={**os.environ, **server.env()},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return json.loads(done.stdout)
+
+    targets = run("list-deployment-targets", "--deployment-id", world.deployment)["targetIds"]
+    assert sorted(targets) == sorted(world.hosts)  # three targets: two pages of two
+    hosts = run(
+        "list-on-premises-instances",
+        "--tag-filters",
+        f"Key=wire,Value={world.app},Type=KEY_AND_VALUE",
+    )["instanceNames"]
+    assert sorted(hosts) == sorted(world.hosts)
