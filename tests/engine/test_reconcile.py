@@ -311,6 +311,7 @@ def test_a_deregistered_instance_fails_its_event_at_once_and_names_the_cause() -
     h._set("i-3", deregistered_at=at(0))  # left before the deployment reached it
     d = h.step(at(0))
     assert sorted(c.instance_id for c in d.dispatch) == ["i-1", "i-2"]
+    assert d.unreachable == ("i-3",)  # the worker records it on the instance
     stop3 = h.target("i-3").event(E.APPLICATION_STOP)
     assert stop3.status is LifecycleEventStatus.FAILED
     assert stop3.diagnostics is not None
@@ -322,7 +323,7 @@ def test_a_deregistered_instance_fails_its_event_at_once_and_names_the_cause() -
     # agent_dead_after (15 s), with the deregistration as the reason.
     h.ack("i-1", at(1))
     h._set("i-1", deregistered_at=at(2))
-    h.step(at(2))
+    assert h.step(at(2)).unreachable == ("i-1",)
     stop1 = h.target("i-1").event(E.APPLICATION_STOP)
     assert stop1.status is LifecycleEventStatus.FAILED
     assert stop1.diagnostics is not None
@@ -331,3 +332,18 @@ def test_a_deregistered_instance_fails_its_event_at_once_and_names_the_cause() -
     assert h.target("i-1").status is InstanceStatus.FAILED
     assert h.target("i-2").status is InstanceStatus.IN_PROGRESS
     assert reconcile(h.snap, at(2)).unreachable == ()  # a terminal target is no longer listed
+
+
+def test_the_pass_that_fails_a_dead_agents_event_reports_it_unreachable() -> None:
+    h = deployment(2, ALL_AT_ONCE)
+    h.poll("i-1", at(0))
+    h.poll("i-2", at(0))
+    h.step(at(0))
+    h.ack("i-1", at(1))
+    h.ack("i-2", at(1))
+    h.poll("i-2", at(14))
+    assert h.step(at(14)).unreachable == ()
+    d = h.step(at(16))  # i-1 quiet since 0 (> 15 s): its event fails, and it is named
+    assert h.target("i-1").status is InstanceStatus.FAILED
+    assert d.unreachable == ("i-1",)
+    assert h.target("i-2").status is InstanceStatus.IN_PROGRESS

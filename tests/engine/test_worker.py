@@ -213,6 +213,12 @@ def test_agent_that_stops_polling_fails_within_dead_after(
         assert events[1]["status"] == "Failed"
         assert events[1]["diagnostics"]["message"].startswith("The OpenDeploy agent on web-1")
         assert "has not polled" in events[1]["diagnostics"]["message"]
+        # The verdict is recorded on the instance (the dashboard's instance data shows it)...
+        store = cluster.server.store
+        assert store.instances.get_many(["web-1"])[0]["unreachable_since"] is not None
+        # ...and the agent's next call clears it.
+        assert agent.poll() is None
+        assert store.instances.get_many(["web-1"])[0]["unreachable_since"] is None
 
 
 def test_held_poll_keeps_a_busy_agent_alive(tmp_path: Path, database_url: str) -> None:

@@ -191,8 +191,9 @@ class Decisions:
     """Everything one :func:`reconcile` call decided, for the worker to apply in one transaction.
 
     ``dispatch`` replaces the target's current command; ``close_commands`` ends it with no
-    successor (a late report about it is accepted and ignored). ``overview`` and ``unreachable``
-    describe the state after the decisions and are not side effects.
+    successor (a late report about it is accepted and ignored). ``overview`` describes the state
+    after the decisions; ``unreachable`` names the instances whose agents cannot be reached (the
+    worker records it on the instance as ``unreachable_since``, outside ``has_changes``).
     """
 
     overview: DeploymentOverview
@@ -524,10 +525,7 @@ class _Plan:
             skipped=values.count(_IS.SKIPPED),
             ready=values.count(_IS.READY),
         )
-        finished = self.deployment is not None and self.deployment.status in (
-            TERMINAL_DEPLOYMENT_STATUSES
-        )
-        terminal = finished or self.snap.status in TERMINAL_DEPLOYMENT_STATUSES
+        terminal = self.snap.status in TERMINAL_DEPLOYMENT_STATUSES
         unreachable = () if terminal else self.unreachable()
         return Decisions(
             overview=overview,
@@ -541,14 +539,43 @@ class _Plan:
         )
 
     def unreachable(self) -> tuple[str, ...]:
+        """Instances this deployment still needed whose agents cannot be reached now.
+
+        A waiting or in-flight target whose agent has not polled for ``agent_dead_after`` (or
+        whose instance was deregistered), and one that this very pass failed for that reason
+        (the worker records the verdict on the instance, where users look for it).
+        """
         out = []
+        open_ = (_IS.PENDING, _IS.IN_PROGRESS)
         for t in self.snap.targets:
-            if self.status[t.instance_id] not in (_IS.PENDING, _IS.IN_PROGRESS):
+            if t.status not in open_:
                 continue
-            since = t.command.dispatched_at if t.command else self.snap.started_at or self.now
+            if self.status[t.instance_id] not in open_:
+                if self.failed_for_its_agent(t):
+                    out.append(t.instance_id)
+                continue
+            if t.instance_id in self.dispatch:
+                since = self.now  # dispatched in this pass: its agent has had no chance yet
+            elif t.command is not None:
+                since = t.command.dispatched_at
+            else:
+                since = self.snap.started_at or self.now
             if t.deregistered_at is not None or self.agent_dead(t, since):
                 out.append(t.instance_id)
         return tuple(out)
+
+    def failed_for_its_agent(self, t: TargetSnapshot) -> bool:
+        """Whether this pass failed one of ``t``'s events because its agent is gone."""
+        for (instance_id, _), u in self.event_updates.items():
+            if instance_id != t.instance_id or u.status is not _ES.FAILED:
+                continue
+            if t.deregistered_at is not None:
+                return True
+            if u.diagnostics is not None and u.diagnostics.message.startswith(
+                AGENT_NOT_POLLING_PREFIX
+            ):
+                return True
+        return False
 
 
 def _unknown(message: str) -> Diagnostics:

@@ -171,6 +171,8 @@ class Loaded:
     snapshot: DeploymentSnapshot
     row: dict[str, Any]
     stored_events: dict[str, bool]  # target -> whether its events are stored yet
+    #: Targets whose instance is recorded as unreachable already (``unreachable_since``).
+    marked_unreachable: frozenset[str] = frozenset()
 
 
 def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
@@ -203,12 +205,17 @@ def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
         )
     seen: dict[str, datetime | None] = {}
     deregistered: dict[str, datetime | None] = {}
+    marked: set[str] = set()
     for inst in conn.execute(
-        select(_I.c.name, _I.c.last_seen_at, _I.c.deregister_time).where(_I.c.name.in_(names))
+        select(_I.c.name, _I.c.last_seen_at, _I.c.deregister_time, _I.c.unreachable_since).where(
+            _I.c.name.in_(names)
+        )
     ).all():
         # A deregistered instance cannot poll any more: it was last seen when it left.
         seen[str(inst.name)] = inst.deregister_time or inst.last_seen_at
         deregistered[str(inst.name)] = inst.deregister_time
+        if inst.unreachable_since is not None:
+            marked.add(str(inst.name))
     open_cmds = cmd_store.open_commands(conn, deployment_id)
     snap_targets = []
     stored: dict[str, bool] = {}
@@ -271,7 +278,7 @@ def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
         last_successful=last,
         compute_platform=str(d["compute_platform"] or "Server"),
     )
-    return Loaded(snapshot, d, stored)
+    return Loaded(snapshot, d, stored, frozenset(marked))
 
 
 # --- applying decisions -------------------------------------------------------------------------
@@ -443,6 +450,35 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
     if d.rollback is not None:
         return _create_rollback(conn, loaded.row, d.rollback, now)
     return None
+
+
+def mark_unreachable(
+    conn: Connection, names: Sequence[str], now: datetime, dead_after_seconds: float
+) -> list[str]:
+    """Record ``unreachable_since`` on instances the engine found unreachable; returns those set.
+
+    Guarded by the instance's own ``last_seen_at`` so that an agent that polled between the
+    snapshot and this write is not marked; its next call clears the mark in any case.
+    """
+    cutoff = now - timedelta(seconds=dead_after_seconds)
+    marked = []
+    for name in names:
+        done = conn.execute(
+            update(_I)
+            .where(
+                _I.c.name == name,
+                _I.c.unreachable_since.is_(None),
+                or_(
+                    _I.c.deregister_time.is_not(None),
+                    _I.c.last_seen_at.is_(None),
+                    _I.c.last_seen_at < cutoff,
+                ),
+            )
+            .values(unreachable_since=now)
+        ).rowcount
+        if done:
+            marked.append(name)
+    return marked
 
 
 # --- automatic deployments to new instances ----------------------------------------------------
@@ -684,6 +720,16 @@ class EngineWorker:
                     return False  # the lease expired mid-pass and another replica took it
                 if loaded is not None and decisions is not None and decisions.has_changes:
                     rollback_id = apply(conn, loaded, decisions, now)
+                if loaded is not None and decisions is not None:
+                    fresh = [n for n in decisions.unreachable if n not in loaded.marked_unreachable]
+                    if fresh:
+                        dead_after = self.engine_settings.agent_dead_after_seconds
+                        for name in mark_unreachable(conn, fresh, now, dead_after):
+                            log.warning(
+                                "instance unreachable instance=%s deployment_id=%s",
+                                name,
+                                deployment_id,
+                            )
                 self._release(conn, deployment_id)
         except BaseException:
             with self.store.database.write() as conn:

@@ -191,8 +191,11 @@ class OnPremisesInstances(Repository):
                 conn.execute(query)
 
     def touch(self, name: str, *, now: datetime, agent_version: str | None = None) -> None:
-        """Record an agent's poll (``last_seen_at``) and, when known, its version."""
-        values: dict[str, Any] = {"last_seen_at": now}
+        """Record an agent's poll (``last_seen_at``) and, when known, its version.
+
+        A call from the agent is proof that it is reachable again: ``unreachable_since`` clears.
+        """
+        values: dict[str, Any] = {"last_seen_at": now, "unreachable_since": None}
         if agent_version:
             values["agent_version"] = agent_version
         with self.db.write() as conn:

@@ -266,6 +266,9 @@ on_premises_instances = Table(
     # Filled by the agent-facing API: last PollHostCommand and the agent's reported version.
     Column("last_seen_at", UTCDateTime(), nullable=True),
     Column("agent_version", String(64), nullable=True),
+    # Set by the engine when a deployment needs the instance and its agent has not polled for
+    # agent_dead_after_seconds; cleared by the agent's next call. None: reachable (or unknown).
+    Column("unreachable_since", UTCDateTime(), nullable=True),
     Index(None, "iam_user_arn"),
     Index(None, "iam_session_arn"),
 )
