@@ -107,7 +107,8 @@ def run(location: Path, bundle_type: str, root: Path, runs: int) -> None:
 def run_cli(location: Path, root: Path) -> None:
     """One deployment through the real command, interpreter start and imports included."""
     config = root.parent / "cli-agent.yml"
-    config.write_text(f"root_dir: {root}\n")
+    # log_dir too: codedeploy-local.log stays in the work directory, not /var/log (as root).
+    config.write_text(f"root_dir: {root}\nlog_dir: {root.parent / 'log'}\n")
     command = [sys.executable, "-m", "opendeploy", "local", "-c", str(config), "-l", str(location)]
     for label in ("first", "second"):
         started = time.perf_counter()
