@@ -244,7 +244,8 @@ def _close_local_log(handler: _LocalLogHandler) -> None:
     "--agent-configuration-file",
     type=click.Path(path_type=Path),
     help="codedeployagent.yml. Default: /etc/codedeploy-agent/conf/codedeployagent.yml if it "
-    "exists, else a per-user deployment root.",
+    "exists, else the official /opt/codedeploy-agent/deployment-root for root and a per-user "
+    "deployment root for other users.",
 )
 @click.option(
     "-A",
