@@ -147,10 +147,12 @@ def cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
 
 
 @contextmanager
-def _cluster(tmp_path: Path, database_url: str, hosts: int) -> Iterator[Cluster]:
+def _cluster(
+    tmp_path: Path, database_url: str, hosts: int, server_args: tuple[str, ...] = SERVER_ARGS
+) -> Iterator[Cluster]:
     with ExitStack() as stack:
         server = stack.enter_context(
-            running_server(tmp_path / "server", database_url=database_url, extra_args=SERVER_ARGS)
+            running_server(tmp_path / "server", database_url=database_url, extra_args=server_args)
         )
         s3 = _bundle_store(server)
         agents = stack.enter_context(
@@ -349,3 +351,44 @@ def test_sigterm_lets_the_running_hook_finish_and_a_second_signal_exits_at_once(
         finally:
             (proof / "release").touch()  # lets the orphaned hook end
             second.stop()
+
+
+def test_server_killed_mid_deployment_finishes_after_restart_on_the_same_port(
+    tmp_path: Path, database_url: str
+) -> None:
+    # The agents back off up to 30 s while the server is down; a dead-agent window wider than
+    # that keeps this about the restart, not about how fast they come back.
+    args = ("--agent-dead-after", "60", "--poll-timeout", "2", "--event-start-timeout", "60")
+    with _cluster(tmp_path, database_url, 2, server_args=args) as cluster:
+        server, agents = cluster.server, cluster.agents
+        held = agents[0].directory / "proof"
+        (held / "hold").touch()
+        deployment_id = _deploy(server.client(), _upload(cluster, "v1"))
+        wait_for(lambda: (held / "hold.pid").exists(), 60, "host-1's AfterInstall to hold")
+
+        server.process.kill()  # SIGKILL: no shutdown, leases and open commands left as they are
+        server.process.wait()
+        with running_server(
+            server.data_dir, database_url=database_url, extra_args=args, port=server.port
+        ) as again:
+            (held / "release").touch()  # the hook ends; the agent reports to the new process
+            client = again.client()
+            info = finished_deployment(client, deployment_id, timeout=120)
+            assert info["status"] == "Succeeded", info.get("errorInformation")
+            overview = info["deploymentOverview"]
+            assert overview == {
+                "Pending": 0,
+                "InProgress": 0,
+                "Succeeded": 2,
+                "Failed": 0,
+                "Skipped": 0,
+                "Ready": 0,
+            }
+            for agent in agents:
+                events = _instance_events(client, deployment_id, agent.name)
+                assert [s for _, s in events] == ["Succeeded"] * 7, (agent.name, events)
+                # Every hook ran exactly once: the crash neither lost nor repeated a command.
+                ran = [e for e in HOOK_EVENTS if e != "ApplicationStop"]
+                assert _events(agent.directory / "proof") == [f"{e} v1" for e in ran]
+            for agent in agents:  # while the server is up, so they stop at once
+                assert agent.stop() == 0

@@ -347,3 +347,19 @@ def test_the_pass_that_fails_a_dead_agents_event_reports_it_unreachable() -> Non
     assert h.target("i-1").status is InstanceStatus.FAILED
     assert d.unreachable == ("i-1",)
     assert h.target("i-2").status is InstanceStatus.IN_PROGRESS
+
+
+def test_a_restarted_server_does_not_count_its_downtime_against_agents() -> None:
+    h = deployment(1, ALL_AT_ONCE)
+    h.poll("i-1", at(0))
+    h.step(at(0))
+    h.ack("i-1", at(1))
+    # The server was down from 2 s to 100 s; its engine started watching again at 100 s.
+    h.snap = replace(h.snap, watching_since=at(100))
+    h.step(at(110))
+    assert h.target("i-1").status is InstanceStatus.IN_PROGRESS  # 10 s < 15 s since the restart
+    h.step(at(116))
+    event = h.target("i-1").event(E.APPLICATION_STOP)
+    assert event.status is LifecycleEventStatus.FAILED
+    assert event.diagnostics is not None
+    assert "has not polled for 116 s" in event.diagnostics.message

@@ -307,6 +307,9 @@ class _Plan:
 
     def agent_dead(self, t: TargetSnapshot, since: datetime) -> bool:
         seen = t.last_seen_at or since
+        watching = self.snap.watching_since
+        if watching is not None and seen < watching:
+            seen = watching  # a restarted server gives every agent a full window to come back
         return (self.now - seen).total_seconds() > self.settings.agent_dead_after_seconds
 
     def dead_agent_message(self, t: TargetSnapshot, running: bool) -> str:

@@ -206,6 +206,9 @@ class DeploymentSnapshot:
     last_successful: LastSuccessful | None = None
     #: ``Server``, ``Lambda`` or ``ECS``; the engine runs Server deployments only (so far).
     compute_platform: str = "Server"
+    #: When the engine process began watching agents (its start). Agents cannot poll a server
+    #: that is down, so silence before this instant does not count against them.
+    watching_since: datetime | None = None
 
 
 def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:

@@ -175,8 +175,14 @@ class Loaded:
     marked_unreachable: frozenset[str] = frozenset()
 
 
-def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
-    """The deployment as a snapshot (None if it is gone)."""
+def load(
+    conn: Connection,
+    deployment_id: str,
+    now: datetime,
+    *,
+    watching_since: datetime | None = None,
+) -> Loaded | None:
+    """The deployment as a snapshot (None if it is gone); ``watching_since``: the engine's start."""
     row = conn.execute(select(_D).where(_D.c.deployment_id == deployment_id)).mappings().first()
     if row is None:
         return None
@@ -277,6 +283,7 @@ def load(conn: Connection, deployment_id: str, now: datetime) -> Loaded | None:
         creator=d["creator"],
         last_successful=last,
         compute_platform=str(d["compute_platform"] or "Server"),
+        watching_since=watching_since,
     )
     return Loaded(snapshot, d, stored, frozenset(marked))
 
@@ -589,6 +596,8 @@ class EngineWorker:
         self.wakeup = wakeup or Wakeup()
         self.owner = owner or new_owner_id()
         self._clock = clock
+        #: Agents could not poll before this process started: see ``watching_since``.
+        self.started_at = clock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         # Notified after every pass, for callers waiting on an outcome (StopDeployment).
@@ -707,7 +716,7 @@ class EngineWorker:
         decisions: Decisions | None = None
         try:
             with self.store.database.read() as conn:
-                loaded = load(conn, deployment_id, now)
+                loaded = load(conn, deployment_id, now, watching_since=self.started_at)
             if loaded is not None:
                 decisions = reconcile(loaded.snapshot, now, settings=self.engine_settings)
             with self.store.database.write() as conn:

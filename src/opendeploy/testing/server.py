@@ -56,6 +56,11 @@ class RunningServer:
     log_path: Path
     _log_file: Any = field(repr=False, default=None)
 
+    @property
+    def port(self) -> int:
+        """The port the server listens on (restart with ``port=`` to keep the endpoint)."""
+        return int(self.endpoint.rsplit(":", 1)[1])
+
     def env(self) -> dict[str, str]:
         """Environment variables that point AWS clients (aws-cli, boto3) at this server."""
         return {
@@ -113,10 +118,15 @@ def start_server(
     extra_args: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
+    port: int | None = None,
 ) -> RunningServer:
-    """Start ``opendeploy server`` and return once /healthz answers (or raise, process stopped)."""
+    """Start ``opendeploy server`` and return once /healthz answers (or raise, process stopped).
+
+    ``port``: listen there instead of on a free port, e.g. to restart a server on the endpoint
+    its agents were configured with (``srv.port``).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     args = [
         sys.executable,
         "-m",
@@ -197,10 +207,16 @@ def running_server(
     region: str = "us-east-1",
     extra_args: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """``start_server`` as a context manager that always stops the process."""
     server = start_server(
-        data_dir, database_url=database_url, region=region, extra_args=extra_args, env=env
+        data_dir,
+        database_url=database_url,
+        region=region,
+        extra_args=extra_args,
+        env=env,
+        port=port,
     )
     try:
         yield server
