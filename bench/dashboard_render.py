@@ -194,10 +194,14 @@ def main() -> None:
                     views.deployment(store, deployment_id, page=last_page, instance=None),
                 ),
                 "instances page 1": lambda: _page(
-                    "instances.html", views.instances(store, page=1, registered=True)
+                    "instances.html",
+                    views.instances(store, page=1, registered=True, dead_after_seconds=15.0),
                 ),
                 f"instances page {last_page}": lambda: _page(
-                    "instances.html", views.instances(store, page=last_page, registered=True)
+                    "instances.html",
+                    views.instances(
+                        store, page=last_page, registered=True, dead_after_seconds=15.0
+                    ),
                 ),
                 "running deployment": lambda: _page(
                     "deployment.html", views.deployment(store, running_id, page=1, instance=None)

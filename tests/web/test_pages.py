@@ -581,3 +581,44 @@ def test_a_thousand_instance_deployment_is_paged(dashboard_server: RunningServer
         events = _events(client, f"/ui/deployments/{deployment_id}/events")
         region = dict(events)["instances"]
         assert region.count('<tr id="instance-') == 50
+
+
+# -- agents --------------------------------------------------------------------------------------
+
+
+def test_instances_page_names_agents_that_are_not_polling(dashboard_server: RunningServer) -> None:
+    """Fresh, quiet, never-seen and engine-marked unreachable agents, each said in words."""
+    tag = uuid.uuid4().hex[:8]
+    api = dashboard_server.client()
+    names = {state: f"agent-{state}-{tag}" for state in ("fresh", "quiet", "never", "marked")}
+    for name in names.values():
+        api.register_on_premises_instance(
+            instanceName=name, iamUserArn=f"arn:aws:iam::000000000000:user/{name}"
+        )
+    store = _store(dashboard_server)
+    now = datetime.now(UTC)
+    try:
+        store.instances.touch(names["fresh"], now=now, agent_version="OFFICIAL_1.7.1")
+        store.instances.touch(names["quiet"], now=now - timedelta(minutes=5))
+        store.instances.touch(names["marked"], now=now)
+        with store.database.write() as conn:
+            conn.execute(
+                update(tables.on_premises_instances)
+                .where(tables.on_premises_instances.c.name == names["marked"])
+                .values(unreachable_since=now)
+            )
+    finally:
+        store.close()
+    with login(dashboard_server) as client:
+        page = client.get("/ui/instances").text
+    rows = {
+        state: re.search(rf'<th scope="row">{name}</th>(.*?)</tr>', page, re.S)
+        for state, name in names.items()
+    }
+    cells = {state: match.group(1) for state, match in rows.items() if match is not None}
+    assert set(cells) == set(names), page
+    assert "agent-polling" in cells["fresh"] and "the agent is polling" in cells["fresh"]
+    assert "agent-not-polling" in cells["quiet"]
+    assert "has not polled for 5 min (limit 15 s)" in cells["quiet"]
+    assert "agent-never-polled" in cells["never"]
+    assert "agent-not-polling" in cells["marked"] and "unreachable since" in cells["marked"]

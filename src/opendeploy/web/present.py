@@ -124,6 +124,43 @@ def ago_text(value: datetime | None, *, now: datetime | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class AgentState:
+    """How an instance's agent looks from the server: a word for the status and a sentence."""
+
+    status: str  # "polling", "not polling", "never polled", "deregistered"
+    text: str
+
+
+def agent_state(
+    instance: Mapping[str, Any], *, dead_after_seconds: float, now: datetime | None = None
+) -> AgentState:
+    """Whether an instance's agent is alive, by the rule the engine applies to its events.
+
+    The engine records ``unreachable_since`` only when it fails an event of a quiet agent; an
+    idle fleet has no events, so a quiet agent is also named from ``last_seen_at`` alone, with
+    the same ``dead_after_seconds`` the engine uses.
+    """
+    now = now or datetime.now(UTC)
+    if instance.get("deregister_time") is not None:
+        return AgentState("deregistered", "deregistered: gets no more commands")
+    seen = instance.get("last_seen_at")
+    if seen is None:
+        return AgentState("never polled", "no agent has polled for this instance yet")
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=UTC)
+    unreachable = instance.get("unreachable_since")
+    quiet = (now - seen).total_seconds() > dead_after_seconds
+    if unreachable is not None or quiet:
+        since = f"; unreachable since {time_text(unreachable)}" if unreachable else ""
+        return AgentState(
+            "not polling",
+            f"the agent has not polled for {ago_text(seen, now=now).removesuffix(' ago')}"
+            f" (limit {dead_after_seconds:g} s){since}",
+        )
+    return AgentState("polling", "the agent is polling")
+
+
+@dataclass(frozen=True)
 class Bar:
     """One deployment in a success chart: where it is drawn and what it says."""
 

@@ -317,7 +317,14 @@ def _routes(d: _Dashboard) -> list[BaseRoute]:
     async def instances(request: Request, who: session.Session) -> Response:
         page = views.page_number(request.query_params.get("page"))
         registered = request.query_params.get("status") != "Deregistered"
-        view = await run(lambda: views.instances(d.store, page=page, registered=registered))
+        view = await run(
+            lambda: views.instances(
+                d.store,
+                page=page,
+                registered=registered,
+                dead_after_seconds=d.settings.agent_dead_after_seconds,
+            )
+        )
         return d.page(request, "instances.html", who, section="instances", **view)
 
     return [

@@ -7,6 +7,7 @@ the first paint and every update come from the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from opendeploy.store.database import Store
@@ -158,14 +159,18 @@ def deployment(
     }
 
 
-def instances(store: Store, *, page: int, registered: bool) -> dict[str, Any]:
+def instances(
+    store: Store, *, page: int, registered: bool, dead_after_seconds: float
+) -> dict[str, Any]:
     pager = Pager(page, INSTANCES_PER_PAGE, 0)
     rows, total = queries.instance_page(
         store, registered=registered, offset=pager.offset, limit=pager.size
     )
     last = queries.last_deployments(store, [r["name"] for r in rows])
+    now = datetime.now(UTC)
     for row in rows:
         row["last"] = last.get(row["name"])
+        row["agent"] = present.agent_state(row, dead_after_seconds=dead_after_seconds, now=now)
     return {
         "instances": rows,
         "pager": Pager(page, INSTANCES_PER_PAGE, total),
