@@ -221,8 +221,10 @@ def test_deploy_fail_roll_back_and_a_new_host_catches_up(cluster: Cluster, tmp_p
     info = finished_deployment(client, d2)
     assert info["status"] == "Failed"
     overview = info["deploymentOverview"]
-    assert overview["Failed"] == 1
-    assert overview["Succeeded"] + overview["Skipped"] == 2
+    # OneAtATime goes in name order: host-1 succeeded, host-2 failed, and since host-2 was not
+    # the last instance the deployment failed at once, skipping host-3.
+    assert (overview["Succeeded"], overview["Failed"], overview["Skipped"]) == (1, 1, 1)
+    assert (overview["Pending"], overview["InProgress"]) == (0, 0)
     host2 = dict(_instance_events(client, d2, "host-2"))
     assert host2["ValidateService"] == "Failed"
     target = client.get_deployment_target(deploymentId=d2, targetId="host-2")
@@ -238,6 +240,8 @@ def test_deploy_fail_roll_back_and_a_new_host_catches_up(cluster: Cluster, tmp_p
     (proofs[1] / "fail-validate").unlink()
     rollback = finished_deployment(client, rollback_id)
     assert rollback["status"] == "Succeeded", rollback.get("errorInformation")
+    assert rollback["deploymentOverview"]["Succeeded"] == 3
+    assert rollback["deploymentOverview"]["Failed"] == 0
     assert rollback["rollbackInfo"]["rollbackTriggeringDeploymentId"] == d2
     assert (www / "version.txt").read_text() == "v1\n"
     # host-2 ran v2 up to its failed ValidateService, then the rollback's v1 lifecycle.

@@ -260,6 +260,14 @@ def _paced(fleet: Fleet, config: str) -> tuple[list[tuple[datetime, datetime]], 
         revision=_s3_revision(fleet, "pace.zip"),
         deploymentConfigName=config,
     )["deploymentId"]
+    return _checked_pacing(fleet, deployment_id)
+
+
+def _checked_pacing(
+    fleet: Fleet, deployment_id: str
+) -> tuple[list[tuple[datetime, datetime]], str]:
+    """Wait for a pacing deployment to succeed everywhere; each host's in-flight span."""
+    client = fleet.client
     info = finished_deployment(client, deployment_id)
     assert info["status"] == "Succeeded", info.get("errorInformation")
     assert info["deploymentOverview"]["Succeeded"] == HOSTS
@@ -280,9 +288,35 @@ def test_all_at_once_runs_every_host_together(fleet: Fleet, pace_app: str) -> No
     assert _max_in_flight(spans) == HOSTS, spans
 
 
-def test_half_at_a_time_keeps_two_hosts_in_flight_at_most(fleet: Fleet, pace_app: str) -> None:
-    spans, _ = _paced(fleet, "CodeDeployDefault.HalfAtATime")
-    assert _max_in_flight(spans) <= 2, spans
+def test_half_at_a_time_keeps_exactly_two_hosts_in_flight(fleet: Fleet, pace_app: str) -> None:
+    # host-1 and host-2 (the first pair in name order) are both held in AfterInstall: at that
+    # moment both are in flight, whatever the machine's speed, so the peak is exactly two.
+    client = fleet.client
+    proofs = [fleet.proof(agent) for agent in fleet.agents[:2]]
+    for proof in proofs:
+        (proof / "hold").touch()
+    try:
+        deployment_id: str = client.create_deployment(
+            applicationName=PACE_APP,
+            deploymentGroupName=PACE_GROUP,
+            revision=_s3_revision(fleet, "pace.zip"),
+            deploymentConfigName="CodeDeployDefault.HalfAtATime",
+        )["deploymentId"]
+        for proof in proofs:
+            pid = proof / "hold.pid"
+            wait_for(pid.exists, 30, f"{proof.parent.name}'s AfterInstall to hold")
+        # Nobody else may start while the pair is held: half the fleet must stay healthy.
+        statuses = {name: t["status"] for name, t in _targets(client, deployment_id).items()}
+        assert (statuses["host-3"], statuses["host-4"]) == ("Pending", "Pending"), statuses
+    finally:
+        for proof in proofs:
+            (proof / "release").touch()
+    spans, _ = _checked_pacing(fleet, deployment_id)
+    for proof in proofs:
+        wait_for((proof / "released").exists, 30, "the held hook to end")
+        for name in ("hold", "hold.pid", "release", "released"):
+            (proof / name).unlink()
+    assert _max_in_flight(spans) == 2, spans
     assert _waits_for_another(spans), spans
 
 
