@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -168,12 +169,14 @@ class InstanceCredentials:
 
 
 def request_instance_credentials(
-    client: Any, instance_name: str, *, timeout: float = 30
+    client: Any, instance_name: str, *, timeout: float = 30, verify: bool | str | None = None
 ) -> InstanceCredentials:
     """Ask the server for ``instance_name``'s access key (the admin-signed OpenDeploy route).
 
     ``client`` is a :func:`codedeploy_client`; its endpoint, region and credentials are reused,
     so the request is signed exactly like the control-API calls (service ``codedeploy``).
+    ``verify`` is taken as :func:`codedeploy_client` takes it (``None``: ``AWS_CA_BUNDLE``), so
+    a server with a self-signed certificate is trusted here as by the client.
     """
     endpoint = client.meta.endpoint_url.rstrip("/")
     url = endpoint + INSTANCE_CREDENTIALS_PATH
@@ -193,7 +196,8 @@ def request_instance_credentials(
         url, data=body, headers=dict(prepared.headers.items()), method="POST"
     )
     try:
-        with urllib.request.urlopen(http_request, timeout=timeout) as response:
+        context = _ssl_context(verify) if url.startswith("https:") else None
+        with urllib.request.urlopen(http_request, timeout=timeout, context=context) as response:
             answer = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         raise ClientError(_describe_error(url, exc.code, exc.read())) from exc
@@ -209,6 +213,17 @@ def request_instance_credentials(
         raise ClientError(
             f"{url} answered without accessKeyId, secretAccessKey and iamUserArn: {answer!r}"
         ) from exc
+
+
+def _ssl_context(verify: bool | str | None) -> ssl.SSLContext:
+    """An SSL context for urllib from a botocore-style ``verify``."""
+    if verify is None:
+        verify = os.environ.get("AWS_CA_BUNDLE") or True
+    if verify is False:
+        return ssl._create_unverified_context()
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return ssl.create_default_context()
 
 
 def _describe_error(url: str, status: int, body: bytes) -> str:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import configparser
+import io
 import json
 import os
 import stat
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import WaiterError
+from botocore.exceptions import SSLError, WaiterError
 
+from opendeploy.api.commands.signing import self_signed
+from opendeploy.testing.agents import running_agents
 from opendeploy.testing.server import running_server
 
 AWS_CLI = Path(sys.executable).parent / "aws"
@@ -122,3 +126,74 @@ def test_deployment_timeout_flag_fails_a_deployment_that_runs_too_long(
         assert info["status"] == "Failed"
         assert info["errorInformation"]["code"] == "TIMEOUT"
         assert "longer than 2 s" in info["errorInformation"]["message"]
+
+
+def _trivial_bundle() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("appspec.yml", "version: 0.0\nos: linux\n")
+    return buffer.getvalue()
+
+
+def test_tls_self_signed_serves_boto3_and_a_real_agent(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    url = f"sqlite:///{tmp_path / 'opendeploy.db'}"
+    with running_server(data_dir, database_url=url, extra_args=("--tls",)) as srv:
+        cert = data_dir / "tls-cert.pem"
+        assert srv.endpoint.startswith("https://") and srv.ca_bundle == cert
+        assert cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
+        assert stat.S_IMODE((data_dir / "tls-key.pem").stat().st_mode) == 0o600
+        cd = srv.client(verify=str(cert))
+        assert cd.list_applications()["applications"] == []
+        # Without that certificate the connection is refused: it really is this server's TLS.
+        with pytest.raises(SSLError):
+            srv.client(verify=True).list_applications()
+
+        # A real agent (trusting the certificate through AWS_CA_BUNDLE) polls over HTTPS,
+        # fetches the bundle from the server's S3 store and completes a deployment.
+        s3 = srv.client("s3")
+        s3.create_bucket(Bucket="bundles")
+        s3.put_object(Bucket="bundles", Key="app.zip", Body=_trivial_bundle())
+        with running_agents(srv, tmp_path / "hosts", 1, tags={"role": "web"}) as agents:
+            cd.create_application(applicationName="app")
+            cd.create_deployment_group(
+                applicationName="app",
+                deploymentGroupName="web",
+                serviceRoleArn="arn:aws:iam::000000000000:role/opendeploy",
+                deploymentConfigName="CodeDeployDefault.AllAtOnce",
+                onPremisesInstanceTagFilters=[
+                    {"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}
+                ],
+            )
+            deployment_id = cd.create_deployment(
+                applicationName="app",
+                deploymentGroupName="web",
+                revision={
+                    "revisionType": "S3",
+                    "s3Location": {"bucket": "bundles", "key": "app.zip", "bundleType": "zip"},
+                },
+            )["deploymentId"]
+            cd.get_waiter("deployment_successful").wait(
+                deploymentId=deployment_id, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+            assert "CERTIFICATE_VERIFY_FAILED" not in agents[0].output()
+        # The certificate is created once and reused by the next start.
+        first = cert.read_bytes()
+    with running_server(data_dir, database_url=url, extra_args=("--tls",)) as again:
+        assert cert.read_bytes() == first
+        assert again.client().list_applications()["applications"] == ["app"]
+
+
+def test_tls_cert_and_key_files(tmp_path: Path) -> None:
+    key_pem, cert_pem = self_signed("test server", ("127.0.0.1", "localhost"))
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    args = ("--tls-cert", str(cert), "--tls-key", str(key))
+    url = f"sqlite:///{tmp_path / 'opendeploy.db'}"
+    with running_server(tmp_path / "data", database_url=url, extra_args=args) as srv:
+        assert srv.endpoint.startswith("https://")
+        assert srv.client(verify=str(cert)).list_applications()["applications"] == []
+        assert not (tmp_path / "data" / "tls-cert.pem").exists()  # no self-signed pair made
+        with pytest.raises(SSLError):
+            srv.client(verify=True).list_applications()

@@ -137,18 +137,22 @@ def register_instance(
     from opendeploy.cli.instance import iam_user_arn_for, write_agent_files
     from opendeploy.clients import codedeploy_client, request_instance_credentials
 
+    ca_bundle = getattr(server, "ca_bundle", None)
     client = codedeploy_client(
         endpoint_url=server.endpoint,
         region=server.region,
         access_key_id=server.access_key_id,
         secret_access_key=server.secret_access_key,
+        verify=str(ca_bundle) if ca_bundle is not None else None,
     )
     client.register_on_premises_instance(instanceName=name, iamUserArn=iam_user_arn_for(name))
     if tags:
         client.add_tags_to_on_premises_instances(
             instanceNames=[name], tags=[{"Key": k, "Value": v} for k, v in tags.items()]
         )
-    credentials = request_instance_credentials(client, name)
+    credentials = request_instance_credentials(
+        client, name, verify=str(ca_bundle) if ca_bundle is not None else None
+    )
     files = write_agent_files(
         directory,
         endpoint=server.endpoint,
@@ -230,9 +234,11 @@ def running_agents(
 ) -> Iterator[list[RunningAgent]]:
     """Register ``count`` instances (``<prefix>-1`` …), start their agents, wait for each poll.
 
-    ``agent_env(name, directory)`` gives extra environment variables per agent. Every agent is
-    stopped on exit (SIGTERM, then SIGKILL).
+    ``agent_env(name, directory)`` gives extra environment variables per agent. An HTTPS
+    server's certificate is trusted through ``AWS_CA_BUNDLE``. Every agent is stopped on exit
+    (SIGTERM, then SIGKILL).
     """
+    ca_bundle = getattr(server, "ca_bundle", None)
     with ExitStack() as stack:
         agents: list[RunningAgent] = []
         for index in range(1, count + 1):
@@ -240,7 +246,9 @@ def running_agents(
             config_path = register_instance(
                 server, name, base_dir / name, tags=tags, extra_config=extra_config
             )
-            env = agent_env(name, config_path.parent) if agent_env else None
+            env = dict(agent_env(name, config_path.parent)) if agent_env else {}
+            if ca_bundle is not None:
+                env.setdefault("AWS_CA_BUNDLE", str(ca_bundle))
             agent = start_agent(config_path, name=name, extra_args=extra_args, env=env)
             stack.callback(agent.stop)
             agents.append(agent)

@@ -15,6 +15,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -54,6 +55,9 @@ class RunningServer:
     credentials_path: Path
     config_path: Path
     log_path: Path
+    #: The certificate clients verify TLS with (``--tls``: the one the server creates in its
+    #: data directory; ``--tls-cert``: that file); None for plain HTTP.
+    ca_bundle: Path | None = None
     _log_file: Any = field(repr=False, default=None)
 
     @property
@@ -63,17 +67,22 @@ class RunningServer:
 
     def env(self) -> dict[str, str]:
         """Environment variables that point AWS clients (aws-cli, boto3) at this server."""
-        return {
+        env = {
             "AWS_SHARED_CREDENTIALS_FILE": str(self.credentials_path),
             "AWS_CONFIG_FILE": str(self.config_path),
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": self.region,
         }
+        if self.ca_bundle is not None:
+            env["AWS_CA_BUNDLE"] = str(self.ca_bundle)
+        return env
 
     def client(self, service: str = "codedeploy", **kwargs: Any) -> Any:
         """A boto3 client for ``service`` signed with the admin key, at this server."""
         import boto3
 
+        if self.ca_bundle is not None:
+            kwargs.setdefault("verify", str(self.ca_bundle))
         return boto3.session.Session().client(
             service,
             endpoint_url=self.endpoint,
@@ -144,6 +153,13 @@ def start_server(
     ]
     if database_url is not None:
         args += ["--database-url", database_url]
+    tls_cert = _option_value(extra_args, "--tls-cert")
+    ca_bundle = None
+    if tls_cert is not None:
+        ca_bundle = Path(tls_cert)
+    elif "--tls" in extra_args:
+        ca_bundle = data_dir / "tls-cert.pem"  # created by the server on its first start
+    scheme = "https" if ca_bundle is not None else "http"
     log_path = data_dir / "server.log"
     log_file = log_path.open("ab")
     process = subprocess.Popen(
@@ -155,7 +171,7 @@ def start_server(
     )
     server = RunningServer(
         process=process,
-        endpoint=f"http://127.0.0.1:{port}",
+        endpoint=f"{scheme}://127.0.0.1:{port}",
         data_dir=data_dir,
         access_key_id="",
         secret_access_key="",
@@ -163,10 +179,11 @@ def start_server(
         credentials_path=data_dir / "credentials",
         config_path=data_dir / "config",
         log_path=log_path,
+        ca_bundle=ca_bundle,
         _log_file=log_file,
     )
     try:
-        _wait_healthy(process, port, timeout)
+        _wait_healthy(process, port, timeout, tls=ca_bundle is not None)
         credentials = configparser.ConfigParser()
         credentials.read(server.credentials_path)
         server.access_key_id = credentials["default"]["aws_access_key_id"]
@@ -179,13 +196,32 @@ def start_server(
     return server
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+def _option_value(args: tuple[str, ...], option: str) -> str | None:
+    """The value of ``option`` in ``args`` (``--opt value`` or ``--opt=value``), if given."""
+    for index, arg in enumerate(args):
+        if arg == option and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _wait_healthy(
+    process: subprocess.Popen[bytes], port: int, timeout: float, *, tls: bool = False
+) -> None:
     deadline = time.monotonic() + timeout
+    # Liveness only: the certificate may not exist yet when the first probe goes out (the
+    # server creates it), so the probe does not verify it; clients do (``ca_bundle``).
+    unverified = ssl._create_unverified_context() if tls else None
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerStartError(f"opendeploy server exited with code {process.returncode}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn: http.client.HTTPConnection
+            if unverified is not None:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=unverified)
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             try:
                 conn.request("GET", "/healthz")
                 if conn.getresponse().status == 200:
