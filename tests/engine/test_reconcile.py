@@ -356,10 +356,26 @@ def test_a_restarted_server_does_not_count_its_downtime_against_agents() -> None
     h.ack("i-1", at(1))
     # The server was down from 2 s to 100 s; its engine started watching again at 100 s.
     h.snap = replace(h.snap, watching_since=at(100))
-    h.step(at(110))
-    assert h.target("i-1").status is InstanceStatus.IN_PROGRESS  # 10 s < 15 s since the restart
-    h.step(at(116))
+    grace = h.settings.restart_grace_seconds
+    assert grace > h.settings.agent_dead_after_seconds
+    h.step(at(100 + grace))
+    # Still within the restart grace: the agent may be waiting out its retry backoff.
+    assert h.target("i-1").status is InstanceStatus.IN_PROGRESS
+    h.step(at(101 + grace))
     event = h.target("i-1").event(E.APPLICATION_STOP)
     assert event.status is LifecycleEventStatus.FAILED
     assert event.diagnostics is not None
-    assert "has not polled for 116 s" in event.diagnostics.message
+    assert f"has not polled for {101 + int(grace)} s" in event.diagnostics.message
+
+
+def test_after_a_restart_an_agent_that_polls_again_is_judged_by_dead_after() -> None:
+    h = deployment(1, ALL_AT_ONCE)
+    h.poll("i-1", at(0))
+    h.step(at(0))
+    h.ack("i-1", at(1))
+    h.snap = replace(h.snap, watching_since=at(100))
+    h.poll("i-1", at(130))  # back after its backoff; from now on the usual window applies
+    h.step(at(144))
+    assert h.target("i-1").status is InstanceStatus.IN_PROGRESS
+    h.step(at(146))
+    assert h.target("i-1").status is InstanceStatus.FAILED

@@ -106,6 +106,11 @@ class EngineSettings:
     agent_dead_after_seconds: float = 15.0
     #: A deployment running longer fails with TIMEOUT (AWS: 12 h for in-place deployments).
     deployment_timeout_seconds: float = 12 * 3600.0
+    #: After the engine (re)starts, an agent gets at least this long to poll again before it
+    #: counts as dead: agents back off while the server is down (ours up to 30 s, the official
+    #: agent up to about 90 s), so a short ``agent_dead_after_seconds`` would otherwise fail
+    #: live hosts that are merely waiting out their retry delay.
+    restart_grace_seconds: float = 95.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -113,6 +118,7 @@ class EngineSettings:
             "event_start_timeout_seconds",
             "agent_dead_after_seconds",
             "deployment_timeout_seconds",
+            "restart_grace_seconds",
         ):
             value = getattr(self, name)
             if not value > 0:
@@ -307,10 +313,14 @@ class _Plan:
 
     def agent_dead(self, t: TargetSnapshot, since: datetime) -> bool:
         seen = t.last_seen_at or since
+        window = self.settings.agent_dead_after_seconds
         watching = self.snap.watching_since
         if watching is not None and seen < watching:
-            seen = watching  # a restarted server gives every agent a full window to come back
-        return (self.now - seen).total_seconds() > self.settings.agent_dead_after_seconds
+            # Not seen since the engine started: the agent may be waiting out its retry
+            # backoff, so it gets a full window (and at least the restart grace) to come back.
+            seen = watching
+            window = max(window, self.settings.restart_grace_seconds)
+        return (self.now - seen).total_seconds() > window
 
     def dead_agent_message(self, t: TargetSnapshot, running: bool) -> str:
         if t.last_seen_at is None:
