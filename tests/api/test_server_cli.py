@@ -50,6 +50,9 @@ def test_server_writes_private_credentials_that_aws_cli_uses(
         log = srv.log_text()
         assert f"credentials: {srv.credentials_path}" in log
         assert f"config: {srv.config_path}" in log
+        assert (
+            f"dashboard {srv.endpoint}/ui/: sign in with access key ID {srv.access_key_id}" in log
+        )
 
         env = {
             "AWS_SHARED_CREDENTIALS_FILE": str(srv.credentials_path),

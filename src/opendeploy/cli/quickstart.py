@@ -42,6 +42,7 @@ from rich.rule import Rule
 
 from opendeploy.cli.logs import service_errors
 from opendeploy.errors import OpenDeployError
+from opendeploy.web import DASHBOARD_PATH, dashboard_hint
 
 __all__ = ["EXAMPLES_DIR", "QuickstartError", "prepare_revisions", "quickstart"]
 
@@ -162,17 +163,6 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 #: Where ``opendeploy server`` serves the dashboard (``GET /`` redirects there).
-DASHBOARD_PATH = "/ui/"
-
-
-def dashboard_hint(endpoint: str, data_dir: Path, access_key_id: str) -> str:
-    """Where the dashboard is and how to sign in to it (the server's admin key pair)."""
-    return (
-        f"dashboard {endpoint.rstrip('/')}{DASHBOARD_PATH}: sign in with access key ID "
-        f"{access_key_id} and its secret (aws_secret_access_key in {data_dir}/credentials)"
-    )
-
-
 def _what_next(directory: Path, data_dir: Path, port: int, ids: dict[str, str]) -> str:
     env = f"OPENDEPLOY_DATA_DIR={data_dir}"
     return "\n".join(

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from opendeploy.settings import ServerSettings
+from opendeploy.web import dashboard_hint
 
 _LOG_FIELDS_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
@@ -163,6 +164,8 @@ def server(
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")
-    click.echo(f"endpoint: {server_module.client_endpoint(settings)}", nl=True)
+    endpoint = server_module.client_endpoint(settings)
+    click.echo(f"endpoint: {endpoint}", nl=True)
+    click.echo(dashboard_hint(endpoint, settings.data_dir, creds.access_key_id))
     sys.stdout.flush()
     server_module.run(built)

@@ -7,6 +7,19 @@ server's credentials: a login with an admin access key pair opens a signed sessi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from opendeploy.web.routes import web_routes
 
-__all__ = ["web_routes"]
+__all__ = ["DASHBOARD_PATH", "dashboard_hint", "web_routes"]
+
+#: Where ``opendeploy server`` serves the dashboard (``/`` redirects there).
+DASHBOARD_PATH = "/ui/"
+
+
+def dashboard_hint(endpoint: str, data_dir: Path, access_key_id: str) -> str:
+    """Where the dashboard is and how to sign in to it (the server's admin key pair)."""
+    return (
+        f"dashboard {endpoint.rstrip('/')}{DASHBOARD_PATH}: sign in with access key ID "
+        f"{access_key_id} and its secret (aws_secret_access_key in {data_dir}/credentials)"
+    )
