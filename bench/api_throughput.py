@@ -123,8 +123,12 @@ def main() -> None:
             running_server(work / "server", database_url=url) as server,
         ):
             deployment_id = _setup(server)
+
+            def get_deployment(c: Any, d: str = deployment_id) -> None:
+                c.get_deployment(deploymentId=d)
+
             calls: dict[str, Callable[[Any], None]] = {
-                "GetDeployment": lambda c, d=deployment_id: c.get_deployment(deploymentId=d),
+                "GetDeployment": get_deployment,
                 "CreateApplication": lambda c: c.create_application(
                     applicationName=f"app-{uuid.uuid4().hex[:12]}"
                 ),

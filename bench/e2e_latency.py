@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -59,7 +60,7 @@ def local_floor(bundle: bytes, directory: Path, runs: int) -> float:
     return statistics.median(times)
 
 
-def event_gaps(client, deployment_id: str, hosts: list[str]) -> list[float]:
+def event_gaps(client: Any, deployment_id: str, hosts: list[str]) -> list[float]:
     """Seconds between the end of each event and the start of the next, as the server saw it."""
     gaps = []
     for host in hosts:

@@ -558,12 +558,11 @@ def test_hook_login_environment_decides_the_runas_environment(
             spec = local_spec(bundle, f"d-login-{login}")
             settings = dataclasses.replace(config, hook_login_environment=login)
             deploy(spec, settings, "DownloadBundle", "Install")
-            result = execute_event(
-                spec,
-                "ApplicationStart",
-                config=settings,
-                on_output=lambda _stream, line, out=lines: out.append(line),
-            )
+
+            def collect(_stream: str, line: str, out: list[str] = lines) -> None:
+                out.append(line)
+
+            result = execute_event(spec, "ApplicationStart", config=settings, on_output=collect)
             assert result.status is EventStatus.SUCCEEDED, result
             seen[login] = lines
         assert seen[True] == [f"{user} unset /bin/sh d-login-True"]  # su -: a fresh environment

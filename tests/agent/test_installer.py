@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from opendeploy.agent.cleanup import read_cleanup_file
-from opendeploy.agent.installer import Copy, InstallResult, Mkdir, install, instruction_from_json
+from opendeploy.agent.installer import (
+    Copy,
+    InstallResult,
+    Instruction,
+    Mkdir,
+    install,
+    instruction_from_json,
+)
 from opendeploy.agent.permissions import Chmod, Chown, SetAcl, SetContext
 from opendeploy.appspec.model import (
     Ace,
@@ -497,7 +504,7 @@ def test_memory_stays_bounded_for_a_large_bundle(instructions: Path, tmp_path: P
 
 
 def test_every_instruction_survives_the_round_trip_through_install_json() -> None:
-    values = [
+    values: list[Instruction] = [
         Copy("/b/a.txt", "/srv/a.txt"),
         Mkdir("/srv/d"),
         Chmod("/srv/a.txt", "0644"),

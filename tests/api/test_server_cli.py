@@ -97,7 +97,7 @@ def test_deployment_timeout_flag_fails_a_deployment_that_runs_too_long(
 ) -> None:
     # The instance has no agent; dead-agent and pickup windows are long, so only the
     # deployment timeout (2 s) can end the deployment.
-    args = ("--deployment-timeout", "2", "--agent-dead-after", "120")
+    args: tuple[str, ...] = ("--deployment-timeout", "2", "--agent-dead-after", "120")
     args += ("--event-start-timeout", "120")
     with running_server(tmp_path / "data", database_url=sqlite_url, extra_args=args) as srv:
         cd = srv.client()

@@ -361,7 +361,7 @@ def test_watch_in_a_terminal_shows_the_live_table(cluster: Cluster) -> None:
     assert "host-3" in shown and "✓" in shown
 
 
-def _spawn(cluster: Cluster, args: list[str], rows: int, columns: int) -> pexpect.spawn:
+def _spawn(cluster: Cluster, args: list[str], rows: int, columns: int) -> pexpect.spawn[str]:
     import sys
 
     return pexpect.spawn(

@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -114,7 +115,7 @@ def archive(bundle_dir: Path, out: Path, kind: str, *, nested: str | None = None
                 else:
                     zf.write(path, name)
         return out
-    mode = "w:gz" if kind == "tgz" else "w"
+    mode: Literal["w:gz", "w"] = "w:gz" if kind == "tgz" else "w"
     with tarfile.open(out, mode) as tf:
         for path in entries:
             tf.add(path, prefix + path.relative_to(bundle_dir).as_posix(), recursive=False)

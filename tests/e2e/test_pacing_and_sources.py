@@ -43,8 +43,13 @@ ROLE = "arn:aws:iam::000000000000:role/opendeploy"
 BUCKET = "bundles"
 TAGS = {"role": "web"}
 HOSTS = 4
-HOOK_EVENTS = ("ApplicationStop", "BeforeInstall", "AfterInstall", "ApplicationStart")
-HOOK_EVENTS += ("ValidateService",)
+HOOK_EVENTS = (
+    "ApplicationStop",
+    "BeforeInstall",
+    "AfterInstall",
+    "ApplicationStart",
+    "ValidateService",
+)
 #: Long enough that hosts deployed together measurably overlap, short enough to stay quick.
 HOOK_SLEEP = "0.5"
 #: Short enough for quick failure scenarios, wide enough that a live agent's held-poll heartbeats

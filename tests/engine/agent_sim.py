@@ -105,19 +105,24 @@ class ScriptedAgent:
     log: list[tuple[str, str]] = field(default_factory=list)  # (deployment id, event) done
 
     def poll(self) -> dict[str, Any] | None:
-        return self.client.poll_host_command(HostIdentifier=self.host_id).get("HostCommand")
+        command: dict[str, Any] | None = self.client.poll_host_command(
+            HostIdentifier=self.host_id
+        ).get("HostCommand")
+        return command
 
     def spec(self, command: dict[str, Any]) -> dict[str, Any]:
-        return self.client.get_deployment_specification(
+        spec: dict[str, Any] = self.client.get_deployment_specification(
             DeploymentExecutionId=command["DeploymentExecutionId"], HostIdentifier=self.host_id
         )
+        return spec
 
     def ack(self, command: dict[str, Any], noop: bool = False) -> str | None:
         answer = self.client.put_host_command_acknowledgement(
             HostCommandIdentifier=command["HostCommandIdentifier"],
             Diagnostics={"Format": "JSON", "Payload": json.dumps({"IsCommandNoop": noop})},
         )
-        return answer.get("CommandStatus")
+        status: str | None = answer.get("CommandStatus")
+        return status
 
     def complete(
         self, command: dict[str, Any], ok: bool = True, code: int = 4, message: str = ""

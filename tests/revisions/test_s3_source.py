@@ -175,7 +175,9 @@ def test_endpoint_down_fails_fast_with_the_override_hint(tmp_path: Path) -> None
     assert message.endswith("Try using s3 endpoint override.")
 
 
-def test_the_s3_proxy_setting_is_used(endpoint: str, client: Any, bucket: str, tmp_path: Path):
+def test_the_s3_proxy_setting_is_used(
+    endpoint: str, client: Any, bucket: str, tmp_path: Path
+) -> None:
     client.put_object(Bucket=bucket, Key="p.zip", Body=b"x")
     proxy = f"http://127.0.0.1:{free_port()}"  # a proxy that is down: the fetch must fail
     source = source_for_revision(

@@ -53,7 +53,7 @@ def _register(store: Store, name: str) -> str:
 
 def test_migration_head_has_host_commands(store: Store) -> None:
     with store.database.read() as conn:
-        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        version: str = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         assert version >= "0002"
         assert conn.execute(text("SELECT count(*) FROM host_commands")).scalar_one() == 0
 

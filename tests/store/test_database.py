@@ -19,7 +19,9 @@ def test_open_migrates_and_reopens(database_url: str) -> None:
     store = Store.open(database_url)
     try:
         with store.database.read() as conn:
-            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            version: str = conn.execute(
+                text("SELECT version_num FROM alembic_version")
+            ).scalar_one()
         # The newest migration shipped in the package is the one applied.
         scripts = ScriptDirectory(str(importlib.resources.files("opendeploy.store") / "migrations"))
         assert [version] == scripts.get_heads()

@@ -319,7 +319,7 @@ def test_stop_and_roll_back_links_the_rollback_both_ways(dashboard_server: Runni
     app, group = _app_and_group(dashboard_server, tag)
     _silent_host(dashboard_server, tag)
     api = dashboard_server.client()
-    v1 = {
+    v1: dict[str, Any] = {
         "revisionType": "S3",
         "s3Location": {"bucket": "bundles", "key": "v1.zip", "bundleType": "zip"},
     }
