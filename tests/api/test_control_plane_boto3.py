@@ -29,18 +29,12 @@ S3 = {
 }
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ],
-)
+@pytest.fixture(scope="module")
 def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    module_backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    data = tmp_path_factory.mktemp(f"server-{request.param}")
-    with server_on(request.param, data) as (srv, _url):
+    data = tmp_path_factory.mktemp(f"server-{module_backend}")
+    with server_on(module_backend, data) as (srv, _url):
         yield srv
 
 

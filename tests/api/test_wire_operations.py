@@ -63,19 +63,13 @@ def s3_revision(key: str) -> dict[str, Any]:
 # --- servers, clients, the shared fixtures -------------------------------------------------------
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ],
-)
+@pytest.fixture(scope="module")
 def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    module_backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningServer, str]]:
     """One server per database for the module, paging after :data:`PAGE` items."""
-    data = tmp_path_factory.mktemp(f"wire-{request.param}")
-    with server_on(request.param, data, env={PAGE_SIZE_ENV: str(PAGE)}) as pair:
+    data = tmp_path_factory.mktemp(f"wire-{module_backend}")
+    with server_on(module_backend, data, env={PAGE_SIZE_ENV: str(PAGE)}) as pair:
         yield pair
 
 

@@ -19,8 +19,8 @@ from botocore import xform_name
 
 from opendeploy.cli.aws_commands import service_model
 from opendeploy.cli.aws_names import AWS_COMMANDS, OPERATIONS
-from opendeploy.store.database import Store
 from opendeploy.testing.server import RunningServer, running_server
+from tests._stored import server_store, stored_deployment
 from tests.cli._aws_cli import OPENDEPLOY, ROLE, local_server_env, run
 
 
@@ -45,6 +45,19 @@ def od(env: dict[str, str], *args: str) -> Any:
     result = run(OPENDEPLOY, *args, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+def create_group(env: dict[str, str], app: str, group: str, *options: str) -> Any:
+    """``opendeploy create-deployment-group`` of ``group`` in ``app`` (with the test role), with
+    ``options``; its parsed output."""
+    return od(env, "create-deployment-group", "--application-name", app,
+              "--deployment-group-name", group, "--service-role-arn", ROLE, *options)  # fmt: skip
+
+
+def groups_by_name(cd: Any, app: str, *names: str) -> dict[str, Any]:
+    """The named deployment groups of ``app`` as boto3 returns them, by name."""
+    found = cd.batch_get_deployment_groups(applicationName=app, deploymentGroupNames=list(names))
+    return {g["deploymentGroupName"]: g for g in found["deploymentGroupsInfo"]}
 
 
 def unique(prefix: str) -> str:
@@ -84,12 +97,8 @@ def test_deployment_groups_take_shorthand_and_json(
 ) -> None:
     app = unique("groups")
     cd.create_application(applicationName=app)
-    od(
-        env,
-        "create-deployment-group",
-        "--application-name", app,
-        "--deployment-group-name", "ec2",
-        "--service-role-arn", ROLE,
+    create_group(
+        env, app, "ec2",
         "--ec2-tag-filters",
         "Key=Name,Value=web,Type=KEY_AND_VALUE",
         "Key=env,Value=prod,Type=KEY_AND_VALUE",
@@ -110,31 +119,18 @@ def test_deployment_groups_take_shorthand_and_json(
 
     filters = tmp_path / "filters.json"
     filters.write_text('[{"Key": "role", "Value": "db", "Type": "KEY_AND_VALUE"}]')
-    od(
-        env,
-        "create-deployment-group",
-        "--application-name", app,
-        "--deployment-group-name", "json",
-        "--service-role-arn", ROLE,
+    create_group(
+        env, app, "json",
         "--on-premises-instance-tag-filters", f"file://{filters}",
         "--auto-rollback-configuration", '{"enabled": false}',
     )  # fmt: skip
-    od(
-        env,
-        "create-deployment-group",
-        "--application-name", app,
-        "--deployment-group-name", "tagset",
-        "--service-role-arn", ROLE,
+    create_group(
+        env, app, "tagset",
         "--on-premises-tag-set",
         "onPremisesTagSetList=[[{Key=a,Value=1,Type=KEY_AND_VALUE}],"
         "[{Key=b,Value=2,Type=KEY_AND_VALUE},{Key=c,Value=3,Type=KEY_AND_VALUE}]]",
     )  # fmt: skip
-    by_name = {
-        g["deploymentGroupName"]: g
-        for g in cd.batch_get_deployment_groups(
-            applicationName=app, deploymentGroupNames=["json", "tagset"]
-        )["deploymentGroupsInfo"]
-    }
+    by_name = groups_by_name(cd, app, "json", "tagset")
     assert by_name["json"]["onPremisesInstanceTagFilters"] == [
         {"Key": "role", "Value": "db", "Type": "KEY_AND_VALUE"}
     ]
@@ -187,12 +183,8 @@ def test_revision_deployment_stop_and_failed_wait(env: dict[str, str], cd: Any) 
        f"Key=app,Value={app}")  # fmt: skip
     tags = cd.get_on_premises_instance(instanceName=host)["instanceInfo"]["tags"]
     assert tags == [{"Key": "app", "Value": app}]
-    od(
-        env,
-        "create-deployment-group",
-        "--application-name", app,
-        "--deployment-group-name", "hosts",
-        "--service-role-arn", ROLE,
+    create_group(
+        env, app, "hosts",
         "--on-premises-instance-tag-filters", f"Key=app,Value={app},Type=KEY_AND_VALUE",
     )  # fmt: skip
     od(
@@ -347,34 +339,21 @@ def test_wrong_names_suggest_the_close_ones(env: dict[str, str], cd: Any) -> Non
 def test_deployment_groups_take_the_json_forms(env: dict[str, str], cd: Any) -> None:
     app = unique("json-forms")
     cd.create_application(applicationName=app)
-    od(
-        env,
-        "create-deployment-group",
-        "--application-name", app,
-        "--deployment-group-name", "ec2",
-        "--service-role-arn", ROLE,
+    create_group(
+        env, app, "ec2",
         "--ec2-tag-filters",
         '[{"Key": "Name", "Value": "web", "Type": "KEY_AND_VALUE"},'
         ' {"Key": "env", "Type": "KEY_ONLY"}]',
     )  # fmt: skip
-    od(
-        env,
-        "create-deployment-group",
-        "--application-name", app,
-        "--deployment-group-name", "tagset",
-        "--service-role-arn", ROLE,
+    create_group(
+        env, app, "tagset",
         "--on-premises-tag-set",
         json.dumps({"onPremisesTagSetList": [
             [{"Key": "a", "Value": "1", "Type": "KEY_AND_VALUE"}],
             [{"Key": "b", "Value": "2", "Type": "KEY_AND_VALUE"}, {"Key": "c", "Type": "KEY_ONLY"}],
         ]}),
     )  # fmt: skip
-    groups = {
-        g["deploymentGroupName"]: g
-        for g in cd.batch_get_deployment_groups(
-            applicationName=app, deploymentGroupNames=["ec2", "tagset"]
-        )["deploymentGroupsInfo"]
-    }
+    groups = groups_by_name(cd, app, "ec2", "tagset")
     assert groups["ec2"]["ec2TagFilters"] == [
         {"Key": "Name", "Value": "web", "Type": "KEY_AND_VALUE"},
         {"Key": "env", "Type": "KEY_ONLY"},
@@ -518,10 +497,10 @@ def _stored_deployment(server: RunningServer, app: str, *, status: str, **column
     """An application, a group and a deployment in ``status`` written into the server's store
     (as the engine would leave it: the tests here run no agents)."""
     now = datetime.now(UTC)
-    store = Store.open(f"sqlite:///{server.data_dir.resolve() / 'opendeploy.db'}")
+    store = server_store(server)
     try:
         app_row = store.applications.create(name=app, compute_platform="Server", now=now)
-        group = store.deployment_groups.create(
+        store.deployment_groups.create(
             application_id=app_row["application_id"],
             app_name=app,
             name="group",
@@ -531,29 +510,19 @@ def _stored_deployment(server: RunningServer, app: str, *, status: str, **column
             },
             now=now,
         )
-        deployment_id = "d-" + uuid.uuid4().hex[:9].upper()
-        store.deployments.create(
-            deployment={
-                "deployment_id": deployment_id,
-                "application_id": app_row["application_id"],
-                "application_name": app,
-                "deployment_group_id": group["deployment_group_id"],
-                "deployment_group_name": "group",
-                "deployment_config_name": "CodeDeployDefault.AllAtOnce",
-                "compute_platform": "Server",
-                "creator": "user",
-                "revision": {
-                    "revisionType": "S3",
-                    "s3Location": {"bucket": "b", "key": "k.zip", "bundleType": "zip"},
-                },
-                "status": status,
-                "start_time": now,
-                "complete_time": now if status in ("Succeeded", "Failed", "Stopped") else None,
-                **columns,
-            },
-            select_targets=None,
+        deployment_id: str = stored_deployment(
+            store,
+            app,
+            "group",
             now=now,
-        )
+            revision={
+                "revisionType": "S3",
+                "s3Location": {"bucket": "b", "key": "k.zip", "bundleType": "zip"},
+            },
+            status=status,
+            complete_time=now if status in ("Succeeded", "Failed", "Stopped") else None,
+            **columns,
+        )["deployment_id"]
         return deployment_id
     finally:
         store.close()

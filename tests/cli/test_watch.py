@@ -305,18 +305,10 @@ def test_watch_in_a_terminal_streams_hook_output_while_the_hook_runs(
     columns, rows = 100, 40
     child = _spawn(cluster, ["watch", dep, "--interval", "0.2"], rows, columns)
     screen = pyte.Screen(columns, rows)
-    stream = pyte.Stream(screen)
     raw: list[str] = []
     held_screen = ""
     try:
-        while True:
-            try:
-                chunk = child.read_nonblocking(65536, timeout=60)
-            except pexpect.EOF:
-                break
-            raw.append(chunk)
-            stream.feed(chunk)
-            shown = "\n".join(line.rstrip() for line in screen.display)
+        for shown in _screens(child, screen, raw):
             if not held_screen and HELD_LINE.search(shown):
                 # The gate is shut: this screen was drawn while the hook ran.
                 held_screen = shown
@@ -339,17 +331,9 @@ def test_watch_in_a_terminal_shows_the_live_table(cluster: Cluster) -> None:
     columns, rows = 100, 40
     child = _spawn(cluster, ["watch", dep, "--interval", "0.2"], rows, columns)
     screen = pyte.Screen(columns, rows)
-    stream = pyte.Stream(screen)
-    raw = []
+    raw: list[str] = []
     seen_running = False
-    while True:
-        try:
-            chunk = child.read_nonblocking(65536, timeout=60)
-        except pexpect.EOF:
-            break
-        raw.append(chunk)
-        stream.feed(chunk)
-        shown = "\n".join(screen.display)
+    for shown in _screens(child, screen, raw):
         seen_running = seen_running or ("InProgress" in shown and "Batch 1" in shown)
     child.close()
     assert child.exitstatus == 0, "".join(raw)
@@ -359,6 +343,20 @@ def test_watch_in_a_terminal_shows_the_live_table(cluster: Cluster) -> None:
     assert f"Deployment {dep} Succeeded" in shown
     assert "Batch 1" in shown and "Validate" in shown
     assert "host-3" in shown and "✓" in shown
+
+
+def _screens(child: pexpect.spawn[str], screen: pyte.Screen, raw: list[str]) -> Iterator[str]:
+    """Feed the child's output into ``screen`` until it exits, keeping it in ``raw``; after each
+    chunk, the screen's text (lines right-stripped)."""
+    stream = pyte.Stream(screen)
+    while True:
+        try:
+            chunk = child.read_nonblocking(65536, timeout=60)
+        except pexpect.EOF:
+            return
+        raw.append(chunk)
+        stream.feed(chunk)
+        yield "\n".join(line.rstrip() for line in screen.display)
 
 
 def _spawn(cluster: Cluster, args: list[str], rows: int, columns: int) -> pexpect.spawn[str]:

@@ -563,19 +563,9 @@ def test_the_bundled_sample_app_deploys_twice(host: Host) -> None:
         assert "ApplicationStop [stdout] stopped the previous revision" in second.stdout
         ids = [p.name for p in host.deployments()]
         logged = (SAMPLE_TARGET / "events.log").read_text().splitlines()
+        # The sample app has a hook for every event, as our default bundle does.
         assert [line.split()[1:] for line in logged if line.endswith(ids[1])] == [
-            [event, ids[1]]
-            for event in (
-                "BeforeBlockTraffic",
-                "AfterBlockTraffic",
-                "ApplicationStop",
-                "BeforeInstall",
-                "AfterInstall",
-                "ApplicationStart",
-                "ValidateService",
-                "BeforeAllowTraffic",
-                "AfterAllowTraffic",
-            )
+            [event, ids[1]] for event in HOOK_EVENTS
         ]
         app = SAMPLE_TARGET / "app"
         assert stat.S_IMODE((app / "config.json").stat().st_mode) == 0o640

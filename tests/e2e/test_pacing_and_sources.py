@@ -60,18 +60,12 @@ SERVER_ARGS = ("--agent-dead-after", "3", "--poll-timeout", "2", "--event-start-
 # -- databases (module scope: one server per database) --------------------------------------------
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ],
-)
+@pytest.fixture(scope="module")
 def module_database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    module_backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Like ``database_url`` in tests/conftest.py, but shared by every test of this module."""
-    if request.param == "sqlite":
+    if module_backend == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'opendeploy.db'}"
         return
     with scratch_postgres_database() as url:
@@ -257,15 +251,19 @@ def pace_app(fleet: Fleet) -> str:
     return PACE_APP
 
 
-def _paced(fleet: Fleet, config: str) -> tuple[list[tuple[datetime, datetime]], str]:
-    client = fleet.client
-    deployment_id: str = client.create_deployment(
+def _start_pacing(fleet: Fleet, config: str) -> str:
+    """Deploy the hook bundle to the pacing group with ``config``; the deployment's id."""
+    deployment_id: str = fleet.client.create_deployment(
         applicationName=PACE_APP,
         deploymentGroupName=PACE_GROUP,
         revision=_s3_revision(fleet, "pace.zip"),
         deploymentConfigName=config,
     )["deploymentId"]
-    return _checked_pacing(fleet, deployment_id)
+    return deployment_id
+
+
+def _paced(fleet: Fleet, config: str) -> tuple[list[tuple[datetime, datetime]], str]:
+    return _checked_pacing(fleet, _start_pacing(fleet, config))
 
 
 def _checked_pacing(
@@ -301,12 +299,7 @@ def test_half_at_a_time_keeps_exactly_two_hosts_in_flight(fleet: Fleet, pace_app
     for proof in proofs:
         (proof / "hold").touch()
     try:
-        deployment_id: str = client.create_deployment(
-            applicationName=PACE_APP,
-            deploymentGroupName=PACE_GROUP,
-            revision=_s3_revision(fleet, "pace.zip"),
-            deploymentConfigName="CodeDeployDefault.HalfAtATime",
-        )["deploymentId"]
+        deployment_id = _start_pacing(fleet, "CodeDeployDefault.HalfAtATime")
         for proof in proofs:
             pid = proof / "hold.pid"
             wait_for(pid.exists, 30, f"{proof.parent.name}'s AfterInstall to hold")
@@ -344,12 +337,7 @@ def test_stop_ends_the_held_hosts_event(fleet: Fleet, pace_app: str) -> None:
     proof = fleet.proof(held)
     (proof / "hold").touch()
     try:
-        deployment_id: str = client.create_deployment(
-            applicationName=PACE_APP,
-            deploymentGroupName=PACE_GROUP,
-            revision=_s3_revision(fleet, "pace.zip"),
-            deploymentConfigName="CodeDeployDefault.AllAtOnce",
-        )["deploymentId"]
+        deployment_id = _start_pacing(fleet, "CodeDeployDefault.AllAtOnce")
         wait_for(lambda: (proof / "hold.pid").exists(), 30, f"{held.name}'s AfterInstall to hold")
         answer = client.stop_deployment(deploymentId=deployment_id)
         assert answer["status"] in ("Pending", "Succeeded"), answer
@@ -491,7 +479,7 @@ _PUSH_HINT = re.compile(
 
 # aws-cli's waiter polls every 15 s; the scenario is about the client, not the store, so it runs
 # on the SQLite fleet only (the same steps run through boto3 on both databases).
-@pytest.mark.parametrize("module_database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("module_backend", ["sqlite"], indirect=True)
 def test_unmodified_aws_cli_drives_a_deployment(fleet: Fleet) -> None:
     assert fleet.database_url.startswith("sqlite")
 

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import update
 
 from opendeploy.store import tables
-from opendeploy.store.database import Store
 from opendeploy.testing.server import RunningServer
+from tests._stored import server_store, stored_deployment
 from tests.web.conftest import login
 
 pytestmark = pytest.mark.e2e
@@ -55,10 +55,6 @@ def _app_and_group(server: RunningServer, tag: str) -> tuple[str, str]:
         onPremisesInstanceTagFilters=[{"Key": "dash", "Value": tag, "Type": "KEY_AND_VALUE"}],
     )
     return app, group
-
-
-def _store(server: RunningServer) -> Store:
-    return Store.open(f"sqlite:///{server.data_dir.resolve() / 'opendeploy.db'}")
 
 
 # -- sessions ----------------------------------------------------------------------------------
@@ -106,7 +102,7 @@ def test_login_takes_only_an_admin_key_pair(dashboard_server: RunningServer) -> 
     )
     assert wrong.status_code == 401 and "not an admin key" in wrong.text
     assert "od_session" not in wrong.cookies
-    store = _store(dashboard_server)
+    store = server_store(dashboard_server)
     try:
         key_id, secret = store.access_keys.create(principal="arn:whatever", kind="instance")
     finally:
@@ -263,36 +259,17 @@ def _stored_deployment(
 ) -> str:
     """A deployment written straight into the server's store (no targets), in ``status``;
     with ``last_success``, recorded as its group's last successful deployment."""
-    store = _store(server)
+    store = server_store(server)
     now = datetime.now(UTC)
     try:
-        app_row = store.applications.require(app)
-        group_row = store.deployment_groups.get(app_row["application_id"], group)
-        assert group_row is not None
-        deployment_id = "d-" + uuid.uuid4().hex[:9].upper()
-        store.deployments.create(
-            deployment={
-                "deployment_id": deployment_id,
-                "application_id": app_row["application_id"],
-                "application_name": app,
-                "deployment_group_id": group_row["deployment_group_id"],
-                "deployment_group_name": group,
-                "deployment_config_name": "CodeDeployDefault.AllAtOnce",
-                "compute_platform": "Server",
-                "creator": "user",
-                "status": status,
-                "start_time": now,
-                **columns,
-            },
-            select_targets=None,
-            now=now,
-        )
+        row = stored_deployment(store, app, group, now=now, status=status, **columns)
+        deployment_id: str = row["deployment_id"]
         if last_success:
             groups = tables.deployment_groups
             with store.database.write() as conn:
                 conn.execute(
                     update(groups)
-                    .where(groups.c.deployment_group_id == group_row["deployment_group_id"])
+                    .where(groups.c.deployment_group_id == row["deployment_group_id"])
                     .values(last_successful_deployment_id=deployment_id)
                 )
         return deployment_id
@@ -402,7 +379,7 @@ def test_continue_a_deployment_that_waits(dashboard_server: RunningServer) -> No
         assert answer.status_code == 303
         assert answer.headers["location"] == f"/ui/deployments/{waiting}"
         assert f"Deployment {waiting} continues." in client.get(answer.headers["location"]).text
-        store = _store(dashboard_server)
+        store = server_store(dashboard_server)
         try:
             row = store.deployments.get(waiting)
         finally:
@@ -468,7 +445,7 @@ def test_stream_of_a_finished_deployment_sends_each_region_then_ends(
 
 def _fill(server: RunningServer, app: str, group: str, count: int) -> tuple[str, list[str]]:
     """``count`` registered instances and a finished deployment to all of them, via the store."""
-    store = _store(server)
+    store = server_store(server)
     now = datetime.now(UTC)
     try:
         names = [f"fleet-{i:04d}" for i in range(count)]
@@ -481,34 +458,23 @@ def _fill(server: RunningServer, app: str, group: str, count: int) -> tuple[str,
                 now=now,
             )
         store.instances.add_tags(names, [("fleet", "big"), ("rack", "r1")])
-        app_row = store.applications.require(app)
-        group_row = store.deployment_groups.get(app_row["application_id"], group)
-        assert group_row is not None
-        deployment_id = "d-" + uuid.uuid4().hex[:9].upper()
-        store.deployments.create(
-            deployment={
-                "deployment_id": deployment_id,
-                "application_id": app_row["application_id"],
-                "application_name": app,
-                "deployment_group_id": group_row["deployment_group_id"],
-                "deployment_group_name": group,
-                "deployment_config_name": "CodeDeployDefault.HalfAtATime",
-                "compute_platform": "Server",
-                "creator": "user",
-                "revision": {
-                    "revisionType": "S3",
-                    "s3Location": {"bucket": "b", "key": "big.zip", "bundleType": "zip"},
-                },
-                "status": "Failed",
-                "start_time": now,
-                "complete_time": now + timedelta(minutes=3),
-                "error_information": {"code": "HEALTH_CONSTRAINTS", "message": "too many failed"},
-            },
+        deployment_id: str = stored_deployment(
+            store,
+            app,
+            group,
+            now=now,
             select_targets=lambda fleet: [
                 (n, a, None) for n, a, _ in fleet if n.startswith("fleet-")
             ],
-            now=now,
-        )
+            deployment_config_name="CodeDeployDefault.HalfAtATime",
+            revision={
+                "revisionType": "S3",
+                "s3Location": {"bucket": "b", "key": "big.zip", "bundleType": "zip"},
+            },
+            status="Failed",
+            complete_time=now + timedelta(minutes=3),
+            error_information={"code": "HEALTH_CONSTRAINTS", "message": "too many failed"},
+        )["deployment_id"]
         events = [
             "ApplicationStop",
             "DownloadBundle",
@@ -595,7 +561,7 @@ def test_instances_page_names_agents_that_are_not_polling(dashboard_server: Runn
         api.register_on_premises_instance(
             instanceName=name, iamUserArn=f"arn:aws:iam::000000000000:user/{name}"
         )
-    store = _store(dashboard_server)
+    store = server_store(dashboard_server)
     now = datetime.now(UTC)
     try:
         store.instances.touch(names["fresh"], now=now, agent_version="OFFICIAL_1.7.1")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+from click.decorators import FC
 
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
@@ -30,6 +32,17 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # Alembic announces each of its plugins at INFO on every start; keep the log about us.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC], FC]:
+    """An option taking a positive number of seconds, its default shown in ``--help``."""
+    return click.option(
+        flag,
+        type=click.FloatRange(min=0, min_open=True),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
 
 
 @click.command("server")
@@ -66,46 +79,36 @@ def configure_logging(level: str) -> None:
     is_flag=True,
     help="Serve HTTPS with a self-signed certificate created once in the data directory.",
 )
-@click.option(
+@_seconds_option(
     "--agent-dead-after",
-    type=click.FloatRange(min=0, min_open=True),
-    default=15.0,
-    show_default=True,
-    help="Seconds without a poll after which an agent's lifecycle event fails.",
+    15.0,
+    "Seconds without a poll after which an agent's lifecycle event fails.",
 )
-@click.option(
+@_seconds_option(
     "--event-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=3600.0,
-    show_default=True,
-    help=(
+    3600.0,
+    (
         "Seconds a lifecycle event may run before it fails (the official service's default, "
         "which it does not let you change: one hour)."
     ),
 )
-@click.option(
+@_seconds_option(
     "--deployment-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=12 * 3600.0,
-    show_default=True,
-    help=(
+    12 * 3600.0,
+    (
         "Seconds a deployment may run before it fails with TIMEOUT (the official service's "
         "default for an in-place deployment: 12 hours)."
     ),
 )
-@click.option(
+@_seconds_option(
     "--event-start-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=300.0,
-    show_default=True,
-    help="Seconds a dispatched lifecycle event may wait for its agent to take it up.",
+    300.0,
+    "Seconds a dispatched lifecycle event may wait for its agent to take it up.",
 )
-@click.option(
+@_seconds_option(
     "--poll-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="Seconds a PollHostCommand is held when there is no command.",
+    20.0,
+    "Seconds a PollHostCommand is held when there is no command.",
 )
 @click.option(
     "--log-level",

@@ -1,0 +1,49 @@
+"""Rows written straight into a test server's store, for states no API call can reach quickly
+(a finished deployment without agents, a thousand-instance fleet)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from opendeploy.store.database import Store
+from opendeploy.store.deployments import TargetSelector
+from opendeploy.testing.server import RunningServer
+
+
+def server_store(server: RunningServer) -> Store:
+    """The store of a running server on its default SQLite file (the caller closes it)."""
+    return Store.open(f"sqlite:///{server.data_dir.resolve() / 'opendeploy.db'}")
+
+
+def stored_deployment(
+    store: Store,
+    app: str,
+    group: str,
+    *,
+    now: datetime,
+    select_targets: TargetSelector | None = None,
+    **columns: Any,
+) -> dict[str, Any]:
+    """A deployment of ``app``'s existing ``group`` (AllAtOnce, started ``now``) recorded in
+    ``store`` as the engine would leave it, with ``columns`` over those defaults; its row."""
+    app_row = store.applications.require(app)
+    group_row = store.deployment_groups.get(app_row["application_id"], group)
+    assert group_row is not None, f"{app}/{group} is not in the store"
+    return store.deployments.create(
+        deployment={
+            "deployment_id": "d-" + uuid.uuid4().hex[:9].upper(),
+            "application_id": app_row["application_id"],
+            "application_name": app,
+            "deployment_group_id": group_row["deployment_group_id"],
+            "deployment_group_name": group,
+            "deployment_config_name": "CodeDeployDefault.AllAtOnce",
+            "compute_platform": "Server",
+            "creator": "user",
+            "start_time": now,
+            **columns,
+        },
+        select_targets=select_targets,
+        now=now,
+    )
