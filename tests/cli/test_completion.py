@@ -1,11 +1,13 @@
-"""``opendeploy completion bash|zsh``: the scripts, and bash completing real command lines."""
+"""``opendeploy completion bash|zsh``: the scripts, and bash and zsh completing command lines."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from tests.cli._aws_cli import BIN, OPENDEPLOY, clean_env, run
@@ -67,3 +69,50 @@ def test_bash_loads_the_script_and_completes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["register-on-premises-instance"]
+
+
+def _output_line(child: pexpect.spawn[str], prefix: str) -> str:
+    """The rest of the next output line that starts with ``prefix`` (not the echoed input)."""
+    child.expect(rf"\r\n{prefix}([^\r\n]*)\r\n")
+    assert isinstance(child.match, re.Match)
+    return child.match.group(1)
+
+
+def _zsh_tab(tmp_path: Path, typed: str) -> str:
+    """The command line after typing ``typed`` and pressing TAB in an interactive ``zsh -f``
+    that loaded the script after ``compinit``, as a user's ``.zshrc`` would.
+
+    zsh's completion widgets only run inside the line editor, so this drives a real one in a
+    pseudo-terminal: TAB, then ``X``, then Ctrl-A and ``echo BUF:`` in front, and Enter, which
+    prints the completed line by itself on an output line of its own.
+    """
+    zsh = shutil.which("zsh")
+    assert zsh, "zsh is not installed: scripts/install installs it (apt-get install zsh)"
+    env = clean_env(tmp_path, PATH=f"{BIN}:/usr/bin:/bin", TERM="dumb", PS1="", RPS1="")
+    child = pexpect.spawn(zsh, ["-f", "-i"], env=env, encoding="utf-8", timeout=30)
+    try:
+        # Emacs bindings whatever $EDITOR says; -D: no .zcompdump in the home directory.
+        for line in (
+            "bindkey -e",
+            "autoload -U compinit && compinit -D",
+            'eval "$(opendeploy completion zsh)"',
+            "print -r -- READY:${_comps[opendeploy]}",
+        ):
+            child.sendline(line)
+        assert _output_line(child, "READY:") == "_opendeploy_completion"
+        child.send(typed + "\t")
+        child.send("X\x01echo BUF:\r")
+        completed = _output_line(child, "BUF:")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    return completed
+
+
+def test_zsh_loads_the_script_and_completes(tmp_path: Path) -> None:
+    assert _zsh_tab(tmp_path, "opendeploy create-app") == "opendeploy create-application X"
+    assert (
+        _zsh_tab(tmp_path, "opendeploy create-deployment --file-exists-behavior OVER")
+        == "opendeploy create-deployment --file-exists-behavior OVERWRITE X"
+    )
