@@ -73,7 +73,11 @@ def event_gaps(client: Any, deployment_id: str, hosts: list[str]) -> list[float]
 
 
 def measure(work: Path, hosts: int, runs: int, db: str) -> float:
-    with database(db, work) as url, fleet(work / f"h{hosts}", hosts, database_url=url) as f:
+    # Each size gets a server and a database of its own: the hosts of one size are named like
+    # those of the next (host-1 …), and a shared database would have them registered already.
+    size_dir = work / f"h{hosts}"
+    size_dir.mkdir(parents=True, exist_ok=True)
+    with database(db, size_dir) as url, fleet(size_dir, hosts, database_url=url) as f:
         revision = f.upload("trivial.zip", bundle_zip(work / "www")[0])
         status, warm = f.deploy(revision)
         assert status == "Succeeded", f"warm-up deployment {status}"
