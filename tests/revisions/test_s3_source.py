@@ -26,6 +26,7 @@ from opendeploy.revisions.sources import (
     parse_s3_location,
     source_for_revision,
 )
+from opendeploy.revisions.sources.s3 import s3_client
 from tests.revisions.servers import CREDENTIALS, free_port, moto_server, s3
 
 FAST = {"connect_timeout": 2.0, "read_timeout": 5.0, "max_attempts": 1}
@@ -338,3 +339,20 @@ def test_from_location(endpoint: str, client: Any, versioned: str, tmp_path: Pat
 def test_directory_is_not_an_s3_bundle_type() -> None:
     with pytest.raises(BundleError, match="BundleType: directory is not possible"):
         S3Source("b", "k", "directory")
+
+
+def test_clients_with_the_same_explicit_keys_are_reused_and_rotated_keys_get_a_new_one() -> None:
+    first = S3Credentials("AKIDREUSE", "secret-1")
+    a = s3_client(endpoint_url="http://127.0.0.1:9", credentials=first)
+    assert (
+        s3_client(
+            endpoint_url="http://127.0.0.1:9", credentials=S3Credentials("AKIDREUSE", "secret-1")
+        )
+        is a
+    )
+    rotated = s3_client(
+        endpoint_url="http://127.0.0.1:9", credentials=S3Credentials("AKIDREUSE", "secret-2")
+    )
+    assert rotated is not a
+    assert rotated._request_signer._credentials.secret_key == "secret-2"
+    assert s3_client(endpoint_url="http://127.0.0.1:10", credentials=first) is not a

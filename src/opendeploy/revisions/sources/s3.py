@@ -15,6 +15,7 @@ official agent have one ``proxy_uri`` for everything, and asked for a separate o
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -76,7 +77,70 @@ def s3_client(
     path-style); ``proxy`` is used for S3 only, whatever ``HTTPS_PROXY`` says. Credentials come
     from ``credentials``, else ``session``, else ``profile``, else boto3's usual chain
     (environment, shared files, instance metadata). ``max_attempts`` counts the first try.
+
+    With explicit ``credentials`` (what the agent passes) the client is reused: building one costs
+    tens of milliseconds of CPU (botocore loads and parses its models), more than the rest of a
+    small bundle's download, and boto3 clients are thread-safe. New credentials (a rotated key)
+    make a new client.
     """
+    if credentials is not None and session is None and profile is None:
+        return _cached_client(
+            endpoint_url,
+            region,
+            proxy,
+            credentials,
+            connect_timeout,
+            read_timeout,
+            max_attempts,
+        )
+    return _new_client(
+        endpoint_url=endpoint_url,
+        region=region,
+        proxy=proxy,
+        session=session,
+        profile=profile,
+        credentials=credentials,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_attempts=max_attempts,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(
+    endpoint_url: str | None,
+    region: str,
+    proxy: str | None,
+    credentials: S3Credentials,
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+) -> Any:
+    return _new_client(
+        endpoint_url=endpoint_url,
+        region=region,
+        proxy=proxy,
+        session=None,
+        profile=None,
+        credentials=credentials,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_attempts=max_attempts,
+    )
+
+
+def _new_client(
+    *,
+    endpoint_url: str | None,
+    region: str,
+    proxy: str | None,
+    session: boto3.session.Session | None,
+    profile: str | None,
+    credentials: S3Credentials | None,
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+) -> Any:
     if session is None:
         session = (
             boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
