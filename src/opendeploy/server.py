@@ -45,6 +45,7 @@ from opendeploy.api.commands.signing import SpecSigner, self_signed, write_priva
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import load_handlers
 from opendeploy.api.handlers.deployments import engine_stop_deployment, selector
+from opendeploy.api.key_cache import SecretCache
 from opendeploy.api.model import codedeploy_service
 from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
@@ -223,6 +224,19 @@ def _control_handler(store: Store, operation: str, handler: Handler, wake: Wakeu
     return call
 
 
+def _forgetting_keys(handler: Handler, secrets: SecretCache) -> Handler:
+    """``handler`` (DeregisterOnPremisesInstance) then forget cached secrets: the instance's key
+    must stop working at once, not when its cached secret expires."""
+
+    def call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return handler(ctx, params)
+        finally:
+            secrets.forget_all()
+
+    return call
+
+
 def _first_poll(store: Store, wake: Wakeup) -> Any:
     def select_groups(
         name: str, tags: dict[str, str], groups: list[dict[str, Any]]
@@ -264,7 +278,10 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             ServiceBinding(codedeploy_service(), control),
             ServiceBinding(command_service(), command_api.handlers()),
         ]
-        lookup_secret = store.commands.lookup_secret
+        lookup_secret = SecretCache(store.commands.lookup_secret)
+        control["DeregisterOnPremisesInstance"] = _forgetting_keys(
+            control["DeregisterOnPremisesInstance"], lookup_secret
+        )
         blobs = LocalBlobStore(settings.data_dir / BUNDLES_DIR)
 
         @asynccontextmanager

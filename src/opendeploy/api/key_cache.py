@@ -1,0 +1,70 @@
+"""SigV4 secrets remembered for a moment, so that a busy fleet does not query them per request.
+
+Every request is verified against its access key's secret; with thousands of agents each
+polling, acknowledging and completing, that lookup (two queries for an instance key: the key and
+whether its instance is still registered) was the largest single cost of the Command API. A
+secret found is remembered for ``ttl`` seconds. Only found secrets are remembered: a key issued a
+moment ago works at once. Deregistering an instance in this process forgets everything at once
+(:meth:`SecretCache.forget_all`); another replica's deregistration takes effect here within
+``ttl``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from opendeploy.api.sigv4 import SecretLookup
+
+__all__ = ["DEFAULT_TTL_SECONDS", "SecretCache"]
+
+#: How long a found secret is trusted without asking the store again.
+DEFAULT_TTL_SECONDS = 2.0
+
+
+class SecretCache:
+    """A :data:`SecretLookup` that remembers found secrets for ``ttl`` seconds."""
+
+    def __init__(
+        self,
+        lookup: SecretLookup,
+        *,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._found: dict[str, tuple[float, str]] = {}
+
+    def __call__(self, access_key_id: str) -> str | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._found.get(access_key_id)
+        if entry is not None and now < entry[0]:
+            return entry[1]
+        secret = self._lookup(access_key_id)
+        with self._lock:
+            if secret is None:
+                self._found.pop(access_key_id, None)
+            else:
+                if len(self._found) >= self._max_entries:
+                    self._drop_expired(now)
+                self._found[access_key_id] = (now + self._ttl, secret)
+        return secret
+
+    def forget_all(self) -> None:
+        """Ask the store again for every key (an instance was deregistered)."""
+        with self._lock:
+            self._found.clear()
+
+    def _drop_expired(self, now: float) -> None:
+        expired = [key for key, (until, _) in self._found.items() if until <= now]
+        for key in expired:
+            del self._found[key]
+        if len(self._found) >= self._max_entries:  # all fresh: start over rather than grow
+            self._found.clear()
