@@ -641,12 +641,14 @@ class EngineWorker:
     def _run(self) -> None:
         log.info("engine worker started owner=%s", self.owner)
         while not self._stopping.is_set():
+            started = time.monotonic()
             try:
                 self.run_once()
             except Exception:
                 log.exception("engine pass failed; retrying on the next tick")
             with self._passed:
                 self._passed.notify_all()
+            self._stopping.wait(rest_after_pass(time.monotonic() - started))
             self.wakeup.wait(self.settings.engine_tick_seconds)
         log.info("engine worker stopped owner=%s", self.owner)
 
@@ -772,6 +774,26 @@ class EngineWorker:
             )
         if rollback_id is not None:
             log.info("rollback deployment_id=%s rollback_id=%s", deployment_id, rollback_id)
+
+
+#: Passes cheaper than this run back to back when woken (a small fleet: no added latency).
+CHEAP_PASS_SECONDS = 0.005
+#: The longest rest after an expensive pass.
+MAX_REST_SECONDS = 0.2
+
+
+def rest_after_pass(spent: float) -> float:
+    """How long the worker rests after a pass that took ``spent`` seconds, before the next.
+
+    A pass reads every target of each active deployment, so its cost grows with the fleet, and
+    every acknowledgement or completion wakes the worker: with thousands of hosts reporting,
+    back-to-back passes would take a whole core and starve the API of the GIL. Resting as long as
+    the pass took caps the engine at about half a core, and the next pass takes in everything that
+    arrived meanwhile in one go. Cheap passes (a small fleet) do not rest at all.
+    """
+    if spent < CHEAP_PASS_SECONDS:
+        return 0.0
+    return min(spent, MAX_REST_SECONDS)
 
 
 def notify_hosts(notifier: HostNotifier, names: Sequence[str]) -> None:
