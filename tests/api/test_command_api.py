@@ -6,14 +6,17 @@ import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from sqlalchemy import event
 
 from opendeploy.agent.spec import S3Revision, parse_deployment_spec
 from opendeploy.api.commands.handlers import public_diagnostics
+from opendeploy.store import commands as cmd_store
 from tests.engine.agent_sim import (
     AGENT_EVENTS,
     S3_V1,
@@ -211,3 +214,90 @@ def test_error_code_mapping() -> None:
     odd = public_diagnostics("Failed", env("Unknown"))
     assert odd["errorCode"] == "UnknownError" and len(odd["logTail"]) == 4096
     assert public_diagnostics("Succeeded", None)["errorCode"] == "Success"
+
+
+def _wait_held(cluster: Cluster, *names: str) -> None:
+    """Until every one of ``names`` holds a poll in the server."""
+    deadline = time.monotonic() + 10
+    while not set(names) <= set(cluster.server.notifier.waiting()):
+        assert time.monotonic() < deadline, f"polls of {names} never held"
+        time.sleep(0.02)
+
+
+def test_a_command_created_by_another_replica_reaches_a_held_poll(
+    tmp_path: Path, database_url: str
+) -> None:
+    # No engine in this process creates the command, so nothing here wakes the poll: only the
+    # process's periodic sweep (SWEEP_SECONDS) can find it, as with a command of another replica.
+    settings = settings_for(tmp_path, database_url, poll_timeout_seconds=15.0)
+    with running_cluster(settings) as cluster:
+        agent = cluster.add_instance("web-1", {"app": "web"})
+        store = cluster.server.store
+        store.deployments.create(
+            deployment={
+                "deployment_id": "d-OTHERREPL",
+                "application_id": "app-1",
+                "application_name": "app",
+                "deployment_config_name": "CodeDeployDefault.OneAtATime",
+                "compute_platform": "Server",
+                "creator": "user",
+            },
+            select_targets=None,
+            now=datetime.now(UTC),
+        )
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(agent.poll)
+            _wait_held(cluster, "web-1")
+            with store.database.write() as conn:
+                command_id = cmd_store.dispatch(
+                    conn, "d-OTHERREPL", "web-1", "BeforeInstall", datetime.now(UTC)
+                )
+            created = time.monotonic()
+            command = held.result(timeout=20)
+            latency = time.monotonic() - created
+    assert command is not None and command["HostCommandIdentifier"] == command_id
+    # One sweep interval (1 s) plus generous room for a loaded machine; far below the 15 s
+    # after which the poll would have answered "no command".
+    assert latency < 6, f"the poll answered {latency:.1f} s after the command was created"
+
+
+def test_held_polls_keep_their_hosts_alive_in_batched_writes(
+    tmp_path: Path, database_url: str
+) -> None:
+    # dead_after 1.5 s: signs of life are due every 0.25 s, swept every 0.25 s.
+    settings = settings_for(
+        tmp_path, database_url, agent_dead_after_seconds=1.5, poll_timeout_seconds=8.0
+    )
+    with running_cluster(settings) as cluster:
+        agents = [cluster.add_instance(f"web-{i}", {"app": "web"}) for i in range(5)]
+        names = [a.name for a in agents]
+        engine = cluster.server.store.database.engine
+        seen_writes: list[int] = []  # rows per UPDATE of on_premises_instances
+
+        def count(
+            _conn: Any, _cursor: Any, statement: str, params: Any, _ctx: Any, many: bool
+        ) -> None:
+            if statement.lstrip().upper().startswith("UPDATE ON_PREMISES_INSTANCES"):
+                seen_writes.append(len(params) if many else 1)
+
+        with ThreadPoolExecutor(len(agents)) as pool:
+            held = [pool.submit(a.poll) for a in agents]
+            _wait_held(cluster, *names)
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                began = time.monotonic()
+                time.sleep(4)  # the polls are held for this long: several dead-agent windows
+                holding = time.monotonic() - began
+                instances = cluster.server.store.instances.get_many(names)
+                now = datetime.now(UTC)
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+            assert [f.result(timeout=20) for f in held] == [None] * len(agents)
+    for instance in instances:
+        assert instance is not None and instance["last_seen_at"] is not None
+        quiet = (now - instance["last_seen_at"]).total_seconds()
+        assert quiet < 1.5, f"{instance['name']} looks dead while holding a poll ({quiet:.2f} s)"
+    # Batched: one statement per sweep for all held polls (not one transaction per host and
+    # heartbeat), so fewer statements than sweeps could make, and several rows per statement.
+    assert 0 < len(seen_writes) <= holding / 0.25 + 4, seen_writes
+    assert max(seen_writes) >= 2, seen_writes

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
-from opendeploy.engine.dispatch import HostNotifier, long_poll_async
+from opendeploy.engine.dispatch import HostNotifier, Sweeper, long_poll_async
 
 
 def test_a_notify_from_another_thread_wakes_only_that_hosts_waiter() -> None:
@@ -29,7 +30,7 @@ def test_a_generation_that_already_moved_returns_at_once() -> None:
 
 
 def test_close_releases_every_held_poll_with_nothing() -> None:
-    notifier = HostNotifier(recheck_seconds=30)
+    notifier = HostNotifier()
     claims: list[int] = []
 
     def claim() -> object | None:
@@ -37,11 +38,7 @@ def test_close_releases_every_held_poll_with_nothing() -> None:
         return None
 
     async def scenario() -> object | None:
-        poll = asyncio.create_task(
-            long_poll_async(
-                notifier, "a", timeout=30, claim=claim, heartbeat=lambda: None, heartbeat_every=30
-            )
-        )
+        poll = asyncio.create_task(long_poll_async(notifier, "a", timeout=30, claim=claim))
         while not claims:  # the poll has made its first claim and is waiting now
             await asyncio.sleep(0.01)
         notifier.close()
@@ -51,7 +48,7 @@ def test_close_releases_every_held_poll_with_nothing() -> None:
 
 
 def test_a_poll_returns_what_the_claim_finds_after_the_wake_up() -> None:
-    notifier = HostNotifier(recheck_seconds=30)
+    notifier = HostNotifier()
     ready: list[str] = []
     claims: list[int] = []
 
@@ -60,11 +57,7 @@ def test_a_poll_returns_what_the_claim_finds_after_the_wake_up() -> None:
         return ready[0] if ready else None
 
     async def scenario() -> object | None:
-        poll = asyncio.create_task(
-            long_poll_async(
-                notifier, "a", timeout=30, claim=claim, heartbeat=lambda: None, heartbeat_every=30
-            )
-        )
+        poll = asyncio.create_task(long_poll_async(notifier, "a", timeout=30, claim=claim))
         while not claims:  # the first claim found nothing; the poll is held now
             await asyncio.sleep(0.01)
         ready.append("command-1")
@@ -72,3 +65,45 @@ def test_a_poll_returns_what_the_claim_finds_after_the_wake_up() -> None:
         return await asyncio.wait_for(poll, 5)
 
     assert asyncio.run(scenario()) == "command-1"
+
+
+def test_waiting_lists_the_hosts_holding_a_poll() -> None:
+    notifier = HostNotifier()
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        held = asyncio.create_task(notifier.wait_async("a", notifier.generation("a"), 30))
+        while not notifier.waiting():
+            await asyncio.sleep(0.01)
+        during = notifier.waiting()
+        notifier.notify(["a"])
+        await held
+        return during, notifier.waiting()
+
+    assert asyncio.run(scenario()) == (["a"], [])
+
+
+def test_a_sweeper_runs_periodically_and_once_more_when_the_notifier_closes() -> None:
+    notifier = HostNotifier()
+    runs: list[float] = []
+    twice = threading.Event()
+
+    def sweep() -> None:
+        runs.append(time.monotonic())
+        if len(runs) >= 2:
+            twice.set()
+        if len(runs) == 1:
+            raise RuntimeError("a failing sweep is logged, not fatal")
+
+    sweeper = Sweeper(sweep, 0.05, name="test-sweep")
+    notifier.on_close(sweeper.stop)
+    sweeper.start()
+    assert twice.wait(10), "the sweeper did not run again after a failed run"
+    notifier.close()  # stops the sweeper and waits for its last run
+    after_close = len(runs)
+    assert after_close >= 3  # two periodic runs, and the last one at stop
+    time.sleep(0.2)  # would be several more runs if it were still going
+    assert len(runs) == after_close
+    # Registered after the close: the callback runs at once.
+    late: list[int] = []
+    notifier.on_close(lambda: late.append(1))
+    assert late == [1]

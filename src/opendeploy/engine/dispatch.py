@@ -6,9 +6,11 @@ a thread per held poll does not scale to a fleet of thousands of hosts:
 
 - :class:`HostNotifier`: a long PollHostCommand waits on its host's name and is woken the moment
   the worker creates a command for that host (only that host's waiters are woken: no thundering
-  herd). With several replicas the command may be created by another process, so a waiting poll
-  also re-checks the database every ``recheck_seconds`` (the only cross-process path; no broker
-  needed).
+  herd). With several replicas the command may be created by another process: one
+  :class:`Sweeper` thread per process asks the database every ``SWEEP_SECONDS`` which of the
+  hosts waiting here have a deliverable command and wakes those (the only cross-process path; no
+  broker needed). One query per process and interval, not one per held poll: a fleet of
+  thousands of idle held polls then costs next to nothing.
 - :class:`Wakeup`: the worker sleeps on it between ticks; CreateDeployment, StopDeployment and
   every agent acknowledgement or completion set it, so the engine reacts at once.
 """
@@ -17,14 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 
 import anyio.to_thread
 
-#: How often a held poll looks at the database for commands created by another replica.
-RECHECK_SECONDS = 1.0
+log = logging.getLogger("opendeploy.dispatch")
+
+#: How often a process looks at the database for commands created by another replica (the most
+#: a command created elsewhere waits before a poll held here answers with it).
+SWEEP_SECONDS = 1.0
 
 
 class Wakeup:
@@ -46,14 +52,15 @@ class Wakeup:
 class HostNotifier:
     """Per-host generations: a poll waits until its host's generation moves (or a timeout)."""
 
-    def __init__(self, *, recheck_seconds: float = RECHECK_SECONDS) -> None:
+    def __init__(self) -> None:
         # Guards the generations and waiters: notify() comes from the worker's thread.
         self._lock = threading.Lock()
         self._generation: dict[str, int] = {}
         # Polls waiting on an event loop: host -> futures, each resolved on its own loop.
         self._async_waiters: dict[str, set[_LoopWaiter]] = {}
         self._closed = False
-        self.recheck_seconds = recheck_seconds
+        # Run (once, in order) when the notifier closes: background sweeps stop with it.
+        self._on_close: list[Callable[[], None]] = []
 
     @property
     def closed(self) -> bool:
@@ -62,6 +69,19 @@ class HostNotifier:
     def generation(self, host: str) -> int:
         with self._lock:
             return self._generation.get(host, 0)
+
+    def waiting(self) -> list[str]:
+        """The hosts with a poll held right now (what a sweep looks for and keeps alive)."""
+        with self._lock:
+            return list(self._async_waiters)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the notifier closes (at once when it is closed already)."""
+        with self._lock:
+            if not self._closed:
+                self._on_close.append(callback)
+                return
+        callback()
 
     def notify(self, hosts: Iterable[str]) -> None:
         """Wake every poll waiting for any of ``hosts``."""
@@ -79,6 +99,13 @@ class HostNotifier:
                 for waiter in waiters:
                     waiter.wake()
             self._async_waiters.clear()
+            callbacks, self._on_close = self._on_close, []
+        # Outside the lock: a stopping sweep may still be calling waiting() or notify().
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one failing callback must not keep the others from running
+                log.exception("notifier close callback failed")
 
     async def wait_async(self, host: str, seen: int, timeout: float) -> bool:
         """Wait until ``host``'s generation differs from ``seen``; False on timeout or close.
@@ -120,33 +147,62 @@ class _LoopWaiter:
             self.loop.call_soon_threadsafe(resolve)
 
 
+class Sweeper:
+    """A daemon thread that runs ``sweep`` every ``interval`` s, and once more when stopped.
+
+    The Command API's per-process chores live here (waking polls for commands created by another
+    replica, writing the batched signs of life). :meth:`stop` waits for the last run, so that it
+    finishes before the store it writes to is closed; errors are logged, never fatal (a database
+    that is briefly unreachable must not end the sweeps for good).
+    """
+
+    def __init__(self, sweep: Callable[[], None], interval: float, *, name: str) -> None:
+        self._sweep = sweep
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._run_once()
+        self._run_once()
+
+    def _run_once(self) -> None:
+        try:
+            self._sweep()
+        except Exception:
+            log.exception("sweep failed name=%s", self._thread.name)
+
+
 async def long_poll_async(
     notifier: HostNotifier,
     host: str,
     *,
     timeout: float,
     claim: Callable[[], object | None],
-    heartbeat: Callable[[], None],
-    heartbeat_every: float,
 ) -> object | None:
     """Hold a poll for ``host`` up to ``timeout`` s; return what ``claim`` finds, or None.
 
-    ``claim`` is tried at once, after every wake-up and every ``notifier.recheck_seconds``;
-    ``heartbeat`` (recording the host as seen) runs every ``heartbeat_every`` seconds while the
-    poll is held, because a live agent always holds a poll and must never look dead. Waits hold
-    no thread; ``claim`` and ``heartbeat`` (database calls) run in the worker thread pool."""
+    ``claim`` is tried at once and after every wake-up of ``host``: by the engine in this process
+    or by the process's sweep (a command created by another replica). While it waits the poll is
+    listed in :meth:`HostNotifier.waiting`, which is how the sweep also records a host that holds
+    a poll as seen (a live agent always holds a poll and must never look dead). Waits hold no
+    thread; ``claim`` (a database call) runs in the worker thread pool."""
     deadline = time.monotonic() + timeout
-    last_beat = time.monotonic()
     while True:
         seen = notifier.generation(host)
         found = await anyio.to_thread.run_sync(claim)
         if found is not None or notifier.closed:
             return found
-        now = time.monotonic()
-        if now >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return None
-        if now - last_beat >= heartbeat_every:
-            await anyio.to_thread.run_sync(heartbeat)
-            last_beat = now
-        step = min(deadline - now, notifier.recheck_seconds, heartbeat_every)
-        await notifier.wait_async(host, seen, step)
+        await notifier.wait_async(host, seen, remaining)

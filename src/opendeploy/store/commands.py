@@ -15,11 +15,11 @@ deregistering an instance (or registering the name again) revokes every key issu
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, literal, or_, select, update
 
 from opendeploy.store import tables
 from opendeploy.store._base import Repository
@@ -27,6 +27,20 @@ from opendeploy.store._base import Repository
 _C = tables.host_commands
 _K = tables.access_keys
 _I = tables.on_premises_instances
+_D = tables.deployments
+_TG = tables.deployment_targets
+
+#: The deployment columns a deployment specification is built from (none of them ever change).
+_SPEC_COLUMNS = (
+    _D.c.deployment_id,
+    _D.c.deployment_group_id,
+    _D.c.deployment_group_name,
+    _D.c.application_name,
+    _D.c.creator,
+    _D.c.deployment_style,
+    _D.c.file_exists_behavior,
+    _D.c.revision,
+)
 
 PENDING = "Pending"
 IN_PROGRESS = "InProgress"
@@ -40,6 +54,9 @@ OUTPUT_LIMIT_CHARS = 64 * 1024
 #: A delivered but unacknowledged command is handed out again after this long (the poll's answer
 #: may have been lost on the way, e.g. a connection cut as it was written).
 REDELIVER_AFTER = timedelta(seconds=60)
+
+#: Names per ``IN (…)`` list: well below SQLite's bound-parameter limit (999 before 3.32).
+_IN_CHUNK = 500
 
 
 def new_command_id() -> str:
@@ -130,47 +147,91 @@ class Commands(Repository):
 
     def has_deliverable(self, instance_name: str, *, now: datetime) -> bool:
         """Whether :meth:`claim_next` would find something (a cheap read for long polls)."""
+        return bool(self.deliverable_among([instance_name], now=now))
+
+    def deliverable_among(self, instance_names: Iterable[str], *, now: datetime) -> set[str]:
+        """Those of ``instance_names`` with a command :meth:`claim_next` would hand out.
+
+        One read for many hosts: a server process asks it once per sweep for every poll held
+        there (commands created by another replica), instead of each poll asking for itself.
+        """
+        names = list(instance_names)
         stale = now - REDELIVER_AFTER
+        found: set[str] = set()
         with self.db.read() as conn:
-            found = conn.execute(
-                select(_C.c.command_id)
-                .where(
-                    _C.c.instance_name == instance_name,
-                    _C.c.status == PENDING,
-                    _C.c.closed_at.is_(None),
-                    or_(_C.c.delivered_at.is_(None), _C.c.delivered_at < stale),
+            for start in range(0, len(names), _IN_CHUNK):
+                chunk = names[start : start + _IN_CHUNK]
+                where = (
+                    _C.c.instance_name.in_(chunk)
+                    if len(chunk) > 1
+                    else (_C.c.instance_name == chunk[0])
                 )
-                .limit(1)
-            ).first()
-        return found is not None
+                rows: Iterable[str] = conn.execute(
+                    select(_C.c.instance_name)
+                    .where(
+                        where,
+                        _C.c.status == PENDING,
+                        _C.c.closed_at.is_(None),
+                        or_(_C.c.delivered_at.is_(None), _C.c.delivered_at < stale),
+                    )
+                    .distinct()
+                ).scalars()
+                found.update(str(name) for name in rows)
+        return found
+
+    def is_target(self, deployment_id: str, instance_name: str) -> bool:
+        """Whether the instance is a target of the deployment (one primary-key read)."""
+        with self.db.read() as conn:
+            return _is_target(conn, deployment_id, instance_name)
+
+    def spec_source(self, deployment_id: str, instance_name: str) -> dict[str, Any] | None:
+        """The deployment's specification columns, if the instance is one of its targets.
+
+        Only what GetDeploymentSpecification needs: loading the deployment with its overview
+        (a count over all its targets) on each of a fleet's calls made the calls O(fleet size).
+        """
+        with self.db.read() as conn:
+            if not _is_target(conn, deployment_id, instance_name):
+                return None
+            row = (
+                conn.execute(select(*_SPEC_COLUMNS).where(_D.c.deployment_id == deployment_id))
+                .mappings()
+                .first()
+            )
+        return None if row is None else dict(row)
 
     def get(self, command_id: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
             row = conn.execute(select(_C).where(_C.c.command_id == command_id)).mappings().first()
         return None if row is None else dict(row)
 
-    def acknowledge(self, command_id: str, *, now: datetime, noop: bool) -> str:
+    def acknowledge(
+        self, command_id: str, *, now: datetime, noop: bool, owner: str | None = None
+    ) -> str | None:
         """Record PutHostCommandAcknowledgement; returns the CommandStatus to answer.
 
         ``InProgress`` tells the agent to run the command; ``Failed`` (a command the engine closed
-        before the agent took it up, e.g. a stopped deployment) tells it to skip it.
+        before the agent took it up, e.g. a stopped deployment, or an unknown one) tells it to
+        skip it. With ``owner`` (an instance name), a command that is not that instance's counts
+        as unknown and the answer is None: the caller checks ownership in this same transaction.
         """
+        mine = [_C.c.command_id == command_id]
+        if owner is not None:
+            mine.append(_C.c.instance_name == owner)
         with self.db.write() as conn:
-            row = conn.execute(
-                select(_C.c.status, _C.c.result).where(_C.c.command_id == command_id)
-            ).first()
-            if row is None:
-                return FAILED
-            if row.status == PENDING:
-                conn.execute(
-                    update(_C)
-                    .where(_C.c.command_id == command_id)
-                    .values(status=IN_PROGRESS, acknowledged_at=now, noop=noop)
-                )
+            # The usual case first, in one statement: a Pending command taken up.
+            if conn.execute(
+                update(_C)
+                .where(*mine, _C.c.status == PENDING)
+                .values(status=IN_PROGRESS, acknowledged_at=now, noop=noop)
+            ).rowcount:
                 return IN_PROGRESS
-            if row.status == CLOSED:
-                return str(row.result or FAILED)
-            return str(row.status)
+            row = conn.execute(select(_C.c.status, _C.c.result).where(*mine)).first()
+        if row is None:
+            return None if owner is not None else FAILED
+        if row.status == CLOSED:
+            return str(row.result or FAILED)
+        return str(row.status)
 
     def complete(
         self,
@@ -179,34 +240,53 @@ class Commands(Repository):
         now: datetime,
         result: str,
         diagnostics: dict[str, Any] | None,
-    ) -> bool:
-        """Record PutHostCommandComplete; False when it came too late to count (ignored)."""
+        owner: str | None = None,
+    ) -> bool | None:
+        """Record PutHostCommandComplete; False when it came too late to count (ignored).
+
+        With ``owner`` (an instance name), None when the command is not that instance's (or is
+        unknown); that is only looked up when the completion did not count.
+        """
         if result not in (SUCCEEDED, FAILED):
             raise ValueError(f"CommandStatus: {result!r} is not Succeeded or Failed")
+        mine = [_C.c.command_id == command_id]
+        if owner is not None:
+            mine.append(_C.c.instance_name == owner)
         with self.db.write() as conn:
             changed = conn.execute(
                 update(_C)
-                .where(
-                    _C.c.command_id == command_id,
-                    _C.c.status.in_([PENDING, IN_PROGRESS]),
-                    _C.c.closed_at.is_(None),
+                .where(*mine, _C.c.status.in_([PENDING, IN_PROGRESS]), _C.c.closed_at.is_(None))
+                .values(
+                    status=result,
+                    result=result,
+                    completed_at=now,
+                    diagnostics=diagnostics,
+                    # A completion without an acknowledgement implies one.
+                    acknowledged_at=func.coalesce(
+                        _C.c.acknowledged_at, literal(now, _C.c.acknowledged_at.type)
+                    ),
                 )
-                .values(status=result, result=result, completed_at=now, diagnostics=diagnostics)
             ).rowcount
             if changed:
-                conn.execute(
-                    update(_C)
-                    .where(_C.c.command_id == command_id, _C.c.acknowledged_at.is_(None))
-                    .values(acknowledged_at=now)
-                )
-        return bool(changed)
+                return True
+            if (
+                owner is not None
+                and conn.execute(select(_C.c.command_id).where(*mine)).first() is None
+            ):
+                return None
+        return False
 
-    def append_output(self, command_id: str, text: str) -> str | None:
-        """Add streamed hook output (kept bounded); the command's status, or None if unknown."""
+    def append_output(self, command_id: str, text: str, *, owner: str | None = None) -> str | None:
+        """Add streamed hook output (kept bounded); the CommandStatus to answer, None if unknown.
+
+        A closed command answers its result (``Failed`` when it has none), as acknowledgements
+        do. With ``owner`` (an instance name), another instance's command counts as unknown.
+        """
+        mine = [_C.c.command_id == command_id]
+        if owner is not None:
+            mine.append(_C.c.instance_name == owner)
         with self.db.write() as conn:
-            row = conn.execute(
-                select(_C.c.status, _C.c.output).where(_C.c.command_id == command_id)
-            ).first()
+            row = conn.execute(select(_C.c.status, _C.c.result, _C.c.output).where(*mine)).first()
             if row is None:
                 return None
             if text:
@@ -215,7 +295,9 @@ class Commands(Repository):
                     .where(_C.c.command_id == command_id)
                     .values(output=_bounded((row.output or "") + text))
                 )
-            return str(row.status)
+        if row.status == CLOSED:
+            return str(row.result or FAILED)
+        return str(row.status)
 
     def output(self, deployment_id: str, instance_name: str) -> list[dict[str, Any]]:
         """The target's commands in dispatch order with their streamed output (CLI, dashboard)."""
@@ -239,6 +321,17 @@ class Commands(Repository):
     def open_commands(self, deployment_id: str) -> dict[str, dict[str, Any]]:
         with self.db.read() as conn:
             return open_commands(conn, deployment_id)
+
+
+def _is_target(conn: Connection, deployment_id: str, instance_name: str) -> bool:
+    return (
+        conn.execute(
+            select(_TG.c.target_id).where(
+                _TG.c.deployment_id == deployment_id, _TG.c.target_id == instance_name
+            )
+        ).first()
+        is not None
+    )
 
 
 def _registered_by_arn(conn: Connection, instance_arn: str) -> dict[str, Any] | None:

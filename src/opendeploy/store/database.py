@@ -12,12 +12,19 @@ Transactions: repositories call :meth:`Database.write` for anything that changes
 :meth:`Database.read` for queries. On SQLite a write transaction starts with ``BEGIN IMMEDIATE``
 so that two writers queue on the busy timeout instead of failing when a read lock cannot be
 upgraded; on PostgreSQL repositories lock the rows they check (``SELECT … FOR UPDATE``).
+
+SQLite has one writer at a time, so the writers of one process queue on a lock in the process
+*before* they take a pooled connection: waiting in SQLite's busy handler instead held a pooled
+connection per waiting writer, and under a fleet's load those waiters took the whole pool, so that
+other requests timed out waiting for a connection (HTTP 500). The busy timeout still orders the
+writers of different processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,7 +46,14 @@ from opendeploy.store.tags import ResourceTags
 #: SQLite waits this long for a lock held by another connection before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+#: How long a writer waits for its turn among the writers of its process (SQLite only).
+WRITE_QUEUE_TIMEOUT_S = 120.0
+
 _WRITE_OPTION = "opendeploy_write"
+
+
+class WriteQueueTimeout(TimeoutError):
+    """A writer waited :data:`WRITE_QUEUE_TIMEOUT_S` for the process's SQLite write turn."""
 
 
 def engine_url(url: str) -> str:
@@ -81,6 +95,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        # See the module docstring: SQLite's writers queue here, not on pooled connections.
+        self._write_turn = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -89,9 +105,23 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """A transaction that may change rows; committed when the block ends without error."""
-        with self._writer.begin() as connection:
-            yield connection
+        """A transaction that may change rows; committed when the block ends without error.
+
+        Not re-entrant (nor was it ever: on SQLite a nested write waits on the outer one)."""
+        turn = self._write_turn
+        if turn is None:
+            with self._writer.begin() as connection:
+                yield connection
+            return
+        if not turn.acquire(timeout=WRITE_QUEUE_TIMEOUT_S):
+            raise WriteQueueTimeout(
+                f"waited {WRITE_QUEUE_TIMEOUT_S:.0f} s for a turn to write to the database"
+            )
+        try:
+            with self._writer.begin() as connection:
+                yield connection
+        finally:
+            turn.release()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

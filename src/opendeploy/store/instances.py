@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
 from opendeploy.service_errors import (
     IamSessionArnAlreadyRegisteredError,
@@ -200,6 +200,27 @@ class OnPremisesInstances(Repository):
             values["agent_version"] = agent_version
         with self.db.write() as conn:
             conn.execute(update(_T).where(_T.c.name == name).values(**values))
+
+    def touch_many(self, seen: Mapping[str, datetime]) -> None:
+        """Record many signs of life (name -> when) in one write transaction.
+
+        The Command API batches them: one transaction per interval instead of one per agent call,
+        which on SQLite also means one turn at the database-wide write lock. A time never moves
+        ``last_seen_at`` back (a later call, or another replica, may have written a newer one).
+        """
+        if not seen:
+            return
+        statement = (
+            update(_T)
+            .where(
+                _T.c.name == bindparam("b_name"),
+                or_(_T.c.last_seen_at.is_(None), _T.c.last_seen_at < bindparam("b_seen")),
+            )
+            .values(last_seen_at=bindparam("b_seen"), unreachable_since=None)
+        )
+        rows = [{"b_name": name, "b_seen": when} for name, when in seen.items()]
+        with self.db.write() as conn:
+            conn.execute(statement, rows)
 
     @staticmethod
     def _require_registered(conn: Connection, names: Sequence[str]) -> None:

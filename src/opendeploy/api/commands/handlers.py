@@ -27,10 +27,11 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio.to_thread
 
@@ -39,9 +40,19 @@ from opendeploy.api.commands.agent_version import agent_version
 from opendeploy.api.commands.signing import SpecSigner
 from opendeploy.api.commands.spec import ClientError, envelope, spec_format, spec_payload
 from opendeploy.api.context import Handler, RequestContext
-from opendeploy.engine.dispatch import HostNotifier, Wakeup, long_poll_async
+from opendeploy.engine.dispatch import (
+    SWEEP_SECONDS,
+    HostNotifier,
+    Sweeper,
+    Wakeup,
+    long_poll_async,
+)
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.store import commands as cmd_store
+
+if TYPE_CHECKING:
+    from opendeploy.settings import ServerSettings
+    from opendeploy.store.database import Store
 
 log = logging.getLogger("opendeploy.commands")
 
@@ -70,14 +81,78 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _heartbeat_every(dead_after: float) -> float:
-    """How often a held poll records its host as seen: well inside the dead-agent window."""
-    return max(0.2, min(5.0, dead_after / 3))
-
-
 def _touch_every(dead_after: float) -> float:
-    """The shortest interval between two seen-updates of one instance (half a heartbeat)."""
-    return _heartbeat_every(dead_after) / 2
+    """How often one instance's sign of life is written: well inside the dead-agent window.
+
+    With :func:`_sweep_every` added (a recorded sign of life waits for the next sweep), a live
+    agent's ``last_seen_at`` is never more than about a third of ``dead_after`` old."""
+    return max(0.1, min(2.5, dead_after / 6))
+
+
+def _sweep_every(dead_after: float) -> float:
+    """How often the process sweeps: batched seen-updates, commands made by other replicas."""
+    return max(0.1, min(SWEEP_SECONDS, dead_after / 6))
+
+
+#: Access keys whose identity is kept in memory (far above any fleet this server is sized for).
+IDENTITY_CACHE_SIZE = 100_000
+
+#: Signed deployment specifications kept in memory, per deployment and envelope format.
+SPEC_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What an instance key stands for; fixed for the key's life (its principal is the ARN of
+    one registration, and deregistering revokes the key in SigV4's ``lookup_secret``)."""
+
+    name: str
+    host_identifiers: frozenset[str]
+
+
+class _SeenLog:
+    """The agents' signs of life, written in batches by the process's sweep.
+
+    Every call counts as a sign of life, but writing it on every call made the seen-update the
+    largest cost per host-event (a write transaction, serialized on SQLite), and re-writing it
+    for every held poll the largest idle cost. The engine only needs ``last_seen_at`` to within a
+    fraction of ``agent_dead_after_seconds``: a host's time is queued at most every ``every`` s
+    (from its calls, or from the sweep while it holds a poll) and the queue is written in one
+    transaction per sweep. A host first seen by this process, or with a new agent version, is
+    written at once (the first-poll hook and the version on the instance rely on that).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: name -> (monotonic time it was last queued or written, agent version then)
+        self._noted: dict[str, tuple[float, str | None]] = {}
+        self._queued: dict[str, datetime] = {}
+
+    def record(self, name: str, version: str | None, *, every: float) -> bool:
+        """Note a call from ``name``; True when the caller must write it now (with the version)."""
+        mono = time.monotonic()
+        with self._lock:
+            last = self._noted.get(name)
+            if last is None or last[1] != version:
+                self._noted[name] = (mono, version)
+                self._queued.pop(name, None)
+                return True
+            if mono - last[0] >= every:
+                self._noted[name] = (mono, version)
+                self._queued[name] = _now()
+            return False
+
+    def take(self, holding: list[str], *, every: float) -> dict[str, datetime]:
+        """Queue the hosts holding a poll that are due, and hand out the whole queue."""
+        mono, now = time.monotonic(), _now()
+        with self._lock:
+            for name in holding:
+                last = self._noted.get(name)
+                if last is not None and mono - last[0] >= every:
+                    self._noted[name] = (mono, last[1])
+                    self._queued[name] = now
+            queued, self._queued = self._queued, {}
+        return queued
 
 
 def execution_id(region: str, account_id: str, deployment_id: str) -> str:
@@ -136,15 +211,23 @@ def public_diagnostics(status: str, envelope_: dict[str, Any] | None) -> dict[st
 
 @dataclass
 class CommandApi:
-    """The five operations, with what they wake: the worker, and nothing else."""
+    """The five operations, with what they wake: the worker, and nothing else.
+
+    Per process, the first call starts a :class:`Sweeper` (stopped when the notifier closes) that
+    writes the batched signs of life and wakes held polls whose host got a command from another
+    replica."""
 
     notifier: HostNotifier
     wakeup: Wakeup
     signer: SpecSigner
     on_first_poll: FirstPollHook | None = None
-    #: instance -> (monotonic time, agent version) of its last recorded sign of life.
-    _touched: dict[str, tuple[float, str | None]] = field(default_factory=dict, repr=False)
-    _touch_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _identities: dict[str, _Identity] = field(default_factory=dict, repr=False)
+    _seen: _SeenLog = field(default_factory=_SeenLog, repr=False)
+    _specs: OrderedDict[tuple[str, str], dict[str, str]] = field(
+        default_factory=OrderedDict, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _sweeper: Sweeper | None = field(default=None, repr=False)
 
     def handlers(self) -> dict[str, Handler | AsyncHandler]:
         return {
@@ -155,61 +238,104 @@ class CommandApi:
             "PostHostCommandUpdate": self.post_host_command_update,
         }
 
+    # --- the process's sweep -------------------------------------------------------------------
+
+    def _start_sweeper(self, store: Store, settings: ServerSettings) -> None:
+        """Start the sweep on first use (the store and settings come with the first request)."""
+        if self._sweeper is not None or self.notifier.closed:
+            return
+        with self._lock:
+            if self._sweeper is not None:
+                return
+            dead_after = settings.agent_dead_after_seconds
+            self._sweeper = Sweeper(
+                lambda: self.sweep(store, dead_after),
+                _sweep_every(dead_after),
+                name="command-api-sweep",
+            )
+            self._sweeper.start()
+        # Stopped (after one last run that writes what is queued) before the store closes.
+        self.notifier.on_close(self._sweeper.stop)
+
+    def sweep(self, store: Store, dead_after: float) -> None:
+        """Write the queued signs of life; wake held polls whose host has a command waiting.
+
+        The polls held here are in the seen-update too: a live agent always holds a poll, and
+        must never look dead however long it holds it. Commands created by this process's
+        engine woke their polls already; the query finds those of other replicas (and
+        deliveries that went stale), for all hosts in one read."""
+        holding = self.notifier.waiting()
+        seen = self._seen.take(holding, every=_touch_every(dead_after))
+        if seen:
+            store.instances.touch_many(seen)
+        if holding:
+            ready = store.commands.deliverable_among(holding, now=_now())
+            if ready:
+                self.notifier.notify(ready)
+
     # --- identity ------------------------------------------------------------------------------
 
-    def _instance(self, ctx: RequestContext) -> dict[str, Any]:
-        """The caller's instance (as it was before this call), recorded as seen now."""
-        commands = ctx.store.commands
-        instance = commands.instance_for_key(ctx.principal)
-        if instance is None:
-            if commands.key_kind(ctx.principal) == "admin":
+    def _instance(self, ctx: RequestContext) -> tuple[_Identity, bool]:
+        """The caller's instance, recorded as seen; and whether this is its first call ever."""
+        identity = self._identities.get(ctx.principal)
+        first = False
+        if identity is None:
+            commands = ctx.store.commands
+            instance = commands.instance_for_key(ctx.principal)
+            if instance is None:
+                if commands.key_kind(ctx.principal) == "admin":
+                    raise AccessDeniedError(
+                        f"Access key {ctx.principal} is an admin key and may not act as a host; "
+                        "issue an instance key with POST /opendeploy/v1/instance-credentials."
+                    )
                 raise AccessDeniedError(
-                    f"Access key {ctx.principal} is an admin key and may not act as a host; "
-                    "issue an instance key with POST /opendeploy/v1/instance-credentials."
+                    f"Access key {ctx.principal} belongs to no registered on-premises instance."
                 )
-            raise AccessDeniedError(
-                f"Access key {ctx.principal} belongs to no registered on-premises instance."
+            identity = _Identity(
+                instance["name"],
+                frozenset({instance["iam_user_arn"], instance["iam_session_arn"]} - {None}),
             )
-        self._touch(ctx, instance["name"])
-        return instance
+            first = instance["last_seen_at"] is None
+            with self._lock:
+                if len(self._identities) >= IDENTITY_CACHE_SIZE:
+                    self._identities.pop(next(iter(self._identities)))
+                self._identities[ctx.principal] = identity
+        self._start_sweeper(ctx.store, ctx.settings)
+        if self._seen_needs_write(ctx, identity.name):
+            self._write_seen(ctx, identity.name)
+        return identity, first
 
-    def _host(self, ctx: RequestContext, host_identifier: str) -> dict[str, Any]:
-        instance = self._instance(ctx)
-        own = {instance["iam_user_arn"], instance["iam_session_arn"]} - {None}
-        if host_identifier not in own:
+    def _host(self, ctx: RequestContext, host_identifier: str) -> tuple[_Identity, bool]:
+        identity, first = self._instance(ctx)
+        self._check_host(ctx, identity, host_identifier)
+        return identity, first
+
+    @staticmethod
+    def _check_host(ctx: RequestContext, identity: _Identity, host_identifier: str) -> None:
+        if host_identifier not in identity.host_identifiers:
             raise AccessDeniedError(
                 f"HostIdentifier {host_identifier!r} is not the identity of instance "
-                f"{instance['name']}, which access key {ctx.principal} belongs to."
+                f"{identity.name}, which access key {ctx.principal} belongs to."
             )
-        return instance
 
-    def _command(self, ctx: RequestContext, command_id: str) -> dict[str, Any]:
-        instance = self._instance(ctx)
+    def _seen_needs_write(self, ctx: RequestContext, name: str) -> bool:
+        """Note a sign of life; True when it must be written now (see :class:`_SeenLog`)."""
+        every = _touch_every(ctx.settings.agent_dead_after_seconds)
+        return self._seen.record(name, agent_version.get(), every=every)
+
+    @staticmethod
+    def _write_seen(ctx: RequestContext, name: str) -> None:
+        ctx.store.instances.touch(name, now=_now(), agent_version=agent_version.get())
+
+    @staticmethod
+    def _refuse(ctx: RequestContext, command_id: str, identity: _Identity) -> NoReturn:
+        """The error for a command that is unknown or not the caller's (the rare path)."""
         command = ctx.store.commands.get(command_id)
         if command is None:
             raise ClientError(f"HostCommandIdentifier {command_id!r} is not a known host command")
-        if command["instance_name"] != instance["name"]:
-            raise AccessDeniedError(
-                f"Host command {command_id} does not belong to instance {instance['name']}."
-            )
-        return command
-
-    def _touch(self, ctx: RequestContext, name: str) -> None:
-        """Record the instance as seen, at most every ``touch_every`` s per instance and version.
-
-        Every call counts as a sign of life, but writing it on every call made the seen-update
-        the largest cost per host-event (a write transaction, serialized on SQLite); the engine
-        only needs ``last_seen_at`` to within a fraction of ``agent_dead_after_seconds``.
-        """
-        version = agent_version.get()
-        now = time.monotonic()
-        every = _touch_every(ctx.settings.agent_dead_after_seconds)
-        with self._touch_lock:
-            last = self._touched.get(name)
-            if last is not None and last[1] == version and now - last[0] < every:
-                return
-            self._touched[name] = (now, version)
-        ctx.store.instances.touch(name, now=_now(), agent_version=version)
+        raise AccessDeniedError(
+            f"Host command {command_id} does not belong to instance {identity.name}."
+        )
 
     # --- operations ----------------------------------------------------------------------------
 
@@ -218,9 +344,15 @@ class CommandApi:
     ) -> dict[str, Any]:
         """Held on the event loop (no thread per held poll); database work runs in threads."""
         host = params["HostIdentifier"]
-        instance = await anyio.to_thread.run_sync(self._host, ctx, host)
-        name = instance["name"]
-        if instance["last_seen_at"] is None and self.on_first_poll is not None:
+        known = self._identities.get(ctx.principal)
+        if known is not None and not self._seen_needs_write(ctx, known.name):
+            # A known key whose sign of life only needs queueing: no thread, no database.
+            self._check_host(ctx, known, host)
+            identity, first = known, False
+        else:
+            identity, first = await anyio.to_thread.run_sync(self._host, ctx, host)
+        name = identity.name
+        if first and self.on_first_poll is not None:
             try:
                 await anyio.to_thread.run_sync(self.on_first_poll, name, _now())
             except Exception:  # a failed automatic deployment must not break polling
@@ -231,10 +363,10 @@ class CommandApi:
             name,
             timeout=settings.poll_timeout_seconds,
             claim=lambda: ctx.store.commands.claim_next(name, now=_now()),
-            heartbeat=lambda: self._touch(ctx, name),
-            heartbeat_every=_heartbeat_every(settings.agent_dead_after_seconds),
         )
-        await anyio.to_thread.run_sync(self._touch, ctx, name)
+        # Seen as the poll returns too (the sweep covered it while it was held).
+        if self._seen_needs_write(ctx, name):
+            await anyio.to_thread.run_sync(self._write_seen, ctx, name)
         if not isinstance(found, dict):
             return {}
         return {
@@ -252,44 +384,68 @@ class CommandApi:
     def get_deployment_specification(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        instance = self._host(ctx, params["HostIdentifier"])
+        identity, _ = self._host(ctx, params["HostIdentifier"])
+        name = identity.name
         deployment_id = deployment_of(params["DeploymentExecutionId"])
-        deployment = ctx.store.deployments.get(deployment_id)
-        targets = ctx.store.deployments.get_targets(deployment_id, [instance["name"]])
-        if deployment is None or targets[0] is None:
-            raise AccessDeniedError(
-                f"Instance {instance['name']} is not a target of deployment {deployment_id}."
-            )
         fmt = spec_format(agent_version.get())
+        # A deployment's specification never changes: it is built and signed once per format.
+        key = (deployment_id, fmt)
+        with self._lock:
+            cached = self._specs.get(key)
+        if cached is not None and ctx.store.commands.is_target(deployment_id, name):
+            generic = cached
+        else:
+            source = (
+                None if cached is not None else ctx.store.commands.spec_source(deployment_id, name)
+            )
+            if source is None:
+                raise AccessDeniedError(
+                    f"Instance {name} is not a target of deployment {deployment_id}."
+                )
+            generic = envelope(spec_payload(source), fmt, self.signer)
+            with self._lock:
+                self._specs[key] = generic
+                while len(self._specs) > SPEC_CACHE_SIZE:
+                    self._specs.popitem(last=False)
         return {
             "DeploymentSystem": "CodeDeploy",
-            "DeploymentSpecification": {
-                "GenericEnvelope": envelope(spec_payload(deployment), fmt, self.signer)
-            },
+            "DeploymentSpecification": {"GenericEnvelope": dict(generic)},
         }
 
     def put_host_command_acknowledgement(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        command = self._command(ctx, params["HostCommandIdentifier"])
+        identity, _ = self._instance(ctx)
+        command_id = params["HostCommandIdentifier"]
         noop = _payload(params.get("Diagnostics")).get("IsCommandNoop") is True
-        status = ctx.store.commands.acknowledge(command["command_id"], now=_now(), noop=noop)
+        status = ctx.store.commands.acknowledge(
+            command_id, now=_now(), noop=noop, owner=identity.name
+        )
+        if status is None:
+            self._refuse(ctx, command_id, identity)
         self.wakeup.set()
         return {"CommandStatus": status}
 
     def put_host_command_complete(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        command = self._command(ctx, params["HostCommandIdentifier"])
+        identity, _ = self._instance(ctx)
+        command_id = params["HostCommandIdentifier"]
         status = params["CommandStatus"]
         if status not in (cmd_store.SUCCEEDED, cmd_store.FAILED):
+            command = ctx.store.commands.get(command_id)
+            if command is None or command["instance_name"] != identity.name:
+                self._refuse(ctx, command_id, identity)
             raise ClientError(f"CommandStatus: {status!r} must be Succeeded or Failed")
         accepted = ctx.store.commands.complete(
-            command["command_id"],
+            command_id,
             now=_now(),
             result=status,
             diagnostics=public_diagnostics(status, params.get("Diagnostics")),
+            owner=identity.name,
         )
+        if accepted is None:
+            self._refuse(ctx, command_id, identity)
         if accepted:
             self.wakeup.set()
         return {}
@@ -297,7 +453,8 @@ class CommandApi:
     def post_host_command_update(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        command = self._command(ctx, params["HostCommandIdentifier"])
+        identity, _ = self._instance(ctx)
+        command_id = params["HostCommandIdentifier"]
         lines = _payload(params.get("Diagnostics")).get("output")
         text = ""
         if isinstance(lines, list):
@@ -306,9 +463,9 @@ class CommandApi:
             text = "".join(f"{line}\n" for line in map(_output_line, lines) if line is not None)
         elif isinstance(lines, str):
             text = lines if lines.endswith("\n") else lines + "\n"
-        status = ctx.store.commands.append_output(command["command_id"], text)
-        if status is None or status == cmd_store.CLOSED:
-            status = command["result"] or cmd_store.FAILED
+        status = ctx.store.commands.append_output(command_id, text, owner=identity.name)
+        if status is None:
+            self._refuse(ctx, command_id, identity)
         return {"CommandStatus": status}
 
 
