@@ -85,3 +85,48 @@ def test_concurrent_writers_queue_instead_of_failing(database_url: str) -> None:
         assert errors == []
     finally:
         store.close()
+
+
+def test_sqlite_writers_queue_without_taking_the_connection_pool(sqlite_url: str) -> None:
+    # Writers waiting in SQLite's busy handler each held a pooled connection: under a fleet's
+    # load they took the whole pool (5 + 10 overflow) and other requests failed after the
+    # pool's 30 s timeout with an HTTP 500. They queue in the process now, off the pool.
+    store = Store.open(sqlite_url)
+    holding, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        with store.database.write() as conn:
+            conn.execute(text("UPDATE access_keys SET kind = kind"))
+            holding.set()
+            release.wait(30)
+
+    def write(n: int) -> None:
+        try:
+            store.access_keys.create(principal=f"queued-{n}", kind="instance")
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(10)
+        writers = [threading.Thread(target=write, args=(n,)) for n in range(30)]
+        for t in writers:
+            t.start()
+        # The holder's connection only: the 30 queued writers hold none.
+        assert store.database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        with store.database.read() as conn:  # and a reader still gets a connection
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+        release.set()
+        for t in [holder, *writers]:
+            t.join(30)
+        assert errors == []
+        with store.database.read() as conn:
+            queued: int = conn.execute(
+                text("SELECT count(*) FROM access_keys WHERE principal LIKE 'queued-%'")
+            ).scalar_one()
+        assert queued == 30
+    finally:
+        release.set()
+        store.close()
