@@ -125,3 +125,33 @@ def test_cleanup_removes_stray_files_and_symlinks_without_following_them(tmp_pat
 def test_cleanup_rejects_zero(tmp_path: Path) -> None:
     with pytest.raises(AgentError, match="max_revisions: 0 must be >= 1"):
         DeploymentRoot(tmp_path).cleanup_old_deployments(DG, "d-1", max_revisions=0)
+
+
+def _dir_flags(path: Path) -> int | None:
+    """The inode flags of ``path`` (``lsattr``), or None where the file system has none."""
+    import fcntl
+    import struct
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buffer = bytearray(4)
+        fcntl.ioctl(fd, 0x80006601 | (struct.calcsize("l") << 16), buffer)
+        return int(struct.unpack("i", buffer)[0])
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def test_a_group_dir_spreads_its_deployment_dirs(tmp_path: Path) -> None:
+    """chattr +T on the group dir, so each revision's files go to a block group of their own."""
+    root = DeploymentRoot(tmp_path)
+    deployment = root.make_deployment_dir(DG, "d-1")
+    assert deployment.path.is_dir()
+    flags = _dir_flags(root.group_dir(DG))
+    if flags is not None:  # ext4 (CI's file system) has the attribute; tmpfs has no flags
+        assert flags & 0x00020000, f"FS_TOPDIR_FL not set: {flags:#x}"
+    # Idempotent, and an existing deployment dir is left as it is.
+    (deployment.path / "keep").write_text("x")
+    assert root.make_deployment_dir(DG, "d-1") == deployment
+    assert (deployment.path / "keep").read_text() == "x"

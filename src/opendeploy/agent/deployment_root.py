@@ -24,13 +24,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from opendeploy.errors import AgentError
 
-__all__ = ["DeploymentDir", "DeploymentRoot", "check_path_component"]
+__all__ = ["DeploymentDir", "DeploymentRoot", "check_path_component", "spread_subdirectories"]
+
+# <linux/fs.h>: FS_IOC_GETFLAGS = _IOR('f', 1, long), FS_IOC_SETFLAGS = _IOW('f', 2, long); the
+# size field is sizeof(long), so the numbers differ between 32- and 64-bit builds.
+_LONG = struct.calcsize("l")
+_FS_IOC_GETFLAGS = 0x80006601 | (_LONG << 16)
+_FS_IOC_SETFLAGS = 0x40006602 | (_LONG << 16)
+_FS_TOPDIR_FL = 0x00020000  # chattr +T: "top of directory hierarchy" for the Orlov allocator
 
 
 def check_path_component(field: str, value: str) -> str:
@@ -81,6 +90,19 @@ class DeploymentRoot:
         return DeploymentDir(
             self.group_dir(group_id) / check_path_component("DeploymentId", deployment_id)
         )
+
+    def make_deployment_dir(self, group_id: str, deployment_id: str) -> DeploymentDir:
+        """Create (if needed) the directory of one deployment, and its group's directory.
+
+        The group's directory is marked a top of directory hierarchy (see
+        :func:`spread_subdirectories`) before a deployment directory is made in it.
+        """
+        deployment = self.deployment(group_id, deployment_id)
+        if not deployment.path.is_dir():
+            deployment.path.parent.mkdir(parents=True, exist_ok=True)
+            spread_subdirectories(deployment.path.parent)
+            deployment.path.mkdir(exist_ok=True)
+        return deployment
 
     @property
     def instructions_dir(self) -> Path:
@@ -174,6 +196,39 @@ class DeploymentRoot:
             _remove(path)
             removed.append(path)
         return removed
+
+
+def spread_subdirectories(directory: Path) -> None:
+    """Ask the file system to place each new subdirectory of ``directory`` in a fresh area.
+
+    On ext2/3/4 this is the ``T`` attribute (``chattr +T``): the Orlov allocator then puts each
+    new child directory, and so the files later created in it, in a block group with room,
+    instead of next to its siblings. Every deployment unpacks a whole revision (hundreds of new
+    files) and max_revisions deletes an old one; kept together, the new files land among the
+    inodes just freed, and ext4 without a journal skips every inode freed in the last seconds
+    to minutes one by one for each file it creates (``recently_deleted``), which cost more CPU
+    than the unpacking itself. Only where data goes changes, never what is written; file
+    systems without the attribute (tmpfs, XFS, btrfs, non-Linux) and a refusal are ignored.
+    """
+    if sys.platform != "linux":
+        return
+    import fcntl
+
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        # The kernel reads and writes an int through the pointer, whatever the ioctl number says.
+        flags = bytearray(struct.pack("i", 0))
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags)
+        (value,) = struct.unpack("i", flags)
+        if not value & _FS_TOPDIR_FL:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", value | _FS_TOPDIR_FL))
+    except OSError:
+        pass  # ENOTTY/EOPNOTSUPP: no such attribute here; EPERM: not ours to change
+    finally:
+        os.close(fd)
 
 
 def _same_path(a: Path, b: Path) -> bool:

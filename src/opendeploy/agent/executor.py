@@ -156,7 +156,7 @@ def execute_event(
     try:
         deployment = root.deployment(spec.deployment_group_id, spec.deployment_id)
         try:
-            deployment.path.mkdir(parents=True, exist_ok=True)
+            root.make_deployment_dir(spec.deployment_group_id, spec.deployment_id)
         except OSError as exc:
             raise AgentError(
                 f"Error creating deployment root directory {deployment.path}: {exc.strerror or exc}"
