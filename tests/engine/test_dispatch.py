@@ -33,7 +33,7 @@ def test_close_releases_every_held_poll_with_nothing() -> None:
     notifier = HostNotifier()
     claims: list[int] = []
 
-    def claim() -> object | None:
+    def claim(_woken: bool) -> object | None:
         claims.append(1)
         return None
 
@@ -52,7 +52,7 @@ def test_a_poll_returns_what_the_claim_finds_after_the_wake_up() -> None:
     ready: list[str] = []
     claims: list[int] = []
 
-    def claim() -> object | None:
+    def claim(_woken: bool) -> object | None:
         claims.append(1)
         return ready[0] if ready else None
 

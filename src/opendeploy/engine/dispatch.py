@@ -187,22 +187,24 @@ async def long_poll_async(
     host: str,
     *,
     timeout: float,
-    claim: Callable[[], object | None],
+    claim: Callable[[bool], object | None],
 ) -> object | None:
     """Hold a poll for ``host`` up to ``timeout`` s; return what ``claim`` finds, or None.
 
-    ``claim`` is tried at once and after every wake-up of ``host``: by the engine in this process
-    or by the process's sweep (a command created by another replica). While it waits the poll is
+    ``claim(woken)`` is tried at once (``woken`` False) and after every wake-up of ``host``
+    (``woken`` True: a command is expected): by the engine in this process or by the process's
+    sweep (a command created by another replica). While it waits the poll is
     listed in :meth:`HostNotifier.waiting`, which is how the sweep also records a host that holds
     a poll as seen (a live agent always holds a poll and must never look dead). Waits hold no
     thread; ``claim`` (a database call) runs in the worker thread pool."""
     deadline = time.monotonic() + timeout
+    woken = False
     while True:
         seen = notifier.generation(host)
-        found = await anyio.to_thread.run_sync(claim)
+        found = await anyio.to_thread.run_sync(claim, woken)
         if found is not None or notifier.closed:
             return found
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        await notifier.wait_async(host, seen, remaining)
+        woken = await notifier.wait_async(host, seen, remaining)

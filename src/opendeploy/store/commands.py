@@ -114,13 +114,16 @@ class Commands(Repository):
 
     # --- the agent's side ----------------------------------------------------------------------
 
-    def claim_next(self, instance_name: str, *, now: datetime) -> dict[str, Any] | None:
+    def claim_next(
+        self, instance_name: str, *, now: datetime, expected: bool = False
+    ) -> dict[str, Any] | None:
         """The oldest deliverable Pending command of the instance, marked delivered; or None.
 
-        A read comes first: most calls (a poll's re-checks) find nothing, and on SQLite a write
-        transaction takes the database-wide write lock even when it then changes nothing.
+        A read comes first unless a command is ``expected`` (the poll was woken for one): most
+        polls start with nothing waiting, and on SQLite a write transaction takes the
+        database-wide write lock even when it then changes nothing.
         """
-        if not self.has_deliverable(instance_name, now=now):
+        if not expected and not self.has_deliverable(instance_name, now=now):
             return None
         stale = now - REDELIVER_AFTER
         with self.db.write() as conn:

@@ -46,6 +46,9 @@ from opendeploy.store.tags import ResourceTags
 #: SQLite waits this long for a lock held by another connection before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+#: Pooled SQLite connections kept open (as many again may be opened under load).
+SQLITE_POOL_SIZE = 20
+
 #: How long a writer waits for its turn among the writers of its process (SQLite only).
 WRITE_QUEUE_TIMEOUT_S = 120.0
 
@@ -68,6 +71,10 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        # A SQLite connection is a file handle: keep enough of them that a busy server reuses
+        # its connections instead of opening (and setting up) an overflow one per request.
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_SIZE,
     )
 
     @event.listens_for(engine, "connect")

@@ -362,7 +362,7 @@ class CommandApi:
             self.notifier,
             name,
             timeout=settings.poll_timeout_seconds,
-            claim=lambda: ctx.store.commands.claim_next(name, now=_now()),
+            claim=lambda woken: ctx.store.commands.claim_next(name, now=_now(), expected=woken),
         )
         # Seen as the poll returns too (the sweep covered it while it was held).
         if self._seen_needs_write(ctx, name):
