@@ -570,3 +570,28 @@ def test_hook_login_environment_decides_the_runas_environment(
     finally:
         subprocess.run(["userdel", user], check=False, capture_output=True)
         shutil.rmtree(shared)
+
+
+def test_an_appspec_edited_between_events_is_read_afresh(
+    tmp_path: Path, config: AgentConfig
+) -> None:
+    """Parsed appspecs are remembered by their text, so an edit on disk is never missed."""
+    target = tmp_path / "t"
+    bundle = make_bundle(tmp_path / "b", target, {"AfterInstall": record("v1")})
+    spec = local_spec(bundle, "d-1")
+    deploy(spec, config, "DownloadBundle", "Install")
+    assert not is_noop(spec, "AfterInstall", config)
+    assert is_noop(spec, "ValidateService", config)
+    archive = deployment_root(config).deployment(DG, "d-1").archive
+    appspec = archive / "appspec.yml"
+    text = appspec.read_text()
+    appspec.write_text(text.replace("AfterInstall:", "ValidateService:"))
+    assert is_noop(spec, "AfterInstall", config)
+    assert not is_noop(spec, "ValidateService", config)
+    deploy(spec, config, "ValidateService")
+    assert proof(tmp_path) == ["ValidateService v1"]
+    # A broken edit fails each time it is read, not only the first.
+    appspec.write_text("version: 0.0\nos: [\n")
+    for _ in range(2):
+        result = execute_event(spec, "ValidateService", config=config)
+        assert result.failed and "invalid YAML" in result.message, result

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from opendeploy.agent.installer import install
 from opendeploy.agent.script_log import ScriptLog
 from opendeploy.agent.spec import DeploymentSpec, LocalRevision
 from opendeploy.appspec.model import AppSpec
-from opendeploy.appspec.parse import declared_os, find_appspec, load_appspec
+from opendeploy.appspec.parse import declared_os, find_appspec, load_appspec, parse_appspec
 from opendeploy.appspec.schema import SUPPORTED_OSES, check_host_os
 from opendeploy.domain.lifecycle import (
     LOCAL_DEFAULT_ORDER,
@@ -395,9 +396,14 @@ def _hook_revision(
 def _load_appspec(archive: Path, spec: DeploymentSpec, config: AgentConfig) -> AppSpec:
     path = find_appspec(archive, spec.appspec_filename)
     allowed = spec.all_possible_lifecycle_events
-    appspec = load_appspec(
-        path, max_event_timeout=config.hook_event_timeout_cap, allowed_events=allowed
-    )
+    cap = config.hook_event_timeout_cap
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        # load_appspec reads it again and raises with its own wording.
+        appspec = load_appspec(path, max_event_timeout=cap, allowed_events=allowed)
+    else:
+        appspec = _parse_appspec(text, path.name, cap, allowed)
     check_host_os(appspec.os)
     if allowed is not None:
         missing = [
@@ -409,6 +415,19 @@ def _load_appspec(archive: Path, spec: DeploymentSpec, config: AgentConfig) -> A
                 f"in your {spec.appspec_filename} file: {','.join(missing)}"
             )
     return appspec
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_appspec(
+    text: str, source: str, max_event_timeout: int | None, allowed: tuple[str, ...] | None
+) -> AppSpec:
+    """``parse_appspec``, remembered by its inputs: the agent reads one revision's appspec for
+    every command of a deployment (the no-op check, then the event itself), and parsing the
+    YAML in pure Python cost more than the rest of a hook command. The result is a frozen value;
+    a parse error is not remembered, so it is raised afresh each time."""
+    return parse_appspec(
+        text, source=source, max_event_timeout=max_event_timeout, allowed_events=allowed
+    )
 
 
 def _hook_event(
