@@ -23,6 +23,7 @@ failure leaves neither ``dest`` nor the temporary directory behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import os
@@ -492,8 +493,15 @@ def _zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, writer: _Writer) -> N
 
 
 def _zip_mtime(info: zipfile.ZipInfo) -> float | None:
+    return _local_timestamp(info.date_time)
+
+
+@functools.lru_cache(maxsize=256)
+def _local_timestamp(date_time: tuple[int, int, int, int, int, int]) -> float | None:
+    # Zip times have 2 s resolution, so a bundle's entries share few distinct values, and
+    # mktime (a time zone lookup each call) was a visible share of unpacking many small files.
     try:
-        return time.mktime((*info.date_time, 0, 0, -1))
+        return time.mktime((*date_time, 0, 0, -1))
     except (OverflowError, ValueError):
         return None
 
