@@ -180,6 +180,55 @@ def test_mode_times_and_owner_are_preserved(
         assert (info.st_uid, info.st_gid) == (54321, 54322)
 
 
+def test_setuid_xattrs_and_atime_are_copied_as_copystat_does(
+    bundle: Path, instructions: Path, tmp_path: Path
+) -> None:
+    data = os.urandom(300_000)  # several pages: sendfile has a real copy to do
+    binary = bundle / "bin" / "tool"
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    binary.write_bytes(data)
+    binary.chmod(0o4755)  # setuid survives the chown that precedes the chmod
+    os.utime(binary, ns=(1_100_000_000_123_456_789, 1_000_000_000_987_654_321))
+    try:
+        os.setxattr(binary, "user.opendeploy", b"kept")
+        has_xattrs = True
+    except OSError:  # a file system without user xattrs (tmpfs before 6.6)
+        has_xattrs = False
+    before = os.stat(binary)
+    dest = tmp_path / "srv"
+    run(spec(("bin", str(dest))), bundle, instructions)
+
+    copied = dest / "tool"
+    info = copied.stat()
+    assert copied.read_bytes() == data
+    assert stat.S_IMODE(info.st_mode) == 0o4755
+    # Times as the source had them after it was read (copystat's reading, and relatime moves
+    # an atime older than a day), to the nanosecond.
+    after = os.stat(binary)
+    assert info.st_mtime_ns == before.st_mtime_ns == 1_000_000_000_987_654_321
+    assert info.st_atime_ns == after.st_atime_ns
+    if has_xattrs:
+        assert os.getxattr(copied, "user.opendeploy") == b"kept"
+
+
+def test_a_copy_falls_back_to_read_write_where_sendfile_refuses(tmp_path: Path) -> None:
+    from opendeploy.agent.installer import _copy_data
+
+    source = tmp_path / "source"
+    source.write_bytes(b"x" * 100_000 + b"end")
+    target = tmp_path / "target"
+    target.write_bytes(b"head:")
+    infd = os.open(source, os.O_RDONLY)
+    # sendfile refuses an O_APPEND destination (EINVAL) before the first byte.
+    outfd = os.open(target, os.O_WRONLY | os.O_APPEND)
+    try:
+        _copy_data(infd, outfd, os.fstat(infd).st_size)
+    finally:
+        os.close(infd)
+        os.close(outfd)
+    assert target.read_bytes() == b"head:" + b"x" * 100_000 + b"end"
+
+
 def test_destinations_must_be_absolute(bundle: Path, instructions: Path) -> None:
     with pytest.raises(InstallError, match=r"files\[0\]\.destination: 'srv/app' is not an abs"):
         run(spec(("app", "srv/app")), bundle, instructions)
