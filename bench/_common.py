@@ -47,11 +47,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @contextmanager
 def work_dir(keep: bool = False) -> Iterator[Path]:
-    """A fresh directory under the per-user cache dir (file creation under /tmp is far slower
-    on the reference machine, see bench/local_deploy.py)."""
+    """A fresh directory under $OPENDEPLOY_BENCH_DIR, else the per-user cache dir (file creation
+    under /tmp is far slower on the reference machine, see bench/local_deploy.py).
+
+    The file system matters: on ext4 without a journal (the reference machine's root) every new
+    file skips, one by one, the inodes freed in the last minutes, and a fleet of agents sharing
+    one machine deletes and recreates thousands of files per deployment. Point
+    ``OPENDEPLOY_BENCH_DIR`` at a tmpfs (``/dev/shm``) to measure the software without that."""
     import shutil
 
-    base = Path(platformdirs.user_cache_dir("opendeploy"))
+    base = Path(os.environ.get("OPENDEPLOY_BENCH_DIR") or platformdirs.user_cache_dir("opendeploy"))
     base.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix="bench-", dir=base))
     try:
