@@ -379,3 +379,17 @@ def test_after_a_restart_an_agent_that_polls_again_is_judged_by_dead_after() -> 
     assert h.target("i-1").status is InstanceStatus.IN_PROGRESS
     h.step(at(146))
     assert h.target("i-1").status is InstanceStatus.FAILED
+
+
+def test_a_fleet_of_dead_agents_is_named_in_a_message_not_a_list() -> None:
+    h = deployment(25, ALL_AT_ONCE)
+    for k in range(1, 26):
+        h.poll(f"i-{k}", at(0))
+    h.step(at(0))
+    h.step(at(20))  # nobody polled again: every event fails, and the deployment with them
+    assert h.error is not None and h.error.code == "AGENT_ISSUE"
+    named = ", ".join(f"i-{k}" for k in range(1, 11))  # the targets' order
+    assert h.error.message == (
+        "The overall deployment failed because the OpenDeploy agent stopped polling on "
+        f"{named} and 15 more, and too few healthy instances remain."
+    )

@@ -45,6 +45,7 @@ late acknowledgement with ``Failed``, so the official agent skips it), ``Failed`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -691,9 +692,20 @@ def _health_error(plan: _Plan) -> ErrorInformation:
         return ErrorInformation(
             "AGENT_ISSUE",
             "The overall deployment failed because the OpenDeploy agent stopped polling on "
-            f"{', '.join(dead)}, and too few healthy instances remain.",
+            f"{_some_names(dead)}, and too few healthy instances remain.",
         )
     return ErrorInformation("HEALTH_CONSTRAINTS", HEALTH_CONSTRAINTS_MESSAGE)
+
+
+#: How many instance names a deployment's error message spells out.
+NAMES_IN_MESSAGE = 10
+
+
+def _some_names(names: Sequence[str]) -> str:
+    """``a, b, c`` or, for a large fleet, the first few ``and N more`` (a message, not a list)."""
+    if len(names) <= NAMES_IN_MESSAGE:
+        return ", ".join(names)
+    return f"{', '.join(names[:NAMES_IN_MESSAGE])} and {len(names) - NAMES_IN_MESSAGE:,} more"
 
 
 def _platform_unsupported(platform: str) -> ErrorInformation:
