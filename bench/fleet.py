@@ -228,6 +228,11 @@ async def wait_terminal(admin: Connection, deployment_id: str, timeout: float) -
             )
         )["deploymentInfo"]
         if info["status"] in ("Succeeded", "Failed", "Stopped"):
+            if info["status"] != "Succeeded":
+                # Say why: a failed run's figures mean nothing without it.
+                error = info.get("errorInformation") or {}
+                print(f"  {deployment_id}: {error.get('code')}: {error.get('message')}")
+                print(f"  overview: {info.get('deploymentOverview')}")
             return str(info["status"])
         if time.monotonic() > deadline:
             raise TimeoutError(f"{deployment_id} still {info['status']} after {timeout} s")
