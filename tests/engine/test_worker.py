@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from opendeploy.engine.dispatch import HostNotifier
-from opendeploy.engine.worker import EngineWorker
+from opendeploy.engine.worker import EngineWorker, load
+from opendeploy.store import tables
 from opendeploy.testing.server import running_server
 from tests.engine.agent_sim import (
     AGENT_EVENTS,
@@ -355,3 +357,25 @@ def test_stop_finishes_a_lambda_deployment_the_engine_has_not_seen(cluster: Clus
     later = create()
     assert worker.run_once() == 1
     assert cluster.info(later)["status"] == "Failed"
+
+
+def test_a_host_holding_a_poll_here_is_alive_whatever_the_store_says(cluster: Cluster) -> None:
+    """A server far behind with its batched seen-writes must not take its lag for dead agents."""
+    cluster.add_instance("web-1", {"app": "web"})
+    cluster.group("shop")
+    dep = cluster.deploy("shop", S3_V1)
+    store = cluster.server.store
+    instances = tables.on_premises_instances
+    with store.database.write() as conn:
+        conn.execute(
+            update(instances)
+            .where(instances.c.name == "web-1")
+            .values(last_seen_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    now = datetime.now(UTC)
+    with store.database.read() as conn:
+        quiet = load(conn, dep, now)
+        holding = load(conn, dep, now, holding=frozenset({"web-1"}))
+    assert quiet is not None and holding is not None
+    assert quiet.snapshot.targets[0].last_seen_at != now
+    assert holding.snapshot.targets[0].last_seen_at == now

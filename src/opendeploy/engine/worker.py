@@ -181,8 +181,14 @@ def load(
     now: datetime,
     *,
     watching_since: datetime | None = None,
+    holding: frozenset[str] = frozenset(),
 ) -> Loaded | None:
-    """The deployment as a snapshot (None if it is gone); ``watching_since``: the engine's start."""
+    """The deployment as a snapshot (None if it is gone); ``watching_since``: the engine's start.
+
+    ``holding``: the hosts holding a poll in this process right now. They are alive now,
+    whatever ``last_seen_at`` says: the store learns of held polls only at the next batched
+    write, and a server far behind with its writes (a fleet of thousands reporting at once) must
+    not take its own lag for dead agents."""
     row = conn.execute(select(_D).where(_D.c.deployment_id == deployment_id)).mappings().first()
     if row is None:
         return None
@@ -218,7 +224,10 @@ def load(
         )
     ).all():
         # A deregistered instance cannot poll any more: it was last seen when it left.
-        seen[str(inst.name)] = inst.deregister_time or inst.last_seen_at
+        if inst.deregister_time is None and inst.name in holding:
+            seen[str(inst.name)] = now
+        else:
+            seen[str(inst.name)] = inst.deregister_time or inst.last_seen_at
         deregistered[str(inst.name)] = inst.deregister_time
         if inst.unreachable_since is not None:
             marked.add(str(inst.name))
@@ -718,7 +727,13 @@ class EngineWorker:
         decisions: Decisions | None = None
         try:
             with self.store.database.read() as conn:
-                loaded = load(conn, deployment_id, now, watching_since=self.started_at)
+                loaded = load(
+                    conn,
+                    deployment_id,
+                    now,
+                    watching_since=self.started_at,
+                    holding=frozenset(self.notifier.waiting()),
+                )
             if loaded is not None:
                 decisions = reconcile(loaded.snapshot, now, settings=self.engine_settings)
             with self.store.database.write() as conn:
