@@ -532,3 +532,26 @@ def test_commands_of_different_groups_run_concurrently(
         for c in fake.of("PutHostCommandComplete")
     }
     assert statuses["hook-A"] == statuses["hook-B"] == "Succeeded"
+
+
+def test_commands_of_one_deployment_take_their_turns_in_the_order_received() -> None:
+    from opendeploy.agent.poller import _Turns
+
+    turns, ran = _Turns(), []
+    tickets = [turns.ticket("d-1") for _ in range(4)]
+    other = turns.ticket("d-2")
+
+    def run(ticket: int) -> None:
+        turns.wait("d-1", ticket)
+        ran.append(ticket)
+        turns.done("d-1", ticket)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in reversed(tickets)]
+    for thread in threads:
+        thread.start()
+    turns.wait("d-2", other)  # another deployment does not wait for d-1
+    turns.done("d-2", other)
+    for thread in threads:
+        thread.join(10)
+    assert ran == [0, 1, 2, 3]
+    assert turns.ticket("d-1") == 0  # all done: forgotten

@@ -239,6 +239,40 @@ class HostConnection:
             return self._client, identity.host_identifier
 
 
+class _Turns:
+    """Commands of one deployment run in the order they were received.
+
+    The server sends a host one lifecycle event at a time, but one that sends several at once
+    (a test double, a server replaying after a restart) must not have them reordered by the
+    worker pool or by the network calls each makes before it takes its group's lock. Every
+    command takes a ticket when it is received, waits for its turn before anything else, and
+    hands the turn on when it ends, however it ends.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._issued: dict[str, int] = {}
+        self._serving: dict[str, int] = {}
+
+    def ticket(self, key: str) -> int:
+        with self._cond:
+            ticket = self._issued.get(key, 0)
+            self._issued[key] = ticket + 1
+            return ticket
+
+    def wait(self, key: str, ticket: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._serving.get(key, 0) == ticket)
+
+    def done(self, key: str, ticket: int) -> None:
+        with self._cond:
+            self._serving[key] = ticket + 1
+            if self._serving[key] == self._issued.get(key):
+                # Nothing more pending for this deployment: forget it (bounded memory).
+                del self._serving[key], self._issued[key]
+            self._cond.notify_all()
+
+
 class Poller:
     """The agent's main loop and its command workers (see the module docstring).
 
@@ -271,6 +305,7 @@ class Poller:
         self._futures: set[Future[None]] = set()
         self._futures_lock = threading.Lock()
         self._group_locks: dict[str, threading.Lock] = {}
+        self._turns = _Turns()
         self._group_locks_lock = threading.Lock()
         self._recovered = False
         # Set while no PollHostCommand is outstanding; see wait_for_commands.
@@ -423,7 +458,13 @@ class Poller:
             command.get("DeploymentExecutionId"),
             command.get("HostCommandIdentifier"),
         )
-        future = self._pool.submit(self._handle_safely, command)
+        key = str(command.get("DeploymentExecutionId"))
+        ticket = self._turns.ticket(key)
+        try:
+            future = self._pool.submit(self._handle_safely, command, key, ticket)
+        except BaseException:
+            self._turns.done(key, ticket)
+            raise
         with self._futures_lock:
             self._futures = {f for f in self._futures if not f.done()}
             self._futures.add(future)
@@ -477,11 +518,14 @@ class Poller:
         with self._group_locks_lock:
             return self._group_locks.setdefault(group_id, threading.Lock())
 
-    def _handle_safely(self, command: dict[str, Any]) -> None:
+    def _handle_safely(self, command: dict[str, Any], key: str, ticket: int) -> None:
         try:
+            self._turns.wait(key, ticket)
             self.handle(command)
         except Exception:
             log.exception("Command %s failed unexpectedly", command.get("HostCommandIdentifier"))
+        finally:
+            self._turns.done(key, ticket)
 
     def handle(self, command: dict[str, Any]) -> EventResult | None:
         """Carry out one host command (the worker's job); returns the result, None if skipped."""
