@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +16,7 @@ from sqlalchemy import update
 from opendeploy.store import tables
 from opendeploy.testing.server import RunningServer
 from tests._stored import server_store, stored_deployment
+from tests.e2e.polling import wait_for
 from tests.web.conftest import login
 
 pytestmark = pytest.mark.e2e
@@ -277,17 +276,6 @@ def _stored_deployment(
         store.close()
 
 
-def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 30) -> Any:
-    """``probe()``'s first truthy answer; the API has no push, so poll the server's state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.2)
-
-
 def test_stop_and_roll_back_links_the_rollback_both_ways(dashboard_server: RunningServer) -> None:
     """The group's last success is v1 (seeded through the store); v2 waits on a silent host
     until the dashboard stops it with rollback: a rollback deployment of v1 appears, and each
@@ -334,7 +322,7 @@ def test_stop_and_roll_back_links_the_rollback_both_ways(dashboard_server: Runni
             found = (info.get("rollbackInfo") or {}).get("rollbackDeploymentId")
             return str(found) if found and info["status"] == "Stopped" else None
 
-        rollback = _wait_for("rollback deployment", rollback_id)
+        rollback = wait_for(rollback_id, 30, "the rollback deployment")
         info = api.get_deployment(deploymentId=rollback)["deploymentInfo"]
         assert info["revision"] == v1
         assert info["rollbackInfo"]["rollbackTriggeringDeploymentId"] == deployment_id
