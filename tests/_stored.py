@@ -47,3 +47,21 @@ def stored_deployment(
         select_targets=select_targets,
         now=now,
     )
+
+
+def bare_deployment(store: Store, deployment_id: str, *, now: datetime) -> str:
+    """A OneAtATime Server deployment of application ``app`` with no group and no targets:
+    the least a command can belong to. Returns its id."""
+    store.deployments.create(
+        deployment={
+            "deployment_id": deployment_id,
+            "application_id": "app-1",
+            "application_name": "app",
+            "deployment_config_name": "CodeDeployDefault.OneAtATime",
+            "compute_platform": "Server",
+            "creator": "user",
+        },
+        select_targets=None,
+        now=now,
+    )
+    return deployment_id

@@ -17,6 +17,7 @@ from sqlalchemy import event
 from opendeploy.agent.spec import S3Revision, parse_deployment_spec
 from opendeploy.api.commands.handlers import public_diagnostics
 from opendeploy.store import commands as cmd_store
+from tests._stored import bare_deployment
 from tests.engine.agent_sim import (
     AGENT_EVENTS,
     S3_V1,
@@ -233,18 +234,7 @@ def test_a_command_created_by_another_replica_reaches_a_held_poll(
     with running_cluster(settings) as cluster:
         agent = cluster.add_instance("web-1", {"app": "web"})
         store = cluster.server.store
-        store.deployments.create(
-            deployment={
-                "deployment_id": "d-OTHERREPL",
-                "application_id": "app-1",
-                "application_name": "app",
-                "deployment_config_name": "CodeDeployDefault.OneAtATime",
-                "compute_platform": "Server",
-                "creator": "user",
-            },
-            select_targets=None,
-            now=datetime.now(UTC),
-        )
+        bare_deployment(store, "d-OTHERREPL", now=datetime.now(UTC))
         with ThreadPoolExecutor(1) as pool:
             held = pool.submit(agent.poll)
             _wait_held(cluster, "web-1")

@@ -11,6 +11,7 @@ from opendeploy.api.output_routes import Cursor, read_output
 from opendeploy.service_errors import DeploymentDoesNotExistError, InvalidInputError
 from opendeploy.store import commands as c
 from opendeploy.store.database import Store
+from tests._stored import bare_deployment
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DEP = "d-AAAAAAAAA"
@@ -19,18 +20,7 @@ DEP = "d-AAAAAAAAA"
 @pytest.fixture
 def store(sqlite_url: str) -> Iterator[Store]:
     s = Store.open(sqlite_url)
-    s.deployments.create(
-        deployment={
-            "deployment_id": DEP,
-            "application_id": "app-1",
-            "application_name": "app",
-            "deployment_config_name": "CodeDeployDefault.OneAtATime",
-            "compute_platform": "Server",
-            "creator": "user",
-        },
-        select_targets=None,
-        now=T0,
-    )
+    bare_deployment(s, DEP, now=T0)
     try:
         yield s
     finally:

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from opendeploy.store import commands as c
 from opendeploy.store.database import Store
+from tests._stored import bare_deployment
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -24,19 +25,7 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 def _deployment(store: Store, deployment_id: str = "d-AAAAAAAAA") -> str:
-    store.deployments.create(
-        deployment={
-            "deployment_id": deployment_id,
-            "application_id": "app-1",
-            "application_name": "app",
-            "deployment_config_name": "CodeDeployDefault.OneAtATime",
-            "compute_platform": "Server",
-            "creator": "user",
-        },
-        select_targets=None,
-        now=T0,
-    )
-    return deployment_id
+    return bare_deployment(store, deployment_id, now=T0)
 
 
 def _register(store: Store, name: str) -> str:
