@@ -580,8 +580,11 @@ class _Plan:
 
     def failed_for_its_agent(self, t: TargetSnapshot) -> bool:
         """Whether this pass failed one of ``t``'s events because its agent is gone."""
-        for (instance_id, _), u in self.event_updates.items():
-            if instance_id != t.instance_id or u.status is not _ES.FAILED:
+        # Looked up by key, not by scanning every update: a pass that ends thousands of targets
+        # would otherwise be quadratic.
+        for ev in t.events:
+            u = self.event_updates.get((t.instance_id, ev.name))
+            if u is None or u.status is not _ES.FAILED:
                 continue
             if t.deregistered_at is not None:
                 return True

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from opendeploy.domain.configs import PREDEFINED
 from opendeploy.domain.ids import new_deployment_id
@@ -52,7 +52,7 @@ from opendeploy.domain.status import (
     LifecycleEventStatus,
 )
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
-from opendeploy.engine.reconcile import Decisions, EngineSettings, reconcile
+from opendeploy.engine.reconcile import Decisions, EngineSettings, EventUpdate, reconcile
 from opendeploy.engine.rollback import RollbackDecision
 from opendeploy.engine.snapshot import (
     AutoRollbackConfig,
@@ -165,6 +165,21 @@ def _has_load_balancer(raw: dict[str, Any] | None) -> bool:
 
 
 @dataclass(frozen=True)
+class TargetsState:
+    """A deployment's targets and lifecycle events as stored at ``revision``.
+
+    Only the engine writes them (one replica at a time, under the lease), bumping
+    ``deployments.engine_revision`` in the same transaction; so the worker keeps this between
+    passes and re-reads the rows only when the revision moved (another replica drove the
+    deployment meanwhile). Read back every pass, they made each pass O(targets x events) rows
+    even when one agent had reported: the largest cost per host-event in a large fleet."""
+
+    revision: int
+    #: target -> (status, events, whether the events are stored yet), in target order.
+    targets: dict[str, tuple[InstanceStatus, tuple[EventSnapshot, ...], bool]]
+
+
+@dataclass(frozen=True)
 class Loaded:
     """A snapshot plus the stored rows the worker needs to apply decisions."""
 
@@ -173,36 +188,19 @@ class Loaded:
     stored_events: dict[str, bool]  # target -> whether its events are stored yet
     #: Targets whose instance is recorded as unreachable already (``unreachable_since``).
     marked_unreachable: frozenset[str] = frozenset()
+    #: The targets and events this snapshot was built from (what the worker caches).
+    state: TargetsState | None = None
 
 
-def load(
-    conn: Connection,
-    deployment_id: str,
-    now: datetime,
-    *,
-    watching_since: datetime | None = None,
-    holding: frozenset[str] = frozenset(),
-) -> Loaded | None:
-    """The deployment as a snapshot (None if it is gone); ``watching_since``: the engine's start.
-
-    ``holding``: the hosts holding a poll in this process right now. They are alive now,
-    whatever ``last_seen_at`` says: the store learns of held polls only at the next batched
-    write, and a server far behind with its writes (a fleet of thousands reporting at once) must
-    not take its own lag for dead agents."""
-    row = conn.execute(select(_D).where(_D.c.deployment_id == deployment_id)).mappings().first()
-    if row is None:
-        return None
-    d = dict(row)
-    lb = _has_load_balancer(d["load_balancer_info"])
-    targets = list(
-        conn.execute(
-            select(_TG.c.target_id, _TG.c.status)
-            .where(_TG.c.deployment_id == deployment_id)
-            .order_by(_TG.c.target_id)
-        ).all()
-    )
-    names = [str(t.target_id) for t in targets]
-    events: dict[str, list[EventSnapshot]] = {n: [] for n in names}
+def _read_targets(
+    conn: Connection, deployment_id: str, revision: int, *, load_balancer: bool
+) -> TargetsState:
+    targets = conn.execute(
+        select(_TG.c.target_id, _TG.c.status)
+        .where(_TG.c.deployment_id == deployment_id)
+        .order_by(_TG.c.target_id)
+    ).all()
+    events: dict[str, list[EventSnapshot]] = {str(t.target_id): [] for t in targets}
     for ev in conn.execute(
         select(_EV).where(_EV.c.deployment_id == deployment_id).order_by(_EV.c.position)
     ).mappings():
@@ -215,13 +213,69 @@ def load(
                 _diagnostics(ev["diagnostics"]),
             )
         )
+    default = tuple(EventSnapshot(e) for e in lifecycle_events(load_balancer=load_balancer))
+    return TargetsState(
+        revision,
+        {
+            str(t.target_id): (
+                InstanceStatus(t.status),
+                tuple(events[str(t.target_id)]) or default,
+                bool(events[str(t.target_id)]),
+            )
+            for t in targets
+        },
+    )
+
+
+def state_after(state: TargetsState, d: Decisions) -> TargetsState:
+    """``state`` with the decisions applied, at the revision :func:`apply` leaves behind."""
+    targets = dict(state.targets)
+    for tu in d.target_updates:
+        _, events, stored = targets[tu.instance_id]
+        targets[tu.instance_id] = (tu.status, events, stored)
+    for instance_id, updates in _updates_by_target(d).items():
+        status, events, _ = targets[instance_id]
+        targets[instance_id] = (status, tuple(_apply_updates(events, updates)), True)
+    return TargetsState(state.revision + 1, targets)
+
+
+def load(
+    conn: Connection,
+    deployment_id: str,
+    now: datetime,
+    *,
+    watching_since: datetime | None = None,
+    holding: frozenset[str] = frozenset(),
+    known: TargetsState | None = None,
+) -> Loaded | None:
+    """The deployment as a snapshot (None if it is gone); ``watching_since``: the engine's start.
+
+    ``holding``: the hosts holding a poll in this process right now. They are alive now,
+    whatever ``last_seen_at`` says: the store learns of held polls only at the next batched
+    write, and a server far behind with its writes (a fleet of thousands reporting at once) must
+    not take its own lag for dead agents. ``known``: the targets as this worker last left them,
+    used instead of reading them when the deployment's ``engine_revision`` still matches."""
+    row = conn.execute(select(_D).where(_D.c.deployment_id == deployment_id)).mappings().first()
+    if row is None:
+        return None
+    d = dict(row)
+    engine_revision = int(d.get("engine_revision") or 0)
+    if known is not None and known.revision == engine_revision:
+        state = known
+    else:
+        state = _read_targets(
+            conn,
+            deployment_id,
+            engine_revision,
+            load_balancer=_has_load_balancer(d["load_balancer_info"]),
+        )
     seen: dict[str, datetime | None] = {}
     deregistered: dict[str, datetime | None] = {}
     marked: set[str] = set()
     for inst in conn.execute(
-        select(_I.c.name, _I.c.last_seen_at, _I.c.deregister_time, _I.c.unreachable_since).where(
-            _I.c.name.in_(names)
-        )
+        select(_I.c.name, _I.c.last_seen_at, _I.c.deregister_time, _I.c.unreachable_since)
+        .join(_TG, _TG.c.target_id == _I.c.name)
+        .where(_TG.c.deployment_id == deployment_id)
     ).all():
         # A deregistered instance cannot poll any more: it was last seen when it left.
         if inst.deregister_time is None and inst.name in holding:
@@ -234,12 +288,8 @@ def load(
     open_cmds = cmd_store.open_commands(conn, deployment_id)
     snap_targets = []
     stored: dict[str, bool] = {}
-    for t in targets:
-        name = str(t.target_id)
-        stored[name] = bool(events[name])
-        evs = tuple(events[name]) or tuple(
-            EventSnapshot(e) for e in lifecycle_events(load_balancer=lb)
-        )
+    for name, (status, evs, is_stored) in state.targets.items():
+        stored[name] = is_stored
         c = open_cmds.get(name)
         command = None
         if c is not None:
@@ -256,7 +306,7 @@ def load(
             TargetSnapshot(
                 instance_id=name,
                 events=evs,
-                status=InstanceStatus(t.status),
+                status=status,
                 last_seen_at=seen.get(name),
                 command=command,
                 deregistered_at=deregistered.get(name),
@@ -294,16 +344,25 @@ def load(
         compute_platform=str(d["compute_platform"] or "Server"),
         watching_since=watching_since,
     )
-    return Loaded(snapshot, d, stored, frozenset(marked))
+    return Loaded(snapshot, d, stored, frozenset(marked), state)
 
 
 # --- applying decisions -------------------------------------------------------------------------
 
 
-def _events_after(t: TargetSnapshot, d: Decisions) -> list[EventSnapshot]:
-    updates = {u.event: u for u in d.event_updates if u.instance_id == t.instance_id}
+def _updates_by_target(d: Decisions) -> dict[str, dict[LifecycleEvent, EventUpdate]]:
+    """The event updates grouped by instance (one pass, not one scan per target)."""
+    grouped: dict[str, dict[LifecycleEvent, EventUpdate]] = {}
+    for u in d.event_updates:
+        grouped.setdefault(u.instance_id, {})[u.event] = u
+    return grouped
+
+
+def _apply_updates(
+    events: Sequence[EventSnapshot], updates: dict[LifecycleEvent, EventUpdate]
+) -> list[EventSnapshot]:
     out = []
-    for ev in t.events:
+    for ev in events:
         u = updates.get(ev.name)
         if u is not None:
             ev = EventSnapshot(ev.name, u.status, u.start_time, u.end_time, u.diagnostics)
@@ -403,10 +462,42 @@ def _create_rollback(
     return str(new_id)
 
 
+_SET_TARGET_STATUS = (
+    update(_TG)
+    .where(_TG.c.deployment_id == bindparam("b_dep"), _TG.c.target_id == bindparam("b_target"))
+    .values(status=bindparam("b_status"), last_updated_at=bindparam("b_at"))
+)
+_TOUCH_TARGET = (
+    update(_TG)
+    .where(_TG.c.deployment_id == bindparam("b_dep"), _TG.c.target_id == bindparam("b_target"))
+    .values(last_updated_at=bindparam("b_at"))
+)
+_SET_EVENT = (
+    update(_EV)
+    .where(
+        _EV.c.deployment_id == bindparam("b_dep"),
+        _EV.c.target_id == bindparam("b_target"),
+        _EV.c.position == bindparam("b_position"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        start_time=bindparam("b_start"),
+        end_time=bindparam("b_end"),
+        diagnostics=bindparam("b_diagnostics"),
+    )
+)
+
+
 def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str | None:
     """Write ``d`` inside the open transaction; returns the rollback deployment's id, if any."""
     snap = loaded.snapshot
     dep_id = snap.deployment_id
+    # Tells any worker holding these targets in memory (TargetsState) that they changed.
+    conn.execute(
+        update(_D)
+        .where(_D.c.deployment_id == dep_id)
+        .values(engine_revision=_D.c.engine_revision + 1)
+    )
     if d.deployment is not None:
         values: dict[str, Any] = {"status": str(d.deployment.status)}
         if d.deployment.start_time is not None and snap.started_at is None:
@@ -425,22 +516,33 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
                 .where(_G.c.deployment_group_id == loaded.row["deployment_group_id"])
                 .values(last_successful_deployment_id=dep_id)
             )
-    for tu in d.target_updates:
+    # Statements are executed once per kind with many parameter sets (executemany): built and
+    # run per target, their SQLAlchemy overhead made applying a pass O(targets) statements, the
+    # largest cost per host-event in a fleet of thousands.
+    updated_targets = {tu.instance_id for tu in d.target_updates}
+    if d.target_updates:
         conn.execute(
-            update(_TG)
-            .where(_TG.c.deployment_id == dep_id, _TG.c.target_id == tu.instance_id)
-            .values(status=str(tu.status), last_updated_at=tu.at)
-        )
-    touched = {u.instance_id for u in d.event_updates}
-    for t in snap.targets:
-        if t.instance_id not in touched:
-            continue
-        conn.execute(
-            delete(_EV).where(_EV.c.deployment_id == dep_id, _EV.c.target_id == t.instance_id)
-        )
-        conn.execute(
-            insert(_EV),
+            _SET_TARGET_STATUS,
             [
+                {
+                    "b_dep": dep_id,
+                    "b_target": tu.instance_id,
+                    "b_status": str(tu.status),
+                    "b_at": tu.at,
+                }
+                for tu in d.target_updates
+            ],
+        )
+    grouped = _updates_by_target(d)
+    inserts: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    touched: list[dict[str, Any]] = []
+    for t in snap.targets:
+        updates = grouped.get(t.instance_id)
+        if not updates:
+            continue
+        if not loaded.stored_events.get(t.instance_id, False):
+            inserts.extend(
                 {
                     "deployment_id": dep_id,
                     "target_id": t.instance_id,
@@ -451,18 +553,35 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
                     "end_time": ev.end_time,
                     "diagnostics": diagnostics_wire(ev.diagnostics),
                 }
-                for position, ev in enumerate(_events_after(t, d))
-            ],
-        )
-        if t.instance_id not in {u.instance_id for u in d.target_updates}:
-            conn.execute(
-                update(_TG)
-                .where(_TG.c.deployment_id == dep_id, _TG.c.target_id == t.instance_id)
-                .values(last_updated_at=now)
+                for position, ev in enumerate(_apply_updates(t.events, updates))
             )
+        else:
+            for position, ev in enumerate(t.events):
+                u = updates.get(ev.name)
+                if u is not None:
+                    changes.append(
+                        {
+                            "b_dep": dep_id,
+                            "b_target": t.instance_id,
+                            "b_position": position,
+                            "b_status": str(u.status),
+                            "b_start": u.start_time,
+                            "b_end": u.end_time,
+                            "b_diagnostics": diagnostics_wire(u.diagnostics),
+                        }
+                    )
+        if t.instance_id not in updated_targets:
+            touched.append({"b_dep": dep_id, "b_target": t.instance_id, "b_at": now})
+    if inserts:
+        conn.execute(insert(_EV), inserts)
+    if changes:
+        conn.execute(_SET_EVENT, changes)
+    if touched:
+        conn.execute(_TOUCH_TARGET, touched)
     cmd_store.close(conn, dep_id, list(d.close_commands), now)
-    for hc in d.dispatch:
-        cmd_store.dispatch(conn, dep_id, hc.instance_id, str(hc.event), now)
+    cmd_store.dispatch_many(
+        conn, dep_id, [(hc.instance_id, str(hc.event)) for hc in d.dispatch], now
+    )
     if d.rollback is not None:
         return _create_rollback(conn, loaded.row, d.rollback, now)
     return None
@@ -611,6 +730,8 @@ class EngineWorker:
         self._thread: threading.Thread | None = None
         # Notified after every pass, for callers waiting on an outcome (StopDeployment).
         self._passed = threading.Condition()
+        #: The targets of the deployments this worker drives, as it last left them.
+        self._targets: dict[str, TargetsState] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -666,7 +787,10 @@ class EngineWorker:
     def run_once(self) -> int:
         """Reconcile every active deployment this replica can lease; returns how many changed."""
         changed = 0
-        for deployment_id in self._candidates(self._clock()):
+        candidates = self._candidates(self._clock())
+        for gone in set(self._targets) - set(candidates):
+            del self._targets[gone]  # finished, or driven by another replica now
+        for deployment_id in candidates:
             if self._stopping.is_set():
                 break
             if self.step(deployment_id):
@@ -733,6 +857,7 @@ class EngineWorker:
                     now,
                     watching_since=self.started_at,
                     holding=frozenset(self.notifier.waiting()),
+                    known=self._targets.pop(deployment_id, None),
                 )
             if loaded is not None:
                 decisions = reconcile(loaded.snapshot, now, settings=self.engine_settings)
@@ -757,6 +882,18 @@ class EngineWorker:
                                 deployment_id,
                             )
                 self._release(conn, deployment_id)
+            # Committed: keep the targets as they now are for the next pass (dropped above, so
+            # that a failed pass re-reads them).
+            if loaded is not None and loaded.state is not None and decisions is not None:
+                ended = decisions.deployment is not None and (
+                    decisions.deployment.status in TERMINAL_DEPLOYMENT_STATUSES
+                )
+                if not ended:
+                    self._targets[deployment_id] = (
+                        state_after(loaded.state, decisions)
+                        if decisions.has_changes
+                        else loaded.state
+                    )
         except BaseException:
             with self.store.database.write() as conn:
                 self._release(conn, deployment_id)

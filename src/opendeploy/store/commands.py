@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from opendeploy.store import tables
 from opendeploy.store._base import Repository
@@ -57,6 +57,74 @@ REDELIVER_AFTER = timedelta(seconds=60)
 
 #: Names per ``IN (…)`` list: well below SQLite's bound-parameter limit (999 before 3.32).
 _IN_CHUNK = 500
+
+
+# The Command API's statements, built once: building them per call (SQLAlchemy's clause
+# construction and coercion) cost more than running them, on every agent call of a fleet.
+_STALE = bindparam("b_stale", type_=_C.c.delivered_at.type)
+_DELIVERABLE = (
+    _C.c.status == PENDING,
+    _C.c.closed_at.is_(None),
+    or_(_C.c.delivered_at.is_(None), _C.c.delivered_at < _STALE),
+)
+_HAS_DELIVERABLE = (
+    select(_C.c.command_id).where(_C.c.instance_name == bindparam("b_name"), *_DELIVERABLE).limit(1)
+)
+_NEXT = (
+    select(_C)
+    .where(_C.c.instance_name == bindparam("b_name"), *_DELIVERABLE)
+    .order_by(_C.c.dispatched_at, _C.c.command_id)
+    .limit(1)
+)
+_NEXT_LOCKED = _NEXT.with_for_update(skip_locked=True)
+_MARK_DELIVERED = (
+    update(_C)
+    .where(_C.c.command_id == bindparam("b_id"))
+    .values(delivered_at=bindparam("b_now", type_=_C.c.delivered_at.type))
+)
+_IS_TARGET = select(_TG.c.target_id).where(
+    _TG.c.deployment_id == bindparam("b_dep"), _TG.c.target_id == bindparam("b_target")
+)
+
+
+def _mine(owned: bool) -> list[Any]:
+    """The WHERE clause naming one command, and its owner when ``owned``."""
+    clauses = [_C.c.command_id == bindparam("b_id")]
+    if owned:
+        clauses.append(_C.c.instance_name == bindparam("b_owner"))
+    return clauses
+
+
+#: By ``owned`` (whether the caller's instance must own the command).
+_ACKNOWLEDGE = {
+    owned: update(_C)
+    .where(*_mine(owned), _C.c.status == PENDING)
+    .values(
+        status=IN_PROGRESS,
+        acknowledged_at=bindparam("b_now", type_=_C.c.acknowledged_at.type),
+        noop=bindparam("b_noop", type_=_C.c.noop.type),
+    )
+    for owned in (False, True)
+}
+_STATUS_OF = {
+    owned: select(_C.c.status, _C.c.result).where(*_mine(owned)) for owned in (False, True)
+}
+_COMPLETE = {
+    owned: update(_C)
+    .where(*_mine(owned), _C.c.status.in_([PENDING, IN_PROGRESS]), _C.c.closed_at.is_(None))
+    .values(
+        status=bindparam("b_result", type_=_C.c.status.type),
+        result=bindparam("b_result", type_=_C.c.result.type),
+        completed_at=bindparam("b_now", type_=_C.c.completed_at.type),
+        diagnostics=bindparam("b_diagnostics", type_=_C.c.diagnostics.type),
+        # A completion without an acknowledgement implies one.
+        acknowledged_at=func.coalesce(
+            _C.c.acknowledged_at, bindparam("b_now", type_=_C.c.acknowledged_at.type)
+        ),
+    )
+    for owned in (False, True)
+}
+_EXISTS = {owned: select(_C.c.command_id).where(*_mine(owned)) for owned in (False, True)}
 
 
 def new_command_id() -> str:
@@ -125,32 +193,25 @@ class Commands(Repository):
         """
         if not expected and not self.has_deliverable(instance_name, now=now):
             return None
-        stale = now - REDELIVER_AFTER
         with self.db.write() as conn:
-            query = (
-                select(_C)
-                .where(
-                    _C.c.instance_name == instance_name,
-                    _C.c.status == PENDING,
-                    _C.c.closed_at.is_(None),
-                    or_(_C.c.delivered_at.is_(None), _C.c.delivered_at < stale),
-                )
-                .order_by(_C.c.dispatched_at, _C.c.command_id)
-                .limit(1)
+            query = _NEXT_LOCKED if conn.dialect.name == "postgresql" else _NEXT
+            row = (
+                conn.execute(query, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
+                .mappings()
+                .first()
             )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            row = conn.execute(query).mappings().first()
             if row is None:
                 return None
-            conn.execute(
-                update(_C).where(_C.c.command_id == row["command_id"]).values(delivered_at=now)
-            )
+            conn.execute(_MARK_DELIVERED, {"b_id": row["command_id"], "b_now": now})
         return {**row, "delivered_at": now}
 
     def has_deliverable(self, instance_name: str, *, now: datetime) -> bool:
         """Whether :meth:`claim_next` would find something (a cheap read for long polls)."""
-        return bool(self.deliverable_among([instance_name], now=now))
+        with self.db.read() as conn:
+            found = conn.execute(
+                _HAS_DELIVERABLE, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER}
+            ).first()
+        return found is not None
 
     def deliverable_among(self, instance_names: Iterable[str], *, now: datetime) -> set[str]:
         """Those of ``instance_names`` with a command :meth:`claim_next` would hand out.
@@ -218,18 +279,13 @@ class Commands(Repository):
         skip it. With ``owner`` (an instance name), a command that is not that instance's counts
         as unknown and the answer is None: the caller checks ownership in this same transaction.
         """
-        mine = [_C.c.command_id == command_id]
-        if owner is not None:
-            mine.append(_C.c.instance_name == owner)
+        owned = owner is not None
+        params = {"b_id": command_id, "b_owner": owner, "b_now": now, "b_noop": noop}
         with self.db.write() as conn:
             # The usual case first, in one statement: a Pending command taken up.
-            if conn.execute(
-                update(_C)
-                .where(*mine, _C.c.status == PENDING)
-                .values(status=IN_PROGRESS, acknowledged_at=now, noop=noop)
-            ).rowcount:
+            if conn.execute(_ACKNOWLEDGE[owned], params).rowcount:
                 return IN_PROGRESS
-            row = conn.execute(select(_C.c.status, _C.c.result).where(*mine)).first()
+            row = conn.execute(_STATUS_OF[owned], params).first()
         if row is None:
             return None if owner is not None else FAILED
         if row.status == CLOSED:
@@ -252,30 +308,18 @@ class Commands(Repository):
         """
         if result not in (SUCCEEDED, FAILED):
             raise ValueError(f"CommandStatus: {result!r} is not Succeeded or Failed")
-        mine = [_C.c.command_id == command_id]
-        if owner is not None:
-            mine.append(_C.c.instance_name == owner)
+        owned = owner is not None
+        params = {
+            "b_id": command_id,
+            "b_owner": owner,
+            "b_now": now,
+            "b_result": result,
+            "b_diagnostics": diagnostics,
+        }
         with self.db.write() as conn:
-            changed = conn.execute(
-                update(_C)
-                .where(*mine, _C.c.status.in_([PENDING, IN_PROGRESS]), _C.c.closed_at.is_(None))
-                .values(
-                    status=result,
-                    result=result,
-                    completed_at=now,
-                    diagnostics=diagnostics,
-                    # A completion without an acknowledgement implies one.
-                    acknowledged_at=func.coalesce(
-                        _C.c.acknowledged_at, literal(now, _C.c.acknowledged_at.type)
-                    ),
-                )
-            ).rowcount
-            if changed:
+            if conn.execute(_COMPLETE[owned], params).rowcount:
                 return True
-            if (
-                owner is not None
-                and conn.execute(select(_C.c.command_id).where(*mine)).first() is None
-            ):
+            if owned and conn.execute(_EXISTS[owned], params).first() is None:
                 return None
         return False
 
@@ -327,14 +371,8 @@ class Commands(Repository):
 
 
 def _is_target(conn: Connection, deployment_id: str, instance_name: str) -> bool:
-    return (
-        conn.execute(
-            select(_TG.c.target_id).where(
-                _TG.c.deployment_id == deployment_id, _TG.c.target_id == instance_name
-            )
-        ).first()
-        is not None
-    )
+    params = {"b_dep": deployment_id, "b_target": instance_name}
+    return conn.execute(_IS_TARGET, params).first() is not None
 
 
 def _registered_by_arn(conn: Connection, instance_arn: str) -> dict[str, Any] | None:
@@ -362,37 +400,49 @@ def close(
     conn: Connection, deployment_id: str, instance_names: Sequence[str], now: datetime
 ) -> None:
     """Close the open commands of these targets (the engine is done with them)."""
-    if not instance_names:
-        return
-    conn.execute(
-        update(_C)
-        .where(
-            and_(
-                _C.c.deployment_id == deployment_id,
-                _C.c.instance_name.in_(list(instance_names)),
-                _C.c.closed_at.is_(None),
+    names = list(instance_names)
+    for start in range(0, len(names), _IN_CHUNK):
+        chunk = names[start : start + _IN_CHUNK]
+        conn.execute(
+            update(_C)
+            .where(
+                and_(
+                    _C.c.deployment_id == deployment_id,
+                    _C.c.instance_name.in_(chunk),
+                    _C.c.closed_at.is_(None),
+                )
             )
+            .values(status=CLOSED, closed_at=now)
         )
-        .values(status=CLOSED, closed_at=now)
-    )
 
 
 def dispatch(
     conn: Connection, deployment_id: str, instance_name: str, event: str, now: datetime
 ) -> str:
     """Create the target's next command (closing its previous one); returns its id."""
-    close(conn, deployment_id, [instance_name], now)
-    command_id = new_command_id()
-    conn.execute(
-        insert(_C).values(
-            command_id=command_id,
-            deployment_id=deployment_id,
-            instance_name=instance_name,
-            lifecycle_event=event,
-            status=PENDING,
-            nonce=secrets.randbits(62),
-            dispatched_at=now,
-            noop=False,
-        )
-    )
-    return command_id
+    return dispatch_many(conn, deployment_id, [(instance_name, event)], now)[0]
+
+
+def dispatch_many(
+    conn: Connection, deployment_id: str, commands: Sequence[tuple[str, str]], now: datetime
+) -> list[str]:
+    """Create each target's next command, ``(instance name, lifecycle event)``, closing the
+    previous one; returns their ids in order. One statement per kind, however many targets."""
+    if not commands:
+        return []
+    close(conn, deployment_id, [name for name, _ in commands], now)
+    rows = [
+        {
+            "command_id": new_command_id(),
+            "deployment_id": deployment_id,
+            "instance_name": name,
+            "lifecycle_event": event,
+            "status": PENDING,
+            "nonce": secrets.randbits(62),
+            "dispatched_at": now,
+            "noop": False,
+        }
+        for name, event in commands
+    ]
+    conn.execute(insert(_C), rows)
+    return [str(row["command_id"]) for row in rows]

@@ -211,6 +211,9 @@ deployments = Table(
     # Row leases for several server replicas (engine issue).
     Column("lease_owner", String(128), nullable=True),
     Column("lease_expires_at", UTCDateTime(), nullable=True),
+    # Bumped by every engine write to the targets and their events: what lets the engine keep
+    # them in memory between passes (see engine.worker.TargetsState).
+    Column("engine_revision", Integer, nullable=False, default=0, server_default="0"),
     Index(None, "deployment_group_id", "status"),
     Index(None, "application_name", "deployment_group_name"),
     Index(None, "status"),

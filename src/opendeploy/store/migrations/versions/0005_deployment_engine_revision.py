@@ -1,0 +1,34 @@
+"""``deployments.engine_revision``: bumped by every engine write to a deployment's targets.
+
+The engine keeps the targets and lifecycle events of the deployments it drives in memory between
+passes and re-reads them only when this counter says someone else (another replica, or this one
+before a restart) wrote them since.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01 17:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "deployments",
+        sa.Column("engine_revision", sa.Integer(), nullable=False, server_default="0"),
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("deployments") as batch:
+        batch.drop_column("engine_revision")
