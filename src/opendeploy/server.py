@@ -15,6 +15,7 @@ directory, also named as ``ca_bundle`` in the written config so AWS clients trus
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import io
 import logging
@@ -37,6 +38,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from opendeploy.api.app import ServiceBinding, create_app
+from opendeploy.api.backlog import Backlog, watch_event_loop
 from opendeploy.api.commands import command_service
 from opendeploy.api.commands.agent_version import AgentVersionMiddleware
 from opendeploy.api.commands.credentials import instance_credentials_route
@@ -49,6 +51,7 @@ from opendeploy.api.key_cache import SecretCache
 from opendeploy.api.model import codedeploy_service
 from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
+from opendeploy.blocking import POOL_SIZE
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
 from opendeploy.engine.worker import EngineWorker, StopRequests, deploy_to_new_instance
 from opendeploy.revisions.blobstore import LocalBlobStore
@@ -68,9 +71,9 @@ REPLICA_ID_FILE = "replica-id"
 #: The content-addressed bundle store under the data directory (behind the S3 front).
 BUNDLES_DIR = "bundles"
 
-#: Worker threads for database calls: every control-plane handler, and the claim and heartbeat
-#: steps of held polls (a held poll itself waits on the event loop and holds no thread).
-THREAD_POOL_SIZE = 2000
+#: Worker threads for the handlers that still go through anyio (Starlette routes: S3, dashboard);
+#: the API's own calls use opendeploy.blocking's pool of the same size.
+THREAD_POOL_SIZE = POOL_SIZE
 
 #: Control-plane operations after which the engine should look at once.
 _WAKING_OPERATIONS = frozenset(
@@ -256,29 +259,32 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
     store = Store.open(settings.database_url)
     try:
         credentials = bootstrap_credentials(store, settings)
-        notifier, wakeup = HostNotifier(), Wakeup()
+        notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
         engine = EngineWorker(
             store,
             settings,
             notifier=notifier,
             wakeup=wakeup,
             owner=replica_id(settings.data_dir),
+            backlog=backlog.delay,
+            heard=lambda: command_api.heard(),
         )
         control = {op: _control_handler(store, op, h, wakeup) for op, h in load_handlers().items()}
         control["StopDeployment"] = _control_handler(
             store, "StopDeployment", engine_stop_deployment(StopRequests(engine)), wakeup
         )
+        lookup_secret = SecretCache(store.commands.lookup_secret)
         command_api = CommandApi(
             notifier=notifier,
             wakeup=wakeup,
             signer=SpecSigner.load_or_create(settings.data_dir),
             on_first_poll=_first_poll(store, wakeup),
+            on_deregistration=lookup_secret.forget_all,
         )
         services = [
             ServiceBinding(codedeploy_service(), control),
             ServiceBinding(command_service(), command_api.handlers()),
         ]
-        lookup_secret = SecretCache(store.commands.lookup_secret)
         control["DeregisterOnPremisesInstance"] = _forgetting_keys(
             control["DeregisterOnPremisesInstance"], lookup_secret
         )
@@ -287,11 +293,13 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             limiter = anyio.to_thread.current_default_thread_limiter()
-            limiter.total_tokens = max(limiter.total_tokens, THREAD_POOL_SIZE)
+            limiter.total_tokens = THREAD_POOL_SIZE
             engine.start()
+            watcher = asyncio.create_task(watch_event_loop(backlog))
             try:
                 yield
             finally:
+                watcher.cancel()
                 notifier.close()
                 await anyio.to_thread.run_sync(engine.stop)
                 store.close()
@@ -320,6 +328,7 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
                 *extra_routes,
             ],
             lifespan=lifespan,
+            backlog=backlog,
         )
         app.add_middleware(AgentVersionMiddleware)
     except BaseException:

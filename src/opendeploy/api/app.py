@@ -27,13 +27,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
 from opendeploy.api import sigv4
+from opendeploy.api.backlog import Backlog
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.errors import WireError, to_wire_error, validation_error
 from opendeploy.api.model import ServiceSpec
@@ -41,7 +41,19 @@ from opendeploy.api.protocols.awsjson import AWS_JSON_1_1, parse_target
 from opendeploy.api.protocols.base import WireProtocol
 from opendeploy.api.protocols.rpcv2cbor import RPC_V2_CBOR
 from opendeploy.api.shapes import ShapeViolation, decode_input, encode_output
+from opendeploy.blocking import run_blocking
 from opendeploy.service_errors import InvalidSignatureError, UnknownOperationError
+
+#: The Command API's operations: what every agent calls all the time.
+_AGENT_OPERATIONS = frozenset(
+    {
+        "PollHostCommand",
+        "GetDeploymentSpecification",
+        "PutHostCommandAcknowledgement",
+        "PostHostCommandUpdate",
+        "PutHostCommandComplete",
+    }
+)
 
 log = logging.getLogger("opendeploy.api")
 
@@ -66,6 +78,8 @@ class _Call:
     target: tuple[str, str] | None  # (service prefix, operation) as the request names them
     signed: sigv4.SignedRequest
     request_id: str
+    #: The :class:`Backlog` token of the call (None: not counted).
+    arrival: int | None = None
 
 
 @dataclass
@@ -86,7 +100,9 @@ class _Dispatcher:
         lookup_secret: sigv4.SecretLookup,
         context_factory: ContextFactory,
         clock: Callable[[], datetime],
+        backlog: Backlog | None = None,
     ) -> None:
+        self._backlog = backlog
         self._by_prefix: dict[str, ServiceBinding] = {}
         for binding in services:
             for prefix in binding.spec.target_prefixes:
@@ -116,17 +132,17 @@ class _Dispatcher:
         """The call with a coroutine handler: awaited here, the steps around it in a thread."""
         outcome = _Outcome(status=200, body=b"")
         try:
-            handler, context, params, operation = await run_in_threadpool(
-                self._prepare, call, outcome
-            )
+            handler, context, params, operation = await run_blocking(self._prepare, call, outcome)
             result = await handler(context, params)
-            await run_in_threadpool(self._finish, call, outcome, operation, result)
+            await run_blocking(self._finish, call, outcome, operation, result)
         except Exception as exc:
             self._fail(call, outcome, exc)
         return outcome
 
     def _prepare(self, call: _Call, outcome: _Outcome) -> tuple[Any, RequestContext, Any, Any]:
         """Authenticate, resolve, decode and validate: (handler, context, params, operation)."""
+        if self._backlog is not None and call.arrival is not None:
+            self._backlog.started(call.arrival)
         verified = sigv4.verify(call.signed, self._lookup_secret, now=self._clock())
         outcome.principal = verified.access_key_id
         binding, operation = self._resolve(call.target)
@@ -185,8 +201,12 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     lifespan: Lifespan[Starlette] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    backlog: Backlog | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``services`` in both protocols, plus ``extra_routes``.
+
+    ``backlog``, when given, counts each call from its arrival until it is handled (what the
+    engine's dead-agent rule allows for; see :mod:`opendeploy.api.backlog`).
 
     Example::
 
@@ -196,7 +216,7 @@ def create_app(
             context_factory=lambda key, rid: RequestContext(store, settings, key, rid),
         )
     """
-    dispatch = _Dispatcher(services, lookup_secret, context_factory, clock)
+    dispatch = _Dispatcher(services, lookup_secret, context_factory, clock, backlog)
 
     async def aws_json(request: Request) -> Response:
         target = request.headers.get("x-amz-target")
@@ -210,29 +230,42 @@ def create_app(
         request: Request, protocol: WireProtocol, target: tuple[str, str] | None
     ) -> Response:
         started = time.perf_counter()
+        arrival = backlog.arrived() if backlog is not None else None
         request_id = str(uuid.uuid4())
-        body = await request.body()
-        call = _Call(
-            protocol=protocol,
-            target=target,
-            signed=sigv4.SignedRequest.from_asgi(request.scope, body),
-            request_id=request_id,
-        )
-        if dispatch.is_async(target):
-            outcome = await dispatch.serve(call)
-        else:
-            outcome = await run_in_threadpool(dispatch, call)
+        try:
+            body = await request.body()
+            call = _Call(
+                protocol=protocol,
+                target=target,
+                signed=sigv4.SignedRequest.from_asgi(request.scope, body),
+                request_id=request_id,
+                arrival=arrival,
+            )
+            if dispatch.is_async(target):
+                outcome = await dispatch.serve(call)
+            else:
+                outcome = await run_blocking(dispatch, call)
+        finally:
+            if backlog is not None and arrival is not None:
+                backlog.started(arrival)  # a no-op once the dispatcher has counted it
         code = outcome.error.code if outcome.error else None
-        log.info(
-            "request op=%s status=%d ms=%.1f request_id=%s principal=%s protocol=%s%s",
-            outcome.operation,
-            outcome.status,
-            (time.perf_counter() - started) * 1000,
-            request_id,
-            outcome.principal,
-            protocol.name,
-            f" error={code}" if code else "",
+        # The agents' own calls (a fleet's polls, acknowledgements …) are logged at DEBUG: at
+        # INFO they were most of the log and a measurable part of each call's cost.
+        level = (
+            logging.DEBUG if outcome.operation in _AGENT_OPERATIONS and not code else logging.INFO
         )
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "request op=%s status=%d ms=%.1f request_id=%s principal=%s protocol=%s%s",
+                outcome.operation,
+                outcome.status,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+                outcome.principal,
+                protocol.name,
+                f" error={code}" if code else "",
+            )
         return Response(
             outcome.body, status_code=outcome.status, headers=protocol.headers(request_id, code)
         )

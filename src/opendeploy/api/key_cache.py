@@ -1,12 +1,13 @@
-"""SigV4 secrets remembered for a moment, so that a busy fleet does not query them per request.
+"""SigV4 secrets remembered, so that a busy fleet does not query them per request.
 
 Every request is verified against its access key's secret; with thousands of agents each
 polling, acknowledging and completing, that lookup (two queries for an instance key: the key and
 whether its instance is still registered) was the largest single cost of the Command API. A
 secret found is remembered for ``ttl`` seconds. Only found secrets are remembered: a key issued a
-moment ago works at once. Deregistering an instance in this process forgets everything at once
-(:meth:`SecretCache.forget_all`); another replica's deregistration takes effect here within
-``ttl``.
+moment ago works at once. Revocation does not wait for ``ttl``: deregistering an instance in this
+process forgets everything at once (:meth:`SecretCache.forget_all`), and the Command API's sweep
+does the same within a second when it sees a deregistration made by another replica (the
+newest ``deregister_time`` moved).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from opendeploy.api.sigv4 import SecretLookup
 
 __all__ = ["DEFAULT_TTL_SECONDS", "SecretCache"]
 
-#: How long a found secret is trusted without asking the store again.
-DEFAULT_TTL_SECONDS = 2.0
+#: How long a found secret is trusted without asking the store again (revocations, see the
+#: module's docstring, take effect sooner).
+DEFAULT_TTL_SECONDS = 60.0
 
 
 class SecretCache:

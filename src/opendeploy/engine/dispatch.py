@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-import anyio.to_thread
+from opendeploy.blocking import run_blocking
 
 log = logging.getLogger("opendeploy.dispatch")
 
@@ -201,7 +201,7 @@ async def long_poll_async(
     woken = False
     while True:
         seen = notifier.generation(host)
-        found = await anyio.to_thread.run_sync(claim, woken)
+        found = await run_blocking(claim, woken)
         if found is not None or notifier.closed:
             return found
         remaining = deadline - time.monotonic()

@@ -27,6 +27,7 @@ this one instance, created by ``autoscaling``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -246,6 +247,7 @@ def load(
     *,
     watching_since: datetime | None = None,
     holding: frozenset[str] = frozenset(),
+    heard: Mapping[str, datetime] | None = None,
     known: TargetsState | None = None,
 ) -> Loaded | None:
     """The deployment as a snapshot (None if it is gone); ``watching_since``: the engine's start.
@@ -253,8 +255,10 @@ def load(
     ``holding``: the hosts holding a poll in this process right now. They are alive now,
     whatever ``last_seen_at`` says: the store learns of held polls only at the next batched
     write, and a server far behind with its writes (a fleet of thousands reporting at once) must
-    not take its own lag for dead agents. ``known``: the targets as this worker last left them,
-    used instead of reading them when the deployment's ``engine_revision`` still matches."""
+    not take its own lag for dead agents. ``heard``: when this process last heard from each
+    agent, which may be newer than the batched ``last_seen_at``. ``known``: the targets as this
+    worker last left them, used instead of reading them when the deployment's
+    ``engine_revision`` still matches."""
     row = conn.execute(select(_D).where(_D.c.deployment_id == deployment_id)).mappings().first()
     if row is None:
         return None
@@ -278,10 +282,14 @@ def load(
         .where(_TG.c.deployment_id == deployment_id)
     ).all():
         # A deregistered instance cannot poll any more: it was last seen when it left.
-        if inst.deregister_time is None and inst.name in holding:
-            seen[str(inst.name)] = now
+        name = str(inst.name)
+        if inst.deregister_time is not None:
+            seen[name] = inst.deregister_time
+        elif name in holding:
+            seen[name] = now
         else:
-            seen[str(inst.name)] = inst.deregister_time or inst.last_seen_at
+            written, recent = inst.last_seen_at, heard.get(name) if heard else None
+            seen[name] = max(written, recent) if written and recent else (written or recent)
         deregistered[str(inst.name)] = inst.deregister_time
         if inst.unreachable_since is not None:
             marked.add(str(inst.name))
@@ -714,10 +722,18 @@ class EngineWorker:
         *,
         notifier: HostNotifier,
         wakeup: Wakeup | None = None,
+        heard: Callable[[], Mapping[str, datetime]] | None = None,
         owner: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        backlog: Callable[[], float] | None = None,
     ) -> None:
+        """``heard``: when this process's Command API last heard from each agent (newer than the
+        store's batched ``last_seen_at`` when its writes lag). ``backlog``: how many seconds this
+        process is behind with the agents' calls (see :mod:`opendeploy.api.backlog`); added to
+        ``agent_dead_after_seconds`` each pass."""
         self.store = store
+        self._heard = heard
+        self._backlog = backlog
         self.settings = settings
         self.engine_settings = engine_settings(settings)
         self.notifier = notifier
@@ -857,10 +873,11 @@ class EngineWorker:
                     now,
                     watching_since=self.started_at,
                     holding=frozenset(self.notifier.waiting()),
+                    heard=self._heard() if self._heard is not None else None,
                     known=self._targets.pop(deployment_id, None),
                 )
             if loaded is not None:
-                decisions = reconcile(loaded.snapshot, now, settings=self.engine_settings)
+                decisions = reconcile(loaded.snapshot, now, settings=self._settings_now())
             with self.store.database.write() as conn:
                 owner = conn.execute(
                     select(_D.c.lease_owner)
@@ -906,6 +923,15 @@ class EngineWorker:
         if rollback_id is not None:
             self.wakeup.set()
         return True
+
+    def _settings_now(self) -> EngineSettings:
+        """The engine settings, with the dead-agent window stretched by the server's backlog:
+        an agent whose call waits in this server's queue is not a dead agent."""
+        behind = self._backlog() if self._backlog is not None else 0.0
+        if behind <= 0:
+            return self.engine_settings
+        window = self.engine_settings.agent_dead_after_seconds + behind
+        return dataclasses.replace(self.engine_settings, agent_dead_after_seconds=window)
 
     @staticmethod
     def _log(deployment_id: str, d: Decisions, rollback_id: str | None) -> None:

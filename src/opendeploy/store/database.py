@@ -49,6 +49,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Pooled SQLite connections kept open (as many again may be opened under load).
 SQLITE_POOL_SIZE = 20
 
+#: Pooled PostgreSQL connections (10 more may be opened under load).
+POSTGRES_POOL_SIZE = 42
+
 #: How long a writer waits for its turn among the writers of its process (SQLite only).
 WRITE_QUEUE_TIMEOUT_S = 120.0
 
@@ -175,7 +178,11 @@ class Store:
         if make_url(sa_url).get_backend_name() == "sqlite":
             engine = _sqlite_engine(sa_url)
         else:
-            engine = create_engine(sa_url, pool_pre_ping=True)
+            # As many connections as the server has worker threads (server.THREAD_POOL_SIZE),
+            # plus the engine's and the sweep's: a thread never waits for a connection.
+            engine = create_engine(
+                sa_url, pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=10
+            )
         migrate(engine)
         return cls(Database(engine))
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from opendeploy.service_errors import (
     IamSessionArnAlreadyRegisteredError,
@@ -189,6 +189,12 @@ class OnPremisesInstances(Repository):
                 if value:
                     query = query.where(_TAGS.c.value == value)
                 conn.execute(query)
+
+    def last_deregistration(self) -> datetime | None:
+        """When the most recent deregistration happened (an indexed read, cheap to poll)."""
+        with self.db.read() as conn:
+            newest: datetime | None = conn.execute(select(func.max(_T.c.deregister_time))).scalar()
+        return newest
 
     def touch(self, name: str, *, now: datetime, agent_version: str | None = None) -> None:
         """Record an agent's poll (``last_seen_at``) and, when known, its version.

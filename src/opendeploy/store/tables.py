@@ -272,6 +272,8 @@ on_premises_instances = Table(
     # Set by the engine when a deployment needs the instance and its agent has not polled for
     # agent_dead_after_seconds; cleared by the agent's next call. None: reachable (or unknown).
     Column("unreachable_since", UTCDateTime(), nullable=True),
+    # The newest deregistration, asked every second by each server process (key revocation).
+    Index(None, "deregister_time"),
     Index(None, "iam_user_arn"),
     Index(None, "iam_session_arn"),
 )
@@ -337,6 +339,8 @@ host_commands = Table(
     Column("output", Text, nullable=True),
     Index(None, "instance_name", "status"),
     Index(None, "deployment_id", "instance_name"),
+    # The sweep's "which hosts have a command waiting" (few rows are Pending at any time).
+    Index(None, "status"),
 )
 
 # The S3-subset front of the bundle store (api/s3): bucket names, object versions pointing at

@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import anyio.to_thread
-
 from opendeploy.api.app import AsyncHandler
 from opendeploy.api.commands.agent_version import agent_version
 from opendeploy.api.commands.signing import SpecSigner
 from opendeploy.api.commands.spec import ClientError, envelope, spec_format, spec_payload
 from opendeploy.api.context import Handler, RequestContext
+from opendeploy.blocking import run_blocking
 from opendeploy.engine.dispatch import (
     SWEEP_SECONDS,
     HostNotifier,
@@ -85,8 +84,10 @@ def _touch_every(dead_after: float) -> float:
     """How often one instance's sign of life is written: well inside the dead-agent window.
 
     With :func:`_sweep_every` added (a recorded sign of life waits for the next sweep), a live
-    agent's ``last_seen_at`` is never more than about a third of ``dead_after`` old."""
-    return max(0.1, min(2.5, dead_after / 6))
+    agent's ``last_seen_at`` is never more than about half of ``dead_after`` old (the engine of
+    this process counts a poll held here as "seen now" in any case). Each held poll is written
+    once per interval: with ten thousand agents, every 2.5 s was 4,000 row updates a second."""
+    return max(0.1, min(5.0, dead_after / 3))
 
 
 def _sweep_every(dead_after: float) -> float:
@@ -127,11 +128,21 @@ class _SeenLog:
         #: name -> (monotonic time it was last queued or written, agent version then)
         self._noted: dict[str, tuple[float, str | None]] = {}
         self._queued: dict[str, datetime] = {}
+        #: name -> when this process last heard from it (every call; for this process's engine,
+        #: which must not take a lagging batched write for a silent agent).
+        self._heard: dict[str, datetime] = {}
+
+    def heard(self) -> dict[str, datetime]:
+        """When this process last heard from each agent (a copy)."""
+        with self._lock:
+            return dict(self._heard)
 
     def record(self, name: str, version: str | None, *, every: float) -> bool:
         """Note a call from ``name``; True when the caller must write it now (with the version)."""
         mono = time.monotonic()
+        heard = _now()
         with self._lock:
+            self._heard[name] = heard
             last = self._noted.get(name)
             if last is None or last[1] != version:
                 self._noted[name] = (mono, version)
@@ -147,6 +158,7 @@ class _SeenLog:
         mono, now = time.monotonic(), _now()
         with self._lock:
             for name in holding:
+                self._heard[name] = now
                 last = self._noted.get(name)
                 if last is not None and mono - last[0] >= every:
                     self._noted[name] = (mono, last[1])
@@ -221,13 +233,22 @@ class CommandApi:
     wakeup: Wakeup
     signer: SpecSigner
     on_first_poll: FirstPollHook | None = None
+    #: Called from the sweep when an instance was deregistered (here or by another replica):
+    #: cached SigV4 secrets must be forgotten so that its key stops working.
+    on_deregistration: Callable[[], None] | None = None
     _identities: dict[str, _Identity] = field(default_factory=dict, repr=False)
     _seen: _SeenLog = field(default_factory=_SeenLog, repr=False)
     _specs: OrderedDict[tuple[str, str], dict[str, str]] = field(
         default_factory=OrderedDict, repr=False
     )
+    _targets: OrderedDict[str, frozenset[str]] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _sweeper: Sweeper | None = field(default=None, repr=False)
+    _deregistered_at: datetime | None = field(default=None, repr=False)
+
+    def heard(self) -> dict[str, datetime]:
+        """When this process last heard from each agent (for the engine's dead-agent rule)."""
+        return self._seen.heard()
 
     def handlers(self) -> dict[str, Handler | AsyncHandler]:
         return {
@@ -264,6 +285,11 @@ class CommandApi:
         must never look dead however long it holds it. Commands created by this process's
         engine woke their polls already; the query finds those of other replicas (and
         deliveries that went stale), for all hosts in one read."""
+        if self.on_deregistration is not None:
+            newest = store.instances.last_deregistration()
+            if newest != self._deregistered_at:
+                self._deregistered_at = newest
+                self.on_deregistration()
         holding = self.notifier.waiting()
         seen = self._seen.take(holding, every=_touch_every(dead_after))
         if seen:
@@ -350,11 +376,11 @@ class CommandApi:
             self._check_host(ctx, known, host)
             identity, first = known, False
         else:
-            identity, first = await anyio.to_thread.run_sync(self._host, ctx, host)
+            identity, first = await run_blocking(self._host, ctx, host)
         name = identity.name
         if first and self.on_first_poll is not None:
             try:
-                await anyio.to_thread.run_sync(self.on_first_poll, name, _now())
+                await run_blocking(self.on_first_poll, name, _now())
             except Exception:  # a failed automatic deployment must not break polling
                 log.exception("automatic deployment to new instance failed instance=%s", name)
         settings = ctx.settings
@@ -366,7 +392,7 @@ class CommandApi:
         )
         # Seen as the poll returns too (the sweep covered it while it was held).
         if self._seen_needs_write(ctx, name):
-            await anyio.to_thread.run_sync(self._write_seen, ctx, name)
+            await run_blocking(self._write_seen, ctx, name)
         if not isinstance(found, dict):
             return {}
         return {
@@ -392,7 +418,7 @@ class CommandApi:
         key = (deployment_id, fmt)
         with self._lock:
             cached = self._specs.get(key)
-        if cached is not None and ctx.store.commands.is_target(deployment_id, name):
+        if cached is not None and name in self._targets_of(ctx, deployment_id):
             generic = cached
         else:
             source = (
@@ -411,6 +437,18 @@ class CommandApi:
             "DeploymentSystem": "CodeDeploy",
             "DeploymentSpecification": {"GenericEnvelope": dict(generic)},
         }
+
+    def _targets_of(self, ctx: RequestContext, deployment_id: str) -> frozenset[str]:
+        """The deployment's target names (fixed once it is created), read once and kept."""
+        with self._lock:
+            known = self._targets.get(deployment_id)
+        if known is None:
+            known = frozenset(ctx.store.commands.target_names(deployment_id))
+            with self._lock:
+                self._targets[deployment_id] = known
+                while len(self._targets) > SPEC_CACHE_SIZE:
+                    self._targets.popitem(last=False)
+        return known
 
     def put_host_command_acknowledgement(
         self, ctx: RequestContext, params: dict[str, Any]

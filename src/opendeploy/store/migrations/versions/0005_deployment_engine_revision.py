@@ -1,8 +1,10 @@
-"""``deployments.engine_revision``: bumped by every engine write to a deployment's targets.
+"""``deployments.engine_revision`` (bumped by every engine write to a deployment's targets);
+indexes on ``on_premises_instances.deregister_time`` and ``host_commands.status``.
 
 The engine keeps the targets and lifecycle events of the deployments it drives in memory between
 passes and re-reads them only when this counter says someone else (another replica, or this one
-before a restart) wrote them since.
+before a restart) wrote them since. Every server process asks for the newest deregistration
+each second, to forget the cached secrets of revoked instance keys.
 
 Revision ID: 0005
 Revises: 0004
@@ -27,8 +29,14 @@ def upgrade() -> None:
         "deployments",
         sa.Column("engine_revision", sa.Integer(), nullable=False, server_default="0"),
     )
+    op.create_index(
+        "ix_on_premises_instances_deregister_time", "on_premises_instances", ["deregister_time"]
+    )
+    op.create_index("ix_host_commands_status", "host_commands", ["status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_host_commands_status", "host_commands")
+    op.drop_index("ix_on_premises_instances_deregister_time", "on_premises_instances")
     with op.batch_alter_table("deployments") as batch:
         batch.drop_column("engine_revision")

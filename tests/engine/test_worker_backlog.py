@@ -1,0 +1,95 @@
+"""The engine allows for its own server's backlog before it calls an agent dead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opendeploy.engine.dispatch import HostNotifier
+from opendeploy.engine.worker import EngineWorker
+from opendeploy.settings import ServerSettings
+from opendeploy.store.database import Store
+
+
+def _worker(tmp_path: Path, behind: list[float]) -> EngineWorker:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    settings = ServerSettings(
+        data_dir=tmp_path / "data", database_url=url, agent_dead_after_seconds=15.0
+    )
+    store = Store.open(url)
+    return EngineWorker(store, settings, notifier=HostNotifier(), backlog=lambda: behind[0])
+
+
+def test_the_dead_agent_window_grows_by_the_backlog(tmp_path: Path) -> None:
+    behind = [0.0]
+    worker = _worker(tmp_path, behind)
+    try:
+        assert worker._settings_now().agent_dead_after_seconds == 15.0
+        behind[0] = 42.5
+        assert worker._settings_now().agent_dead_after_seconds == 57.5
+        # Nothing else moves with it.
+        assert worker._settings_now().event_timeout_seconds == (
+            worker.engine_settings.event_timeout_seconds
+        )
+        behind[0] = 0.0
+        assert worker._settings_now() is worker.engine_settings
+    finally:
+        worker.store.close()
+
+
+def test_an_agent_heard_by_this_process_is_alive_whatever_the_store_says(tmp_path: Path) -> None:
+    """The batched ``last_seen_at`` may lag far behind under load; what the Command API of this
+    process heard is newer and counts."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from opendeploy.engine.worker import load
+    from opendeploy.store import tables
+    from tests._stored import stored_deployment
+
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(minutes=5)
+    store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        with store.database.write() as conn:
+            conn.execute(
+                insert(tables.on_premises_instances),
+                [
+                    {
+                        "name": name,
+                        "instance_arn": f"arn:aws:codedeploy:us-east-1:0:instance/{name}_x",
+                        "register_time": long_ago,
+                        "last_seen_at": long_ago,
+                    }
+                    for name in ("heard", "quiet")
+                ],
+            )
+        app = store.applications.create(name="app", compute_platform="Server", now=now)
+        store.deployment_groups.create(
+            application_id=app["application_id"],
+            app_name="app",
+            name="g",
+            settings={
+                "compute_platform": "Server",
+                "deployment_config_name": "CodeDeployDefault.AllAtOnce",
+                "service_role_arn": "arn:aws:iam::0:role/r",
+            },
+            now=now,
+        )
+        dep = stored_deployment(
+            store,
+            "app",
+            "g",
+            now=now,
+            select_targets=lambda rows: [
+                (n, f"arn:aws:codedeploy:us-east-1:0:instance/{n}_x", None)
+                for n in ("heard", "quiet")
+            ],
+        )
+        with store.database.read() as conn:
+            loaded = load(conn, dep["deployment_id"], now, heard={"heard": now})
+        assert loaded is not None
+        seen = {t.instance_id: t.last_seen_at for t in loaded.snapshot.targets}
+        assert seen == {"heard": now, "quiet": long_ago}
+    finally:
+        store.close()
