@@ -67,6 +67,39 @@ def test_a_poll_returns_what_the_claim_finds_after_the_wake_up() -> None:
     assert asyncio.run(scenario()) == "command-1"
 
 
+def test_a_woken_poll_still_claiming_counts_as_polling() -> None:
+    """Woken, a poll is no longer waiting; until its claim is done (it may queue for a worker
+    thread for seconds under load) its host must still count as alive."""
+    import threading
+
+    notifier = HostNotifier()
+    claiming = threading.Event()
+    release = threading.Event()
+    calls: list[bool] = []
+
+    def claim(woken: bool) -> object | None:
+        calls.append(woken)
+        if woken:
+            claiming.set()
+            release.wait(5)
+            return "command-1"
+        return None
+
+    async def scenario() -> tuple[list[str], list[str], list[str], object | None]:
+        poll = asyncio.create_task(long_poll_async(notifier, "a", timeout=30, claim=claim))
+        while not notifier.waiting():
+            await asyncio.sleep(0.01)
+        notifier.notify(["a"])
+        while not claiming.is_set():
+            await asyncio.sleep(0.01)
+        during = (notifier.waiting(), notifier.polling())
+        release.set()
+        found = await asyncio.wait_for(poll, 5)
+        return during[0], during[1], notifier.polling(), found
+
+    assert asyncio.run(scenario()) == ([], ["a"], [], "command-1")
+
+
 def test_waiting_lists_the_hosts_holding_a_poll() -> None:
     notifier = HostNotifier()
 

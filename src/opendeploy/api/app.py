@@ -244,7 +244,8 @@ def create_app(
             if dispatch.is_async(target):
                 outcome = await dispatch.serve(call)
             else:
-                outcome = await run_blocking(dispatch, call)
+                agent = target is not None and target[1] in _AGENT_OPERATIONS
+                outcome = await run_blocking(dispatch, call, control=not agent)
         finally:
             if backlog is not None and arrival is not None:
                 backlog.started(arrival)  # a no-op once the dispatcher has counted it

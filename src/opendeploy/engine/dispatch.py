@@ -58,6 +58,8 @@ class HostNotifier:
         self._generation: dict[str, int] = {}
         # Polls waiting on an event loop: host -> futures, each resolved on its own loop.
         self._async_waiters: dict[str, set[_LoopWaiter]] = {}
+        #: host -> number of its polls in progress here (held, or woken and claiming).
+        self._polling: dict[str, int] = {}
         self._closed = False
         # Run (once, in order) when the notifier closes: background sweeps stop with it.
         self._on_close: list[Callable[[], None]] = []
@@ -74,6 +76,27 @@ class HostNotifier:
         """The hosts with a poll held right now (what a sweep looks for and keeps alive)."""
         with self._lock:
             return list(self._async_waiters)
+
+    def polling(self) -> list[str]:
+        """The hosts with a poll in progress here: held, or woken and still claiming its command.
+
+        What the engine counts as alive now. A woken poll is no longer waiting, but its claim
+        may queue for a worker thread for seconds under a fleet's load; the host has not gone
+        quiet meanwhile."""
+        with self._lock:
+            return list(self._polling)
+
+    def poll_started(self, host: str) -> None:
+        with self._lock:
+            self._polling[host] = self._polling.get(host, 0) + 1
+
+    def poll_ended(self, host: str) -> None:
+        with self._lock:
+            left = self._polling.get(host, 0) - 1
+            if left > 0:
+                self._polling[host] = left
+            else:
+                self._polling.pop(host, None)
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the notifier closes (at once when it is closed already)."""
@@ -199,12 +222,16 @@ async def long_poll_async(
     thread; ``claim`` (a database call) runs in the worker thread pool."""
     deadline = time.monotonic() + timeout
     woken = False
-    while True:
-        seen = notifier.generation(host)
-        found = await run_blocking(claim, woken)
-        if found is not None or notifier.closed:
-            return found
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        woken = await notifier.wait_async(host, seen, remaining)
+    notifier.poll_started(host)
+    try:
+        while True:
+            seen = notifier.generation(host)
+            found = await run_blocking(claim, woken)
+            if found is not None or notifier.closed:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            woken = await notifier.wait_async(host, seen, remaining)
+    finally:
+        notifier.poll_ended(host)

@@ -872,7 +872,7 @@ class EngineWorker:
                     deployment_id,
                     now,
                     watching_since=self.started_at,
-                    holding=frozenset(self.notifier.waiting()),
+                    holding=frozenset(self.notifier.polling()),
                     heard=self._heard() if self._heard is not None else None,
                     known=self._targets.pop(deployment_id, None),
                 )

@@ -47,7 +47,7 @@ from opendeploy.store.tags import ResourceTags
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 #: Pooled SQLite connections kept open (as many again may be opened under load).
-SQLITE_POOL_SIZE = 20
+SQLITE_POOL_SIZE = 30
 
 #: Pooled PostgreSQL connections (10 more may be opened under load).
 POSTGRES_POOL_SIZE = 42
