@@ -274,6 +274,9 @@ on_premises_instances = Table(
     Column("unreachable_since", UTCDateTime(), nullable=True),
     # The newest deregistration, asked every second by each server process (key revocation).
     Index(None, "deregister_time"),
+    # Every instance key's SigV4 lookup finds its instance by ARN (a scan per agent call
+    # without it: quadratic in the fleet's size).
+    Index(None, "instance_arn"),
     Index(None, "iam_user_arn"),
     Index(None, "iam_session_arn"),
 )

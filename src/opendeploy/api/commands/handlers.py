@@ -132,6 +132,13 @@ class _SeenLog:
         #: which must not take a lagging batched write for a silent agent).
         self._heard: dict[str, datetime] = {}
 
+    def heard_now(self, name: str) -> None:
+        """``name``'s call has just been handled: it was alive for all of it (a call may wait
+        for the database a while after it was first noted)."""
+        heard = _now()
+        with self._lock:
+            self._heard[name] = heard
+
     def heard(self) -> dict[str, datetime]:
         """When this process last heard from each agent (a copy)."""
         with self._lock:
@@ -433,6 +440,7 @@ class CommandApi:
                 self._specs[key] = generic
                 while len(self._specs) > SPEC_CACHE_SIZE:
                     self._specs.popitem(last=False)
+        self._seen.heard_now(name)
         return {
             "DeploymentSystem": "CodeDeploy",
             "DeploymentSpecification": {"GenericEnvelope": dict(generic)},
@@ -461,6 +469,7 @@ class CommandApi:
         )
         if status is None:
             self._refuse(ctx, command_id, identity)
+        self._seen.heard_now(identity.name)
         self.wakeup.set()
         return {"CommandStatus": status}
 
@@ -484,6 +493,7 @@ class CommandApi:
         )
         if accepted is None:
             self._refuse(ctx, command_id, identity)
+        self._seen.heard_now(identity.name)
         if accepted:
             self.wakeup.set()
         return {}
@@ -504,6 +514,7 @@ class CommandApi:
         status = ctx.store.commands.append_output(command_id, text, owner=identity.name)
         if status is None:
             self._refuse(ctx, command_id, identity)
+        self._seen.heard_now(identity.name)
         return {"CommandStatus": status}
 
 

@@ -1,5 +1,6 @@
 """``deployments.engine_revision`` (bumped by every engine write to a deployment's targets);
-indexes on ``on_premises_instances.deregister_time`` and ``host_commands.status``.
+indexes on ``on_premises_instances.deregister_time`` and ``.instance_arn`` (every instance key's
+SigV4 lookup) and on ``host_commands.status``.
 
 The engine keeps the targets and lifecycle events of the deployments it drives in memory between
 passes and re-reads them only when this counter says someone else (another replica, or this one
@@ -33,10 +34,14 @@ def upgrade() -> None:
         "ix_on_premises_instances_deregister_time", "on_premises_instances", ["deregister_time"]
     )
     op.create_index("ix_host_commands_status", "host_commands", ["status"])
+    op.create_index(
+        "ix_on_premises_instances_instance_arn", "on_premises_instances", ["instance_arn"]
+    )
 
 
 def downgrade() -> None:
     op.drop_index("ix_host_commands_status", "host_commands")
+    op.drop_index("ix_on_premises_instances_instance_arn", "on_premises_instances")
     op.drop_index("ix_on_premises_instances_deregister_time", "on_premises_instances")
     with op.batch_alter_table("deployments") as batch:
         batch.drop_column("engine_revision")
