@@ -75,8 +75,11 @@ def signed_post(
         return error.code, json.loads(error.read())
 
 
-def command_client(endpoint: str, key: str, secret: str, version: str) -> Any:
-    """A botocore client for ``codedeploy-commands`` from the packaged model."""
+def command_client(
+    endpoint: str, key: str, secret: str, version: str, *, read_timeout: float = 60
+) -> Any:
+    """A botocore client for ``codedeploy-commands`` from the packaged model (a request that
+    gets no answer within ``read_timeout`` s fails, and its connection is closed)."""
     session = botocore.session.Session()
     session.get_component("data_loader").search_paths.insert(0, str(DATA_DIR))
     client = session.create_client(
@@ -85,7 +88,7 @@ def command_client(endpoint: str, key: str, secret: str, version: str) -> Any:
         endpoint_url=endpoint,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
-        config=Config(read_timeout=60, retries={"max_attempts": 1}),
+        config=Config(read_timeout=read_timeout, retries={"max_attempts": 1}),
     )
 
     def add_version(request: Any, **_: Any) -> None:
@@ -192,7 +195,12 @@ class Cluster:
         )
 
     def add_instance(
-        self, name: str, tags: dict[str, str], version: str = "OPENDEPLOY-test"
+        self,
+        name: str,
+        tags: dict[str, str],
+        version: str = "OPENDEPLOY-test",
+        *,
+        read_timeout: float = 60,
     ) -> ScriptedAgent:
         arn = f"arn:aws:iam::123456789012:user/opendeploy/{name}"
         cd = self.cd
@@ -204,7 +212,11 @@ class Cluster:
         assert status == 200, creds
         assert creds["iamUserArn"] == arn
         client = command_client(
-            self.endpoint, creds["accessKeyId"], creds["secretAccessKey"], version
+            self.endpoint,
+            creds["accessKeyId"],
+            creds["secretAccessKey"],
+            version,
+            read_timeout=read_timeout,
         )
         return ScriptedAgent(name, arn, client)
 

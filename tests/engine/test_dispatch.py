@@ -100,6 +100,25 @@ def test_a_woken_poll_still_claiming_counts_as_polling() -> None:
     assert asyncio.run(scenario()) == ([], ["a"], [], "command-1")
 
 
+def test_a_poll_whose_client_is_gone_ends_at_once() -> None:
+    notifier = HostNotifier()
+
+    async def scenario() -> tuple[object | None, float, list[str]]:
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        poll = asyncio.create_task(
+            long_poll_async(notifier, "a", timeout=30, claim=lambda _w: None, gone=gone)
+        )
+        while not notifier.waiting():
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        gone.set_result(None)
+        found = await asyncio.wait_for(poll, 5)
+        return found, time.monotonic() - started, notifier.polling()
+
+    found, took, polling = asyncio.run(scenario())
+    assert found is None and took < 1.0 and polling == []
+
+
 def test_waiting_lists_the_hosts_holding_a_poll() -> None:
     notifier = HostNotifier()
 

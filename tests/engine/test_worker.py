@@ -5,6 +5,7 @@ Scripted agents (``agent_sim``) play the hosts; every test runs on SQLite and Po
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from sqlalchemy import update
 
 from opendeploy.engine.dispatch import HostNotifier
@@ -221,6 +223,36 @@ def test_agent_that_stops_polling_fails_within_dead_after(
         # ...and the agent's next call clears it.
         assert agent.poll() is None
         assert store.instances.get_many(["web-1"])[0]["unreachable_since"] is None
+
+
+def test_an_agent_whose_held_poll_connection_drops_is_judged_from_that_moment(
+    tmp_path: Path, database_url: str
+) -> None:
+    # A SIGKILLed agent leaves its long poll behind. Polls are held 30 s here: had the server
+    # gone on counting the orphaned poll as a live agent, the failure would come after it timed
+    # out (30 s + dead_after); it must come about dead_after (2 s) after the connection closed.
+    settings = settings_for(
+        tmp_path, database_url, agent_dead_after_seconds=2.0, poll_timeout_seconds=30.0
+    )
+    with running_cluster(settings) as cluster:
+        agent = cluster.add_instance("web-1", {"app": "web"}, read_timeout=1)
+        cluster.group("shop")
+        dep = cluster.deploy("shop", S3_V1)
+        command = None
+        while command is None:
+            with contextlib.suppress(ReadTimeoutError):
+                command = agent.poll()
+        assert agent.ack(command) == "InProgress"
+        # ApplicationStop "runs"; the agent's next poll is held (nothing more for it) until
+        # its client gives up after 1 s and closes the connection, as a killed process would.
+        with pytest.raises(ReadTimeoutError):
+            agent.poll()
+        cut = time.monotonic()
+        info = cluster.wait_status(dep, "Failed", timeout=40)
+        assert time.monotonic() - cut < 2.0 + 10.0
+        assert info["errorInformation"]["code"] == "AGENT_ISSUE"
+        message = _events(cluster.targets(dep)["web-1"])[0]["diagnostics"]["message"]
+        assert "has not polled" in message
 
 
 def test_held_poll_keeps_a_busy_agent_alive(tmp_path: Path, database_url: str) -> None:

@@ -17,11 +17,13 @@ written per request.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Lifespan
+from starlette.types import Lifespan, Receive
 
 from opendeploy.api import sigv4
 from opendeploy.api.backlog import Backlog
@@ -43,6 +45,18 @@ from opendeploy.api.protocols.rpcv2cbor import RPC_V2_CBOR
 from opendeploy.api.shapes import ShapeViolation, decode_input, encode_output
 from opendeploy.blocking import run_blocking
 from opendeploy.service_errors import InvalidSignatureError, UnknownOperationError
+
+#: For coroutine handlers: a future done as soon as the client of the request disconnects.
+client_gone: ContextVar[asyncio.Future[None] | None] = ContextVar("client_gone", default=None)
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    """Return when the ASGI server reports the client gone (the body has been read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
 
 #: The Command API's operations: what every agent calls all the time.
 _AGENT_OPERATIONS = frozenset(
@@ -242,7 +256,15 @@ def create_app(
                 arrival=arrival,
             )
             if dispatch.is_async(target):
-                outcome = await dispatch.serve(call)
+                # A coroutine handler (the long poll) may wait a long time: let it know at once
+                # when its client goes away.
+                watcher = asyncio.ensure_future(_until_disconnected(request.receive))
+                token = client_gone.set(watcher)
+                try:
+                    outcome = await dispatch.serve(call)
+                finally:
+                    client_gone.reset(token)
+                    watcher.cancel()
             else:
                 agent = target is not None and target[1] in _AGENT_OPERATIONS
                 outcome = await run_blocking(dispatch, call, control=not agent)

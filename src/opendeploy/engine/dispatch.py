@@ -130,8 +130,11 @@ class HostNotifier:
             except Exception:  # one failing callback must not keep the others from running
                 log.exception("notifier close callback failed")
 
-    async def wait_async(self, host: str, seen: int, timeout: float) -> bool:
-        """Wait until ``host``'s generation differs from ``seen``; False on timeout or close.
+    async def wait_async(
+        self, host: str, seen: int, timeout: float, *, gone: asyncio.Future[None] | None = None
+    ) -> bool:
+        """Wait until ``host``'s generation differs from ``seen``; False on timeout or close, or
+        as soon as ``gone`` (the caller's client went away) is done.
 
         No thread is held while it waits."""
         waiter = _LoopWaiter(asyncio.get_running_loop())
@@ -140,7 +143,10 @@ class HostNotifier:
                 return not self._closed
             self._async_waiters.setdefault(host, set()).add(waiter)
         try:
-            await asyncio.wait({waiter.future}, timeout=timeout)
+            waits: set[asyncio.Future[None]] = {waiter.future}
+            if gone is not None:
+                waits.add(gone)
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             with self._lock:
                 waiters = self._async_waiters.get(host)
@@ -211,6 +217,7 @@ async def long_poll_async(
     *,
     timeout: float,
     claim: Callable[[bool], object | None],
+    gone: asyncio.Future[None] | None = None,
 ) -> object | None:
     """Hold a poll for ``host`` up to ``timeout`` s; return what ``claim`` finds, or None.
 
@@ -219,7 +226,11 @@ async def long_poll_async(
     sweep (a command created by another replica). While it waits the poll is
     listed in :meth:`HostNotifier.waiting`, which is how the sweep also records a host that holds
     a poll as seen (a live agent always holds a poll and must never look dead). Waits hold no
-    thread; ``claim`` (a database call) runs in the worker thread pool."""
+    thread; ``claim`` (a database call) runs in the worker thread pool.
+
+    ``gone``: done when the client has gone away (its connection closed). The poll ends then,
+    and with it the "alive while holding a poll" rule: a SIGKILLed agent is judged by
+    ``agent_dead_after`` from that moment, not after its orphaned poll times out."""
     deadline = time.monotonic() + timeout
     woken = False
     notifier.poll_started(host)
@@ -230,8 +241,8 @@ async def long_poll_async(
             if found is not None or notifier.closed:
                 return found
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (gone is not None and gone.done()):
                 return None
-            woken = await notifier.wait_async(host, seen, remaining)
+            woken = await notifier.wait_async(host, seen, remaining, gone=gone)
     finally:
         notifier.poll_ended(host)

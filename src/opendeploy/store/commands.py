@@ -381,13 +381,20 @@ def _registered_by_arn(conn: Connection, instance_arn: str) -> dict[str, Any] | 
     return None if row is None else dict(row)
 
 
+#: Every column but the streamed hook output (up to 64 KB per command, which the engine reads
+#: every pass for every target otherwise).
+_OPEN_COLUMNS = tuple(c for c in _C.columns if c.name != "output")
+_OPEN_COMMANDS = (
+    select(*_OPEN_COLUMNS)
+    .where(_C.c.deployment_id == bindparam("b_dep"), _C.c.closed_at.is_(None))
+    .order_by(_C.c.dispatched_at)
+)
+
+
 def open_commands(conn: Connection, deployment_id: str) -> dict[str, dict[str, Any]]:
-    """Instance name -> its open command (``closed_at`` NULL) in ``deployment_id``."""
-    rows = conn.execute(
-        select(_C)
-        .where(_C.c.deployment_id == deployment_id, _C.c.closed_at.is_(None))
-        .order_by(_C.c.dispatched_at)
-    ).mappings()
+    """Instance name -> its open command (``closed_at`` NULL) in ``deployment_id``, without
+    its hook output."""
+    rows = conn.execute(_OPEN_COMMANDS, {"b_dep": deployment_id}).mappings()
     return {str(r["instance_name"]): dict(r) for r in rows}
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from opendeploy.api.app import AsyncHandler
+from opendeploy.api.app import AsyncHandler, client_gone
 from opendeploy.api.commands.agent_version import agent_version
 from opendeploy.api.commands.signing import SpecSigner
 from opendeploy.api.commands.spec import ClientError, envelope, spec_format, spec_payload
@@ -396,6 +396,7 @@ class CommandApi:
             name,
             timeout=settings.poll_timeout_seconds,
             claim=lambda woken: ctx.store.commands.claim_next(name, now=_now(), expected=woken),
+            gone=client_gone.get(),
         )
         # Seen as the poll returns too (the sweep covered it while it was held).
         if self._seen_needs_write(ctx, name):
