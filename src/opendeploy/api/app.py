@@ -143,12 +143,14 @@ class _Dispatcher:
         return outcome
 
     async def serve(self, call: _Call) -> _Outcome:
-        """The call with a coroutine handler: awaited here, the steps around it in a thread."""
+        """The call with a coroutine handler: authentication in a thread, the rest on the loop."""
         outcome = _Outcome(status=200, body=b"")
         try:
             handler, context, params, operation = await run_blocking(self._prepare, call, outcome)
             result = await handler(context, params)
-            await run_blocking(self._finish, call, outcome, operation, result)
+            # Encoded here, not in a worker thread: it is quick, and a long poll's answer
+            # queued behind a fleet's calls for a thread was an agent gone quiet for seconds.
+            self._finish(call, outcome, operation, result)
         except Exception as exc:
             self._fail(call, outcome, exc)
         return outcome

@@ -640,6 +640,18 @@ def deploy_to_new_instance(
     instance (the control API's targeting). A group with an active deployment is left alone
     (that deployment's successor will include the instance).
     """
+    # Most first polls find nothing to do (no group has succeeded yet, or none selects the
+    # instance): find that out with a read, without the database-wide write lock of SQLite (a
+    # fleet of thousands polling for the first time queued on it).
+    with store.database.read() as conn:
+        candidates = conn.execute(
+            select(_G.c.deployment_group_id).where(
+                _G.c.last_successful_deployment_id.is_not(None),
+                _G.c.compute_platform == "Server",
+            )
+        ).first()
+    if candidates is None:
+        return []
     created: list[str] = []
     with store.database.write() as conn:
         inst = conn.execute(
