@@ -13,11 +13,11 @@ Transactions: repositories call :meth:`Database.write` for anything that changes
 so that two writers queue on the busy timeout instead of failing when a read lock cannot be
 upgraded; on PostgreSQL repositories lock the rows they check (``SELECT … FOR UPDATE``).
 
-SQLite has one writer at a time, so the writers of one process queue on a lock in the process
-*before* they take a pooled connection: waiting in SQLite's busy handler instead held a pooled
-connection per waiting writer, and under a fleet's load those waiters took the whole pool, so that
-other requests timed out waiting for a connection (HTTP 500). The busy timeout still orders the
-writers of different processes.
+SQLite has one writer at a time, so the writers of one process queue (in order of arrival) on a
+lock in the process *before* they take a pooled connection: waiting in SQLite's busy handler
+instead held a pooled connection per waiting writer, and under a fleet's load those waiters took
+the whole pool, so that other requests timed out waiting for a connection (HTTP 500). The busy
+timeout still orders the writers of different processes.
 """
 
 from __future__ import annotations
@@ -99,6 +99,40 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+class _FairLock:
+    """A lock granted in the order it was asked for (``threading.Lock`` is not: under a fleet's
+    load a writer could wait tens of seconds while later ones went first)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next = 0  # the next ticket to hand out
+        self._serving = 0  # the ticket that may hold the lock
+        self._abandoned: set[int] = set()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            if self._cond.wait_for(lambda: self._serving == ticket, timeout):
+                return True
+            if self._serving == ticket:  # granted just as the wait gave up: pass it on
+                self._advance()
+            else:
+                self._abandoned.add(ticket)
+            return False
+
+    def release(self) -> None:
+        with self._cond:
+            self._advance()
+
+    def _advance(self) -> None:
+        self._serving += 1
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cond.notify_all()
+
+
 class Database:
     """The engine plus the two kinds of transaction the repositories use."""
 
@@ -106,7 +140,7 @@ class Database:
         self.engine = engine
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         # See the module docstring: SQLite's writers queue here, not on pooled connections.
-        self._write_turn = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._write_turn = _FairLock() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -123,7 +157,7 @@ class Database:
             with self._writer.begin() as connection:
                 yield connection
             return
-        if not turn.acquire(timeout=WRITE_QUEUE_TIMEOUT_S):
+        if not turn.acquire(WRITE_QUEUE_TIMEOUT_S):
             raise WriteQueueTimeout(
                 f"waited {WRITE_QUEUE_TIMEOUT_S:.0f} s for a turn to write to the database"
             )

@@ -131,18 +131,34 @@ class _SeenLog:
         #: name -> when this process last heard from it (every call; for this process's engine,
         #: which must not take a lagging batched write for a silent agent).
         self._heard: dict[str, datetime] = {}
+        #: name -> number of its calls being handled right now.
+        self._busy: dict[str, int] = {}
 
-    def heard_now(self, name: str) -> None:
-        """``name``'s call has just been handled: it was alive for all of it (a call may wait
-        for the database a while after it was first noted)."""
+    def call_started(self, name: str) -> None:
+        """A call of ``name`` is being handled: it counts as heard until it ends (a call may
+        wait for the database a long while under a fleet's load)."""
+        with self._lock:
+            self._busy[name] = self._busy.get(name, 0) + 1
+
+    def call_ended(self, name: str) -> None:
         heard = _now()
         with self._lock:
             self._heard[name] = heard
+            left = self._busy.get(name, 0) - 1
+            if left > 0:
+                self._busy[name] = left
+            else:
+                self._busy.pop(name, None)
 
     def heard(self) -> dict[str, datetime]:
-        """When this process last heard from each agent (a copy)."""
+        """When this process last heard from each agent (now, for those with a call being
+        handled); a copy."""
+        now = _now()
         with self._lock:
-            return dict(self._heard)
+            heard = dict(self._heard)
+            for name in self._busy:
+                heard[name] = now
+        return heard
 
     def record(self, name: str, version: str | None, *, every: float) -> bool:
         """Note a call from ``name``; True when the caller must write it now (with the version)."""
@@ -250,6 +266,7 @@ class CommandApi:
     )
     _targets: OrderedDict[str, frozenset[str]] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _calling: threading.local = field(default_factory=threading.local, repr=False)
     _sweeper: Sweeper | None = field(default=None, repr=False)
     _deregistered_at: datetime | None = field(default=None, repr=False)
 
@@ -260,11 +277,35 @@ class CommandApi:
     def handlers(self) -> dict[str, Handler | AsyncHandler]:
         return {
             "PollHostCommand": self.poll_host_command,
-            "GetDeploymentSpecification": self.get_deployment_specification,
-            "PutHostCommandAcknowledgement": self.put_host_command_acknowledgement,
-            "PutHostCommandComplete": self.put_host_command_complete,
-            "PostHostCommandUpdate": self.post_host_command_update,
+            "GetDeploymentSpecification": self._tracked(self.get_deployment_specification),
+            "PutHostCommandAcknowledgement": self._tracked(self.put_host_command_acknowledgement),
+            "PutHostCommandComplete": self._tracked(self.put_host_command_complete),
+            "PostHostCommandUpdate": self._tracked(self.post_host_command_update),
         }
+
+    def _tracked(self, operation: Handler) -> Handler:
+        """``operation`` with its caller counted as heard for as long as it is handled (the
+        operation names the caller through :meth:`_caller`, in the same thread)."""
+
+        def call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return operation(ctx, params)
+            finally:
+                name = self._calling.__dict__.pop("name", None)
+                if name is not None:
+                    self._seen.call_ended(name)
+
+        return call
+
+    def _caller(self, ctx: RequestContext, host_identifier: str | None = None) -> _Identity:
+        """The calling instance of a synchronous operation (see :meth:`_tracked`)."""
+        if host_identifier is None:
+            identity, _ = self._instance(ctx)
+        else:
+            identity, _ = self._host(ctx, host_identifier)
+        self._calling.name = identity.name
+        self._seen.call_started(identity.name)
+        return identity
 
     # --- the process's sweep -------------------------------------------------------------------
 
@@ -418,7 +459,7 @@ class CommandApi:
     def get_deployment_specification(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        identity, _ = self._host(ctx, params["HostIdentifier"])
+        identity = self._caller(ctx, params["HostIdentifier"])
         name = identity.name
         deployment_id = deployment_of(params["DeploymentExecutionId"])
         fmt = spec_format(agent_version.get())
@@ -441,7 +482,6 @@ class CommandApi:
                 self._specs[key] = generic
                 while len(self._specs) > SPEC_CACHE_SIZE:
                     self._specs.popitem(last=False)
-        self._seen.heard_now(name)
         return {
             "DeploymentSystem": "CodeDeploy",
             "DeploymentSpecification": {"GenericEnvelope": dict(generic)},
@@ -462,7 +502,7 @@ class CommandApi:
     def put_host_command_acknowledgement(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        identity, _ = self._instance(ctx)
+        identity = self._caller(ctx)
         command_id = params["HostCommandIdentifier"]
         noop = _payload(params.get("Diagnostics")).get("IsCommandNoop") is True
         status = ctx.store.commands.acknowledge(
@@ -470,14 +510,13 @@ class CommandApi:
         )
         if status is None:
             self._refuse(ctx, command_id, identity)
-        self._seen.heard_now(identity.name)
         self.wakeup.set()
         return {"CommandStatus": status}
 
     def put_host_command_complete(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        identity, _ = self._instance(ctx)
+        identity = self._caller(ctx)
         command_id = params["HostCommandIdentifier"]
         status = params["CommandStatus"]
         if status not in (cmd_store.SUCCEEDED, cmd_store.FAILED):
@@ -494,7 +533,6 @@ class CommandApi:
         )
         if accepted is None:
             self._refuse(ctx, command_id, identity)
-        self._seen.heard_now(identity.name)
         if accepted:
             self.wakeup.set()
         return {}
@@ -502,7 +540,7 @@ class CommandApi:
     def post_host_command_update(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        identity, _ = self._instance(ctx)
+        identity = self._caller(ctx)
         command_id = params["HostCommandIdentifier"]
         lines = _payload(params.get("Diagnostics")).get("output")
         text = ""
@@ -515,7 +553,6 @@ class CommandApi:
         status = ctx.store.commands.append_output(command_id, text, owner=identity.name)
         if status is None:
             self._refuse(ctx, command_id, identity)
-        self._seen.heard_now(identity.name)
         return {"CommandStatus": status}
 
 
