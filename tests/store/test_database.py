@@ -130,3 +130,51 @@ def test_sqlite_writers_queue_without_taking_the_connection_pool(sqlite_url: str
     finally:
         release.set()
         store.close()
+
+
+def test_the_write_turn_is_granted_in_arrival_order() -> None:
+    """SQLite's writers of one process queue for their turn; a plain lock let later writers
+    overtake and starved some for tens of seconds under a fleet's load."""
+    import threading
+    import time
+
+    from opendeploy.store.database import _FairLock
+
+    lock = _FairLock()
+    assert lock.acquire(1.0)
+    order: list[int] = []
+    threads = []
+
+    def write(i: int) -> None:
+        assert lock.acquire(10.0)
+        order.append(i)
+        lock.release()
+
+    for i in range(8):
+        thread = threading.Thread(target=write, args=(i,))
+        thread.start()
+        threads.append(thread)
+        while lock._next < i + 2:  # its ticket is taken before the next writer starts
+            time.sleep(0.001)
+    lock.release()
+    for thread in threads:
+        thread.join(10)
+    assert order == list(range(8))
+
+
+def test_a_writer_that_gives_up_does_not_block_the_next() -> None:
+    import threading
+
+    from opendeploy.store.database import _FairLock
+
+    lock = _FairLock()
+    assert lock.acquire(1.0)
+    assert not lock.acquire(0.05)  # gives up: its ticket is abandoned
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(lock.acquire(5.0)))
+    waiter.start()
+    lock.release()
+    waiter.join(5)
+    assert got == [True]
+    lock.release()
+    assert lock.acquire(0.1)
