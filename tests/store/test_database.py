@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.resources
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
@@ -178,3 +179,54 @@ def test_a_writer_that_gives_up_does_not_block_the_next() -> None:
     assert got == [True]
     lock.release()
     assert lock.acquire(0.1)
+
+
+def test_combined_writes_commit_together_and_each_gets_its_own_result(database_url: str) -> None:
+    """Group commit: writers queued at once share one transaction (SQLite), and a failing write
+    fails only its own caller."""
+    store = Store.open(database_url)
+    db = store.database
+    with db.write() as conn:
+        conn.execute(text("CREATE TABLE combined_t (k INTEGER PRIMARY KEY, v TEXT)"))
+    holding, release = threading.Event(), threading.Event()
+    results: dict[int, object] = {}
+
+    def hold() -> None:
+        with db.write():
+            holding.set()
+            release.wait(30)
+
+    def write(k: int) -> None:
+        def work(conn: Any) -> int:
+            if k == 3:  # a duplicate key: this write alone must fail
+                conn.execute(text("INSERT INTO combined_t VALUES (1, 'again')"))
+            conn.execute(text("INSERT INTO combined_t VALUES (:k, :v)"), {"k": 100 + k, "v": "x"})
+            return k * 10
+
+        try:
+            results[k] = db.combined(work)
+        except Exception as exc:
+            results[k] = type(exc).__name__
+
+    try:
+        db.combined(lambda conn: conn.execute(text("INSERT INTO combined_t VALUES (1, 'a')")))
+        blocker = threading.Thread(target=hold)
+        blocker.start()
+        assert holding.wait(10)
+        writers = [threading.Thread(target=write, args=(k,)) for k in range(6)]
+        for t in writers:
+            t.start()
+        release.set()
+        for t in [blocker, *writers]:
+            t.join(30)
+        assert results[3] == "IntegrityError"
+        assert {k: v for k, v in results.items() if k != 3} == {
+            k: k * 10 for k in range(6) if k != 3
+        }
+        with db.read() as conn:
+            keys = sorted(r[0] for r in conn.execute(text("SELECT k FROM combined_t")))
+        assert keys == [1, 100, 101, 102, 104, 105]
+    finally:
+        with db.write() as conn:
+            conn.execute(text("DROP TABLE combined_t"))
+        store.close()

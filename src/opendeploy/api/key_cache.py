@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_TTL_SECONDS", "SecretCache"]
 
 #: How long a found secret is trusted without asking the store again (revocations, see the
 #: module's docstring, take effect sooner).
-DEFAULT_TTL_SECONDS = 60.0
+DEFAULT_TTL_SECONDS = 600.0
 
 
 class SecretCache:

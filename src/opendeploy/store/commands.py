@@ -194,7 +194,8 @@ class Commands(Repository):
         """
         if not expected and not self.has_deliverable(instance_name, now=now):
             return None
-        with self.db.write() as conn:
+
+        def claim(conn: Connection) -> dict[str, Any] | None:
             query = _NEXT_LOCKED if conn.dialect.name == "postgresql" else _NEXT
             row = (
                 conn.execute(query, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
@@ -204,7 +205,9 @@ class Commands(Repository):
             if row is None:
                 return None
             conn.execute(_MARK_DELIVERED, {"b_id": row["command_id"], "b_now": now})
-        return {**row, "delivered_at": now}
+            return {**row, "delivered_at": now}
+
+        return self.db.combined(claim)
 
     def has_deliverable(self, instance_name: str, *, now: datetime) -> bool:
         """Whether :meth:`claim_next` would find something (a cheap read for long polls)."""
@@ -276,11 +279,16 @@ class Commands(Repository):
         """
         owned = owner is not None
         params = {"b_id": command_id, "b_owner": owner, "b_now": now, "b_noop": noop}
-        with self.db.write() as conn:
+
+        def acknowledge(conn: Connection) -> Any:
             # The usual case first, in one statement: a Pending command taken up.
             if conn.execute(_ACKNOWLEDGE[owned], params).rowcount:
                 return IN_PROGRESS
-            row = conn.execute(_STATUS_OF[owned], params).first()
+            return conn.execute(_STATUS_OF[owned], params).first()
+
+        row = self.db.combined(acknowledge)
+        if row == IN_PROGRESS:
+            return IN_PROGRESS
         if row is None:
             return None if owner is not None else FAILED
         if row.status == CLOSED:
@@ -311,12 +319,15 @@ class Commands(Repository):
             "b_result": result,
             "b_diagnostics": diagnostics,
         }
-        with self.db.write() as conn:
+
+        def complete(conn: Connection) -> bool | None:
             if conn.execute(_COMPLETE[owned], params).rowcount:
                 return True
             if owned and conn.execute(_EXISTS[owned], params).first() is None:
                 return None
-        return False
+            return False
+
+        return self.db.combined(complete)
 
     def append_output(self, command_id: str, text: str, *, owner: str | None = None) -> str | None:
         """Add streamed hook output (kept bounded); the CommandStatus to answer, None if unknown.

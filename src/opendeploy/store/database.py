@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -133,6 +133,26 @@ class _FairLock:
         self._cond.notify_all()
 
 
+_T = TypeVar("_T")
+
+
+class _Job(Generic[_T]):
+    """One write of :meth:`Database.combined`, and what became of it."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Connection], _T]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.result: _T | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> _T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # set when there was no error
+
+
 class Database:
     """The engine plus the two kinds of transaction the repositories use."""
 
@@ -141,6 +161,9 @@ class Database:
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         # See the module docstring: SQLite's writers queue here, not on pooled connections.
         self._write_turn = _FairLock() if engine.dialect.name == "sqlite" else None
+        # Writes waiting to be committed together (Database.combined; SQLite only).
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Job[Any]] = []
 
     @property
     def dialect(self) -> str:
@@ -166,6 +189,70 @@ class Database:
                 yield connection
         finally:
             turn.release()
+
+    def combined(self, work: Callable[[Connection], _T]) -> _T:
+        """``work(conn)`` in a write transaction, shared on SQLite with the writers queued at the
+        same moment (group commit); its result once that transaction has committed.
+
+        For the many small writes of a fleet's agents (claim, acknowledge, complete): one turn at
+        SQLite's write lock per write made them queue behind each other one transaction at a
+        time. Whoever gets the turn runs every write queued so far and commits them together (when
+        one fails, each is run again on its own, so that it does not fail the others); the
+        others find their work done when their turn comes. ``work`` must only use ``conn``. On
+        PostgreSQL, which has no database-wide write lock, it is a plain write transaction."""
+        if self._write_turn is None:
+            with self.write() as conn:
+                return work(conn)
+        job: _Job[_T] = _Job(work)
+        with self._pending_lock:
+            self._pending.append(job)
+        turn = self._write_turn
+        if not turn.acquire(WRITE_QUEUE_TIMEOUT_S):
+            # Another writer may still run it: only give up if it is still queued.
+            with self._pending_lock:
+                if job in self._pending:
+                    self._pending.remove(job)
+                    raise WriteQueueTimeout(
+                        f"waited {WRITE_QUEUE_TIMEOUT_S:.0f} s for a turn to write to the database"
+                    )
+            job.done.wait()
+            return job.outcome()
+        try:
+            if not job.done.is_set():
+                self._run_pending()
+        finally:
+            turn.release()
+        job.done.wait()
+        return job.outcome()
+
+    def _run_pending(self) -> None:
+        """Run every queued job in one transaction (the caller holds the write turn)."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            try:
+                with self._writer.begin() as conn:
+                    for job in batch:
+                        job.result = job.work(conn)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                # One of them failed (or the commit did) and the whole batch was rolled back:
+                # run each on its own, so that one bad write does not fail the others.
+                for job in batch:
+                    try:
+                        with self._writer.begin() as conn:
+                            job.result = job.work(conn)
+                    except Exception as exc:
+                        job.result, job.error = None, exc
+        except Exception as exc:
+            for job in batch:
+                job.result, job.error = None, exc
+        finally:
+            for job in batch:
+                job.done.set()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
