@@ -155,7 +155,7 @@ def test_the_write_turn_is_granted_in_arrival_order() -> None:
         thread = threading.Thread(target=write, args=(i,))
         thread.start()
         threads.append(thread)
-        while lock._next < i + 2:  # its ticket is taken before the next writer starts
+        while len(lock._waiters) < i + 1:  # queued before the next writer starts
             time.sleep(0.001)
     lock.release()
     for thread in threads:

@@ -22,6 +22,7 @@ timeout still orders the writers of different processes.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib.resources
 import threading
@@ -101,36 +102,36 @@ def _sqlite_engine(url: str) -> Engine:
 
 class _FairLock:
     """A lock granted in the order it was asked for (``threading.Lock`` is not: under a fleet's
-    load a writer could wait tens of seconds while later ones went first)."""
+    load a writer could wait tens of seconds while later ones went first). A release hands the
+    lock straight to the next waiter and wakes only that one."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._next = 0  # the next ticket to hand out
-        self._serving = 0  # the ticket that may hold the lock
-        self._abandoned: set[int] = set()
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: collections.deque[threading.Event] = collections.deque()
 
     def acquire(self, timeout: float) -> bool:
-        with self._cond:
-            ticket = self._next
-            self._next += 1
-            if self._cond.wait_for(lambda: self._serving == ticket, timeout):
+        with self._mutex:
+            if not self._held and not self._waiters:
+                self._held = True
                 return True
-            if self._serving == ticket:  # granted just as the wait gave up: pass it on
-                self._advance()
-            else:
-                self._abandoned.add(ticket)
-            return False
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._mutex:
+            if not turn.is_set():
+                self._waiters.remove(turn)
+                return False
+        self.release()  # handed over just as the wait gave up: pass it on
+        return False
 
     def release(self) -> None:
-        with self._cond:
-            self._advance()
-
-    def _advance(self) -> None:
-        self._serving += 1
-        while self._serving in self._abandoned:
-            self._abandoned.discard(self._serving)
-            self._serving += 1
-        self._cond.notify_all()
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()  # still held: now by that waiter
+            else:
+                self._held = False
 
 
 _T = TypeVar("_T")
@@ -139,11 +140,13 @@ _T = TypeVar("_T")
 class _Job(Generic[_T]):
     """One write of :meth:`Database.combined`, and what became of it."""
 
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("error", "lead", "result", "wake", "work")
 
     def __init__(self, work: Callable[[Connection], _T]) -> None:
         self.work = work
-        self.done = threading.Event()
+        #: Set when the job is done, or when its caller is to lead the next batch (``lead``).
+        self.wake = threading.Event()
+        self.lead = False
         self.result: _T | None = None
         self.error: BaseException | None = None
 
@@ -164,6 +167,7 @@ class Database:
         # Writes waiting to be committed together (Database.combined; SQLite only).
         self._pending_lock = threading.Lock()
         self._pending: list[_Job[Any]] = []
+        self._leading = False
 
     @property
     def dialect(self) -> str:
@@ -196,9 +200,10 @@ class Database:
 
         For the many small writes of a fleet's agents (claim, acknowledge, complete): one turn at
         SQLite's write lock per write made them queue behind each other one transaction at a
-        time. Whoever gets the turn runs every write queued so far and commits them together (when
-        one fails, each is run again on its own, so that it does not fail the others); the
-        others find their work done when their turn comes. ``work`` must only use ``conn``. On
+        time. One caller at a time leads: it takes every write queued so far, runs them in one
+        transaction (when one fails, each is run again on its own, so that it does not fail the
+        others), wakes their callers, and hands the lead to the first caller queued meanwhile.
+        The others only wait for their own write. ``work`` must only use ``conn``. On
         PostgreSQL, which has no database-wide write lock, it is a plain write transaction."""
         if self._write_turn is None:
             with self.write() as conn:
@@ -206,34 +211,31 @@ class Database:
         job: _Job[_T] = _Job(work)
         with self._pending_lock:
             self._pending.append(job)
-        turn = self._write_turn
-        if not turn.acquire(WRITE_QUEUE_TIMEOUT_S):
-            # Another writer may still run it: only give up if it is still queued.
-            with self._pending_lock:
-                if job in self._pending:
-                    self._pending.remove(job)
-                    raise WriteQueueTimeout(
-                        f"waited {WRITE_QUEUE_TIMEOUT_S:.0f} s for a turn to write to the database"
-                    )
-            job.done.wait()
-            return job.outcome()
-        try:
-            if not job.done.is_set():
-                self._run_pending()
-        finally:
-            turn.release()
-        job.done.wait()
-        return job.outcome()
-
-    def _run_pending(self) -> None:
-        """Run every queued job in one transaction (the caller holds the write turn)."""
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            job.wake.wait()
+            if not job.lead:
+                return job.outcome()
         with self._pending_lock:
             batch, self._pending = self._pending, []
-        if not batch:
-            return
+        try:
+            self._run_batch(batch)
+        finally:
+            with self._pending_lock:
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.lead = True
+                    successor.wake.set()
+                else:
+                    self._leading = False
+        return job.outcome()
+
+    def _run_batch(self, batch: list[_Job[Any]]) -> None:
+        """Run the jobs in one write transaction and wake their callers."""
         try:
             try:
-                with self._writer.begin() as conn:
+                with self.write() as conn:
                     for job in batch:
                         job.result = job.work(conn)
             except Exception:
@@ -243,7 +245,7 @@ class Database:
                 # run each on its own, so that one bad write does not fail the others.
                 for job in batch:
                     try:
-                        with self._writer.begin() as conn:
+                        with self.write() as conn:
                             job.result = job.work(conn)
                     except Exception as exc:
                         job.result, job.error = None, exc
@@ -252,7 +254,7 @@ class Database:
                 job.result, job.error = None, exc
         finally:
             for job in batch:
-                job.done.set()
+                job.wake.set()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
