@@ -90,6 +90,7 @@ def test_timeouts_are_flags_whose_help_names_the_official_defaults() -> None:
     flat = " ".join(shown.split())
     assert "--deployment-timeout" in flat and "default for an in-place deployment: 12 hours" in flat
     assert "--event-timeout" in flat and "one hour" in flat
+    assert "--restart-grace" in flat and "about 90 s" in flat
 
 
 def test_deployment_timeout_flag_fails_a_deployment_that_runs_too_long(

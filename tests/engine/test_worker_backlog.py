@@ -93,3 +93,14 @@ def test_an_agent_heard_by_this_process_is_alive_whatever_the_store_says(tmp_pat
         assert seen == {"heard": now, "quiet": long_ago}
     finally:
         store.close()
+
+
+def test_the_restart_grace_setting_reaches_the_engine(tmp_path: Path) -> None:
+    from opendeploy.engine.worker import engine_settings
+
+    settings = ServerSettings(
+        data_dir=tmp_path, database_url="sqlite://", restart_grace_seconds=7.0
+    )
+    assert engine_settings(settings).restart_grace_seconds == 7.0
+    default = ServerSettings(data_dir=tmp_path, database_url="sqlite://")
+    assert engine_settings(default).restart_grace_seconds == 95.0

@@ -85,6 +85,15 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     "Seconds without a poll after which an agent's lifecycle event fails.",
 )
 @_seconds_option(
+    "--restart-grace",
+    95.0,
+    (
+        "Seconds an agent not heard from since the server started gets before it counts as "
+        "dead (agents retry with a backoff while the server is down: the official agent's "
+        "reaches about 90 s)."
+    ),
+)
+@_seconds_option(
     "--event-timeout",
     3600.0,
     (
@@ -127,6 +136,7 @@ def server(
     tls_key: Path | None,
     tls_self_signed: bool,
     agent_dead_after: float,
+    restart_grace: float,
     event_timeout: float,
     deployment_timeout: float,
     event_start_timeout: float,
@@ -158,6 +168,7 @@ def server(
         tls_key=tls_key.resolve() if tls_key else None,
         tls_self_signed=tls_self_signed,
         agent_dead_after_seconds=agent_dead_after,
+        restart_grace_seconds=restart_grace,
         event_timeout_seconds=event_timeout,
         deployment_timeout_seconds=deployment_timeout,
         event_start_timeout_seconds=event_start_timeout,

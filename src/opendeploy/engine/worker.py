@@ -98,6 +98,7 @@ def engine_settings(settings: ServerSettings) -> EngineSettings:
         event_start_timeout_seconds=settings.event_start_timeout_seconds,
         agent_dead_after_seconds=settings.agent_dead_after_seconds,
         deployment_timeout_seconds=settings.deployment_timeout_seconds,
+        restart_grace_seconds=settings.restart_grace_seconds,
     )
 
 
