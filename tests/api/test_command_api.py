@@ -254,7 +254,7 @@ def test_a_command_created_by_another_replica_reaches_a_held_poll(
 def test_held_polls_keep_their_hosts_alive_in_batched_writes(
     tmp_path: Path, database_url: str
 ) -> None:
-    # dead_after 1.5 s: signs of life are due every 0.25 s, swept every 0.25 s.
+    # dead_after 1.5 s: signs of life are due every 0.5 s, swept every 0.25 s.
     settings = settings_for(
         tmp_path, database_url, agent_dead_after_seconds=1.5, poll_timeout_seconds=8.0
     )
