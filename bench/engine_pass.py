@@ -53,7 +53,7 @@ def scenario(url: str, data_dir: Path, count: int) -> None:
                 ],
             )
         app = store.applications.create(name="bench", compute_platform="Server", now=now)
-        store.deployment_groups.create(
+        group = store.deployment_groups.create(
             application_id=app["application_id"],
             app_name="bench",
             name="fleet",
@@ -64,8 +64,6 @@ def scenario(url: str, data_dir: Path, count: int) -> None:
             },
             now=now,
         )
-        group = store.deployment_groups.get(app["application_id"], "fleet")
-        assert group is not None
         deployment_id = "d-BENCH" + uuid.uuid4().hex[:4].upper()
         store.deployments.create(
             deployment={

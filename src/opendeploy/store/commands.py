@@ -233,11 +233,6 @@ class Commands(Repository):
             rows = conn.execute(_ALL_DELIVERABLE, {"b_stale": now - REDELIVER_AFTER}).all()
         return {str(row.instance_name) for row in rows} & wanted
 
-    def is_target(self, deployment_id: str, instance_name: str) -> bool:
-        """Whether the instance is a target of the deployment (one primary-key read)."""
-        with self.db.read() as conn:
-            return _is_target(conn, deployment_id, instance_name)
-
     def target_names(self, deployment_id: str) -> list[str]:
         """Every target of the deployment (they never change once it is created)."""
         with self.db.read() as conn:
