@@ -49,6 +49,20 @@ class Wakeup:
         return woken
 
 
+def count_in(counts: dict[str, int], key: str) -> None:
+    """One more of ``key`` in progress (the caller holds the lock guarding ``counts``)."""
+    counts[key] = counts.get(key, 0) + 1
+
+
+def count_out(counts: dict[str, int], key: str) -> None:
+    """One fewer of ``key`` in progress; a key with none left is dropped."""
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
 class HostNotifier:
     """Per-host generations: a poll waits until its host's generation moves (or a timeout)."""
 
@@ -88,15 +102,11 @@ class HostNotifier:
 
     def poll_started(self, host: str) -> None:
         with self._lock:
-            self._polling[host] = self._polling.get(host, 0) + 1
+            count_in(self._polling, host)
 
     def poll_ended(self, host: str) -> None:
         with self._lock:
-            left = self._polling.get(host, 0) - 1
-            if left > 0:
-                self._polling[host] = left
-            else:
-                self._polling.pop(host, None)
+            count_out(self._polling, host)
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the notifier closes (at once when it is closed already)."""

@@ -301,8 +301,9 @@ class Store:
         if make_url(sa_url).get_backend_name() == "sqlite":
             engine = _sqlite_engine(sa_url)
         else:
-            # As many connections as the server has worker threads (server.THREAD_POOL_SIZE),
-            # plus the engine's and the sweep's: a thread never waits for a connection.
+            # With the overflow, as many connections as the API's worker threads
+            # (opendeploy.blocking: POOL_SIZE + CONTROL_POOL_SIZE) plus the engine's and the
+            # sweep's, so that none of them waits for a connection.
             engine = create_engine(
                 sa_url, pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=10
             )

@@ -44,6 +44,8 @@ from opendeploy.engine.dispatch import (
     HostNotifier,
     Sweeper,
     Wakeup,
+    count_in,
+    count_out,
     long_poll_async,
 )
 from opendeploy.service_errors import AccessDeniedError
@@ -138,17 +140,13 @@ class _SeenLog:
         """A call of ``name`` is being handled: it counts as heard until it ends (a call may
         wait for the database a long while under a fleet's load)."""
         with self._lock:
-            self._busy[name] = self._busy.get(name, 0) + 1
+            count_in(self._busy, name)
 
     def call_ended(self, name: str) -> None:
         heard = _now()
         with self._lock:
             self._heard[name] = heard
-            left = self._busy.get(name, 0) - 1
-            if left > 0:
-                self._busy[name] = left
-            else:
-                self._busy.pop(name, None)
+            count_out(self._busy, name)
 
     def heard(self) -> dict[str, datetime]:
         """When this process last heard from each agent (now, for those with a call being
