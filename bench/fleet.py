@@ -2,9 +2,10 @@
 
 Each simulated host is an asyncio task in this process with its own keep-alive HTTP/1.1
 connection, its own instance key, and SigV4-signed awsJson1_1 requests, exactly what the agent's
-botocore client sends: PollHostCommand (long poll) -> GetDeploymentSpecification ->
-PutHostCommandAcknowledgement -> PutHostCommandComplete(Succeeded), then polls again. Hooks take no
-time, so everything measured is protocol and server.
+botocore client sends: PollHostCommand (long poll) -> GetDeploymentSpecification (once per
+deployment, as ``opendeploy agent``; for every command with ``--spec-every-command``, as the
+official agent) -> PutHostCommandAcknowledgement -> PutHostCommandComplete(Succeeded), then polls
+again. Hooks take no time, so everything measured is protocol and server.
 
 Printed: registration time, the time of one AllAtOnce deployment to all N hosts (create ->
 Succeeded), the server's CPU seconds per host-lifecycle-event during it (``/proc/<pid>/stat``), and
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import APP, GROUP, TAGS, cpu_seconds, database, header, work_dir
+from _common import APP, GROUP, TAGS, cpu_seconds, database, header, profiled, work_dir
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -165,10 +166,15 @@ async def register(server: RunningServer, count: int, parallel: int = 16) -> lis
     return hosts
 
 
-async def agent(host: Host, stats: Stats, stop: asyncio.Event) -> None:
-    """Poll; run every command in no time; until ``stop``."""
+async def agent(
+    host: Host, stats: Stats, stop: asyncio.Event, *, spec_every_command: bool = False
+) -> None:
+    """Poll; run every command in no time; until ``stop``. The specification is asked for once
+    per deployment, as ``opendeploy agent`` does, or for every command as the official agent
+    does (``spec_every_command``)."""
     call = host.conn.call
     service = "codedeploy-commands"
+    known_spec = ""
     while not stop.is_set():
         try:
             answer = await call(
@@ -178,14 +184,14 @@ async def agent(host: Host, stats: Stats, stop: asyncio.Event) -> None:
             if not command:
                 continue
             command_id = command["HostCommandIdentifier"]
-            await call(
-                service,
-                f"{COMMANDS}.GetDeploymentSpecification",
-                {
-                    "DeploymentExecutionId": command["DeploymentExecutionId"],
-                    "HostIdentifier": host.arn,
-                },
-            )
+            execution_id = command["DeploymentExecutionId"]
+            if spec_every_command or execution_id != known_spec:
+                await call(
+                    service,
+                    f"{COMMANDS}.GetDeploymentSpecification",
+                    {"DeploymentExecutionId": execution_id, "HostIdentifier": host.arn},
+                )
+                known_spec = execution_id
             ack = await call(
                 service,
                 f"{COMMANDS}.PutHostCommandAcknowledgement",
@@ -239,7 +245,13 @@ async def wait_terminal(admin: Connection, deployment_id: str, timeout: float) -
         await asyncio.sleep(0.05)
 
 
-async def scenario(server: RunningServer, count: int, idle: float) -> None:
+async def scenario(
+    server: RunningServer,
+    count: int,
+    idle: float,
+    profile: Path | None = None,
+    spec_every_command: bool = False,
+) -> None:
     began = time.perf_counter()
     hosts = await register(server, count)
     print(f"{count:>6} hosts: registered in {time.perf_counter() - began:.1f} s")
@@ -261,7 +273,10 @@ async def scenario(server: RunningServer, count: int, idle: float) -> None:
         },
     )
     stats, stop = Stats(), asyncio.Event()
-    tasks = [asyncio.create_task(agent(h, stats, stop)) for h in hosts]
+    tasks = [
+        asyncio.create_task(agent(h, stats, stop, spec_every_command=spec_every_command))
+        for h in hosts
+    ]
     pid = server.process.pid
     # Idle: every host holds a long poll. The first poll of each is the costly one (the instance
     # is written as seen, and checked for an automatic deployment to a new instance): wait until
@@ -284,24 +299,25 @@ async def scenario(server: RunningServer, count: int, idle: float) -> None:
         f"{'':>13}idle: {count} held polls cost {idle_cpu * 1000:.0f} ms server CPU per "
         f"second ({idle_cpu / count * 1e6:.1f} us per host-second)"
     )
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-    deployment_id = (
-        await admin.call(
-            "codedeploy",
-            f"{CONTROL}.CreateDeployment",
-            {
-                "applicationName": APP,
-                "deploymentGroupName": GROUP,
-                "revision": {
-                    "revisionType": "S3",
-                    "s3Location": {"bucket": "b", "key": "k.zip", "bundleType": "zip"},
+    with profiled(pid, profile, gil=True):
+        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+        deployment_id = (
+            await admin.call(
+                "codedeploy",
+                f"{CONTROL}.CreateDeployment",
+                {
+                    "applicationName": APP,
+                    "deploymentGroupName": GROUP,
+                    "revision": {
+                        "revisionType": "S3",
+                        "s3Location": {"bucket": "b", "key": "k.zip", "bundleType": "zip"},
+                    },
                 },
-            },
-        )
-    )["deploymentId"]
-    status = await wait_terminal(admin, deployment_id, timeout=max(120.0, count * 0.2))
-    elapsed = time.perf_counter() - t0
-    cpu = cpu_seconds(pid) - cpu0
+            )
+        )["deploymentId"]
+        status = await wait_terminal(admin, deployment_id, timeout=max(120.0, count * 0.2))
+        elapsed = time.perf_counter() - t0
+        cpu = cpu_seconds(pid) - cpu0
     per_event = cpu / max(1, stats.events)
     verdict = "met" if per_event < TARGET_CPU_PER_EVENT else "NOT met"
     print(
@@ -325,6 +341,14 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--poll-timeout", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="20 hosts, 1 s idle")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy (--gil) the server during the last size's deployment"
+    )
+    parser.add_argument(
+        "--spec-every-command",
+        action="store_true",
+        help="ask for the deployment specification for every command, as the official agent",
+    )
     args = parser.parse_args()
     if args.quick:
         args.hosts, args.idle = [20], 1.0
@@ -341,7 +365,8 @@ def main() -> None:
                 extra_args=("--poll-timeout", str(args.poll_timeout)),
             ) as server,
         ):
-            asyncio.run(scenario(server, count, args.idle))
+            spy = args.profile if count == args.hosts[-1] else None
+            asyncio.run(scenario(server, count, args.idle, spy, args.spec_every_command))
 
 
 if __name__ == "__main__":

@@ -248,6 +248,11 @@ def test_commands_run_in_order_with_output_and_official_diagnostics(
     assert failed["error_code"] == 4
     assert failed["script_name"] == "scripts/ValidateService.sh"
     assert "failed with exit code 3" in failed["message"]
+    # The specification was asked for once for the deployment's four commands.
+    specs = fake.of("GetDeploymentSpecification")
+    assert [c.body["DeploymentExecutionId"] for c in specs] == [
+        "OpenDeploy/us-east-1/Prod/d-AAAAAAAA1"
+    ]
     # Every acknowledgement says whether the command is a no-op (none is here).
     acks = fake.of("PutHostCommandAcknowledgement")
     assert [_payload(a) for a in acks] == [{"IsCommandNoop": False}] * 4
@@ -555,3 +560,21 @@ def test_commands_of_one_deployment_take_their_turns_in_the_order_received() -> 
         thread.join(10)
     assert ran == [0, 1, 2, 3]
     assert turns.ticket("d-1") == 0  # all done: forgotten
+
+
+def test_an_invalid_specification_is_asked_for_again(
+    tmp_path: Path, service: tuple[FakeCommandService, str]
+) -> None:
+    # Only a specification that parsed is remembered: a broken one fails its command and the
+    # next command of the deployment asks the server again.
+    fake, endpoint = service
+    fake.specs["d-BROKEN001"] = {"not": "a specification"}
+    fake.add("bad-1", "DownloadBundle", "d-BROKEN001")
+    fake.add("bad-2", "Install", "d-BROKEN001")
+    with running_poller(_agent_dir(tmp_path, endpoint)):
+        fake.wait_for(_completes(2))
+    assert [c.body["CommandStatus"] for c in fake.of("PutHostCommandComplete")] == [
+        "Failed",
+        "Failed",
+    ]
+    assert len(fake.of("GetDeploymentSpecification")) == 2

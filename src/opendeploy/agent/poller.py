@@ -4,7 +4,8 @@ One loop asks ``PollHostCommand`` for work (the server holds the request until a
 ready, so a command reaches an idle host in milliseconds) and hands each command to a worker
 thread, so polling goes on while a hook runs. A worker follows the official agent's flow:
 
-1. ``GetDeploymentSpecification`` (``DeploymentSystem`` must be ``CodeDeploy``);
+1. ``GetDeploymentSpecification`` (``DeploymentSystem`` must be ``CodeDeploy``), once per
+   deployment (see below);
 2. ``PutHostCommandAcknowledgement`` with ``{"IsCommandNoop": …}``; an answer of ``Succeeded``
    or ``Failed`` means "skip it" (after ``Failed`` a no-op is still completed as Succeeded);
 3. write ``<root_dir>/ongoing-deployment/<deployment-id>`` (content: the command id), run the
@@ -19,6 +20,9 @@ Where we differ from the official agent, on purpose:
 
 - crash recovery reports *every* tracking file younger than 24 h (we run deployments of several
   groups concurrently), not only the newest, and keeps a file until the server took the report;
+- the deployment specification is asked for once per deployment, not for each of its seven
+  commands: a deployment's specification never changes, and the call was a quarter of the
+  agent's requests (a specification that fails to parse is asked for again next time);
 - after a poll that took at least ``wait_between_runs`` (a long poll) the next poll goes out at
   once; only a poll answered faster waits out the rest of ``wait_between_runs``;
 - errors reaching the server back off exponentially with jitter from 1 s to 30 s (official:
@@ -79,6 +83,8 @@ FAILED_AFTER_RESTART_MESSAGE = "Failed: Failing in-progress lifecycle event afte
 SUPPORTED_COMMANDS = frozenset(str(e) for e in (*AGENT_BUILTIN_EVENTS, *HOOK_EVENTS))
 #: Tracking files older than this are stale and not reported after a restart (official: 24 h).
 RECOVERY_MAX_AGE_SECONDS = 86400
+#: How many deployments' specifications are remembered (a host runs few at once).
+SPEC_CACHE_SIZE = 32
 #: The official agent's thread pool size.
 MAX_WORKERS = 16
 #: After a command completes, the server hands the next one to the outstanding poll at once;
@@ -312,6 +318,9 @@ class Poller:
         self._poll_idle = threading.Event()
         self._poll_idle.set()
         self._last_completion = float("-inf")
+        # DeploymentExecutionId -> its specification, newest last (insertion order).
+        self._specs: dict[str, DeploymentSpec] = {}
+        self._specs_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -554,8 +563,24 @@ class Poller:
     def _specification(
         self, client: Any, command: dict[str, Any], host_identifier: str
     ) -> DeploymentSpec:
+        """The command's deployment specification: asked for once per deployment."""
+        execution_id = command["DeploymentExecutionId"]
+        with self._specs_lock:
+            known = self._specs.get(execution_id)
+        if known is not None:
+            return known
+        spec = self._fetch_specification(client, execution_id, host_identifier)
+        with self._specs_lock:
+            self._specs[execution_id] = spec
+            while len(self._specs) > SPEC_CACHE_SIZE:
+                del self._specs[next(iter(self._specs))]
+        return spec
+
+    def _fetch_specification(
+        self, client: Any, execution_id: str, host_identifier: str
+    ) -> DeploymentSpec:
         answer = client.get_deployment_specification(
-            DeploymentExecutionId=command["DeploymentExecutionId"],
+            DeploymentExecutionId=execution_id,
             HostIdentifier=host_identifier,
         )
         system = answer.get("DeploymentSystem")
