@@ -4,8 +4,8 @@ A real ``opendeploy server`` and real ``opendeploy agent`` processes (one per ho
 machine. The bundle is one 3-byte file plus an ``exit 0`` script for each of the five user hooks
 (seven lifecycle events per host: ApplicationStop, DownloadBundle, BeforeInstall, Install,
 AfterInstall, ApplicationStart, ValidateService). Deployments run AllAtOnce; the clock starts
-before the CreateDeployment call and stops when GetDeployment (polled every 10 ms) says
-Succeeded. One warm-up deployment first (the first one on a host skips ApplicationStop).
+before the CreateDeployment call and stops at the deployment's ``completeTime`` as the server
+recorded it (GetDeployment is polled every 50 ms to find out). One warm-up deployment first (the first one on a host skips ApplicationStop).
 
 Protocol overhead per lifecycle event = (end-to-end median - the same deployment run in-process
 by ``deploy_local``, the agent's own work) / 7. The server's own per-event gaps (start of event
