@@ -5,7 +5,8 @@ machine. The bundle is one 3-byte file plus an ``exit 0`` script for each of the
 (seven lifecycle events per host: ApplicationStop, DownloadBundle, BeforeInstall, Install,
 AfterInstall, ApplicationStart, ValidateService). Deployments run AllAtOnce; the clock starts
 before the CreateDeployment call and stops at the deployment's ``completeTime`` as the server
-recorded it (GetDeployment is polled every 50 ms to find out). One warm-up deployment first (the first one on a host skips ApplicationStop).
+recorded it (GetDeployment is polled every 50 ms to find out). One warm-up deployment first
+(the first one on a host skips ApplicationStop).
 
 Protocol overhead per lifecycle event = (end-to-end median - the same deployment run in-process
 by ``deploy_local``, the agent's own work) / 7. The server's own per-event gaps (start of event
