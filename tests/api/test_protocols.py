@@ -369,6 +369,23 @@ def test_healthz_answers_without_credentials(endpoint: str) -> None:
     assert httpx.get(f"{endpoint}/healthz").json() == {"status": "ok"}
 
 
+def test_post_slash_answers_with_its_headers_and_other_methods_are_not_allowed(
+    endpoint: str,
+) -> None:
+    # POST / is answered before Starlette's routing (the fast path every agent call takes):
+    # the answer still carries the protocol's headers and an exact length, and GET / is still
+    # refused by the router.
+    response = _signed_raw(
+        endpoint, b"{}", "/", {"X-Amz-Target": "CodeDeploy_20141006.ListApplications"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-amz-json-1.1"
+    assert response.headers["content-length"] == str(len(response.content))
+    assert response.headers["x-amzn-requestid"]
+    assert "applications" in response.json()
+    assert httpx.get(f"{endpoint}/").status_code == 405
+
+
 def _signed_raw(endpoint: str, body: bytes, path: str, headers: dict[str, str]) -> httpx.Response:
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
