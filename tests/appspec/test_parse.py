@@ -163,3 +163,34 @@ def test_windows_parses_but_is_refused_on_this_linux_host() -> None:
         '(windows). Specify either "linux" or "windows" in the os section of the AppSpec file, '
         "and then try again."
     )
+
+
+def test_libyaml_and_the_python_parser_read_every_case_alike() -> None:
+    # _load_yaml reads with libyaml when it can and falls back to the pure-Python loader for
+    # anything libyaml refuses or that holds an alias; where both load, the data is the same.
+    from opendeploy.appspec import parse as parse_module
+
+    cases = sorted((Path(__file__).parent / "cases").glob("*.yml"))
+    assert cases
+    fast_loaded = 0
+    for case in cases:
+        text = case.read_text(encoding="utf-8")
+        loaded, fast = parse_module._load_yaml_fast(text)
+        if not loaded:
+            continue
+        fast_loaded += 1
+        loader = parse_module._NoAliasLoader(text)
+        try:
+            assert fast == loader.get_single_data(), case.name
+        finally:
+            loader.dispose()
+    assert fast_loaded > len(cases) // 2  # libyaml is there: the fast path is the usual one
+
+
+def test_an_alias_is_left_to_the_python_parser_which_names_it() -> None:
+    from opendeploy.appspec import parse as parse_module
+
+    text = "version: 0.0\nos: linux\nbase: &b x\nother: *b\n"
+    assert parse_module._load_yaml_fast(text) == (False, None)
+    with pytest.raises(AppSpecError, match=r"line 4, column 8: YAML alias \*b is not allowed"):
+        parse_appspec(text)
