@@ -4,8 +4,9 @@ One ``opendeploy server`` and max(H) real ``opendeploy agent`` processes on this
 with its own deployment root. Every size H gets its own deployment group (hosts 1..H carry the tag
 ``size-H``), deployed ``CodeDeployDefault.AllAtOnce``; the clock runs from the CreateDeployment
 call to the deployment's ``completeTime`` (GetDeployment polled every 50 ms). One warm-up
-deployment per size, then ``--runs`` measured ones (each a fresh deployment of the same revision: every host downloads
-the bundle again, unpacks it, copies the 300 files, runs the hooks).
+deployment per size, then ``--runs`` measured ones (each a fresh deployment of the same
+revision: every host downloads the bundle again, unpacks it, copies the 300 files, runs the
+hooks).
 
 The hosts share one machine, and the official appspec has no per-host destination, so every host
 installs into the same directory with ``file_exists_behavior: OVERWRITE``; on a real fleet each
