@@ -130,6 +130,30 @@ FAILED = _snapshot(
 )
 
 
+def test_a_narrow_terminal_squeezes_the_event_columns_not_the_instance_or_its_status() -> None:
+    # Seven events with long durations do not fit 60 columns: the event cells give way, the
+    # instance name and "InProgress" stay whole (a quickstart watch once showed "InProgr…").
+    start = _at(0)
+    events = tuple(
+        EventView(name, "Succeeded", start, start + timedelta(seconds=123.4))
+        for name in (
+            "ApplicationStop",
+            "DownloadBundle",
+            "BeforeInstall",
+            "Install",
+            "AfterInstall",
+            "ApplicationStart",
+        )
+    ) + (EventView("ValidateService", "InProgress", start),)
+    wide = InstanceView("host-with-a-long-name-1", "InProgress", events)
+    snapshot = Snapshot(RUNNING.deployment, (wide,), _at(500), ())
+    console = Console(file=io.StringIO(), width=60, color_system=None)
+    console.print(live_view(snapshot))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    row = next(line for line in out.splitlines() if "host-with-a-long-name-1" in line)
+    assert "InProgress" in row
+
+
 def test_live_view_of_a_running_deployment_shows_batches_events_counts_and_output() -> None:
     out = _render(live_view(RUNNING))
     assert "Deployment d-ABCDEFGHI InProgress  8.2s" in out

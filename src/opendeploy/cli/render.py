@@ -318,8 +318,14 @@ def _batch_table(number: int, instances: Sequence[InstanceView], now: datetime) 
     waiting = all(i.started_at is None for i in instances)
     title = "Waiting" if waiting else f"Batch {number}"
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
-    table.add_column("Instance", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
+    # Who and in what state are what a reader looks for: when the terminal is narrow, the
+    # event columns give way first (a long duration in one of them squeezed "InProgress").
+    table.add_column(
+        "Instance", no_wrap=True, min_width=max((len(i.instance_id) for i in instances), default=0)
+    )
+    table.add_column(
+        "Status", no_wrap=True, min_width=max((len(i.status) for i in instances), default=0)
+    )
     for name in names:
         table.add_column(_SHORT_NAMES.get(name, name), no_wrap=True)
     for instance in instances:
