@@ -95,7 +95,13 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(_WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Straight on the driver's connection: through exec_driver_sql, BEGIN cost as much as the
+        # statement after it (SQLAlchemy's execution context, events, a result object), and
+        # every read and write of the server starts with one. pysqlite's commit() ends the
+        # transaction this opens (it commits whenever SQLite is not in autocommit).
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 
