@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from opendeploy.engine.dispatch import HostNotifier, Sweeper, long_poll_async
 
@@ -159,3 +161,54 @@ def test_a_sweeper_runs_periodically_and_once_more_when_the_notifier_closes() ->
     late: list[int] = []
     notifier.on_close(lambda: late.append(1))
     assert late == [1]
+
+
+def test_a_drained_host_polls_again_without_claiming_until_a_command_is_made() -> None:
+    # After a claim left nothing deliverable, the host's next poll waits at once (no database
+    # read): only a notification for the host (a command made here, or the sweep finding one)
+    # makes it claim again. A claim that says more is waiting keeps the next poll claiming.
+    notifier = HostNotifier()
+    queue: list[tuple[str, bool]] = [("command-1", True), ("command-2", False)]
+    claims: list[bool] = []
+
+    def claim(woken: bool) -> object | None:
+        claims.append(woken)
+        return queue.pop(0) if queue else None
+
+    def poll() -> Coroutine[Any, Any, object | None]:
+        return long_poll_async(
+            notifier,
+            "a",
+            timeout=30,
+            claim=claim,
+            drained=lambda found: isinstance(found, tuple) and not found[1],
+        )
+
+    async def scenario() -> tuple[object | None, ...]:
+        first = await asyncio.wait_for(poll(), 5)  # more waiting: the next poll claims
+        second = await asyncio.wait_for(poll(), 5)  # the last one: drained from here on
+        assert claims == [False, False]
+        held = asyncio.create_task(poll())
+        while not notifier.waiting():
+            await asyncio.sleep(0.01)
+        assert claims == [False, False]  # held without a claim
+        queue.append(("command-3", False))
+        notifier.notify(["a"])
+        third = await asyncio.wait_for(held, 5)
+        assert claims == [False, False, True]
+        return first, second, third
+
+    assert asyncio.run(scenario()) == (
+        ("command-1", True),
+        ("command-2", False),
+        ("command-3", False),
+    )
+
+
+def test_a_claim_that_finds_nothing_marks_the_host_drained_at_that_generation() -> None:
+    notifier = HostNotifier()
+    assert not notifier.drained("a", 0)
+    notifier.mark_drained("a", 0)
+    assert notifier.drained("a", 0)
+    notifier.notify(["a"])  # a command made for it since: no longer known to be drained
+    assert not notifier.drained("a", 0) and not notifier.drained("a", 1)

@@ -47,6 +47,20 @@ def test_migration_head_has_host_commands(store: Store) -> None:
         assert conn.execute(text("SELECT count(*) FROM host_commands")).scalar_one() == 0
 
 
+def test_a_claim_says_whether_another_command_was_deliverable(store: Store) -> None:
+    # A host in two deployment groups: one command of each deployment waits for it.
+    dep, other = _deployment(store), _deployment(store, "d-BBBBBBBBB")
+    with store.database.write() as conn:
+        first = c.dispatch(conn, dep, "web-1", "ApplicationStop", T0)
+        second = c.dispatch(conn, other, "web-1", "DownloadBundle", T0 + timedelta(seconds=1))
+    claimed = store.commands.claim_next("web-1", now=T0 + timedelta(seconds=2))
+    assert claimed is not None and claimed["command_id"] == first
+    assert claimed["others_deliverable"] is True
+    claimed = store.commands.claim_next("web-1", now=T0 + timedelta(seconds=2))
+    assert claimed is not None and claimed["command_id"] == second
+    assert claimed["others_deliverable"] is False
+
+
 def test_command_lifecycle(store: Store) -> None:
     dep = _deployment(store)
     with store.database.write() as conn:
@@ -55,6 +69,7 @@ def test_command_lifecycle(store: Store) -> None:
     claimed = store.commands.claim_next("web-1", now=T0)
     assert claimed is not None and claimed["command_id"] == first
     assert claimed["lifecycle_event"] == "ApplicationStop"
+    assert claimed["others_deliverable"] is False  # it was the only one
     # Delivered once; handed out again only when the answer may have been lost.
     assert store.commands.claim_next("web-1", now=T0 + timedelta(seconds=1)) is None
     assert store.commands.claim_next("web-1", now=T0 + c.REDELIVER_AFTER * 2) is not None

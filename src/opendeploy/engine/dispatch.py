@@ -74,6 +74,8 @@ class HostNotifier:
         self._async_waiters: dict[str, set[_LoopWaiter]] = {}
         #: host -> number of its polls in progress here (held, or woken and claiming).
         self._polling: dict[str, int] = {}
+        #: host -> the generation at which a claim found nothing (more) to deliver to it.
+        self._drained_at: dict[str, int] = {}
         self._closed = False
         # Run (once, in order) when the notifier closes: background sweeps stop with it.
         self._on_close: list[Callable[[], None]] = []
@@ -99,6 +101,17 @@ class HostNotifier:
         quiet meanwhile."""
         with self._lock:
             return list(self._polling)
+
+    def mark_drained(self, host: str, generation: int) -> None:
+        """A claim read after ``generation`` left nothing deliverable for ``host``."""
+        with self._lock:
+            self._drained_at[host] = generation
+
+    def drained(self, host: str, generation: int) -> bool:
+        """Whether nothing was deliverable to ``host`` at ``generation``, its current one: no
+        command was created for it here since (that would have moved its generation)."""
+        with self._lock:
+            return self._drained_at.get(host) == generation == self._generation.get(host, 0)
 
     def poll_started(self, host: str) -> None:
         with self._lock:
@@ -228,6 +241,7 @@ async def long_poll_async(
     timeout: float,
     claim: Callable[[bool], object | None],
     gone: asyncio.Future[None] | None = None,
+    drained: Callable[[object], bool] | None = None,
 ) -> object | None:
     """Hold a poll for ``host`` up to ``timeout`` s; return what ``claim`` finds, or None.
 
@@ -240,14 +254,26 @@ async def long_poll_async(
 
     ``gone``: done when the client has gone away (its connection closed). The poll ends then,
     and with it the "alive while holding a poll" rule: a SIGKILLed agent is judged by
-    ``agent_dead_after`` from that moment, not after its orphaned poll times out."""
+    ``agent_dead_after`` from that moment, not after its orphaned poll times out.
+
+    A poll that starts when the last claim for its host left nothing deliverable, and no command
+    was made for the host here since, waits at once without claiming: what an agent polls again
+    for after each command, one database read and thread hop fewer per lifecycle event.
+    ``drained(found)`` says whether a claimed command was the last one deliverable. A command
+    this process did not make (another replica's, or a delivery gone stale) is then found by
+    the sweep, within a sweep interval, as for a poll already held."""
     deadline = time.monotonic() + timeout
     woken = False
     notifier.poll_started(host)
     try:
         while True:
             seen = notifier.generation(host)
-            found = await run_blocking(claim, woken)
+            if not woken and notifier.drained(host, seen):
+                found = None
+            else:
+                found = await run_blocking(claim, woken)
+                if found is None or (drained is not None and drained(found)):
+                    notifier.mark_drained(host, seen)
             if found is not None or notifier.closed:
                 return found
             remaining = deadline - time.monotonic()

@@ -70,11 +70,12 @@ _DELIVERABLE = (
 _HAS_DELIVERABLE = (
     select(_C.c.command_id).where(_C.c.instance_name == bindparam("b_name"), *_DELIVERABLE).limit(1)
 )
+# Two rows: the second says whether the claimed command was the last one deliverable.
 _NEXT = (
     select(_C)
     .where(_C.c.instance_name == bindparam("b_name"), *_DELIVERABLE)
     .order_by(_C.c.dispatched_at, _C.c.command_id)
-    .limit(1)
+    .limit(2)
 )
 _NEXT_LOCKED = _NEXT.with_for_update(skip_locked=True)
 _ALL_DELIVERABLE = select(_C.c.instance_name).where(*_DELIVERABLE).distinct()
@@ -190,22 +191,24 @@ class Commands(Repository):
 
         A read comes first unless a command is ``expected`` (the poll was woken for one): most
         polls start with nothing waiting, and on SQLite a write transaction takes the
-        database-wide write lock even when it then changes nothing.
+        database-wide write lock even when it then changes nothing. The command's
+        ``others_deliverable`` says whether another was deliverable too.
         """
         if not expected and not self.has_deliverable(instance_name, now=now):
             return None
 
         def claim(conn: Connection) -> dict[str, Any] | None:
             query = _NEXT_LOCKED if conn.dialect.name == "postgresql" else _NEXT
-            row = (
+            rows = (
                 conn.execute(query, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
                 .mappings()
-                .first()
+                .all()
             )
-            if row is None:
+            if not rows:
                 return None
+            row = rows[0]
             conn.execute(_MARK_DELIVERED, {"b_id": row["command_id"], "b_now": now})
-            return {**row, "delivered_at": now}
+            return {**row, "delivered_at": now, "others_deliverable": len(rows) > 1}
 
         return self.db.combined(claim)
 

@@ -436,6 +436,7 @@ class CommandApi:
             timeout=settings.poll_timeout_seconds,
             claim=lambda woken: ctx.store.commands.claim_next(name, now=_now(), expected=woken),
             gone=client_gone.get(),
+            drained=lambda found: isinstance(found, dict) and not found["others_deliverable"],
         )
         # Seen as the poll returns too (the sweep covered it while it was held).
         if self._seen_needs_write(ctx, name):
