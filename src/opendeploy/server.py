@@ -24,7 +24,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +47,7 @@ from opendeploy.api.commands.signing import SpecSigner, self_signed, write_priva
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import load_handlers
 from opendeploy.api.handlers.deployments import engine_stop_deployment, selector
-from opendeploy.api.key_cache import SecretCache
+from opendeploy.api.key_cache import KeyKindCache, SecretCache
 from opendeploy.api.model import codedeploy_service
 from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
@@ -208,12 +208,14 @@ def _new_replica_id(path: Path) -> str:
     return ident
 
 
-def _control_handler(store: Store, operation: str, handler: Handler, wake: Wakeup) -> Handler:
+def _control_handler(
+    key_kind: Callable[[str], str | None], operation: str, handler: Handler, wake: Wakeup
+) -> Handler:
     """``handler`` for admin keys only (instance keys get AccessDenied), waking the engine."""
     waking = operation in _WAKING_OPERATIONS
 
     def call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        if store.commands.key_kind(ctx.principal) == "instance":
+        if key_kind(ctx.principal) == "instance":
             raise AccessDeniedError(
                 f"Access key {ctx.principal} is an instance key: it may only call the "
                 f"Command API (PollHostCommand …), not {operation}."
@@ -269,9 +271,12 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             backlog=backlog.delay,
             heard=lambda: command_api.heard(),
         )
-        control = {op: _control_handler(store, op, h, wakeup) for op, h in load_handlers().items()}
+        key_kind = KeyKindCache(store.commands.key_kind)
+        control = {
+            op: _control_handler(key_kind, op, h, wakeup) for op, h in load_handlers().items()
+        }
         control["StopDeployment"] = _control_handler(
-            store, "StopDeployment", engine_stop_deployment(StopRequests(engine)), wakeup
+            key_kind, "StopDeployment", engine_stop_deployment(StopRequests(engine)), wakeup
         )
         lookup_secret = SecretCache(store.commands.lookup_secret)
         command_api = CommandApi(

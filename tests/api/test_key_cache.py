@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opendeploy.api.key_cache import SecretCache
+from opendeploy.api.key_cache import KeyKindCache, SecretCache
 
 
 class Store:
@@ -54,3 +54,23 @@ def test_the_cache_stays_bounded() -> None:
         now[0] = i * 0.1
         assert cache(f"K{i}") == f"s{i}"
         assert len(cache._found) <= 4
+
+
+def test_a_key_kind_is_asked_once_and_an_unknown_key_every_time() -> None:
+    asked: list[str] = []
+    kinds = {"AKADMIN": "admin"}
+
+    def lookup(key: str) -> str | None:
+        asked.append(key)
+        return kinds.get(key)
+
+    cache = KeyKindCache(lookup, max_entries=2)
+    assert [cache("AKADMIN"), cache("AKADMIN")] == ["admin", "admin"]
+    assert cache("AKNEW") is None
+    kinds["AKNEW"] = "instance"  # issued since: found at once
+    assert [cache("AKNEW"), cache("AKNEW")] == ["instance", "instance"]
+    assert asked == ["AKADMIN", "AKNEW", "AKNEW"]
+    cache("AKTHIRD")  # unknown: not remembered, nothing dropped
+    kinds["AKTHIRD"] = "admin"
+    assert cache("AKTHIRD") == "admin"  # a third entry: the full cache starts again
+    assert cache("AKADMIN") == "admin" and asked[-1] == "AKADMIN"

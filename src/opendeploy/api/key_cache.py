@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from opendeploy.api.sigv4 import SecretLookup
 
-__all__ = ["DEFAULT_TTL_SECONDS", "SecretCache"]
+__all__ = ["DEFAULT_TTL_SECONDS", "KeyKindCache", "SecretCache"]
 
 #: How long a found secret is trusted without asking the store again (revocations, see the
 #: module's docstring, take effect sooner).
@@ -70,3 +70,31 @@ class SecretCache:
             del self._found[key]
         if len(self._found) >= self._max_entries:  # all fresh: start over rather than grow
             self._found.clear()
+
+
+class KeyKindCache:
+    """``"admin"`` or ``"instance"`` per access key, remembered: a key's kind never changes.
+
+    Every control-plane call asks whether its key is an instance key (refused there); that was
+    a database read per call. Only known keys are remembered, so a key issued a moment ago is
+    found at once; a deleted key is refused by its signature check before its kind matters.
+    """
+
+    def __init__(self, lookup: Callable[[str], str | None], *, max_entries: int = 100_000) -> None:
+        self._lookup = lookup
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._kinds: dict[str, str] = {}
+
+    def __call__(self, access_key_id: str) -> str | None:
+        with self._lock:
+            kind = self._kinds.get(access_key_id)
+        if kind is not None:
+            return kind
+        kind = self._lookup(access_key_id)
+        if kind is not None:
+            with self._lock:
+                if len(self._kinds) >= self._max_entries:
+                    self._kinds.clear()  # rare, and each entry is one read to get back
+                self._kinds[access_key_id] = kind
+        return kind
