@@ -33,6 +33,7 @@ from opendeploy.cli.render import (
     live_view,
     summary,
 )
+from opendeploy.domain.lifecycle import SERVER_ORDER
 from tests.cli.deploy_cluster import Cluster, deploy_cluster, deployment_id
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -134,16 +135,10 @@ def test_a_narrow_terminal_squeezes_the_event_columns_not_the_instance_or_its_st
     # Seven events with long durations do not fit 60 columns: the event cells give way, the
     # instance name and "InProgress" stay whole (a quickstart watch once showed "InProgr…").
     start = _at(0)
+    order = [e.value for e in SERVER_ORDER]
+    done = order[order.index("ApplicationStop") : order.index("ValidateService")]
     events = tuple(
-        EventView(name, "Succeeded", start, start + timedelta(seconds=123.4))
-        for name in (
-            "ApplicationStop",
-            "DownloadBundle",
-            "BeforeInstall",
-            "Install",
-            "AfterInstall",
-            "ApplicationStart",
-        )
+        EventView(name, "Succeeded", start, start + timedelta(seconds=123.4)) for name in done
     ) + (EventView("ValidateService", "InProgress", start),)
     wide = InstanceView("host-with-a-long-name-1", "InProgress", events)
     snapshot = Snapshot(RUNNING.deployment, (wide,), _at(500), ())
