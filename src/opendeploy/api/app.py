@@ -303,7 +303,8 @@ def create_app(
 
     async def aws_json(scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /``, as a bare ASGI app: every agent call of a fleet comes this way, and
-        Starlette's routing, request and response objects were a tenth of each call's cost."""
+        Starlette's routing, request and response objects were about a tenth of its Python
+        time in a profile of a 1,000-host deployment (a few per cent of its whole CPU)."""
         chunks = []
         while True:
             message = await receive()
