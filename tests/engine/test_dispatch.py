@@ -8,7 +8,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from opendeploy.engine.dispatch import HostNotifier, Sweeper, long_poll_async
+from opendeploy.engine.dispatch import HostNotifier, Sweeper, Wakeup, long_poll_async
 
 
 def test_a_notify_from_another_thread_wakes_only_that_hosts_waiter() -> None:
@@ -212,3 +212,22 @@ def test_a_claim_that_finds_nothing_marks_the_host_drained_at_that_generation() 
     assert notifier.drained("a", 0)
     notifier.notify(["a"])  # a command made for it since: no longer known to be drained
     assert not notifier.drained("a", 0) and not notifier.drained("a", 1)
+
+
+def test_a_wakeup_asked_for_soon_ends_the_wait_by_its_deadline() -> None:
+    wakeup = Wakeup()
+    wakeup.set_soon(60.0)
+    wakeup.set_soon(0.02)  # the earliest deadline wins
+    started = time.monotonic()
+    assert wakeup.wait(30.0) is True
+    assert time.monotonic() - started < 10.0
+    # Both deadlines are spent: the next wait times out.
+    assert wakeup.wait(0.01) is False
+
+
+def test_a_wakeup_set_before_its_deadline_clears_the_deadline_too() -> None:
+    wakeup = Wakeup()
+    wakeup.set_soon(0.05)
+    wakeup.set()
+    assert wakeup.wait(30.0) is True
+    assert wakeup.wait(0.1) is False

@@ -12,7 +12,9 @@ a thread per held poll does not scale to a fleet of thousands of hosts:
   broker needed). One query per process and interval, not one per held poll: a fleet of
   thousands of idle held polls then costs next to nothing.
 - :class:`Wakeup`: the worker sleeps on it between ticks; CreateDeployment, StopDeployment and
-  every agent acknowledgement or completion set it, so the engine reacts at once.
+  every agent completion set it, so the engine reacts at once. An acknowledgement only asks for a
+  pass soon (:meth:`Wakeup.set_soon`): it changes no decision, only the event's recorded
+  progress, and a short hook's completion then arrives first and both are taken in one pass.
 """
 
 from __future__ import annotations
@@ -34,17 +36,36 @@ SWEEP_SECONDS = 1.0
 
 
 class Wakeup:
-    """A level-triggered flag with a timeout wait (``threading.Event`` that clears on wait)."""
+    """A level-triggered flag with a timeout wait (``threading.Event`` that clears on wait), and
+    a deadline by which a wait ends even if nobody sets the flag (:meth:`set_soon`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._event = threading.Event()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._due: float | None = None
 
     def set(self) -> None:
         self._event.set()
 
+    def set_soon(self, delay: float) -> None:
+        """Wake the waiter within ``delay`` seconds (earlier if :meth:`set` comes first)."""
+        due = self._clock() + delay
+        with self._lock:
+            if self._due is None or due < self._due:
+                self._due = due
+
     def wait(self, timeout: float) -> bool:
-        """Sleep until set or ``timeout``; True when set (the flag is cleared again)."""
+        """Sleep until set, the earliest :meth:`set_soon` deadline, or ``timeout``; True when
+        woken before ``timeout`` (the flag and the deadline are cleared again)."""
+        with self._lock:
+            due = self._due
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - self._clock()))
         woken = self._event.wait(timeout)
+        with self._lock:
+            if self._due is not None and (woken or self._due <= self._clock()):
+                woken, self._due = True, None
         self._event.clear()
         return woken
 

@@ -16,7 +16,8 @@ InProgress: a pending stop request is on such a row too), and for each one:
 
 The lease is held only during a pass: nothing lives in memory between passes, so a restarted
 server (or another replica) simply carries on. The worker sleeps on a :class:`Wakeup` that
-CreateDeployment, StopDeployment and every agent report set, and otherwise ticks every
+CreateDeployment, StopDeployment and every agent report set (an acknowledgement: within
+``ACK_PASS_DELAY_SECONDS``), and otherwise ticks every
 ``engine_tick_seconds`` for timeouts and dead agents.
 
 Automatic deployments to new instances (:func:`deploy_to_new_instance`) happen when an
@@ -799,6 +800,7 @@ class EngineWorker:
 
     def _run(self) -> None:
         log.info("engine worker started owner=%s", self.owner)
+        pacer = PassPacer()
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
@@ -807,7 +809,7 @@ class EngineWorker:
                 log.exception("engine pass failed; retrying on the next tick")
             with self._passed:
                 self._passed.notify_all()
-            self._stopping.wait(rest_after_pass(time.monotonic() - started))
+            self._stopping.wait(pacer.rest_after(started, time.monotonic()))
             self.wakeup.wait(self.settings.engine_tick_seconds)
         log.info("engine worker stopped owner=%s", self.owner)
 
@@ -967,24 +969,44 @@ class EngineWorker:
             log.info("rollback deployment_id=%s rollback_id=%s", deployment_id, rollback_id)
 
 
-#: Passes cheaper than this run back to back when woken (a small fleet: no added latency).
-CHEAP_PASS_SECONDS = 0.005
+#: The engine's credit of pass time it may spend back to back before it rests (a small fleet's
+#: passes, spaced out by the agents' own work, never use it up: no added latency).
+PASS_CREDIT_SECONDS = 0.05
 #: The longest rest after an expensive pass.
 MAX_REST_SECONDS = 0.2
 
 
-def rest_after_pass(spent: float) -> float:
-    """How long the worker rests after a pass that took ``spent`` seconds, before the next.
+class PassPacer:
+    """How long the worker rests after each pass: caps the engine at about half a core.
 
     A pass reads every target of each active deployment, so its cost grows with the fleet, and
-    every acknowledgement or completion wakes the worker: with thousands of hosts reporting,
-    back-to-back passes would take a whole core and starve the API of the GIL. Resting as long as
-    the pass took caps the engine at about half a core, and the next pass takes in everything that
-    arrived meanwhile in one go. Cheap passes (a small fleet) do not rest at all.
+    every completion wakes the worker: with thousands of hosts reporting, back-to-back passes
+    would take a whole core and starve the API of the GIL. Time between passes (resting or
+    waiting for a wake-up) earns credit, up to :data:`PASS_CREDIT_SECONDS`; a pass spends as long
+    as it took; the worker rests until the credit is back to zero, at most
+    :data:`MAX_REST_SECONDS`. Under sustained load that is a rest as long as the pass (the next
+    pass then takes in everything that arrived meanwhile in one go); when passes are spaced out
+    by idle time, as with one host running short hooks, no rest at all. (Resting after every
+    pass longer than 5 ms, as before, added one pass of latency to every lifecycle event.)
     """
-    if spent < CHEAP_PASS_SECONDS:
-        return 0.0
-    return min(spent, MAX_REST_SECONDS)
+
+    def __init__(
+        self, credit: float = PASS_CREDIT_SECONDS, max_rest: float = MAX_REST_SECONDS
+    ) -> None:
+        self._limit = credit
+        self._max_rest = max_rest
+        self._credit = credit
+        self._last_end: float | None = None
+
+    def rest_after(self, started: float, ended: float) -> float:
+        """The rest after a pass run from ``started`` to ``ended`` (monotonic seconds)."""
+        if self._last_end is not None:
+            self._credit = min(self._limit, self._credit + max(0.0, started - self._last_end))
+        # Debt beyond one rest is forgotten: after a burst of huge passes, cheap ones must not
+        # keep resting to pay it back.
+        self._credit = max(-self._max_rest, self._credit - max(0.0, ended - started))
+        self._last_end = ended
+        return min(self._max_rest, max(0.0, -self._credit))
 
 
 def notify_hosts(notifier: HostNotifier, names: Sequence[str]) -> None:
