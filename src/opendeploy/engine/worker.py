@@ -242,6 +242,49 @@ def state_after(state: TargetsState, d: Decisions) -> TargetsState:
     return TargetsState(state.revision + 1, targets)
 
 
+# The statements of every pass, built once: building them per pass (SQLAlchemy's clause
+# construction, coercion and cache keys) cost more than running them, and a pass runs for every
+# agent report of a small fleet.
+_B_DEP = bindparam("b_dep", type_=_D.c.deployment_id.type)
+_DEPLOYMENT = select(_D).where(_D.c.deployment_id == _B_DEP)
+_TARGET_INSTANCES = (
+    select(_I.c.name, _I.c.last_seen_at, _I.c.deregister_time, _I.c.unreachable_since)
+    .join(_TG, _TG.c.target_id == _I.c.name)
+    .where(_TG.c.deployment_id == _B_DEP)
+)
+_LAST_SUCCESSFUL = select(_G.c.last_successful_deployment_id).where(
+    _G.c.deployment_group_id == bindparam("b_group")
+)
+_REVISION_OF = select(_D.c.revision).where(_D.c.deployment_id == _B_DEP)
+_BUMP_REVISION = (
+    update(_D).where(_D.c.deployment_id == _B_DEP).values(engine_revision=_D.c.engine_revision + 1)
+)
+_B_OWNER = bindparam("b_owner", type_=_D.c.lease_owner.type)
+_B_NOW = bindparam("b_now", type_=_D.c.lease_expires_at.type)
+#: Not leased, leased by this replica, or leased by one whose lease ran out.
+_FREE = or_(
+    _D.c.lease_owner.is_(None), _D.c.lease_owner == _B_OWNER, _D.c.lease_expires_at < _B_NOW
+)
+_CANDIDATES = (
+    select(_D.c.deployment_id)
+    .where(_D.c.status.in_(ACTIVE_STATUSES), _FREE)
+    .order_by(_D.c.create_time)
+)
+_LEASABLE = and_(_D.c.deployment_id == _B_DEP, _D.c.status.in_(ACTIVE_STATUSES), _FREE)
+_LOCK_LEASABLE = select(_D.c.deployment_id).where(_LEASABLE).with_for_update(skip_locked=True)
+_TAKE_LEASE = (
+    update(_D)
+    .where(_LEASABLE)
+    .values(lease_owner=_B_OWNER, lease_expires_at=bindparam("b_expires", type_=_B_NOW.type))
+)
+_LEASE_OWNER = select(_D.c.lease_owner).where(_D.c.deployment_id == _B_DEP).with_for_update()
+_RELEASE = (
+    update(_D)
+    .where(_D.c.deployment_id == _B_DEP, _D.c.lease_owner == _B_OWNER)
+    .values(lease_owner=None, lease_expires_at=None)
+)
+
+
 def load(
     conn: Connection,
     deployment_id: str,
@@ -261,7 +304,7 @@ def load(
     agent, which may be newer than the batched ``last_seen_at``. ``known``: the targets as this
     worker last left them, used instead of reading them when the deployment's
     ``engine_revision`` still matches."""
-    row = conn.execute(select(_D).where(_D.c.deployment_id == deployment_id)).mappings().first()
+    row = conn.execute(_DEPLOYMENT, {"b_dep": deployment_id}).mappings().first()
     if row is None:
         return None
     d = dict(row)
@@ -278,11 +321,7 @@ def load(
     seen: dict[str, datetime | None] = {}
     deregistered: dict[str, datetime | None] = {}
     marked: set[str] = set()
-    for inst in conn.execute(
-        select(_I.c.name, _I.c.last_seen_at, _I.c.deregister_time, _I.c.unreachable_since)
-        .join(_TG, _TG.c.target_id == _I.c.name)
-        .where(_TG.c.deployment_id == deployment_id)
-    ).all():
+    for inst in conn.execute(_TARGET_INSTANCES, {"b_dep": deployment_id}).all():
         # A deregistered instance cannot poll any more: it was last seen when it left.
         name = str(inst.name)
         if inst.deregister_time is not None:
@@ -325,14 +364,10 @@ def load(
     last = None
     if d["deployment_group_id"] is not None:
         last_id = conn.execute(
-            select(_G.c.last_successful_deployment_id).where(
-                _G.c.deployment_group_id == d["deployment_group_id"]
-            )
+            _LAST_SUCCESSFUL, {"b_group": d["deployment_group_id"]}
         ).scalar_one_or_none()
         if last_id and last_id != deployment_id:
-            revision = conn.execute(
-                select(_D.c.revision).where(_D.c.deployment_id == last_id)
-            ).scalar_one_or_none()
+            revision = conn.execute(_REVISION_OF, {"b_dep": last_id}).scalar_one_or_none()
             if revision:
                 last = LastSuccessful(str(last_id), json.dumps(revision, sort_keys=True))
     stop = None
@@ -503,11 +538,7 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
     snap = loaded.snapshot
     dep_id = snap.deployment_id
     # Tells any worker holding these targets in memory (TargetsState) that they changed.
-    conn.execute(
-        update(_D)
-        .where(_D.c.deployment_id == dep_id)
-        .values(engine_revision=_D.c.engine_revision + 1)
-    )
+    conn.execute(_BUMP_REVISION, {"b_dep": dep_id})
     if d.deployment is not None:
         values: dict[str, Any] = {"status": str(d.deployment.status)}
         if d.deployment.start_time is not None and snap.started_at is None:
@@ -828,50 +859,24 @@ class EngineWorker:
                 changed += 1
         return changed
 
-    def _free(self, now: datetime) -> Any:
-        return or_(
-            _D.c.lease_owner.is_(None),
-            _D.c.lease_owner == self.owner,
-            _D.c.lease_expires_at < now,
-        )
-
     def _candidates(self, now: datetime) -> list[str]:
         with self.store.database.read() as conn:
-            return list(
-                conn.execute(
-                    # Every platform: reconcile ends Lambda and ECS deployments at once, so
-                    # that one never holds its group's single active slot.
-                    select(_D.c.deployment_id)
-                    .where(_D.c.status.in_(ACTIVE_STATUSES), self._free(now))
-                    .order_by(_D.c.create_time)
-                ).scalars()
-            )
+            # Every platform: reconcile ends Lambda and ECS deployments at once, so that one
+            # never holds its group's single active slot.
+            return list(conn.execute(_CANDIDATES, {"b_owner": self.owner, "b_now": now}).scalars())
 
     def _lease(self, deployment_id: str, now: datetime) -> bool:
         expires = now + timedelta(seconds=self.settings.lease_seconds)
+        params = {"b_dep": deployment_id, "b_owner": self.owner, "b_now": now, "b_expires": expires}
         with self.store.database.write() as conn:
-            condition = and_(
-                _D.c.deployment_id == deployment_id,
-                _D.c.status.in_(ACTIVE_STATUSES),
-                self._free(now),
-            )
-            if conn.dialect.name == "postgresql":
-                locked = conn.execute(
-                    select(_D.c.deployment_id).where(condition).with_for_update(skip_locked=True)
-                ).first()
-                if locked is None:
-                    return False
-            taken = conn.execute(
-                update(_D).where(condition).values(lease_owner=self.owner, lease_expires_at=expires)
-            ).rowcount
+            locking = conn.dialect.name == "postgresql"
+            if locking and conn.execute(_LOCK_LEASABLE, params).first() is None:
+                return False
+            taken = conn.execute(_TAKE_LEASE, params).rowcount
         return bool(taken)
 
     def _release(self, conn: Connection, deployment_id: str) -> None:
-        conn.execute(
-            update(_D)
-            .where(_D.c.deployment_id == deployment_id, _D.c.lease_owner == self.owner)
-            .values(lease_owner=None, lease_expires_at=None)
-        )
+        conn.execute(_RELEASE, {"b_dep": deployment_id, "b_owner": self.owner})
 
     def step(self, deployment_id: str) -> bool:
         """Lease, reconcile and apply one deployment; True when something changed."""
@@ -894,11 +899,7 @@ class EngineWorker:
             if loaded is not None:
                 decisions = reconcile(loaded.snapshot, now, settings=self._settings_now())
             with self.store.database.write() as conn:
-                owner = conn.execute(
-                    select(_D.c.lease_owner)
-                    .where(_D.c.deployment_id == deployment_id)
-                    .with_for_update()
-                ).scalar_one_or_none()
+                owner = conn.execute(_LEASE_OWNER, {"b_dep": deployment_id}).scalar_one_or_none()
                 if owner != self.owner:
                     return False  # the lease expired mid-pass and another replica took it
                 if loaded is not None and decisions is not None and decisions.has_changes:

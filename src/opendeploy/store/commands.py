@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
 from opendeploy.store import tables
 from opendeploy.store._base import Repository
@@ -407,6 +407,18 @@ def open_commands(conn: Connection, deployment_id: str) -> dict[str, dict[str, A
     return {str(r["instance_name"]): dict(r) for r in rows}
 
 
+_CLOSE = (
+    update(_C)
+    .where(
+        _C.c.deployment_id == bindparam("b_dep"),
+        _C.c.instance_name.in_(bindparam("b_names", expanding=True)),
+        _C.c.closed_at.is_(None),
+    )
+    .values(status=CLOSED, closed_at=bindparam("b_now", type_=_C.c.closed_at.type))
+)
+_INSERT = insert(_C)
+
+
 def close(
     conn: Connection, deployment_id: str, instance_names: Sequence[str], now: datetime
 ) -> None:
@@ -414,17 +426,7 @@ def close(
     names = list(instance_names)
     for start in range(0, len(names), _IN_CHUNK):
         chunk = names[start : start + _IN_CHUNK]
-        conn.execute(
-            update(_C)
-            .where(
-                and_(
-                    _C.c.deployment_id == deployment_id,
-                    _C.c.instance_name.in_(chunk),
-                    _C.c.closed_at.is_(None),
-                )
-            )
-            .values(status=CLOSED, closed_at=now)
-        )
+        conn.execute(_CLOSE, {"b_dep": deployment_id, "b_names": chunk, "b_now": now})
 
 
 def dispatch(
@@ -455,5 +457,5 @@ def dispatch_many(
         }
         for name, event in commands
     ]
-    conn.execute(insert(_C), rows)
+    conn.execute(_INSERT, rows)
     return [str(row["command_id"]) for row in rows]
