@@ -231,3 +231,16 @@ def test_a_wakeup_set_before_its_deadline_clears_the_deadline_too() -> None:
     wakeup.set()
     assert wakeup.wait(30.0) is True
     assert wakeup.wait(0.1) is False
+
+
+def test_a_wakeup_asked_for_soon_while_the_waiter_sleeps_cuts_its_sleep_short() -> None:
+    wakeup = Wakeup()
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(wakeup.wait(60.0)))
+    started = time.monotonic()
+    waiter.start()
+    time.sleep(0.05)  # let the waiter fall asleep on its 60 s timeout first
+    wakeup.set_soon(0.01)
+    waiter.join(30.0)
+    assert woken == [True]
+    assert time.monotonic() - started < 30.0

@@ -40,34 +40,43 @@ class Wakeup:
     a deadline by which a wait ends even if nobody sets the flag (:meth:`set_soon`)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._event = threading.Event()
         self._clock = clock
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._flag = False
         self._due: float | None = None
 
     def set(self) -> None:
-        self._event.set()
+        with self._changed:
+            self._flag = True
+            self._changed.notify_all()
 
     def set_soon(self, delay: float) -> None:
         """Wake the waiter within ``delay`` seconds (earlier if :meth:`set` comes first)."""
         due = self._clock() + delay
-        with self._lock:
+        with self._changed:
             if self._due is None or due < self._due:
                 self._due = due
+                # A waiter already asleep recomputes how long it may sleep.
+                self._changed.notify_all()
 
     def wait(self, timeout: float) -> bool:
         """Sleep until set, the earliest :meth:`set_soon` deadline, or ``timeout``; True when
         woken before ``timeout`` (the flag and the deadline are cleared again)."""
-        with self._lock:
-            due = self._due
-        if due is not None:
-            timeout = min(timeout, max(0.0, due - self._clock()))
-        woken = self._event.wait(timeout)
-        with self._lock:
-            if self._due is not None and (woken or self._due <= self._clock()):
-                woken, self._due = True, None
-        self._event.clear()
-        return woken
+        end = self._clock() + timeout
+        with self._changed:
+            while not self._flag:
+                now = self._clock()
+                if self._due is not None and self._due <= now:
+                    self._flag = True
+                    break
+                until = end if self._due is None else min(end, self._due)
+                if until <= now:
+                    break
+                self._changed.wait(until - now)
+            woken, self._flag = self._flag, False
+            if woken:
+                self._due = None
+            return woken
 
 
 def count_in(counts: dict[str, int], key: str) -> None:

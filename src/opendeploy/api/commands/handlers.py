@@ -558,6 +558,10 @@ class CommandApi:
         status = ctx.store.commands.append_output(command_id, text, owner=identity.name)
         if status is None:
             self._refuse(ctx, command_id, identity)
+        if text:
+            # Output shows the hook running: have the event shown in progress with it, now
+            # rather than when the acknowledgement's deferred pass comes.
+            self.wakeup.set()
         return {"CommandStatus": status}
 
 
