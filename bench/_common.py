@@ -52,8 +52,12 @@ def work_dir(keep: bool = False) -> Iterator[Path]:
 
     The file system matters: on ext4 without a journal (the reference machine's root) every new
     file skips, one by one, the inodes freed in the last minutes, and a fleet of agents sharing
-    one machine deletes and recreates thousands of files per deployment. Point
-    ``OPENDEPLOY_BENCH_DIR`` at a tmpfs (``/dev/shm``) to measure the software without that."""
+    one machine deletes and recreates thousands of files per deployment. It is also mounted with
+    ``discard``: every file whose blocks are freed (an unlink, an O_TRUNC) sends the disk a
+    discard at once (an O_TRUNC then write of a 17 KB file: 215 us, against 19 us rewriting it in
+    place), and an Install removes the previous revision's files before copying the new ones, as
+    the official agent does. Point ``OPENDEPLOY_BENCH_DIR`` at a tmpfs (``/dev/shm``) to measure
+    the software without that."""
     import shutil
 
     base = Path(os.environ.get("OPENDEPLOY_BENCH_DIR") or platformdirs.user_cache_dir("opendeploy"))
