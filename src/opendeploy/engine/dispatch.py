@@ -12,9 +12,10 @@ a thread per held poll does not scale to a fleet of thousands of hosts:
   broker needed). One query per process and interval, not one per held poll: a fleet of
   thousands of idle held polls then costs next to nothing.
 - :class:`Wakeup`: the worker sleeps on it between ticks; CreateDeployment, StopDeployment and
-  every agent completion set it, so the engine reacts at once. An acknowledgement only asks for a
-  pass soon (:meth:`Wakeup.set_soon`): it changes no decision, only the event's recorded
-  progress, and a short hook's completion then arrives first and both are taken in one pass.
+  every agent completion (and streamed hook output) set it, so the engine reacts at once. An
+  acknowledgement only asks for a pass soon (:meth:`Wakeup.set_soon`): it changes no decision,
+  only the event's recorded progress, and a short hook's completion then arrives first and both
+  are taken in one pass.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ class Wakeup:
     """A level-triggered flag with a timeout wait (``threading.Event`` that clears on wait), and
     a deadline by which a wait ends even if nobody sets the flag (:meth:`set_soon`)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self) -> None:
         self._changed = threading.Condition()
         self._flag = False
         self._due: float | None = None
@@ -52,7 +52,7 @@ class Wakeup:
 
     def set_soon(self, delay: float) -> None:
         """Wake the waiter within ``delay`` seconds (earlier if :meth:`set` comes first)."""
-        due = self._clock() + delay
+        due = time.monotonic() + delay
         with self._changed:
             if self._due is None or due < self._due:
                 self._due = due
@@ -62,10 +62,10 @@ class Wakeup:
     def wait(self, timeout: float) -> bool:
         """Sleep until set, the earliest :meth:`set_soon` deadline, or ``timeout``; True when
         woken before ``timeout`` (the flag and the deadline are cleared again)."""
-        end = self._clock() + timeout
+        end = time.monotonic() + timeout
         with self._changed:
             while not self._flag:
-                now = self._clock()
+                now = time.monotonic()
                 if self._due is not None and self._due <= now:
                     self._flag = True
                     break
