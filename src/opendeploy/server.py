@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import gc
 import io
 import logging
 import os
@@ -349,9 +350,31 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
     )
 
 
+#: The cyclic garbage collector's first-generation threshold while serving (CPython: 700).
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect reference cycles far less often while serving.
+
+    A server holding a fleet's long polls keeps hundreds of thousands of objects alive (a task,
+    a coroutine, a transport and a parser per held poll), and with CPython's default thresholds
+    the collector walked them so often that it took about a tenth of the server's CPU (perf,
+    1,000 simulated hosts: ``gc_collect_main`` and its visitors). Almost nothing a request makes
+    lives in a cycle; what does is still collected, only in larger, rarer rounds. What exists
+    at start-up (modules, the app, the table metadata) lives as long as the process and is
+    frozen out of collection altogether."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def run(server: Server) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn finishes in-flight requests, then the store closes."""
     import uvicorn
+
+    tune_gc()
 
     tls = tls_files(server.settings)
     config = uvicorn.Config(

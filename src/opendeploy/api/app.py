@@ -60,6 +60,9 @@ async def _until_disconnected(receive: Receive) -> None:
 
 
 #: The Command API's operations: what every agent calls all the time.
+#: Operations held open until something happens (their handlers learn when the client leaves).
+_HELD = frozenset({"PollHostCommand"})
+
 _AGENT_OPERATIONS = frozenset(
     {
         "PollHostCommand",
@@ -106,6 +109,10 @@ class _Outcome:
     error: WireError | None = None
 
 
+class _NotRemembered(Exception):
+    """The secret of this key is not remembered: looking it up needs the database."""
+
+
 class _Dispatcher:
     """Runs one call through auth, decoding, validation, the handler and serialization."""
 
@@ -144,10 +151,15 @@ class _Dispatcher:
         return outcome
 
     async def serve(self, call: _Call) -> _Outcome:
-        """The call with a coroutine handler: authentication in a thread, the rest on the loop."""
+        """The call with a coroutine handler, on the loop; authentication too when the key's
+        secret is remembered (otherwise it is looked up in a thread)."""
         outcome = _Outcome(status=200, body=b"")
         try:
-            handler, context, params, operation = await run_blocking(self._prepare, call, outcome)
+            try:
+                prepared = self._prepare(call, outcome, self._remembered_secret)
+            except _NotRemembered:
+                prepared = await run_blocking(self._prepare, call, outcome)
+            handler, context, params, operation = prepared
             result = await handler(context, params)
             # Encoded here, not in a worker thread: it is quick, and a long poll's answer
             # queued behind a fleet's calls for a thread was an agent gone quiet for seconds.
@@ -156,11 +168,24 @@ class _Dispatcher:
             self._fail(call, outcome, exc)
         return outcome
 
-    def _prepare(self, call: _Call, outcome: _Outcome) -> tuple[Any, RequestContext, Any, Any]:
+    def _remembered_secret(self, access_key_id: str) -> str | None:
+        """The key's secret if the lookup remembers it (no database); else raises
+        :class:`_NotRemembered`."""
+        peek = getattr(self._lookup_secret, "peek", None)
+        secret = peek(access_key_id) if peek is not None else None
+        if secret is None:
+            raise _NotRemembered(access_key_id)
+        return str(secret)
+
+    def _prepare(
+        self, call: _Call, outcome: _Outcome, lookup_secret: sigv4.SecretLookup | None = None
+    ) -> tuple[Any, RequestContext, Any, Any]:
         """Authenticate, resolve, decode and validate: (handler, context, params, operation)."""
         if self._backlog is not None and call.arrival is not None:
             self._backlog.started(call.arrival)
-        verified = sigv4.verify(call.signed, self._lookup_secret, now=self._clock())
+        verified = sigv4.verify(
+            call.signed, lookup_secret or self._lookup_secret, now=self._clock()
+        )
         outcome.principal = verified.access_key_id
         binding, operation = self._resolve(call.target)
         outcome.operation = operation.name
@@ -265,9 +290,11 @@ def create_app(
                 request_id=request_id,
                 arrival=arrival,
             )
-            if dispatch.is_async(target):
-                # A coroutine handler (the long poll) may wait a long time: let it know at once
-                # when its client goes away.
+            if dispatch.is_async(target) and target is not None and target[1] not in _HELD:
+                outcome = await dispatch.serve(call)
+            elif dispatch.is_async(target):
+                # A held call (the long poll) may wait a long time: let it know at once when its
+                # client goes away.
                 watcher = asyncio.ensure_future(_until_disconnected(receive))
                 token = client_gone.set(watcher)
                 try:

@@ -59,6 +59,14 @@ class SecretCache:
                 self._found[access_key_id] = (now + self._ttl, secret)
         return secret
 
+    def peek(self, access_key_id: str) -> str | None:
+        """The remembered secret of the key, if still fresh; never asks the store."""
+        with self._lock:
+            entry = self._found.get(access_key_id)
+        if entry is not None and self._clock() < entry[0]:
+            return entry[1]
+        return None
+
     def forget_all(self) -> None:
         """Ask the store again for every key (an instance was deregistered)."""
         with self._lock:

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from opendeploy.blocking import run_blocking
 
@@ -269,8 +269,9 @@ async def long_poll_async(
     host: str,
     *,
     timeout: float,
-    claim: Callable[[bool], object | None],
+    claim: Callable[[bool], object | None] | None = None,
     gone: asyncio.Future[None] | None = None,
+    claim_async: Callable[[bool], Awaitable[object | None]] | None = None,
     drained: Callable[[object], bool] | None = None,
 ) -> object | None:
     """Hold a poll for ``host`` up to ``timeout`` s; return what ``claim`` finds, or None.
@@ -280,7 +281,8 @@ async def long_poll_async(
     sweep (a command created by another replica). While it waits the poll is
     listed in :meth:`HostNotifier.waiting`, which is how the sweep also records a host that holds
     a poll as seen (a live agent always holds a poll and must never look dead). Waits hold no
-    thread; ``claim`` (a database call) runs in the worker thread pool.
+    thread; ``claim`` (a database call) runs in the worker thread pool; ``claim_async``, given
+    instead, is awaited on the loop.
 
     ``gone``: done when the client has gone away (its connection closed). The poll ends then,
     and with it the "alive while holding a poll" rule: a SIGKILLed agent is judged by
@@ -301,7 +303,11 @@ async def long_poll_async(
             if not woken and notifier.drained(host, seen):
                 found = None
             else:
-                found = await run_blocking(claim, woken)
+                if claim_async is not None:
+                    found = await claim_async(woken)
+                else:
+                    assert claim is not None, "long_poll_async needs claim or claim_async"
+                    found = await run_blocking(claim, woken)
                 if found is None or (drained is not None and drained(found)):
                     notifier.mark_drained(host, seen)
             if found is not None or notifier.closed:

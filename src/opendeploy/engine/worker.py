@@ -180,6 +180,26 @@ class TargetsState:
     revision: int
     #: target -> (status, events, whether the events are stored yet), in target order.
     targets: dict[str, tuple[InstanceStatus, tuple[EventSnapshot, ...], bool]]
+    #: target -> its open command, for the targets that have one. Agents change these rows
+    #: too (acknowledgements, completions) without moving ``revision``: each pass reads back
+    #: those whose status moved (``commands.changed_commands``), not all of them.
+    commands: dict[str, CommandSnapshot] = dataclasses.field(default_factory=dict)
+
+
+#: How old the instance rows of a deployment's targets (last seen, deregistered, marked
+#: unreachable) may be when a pass uses them. A pass that would judge an agent unreachable on
+#: rows read earlier reads them again first, so that only the harmless answers ("alive") come
+#: from rows up to this old; a deregistration is noticed within this long.
+INSTANCE_ROWS_MAX_AGE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class InstanceRows:
+    """The instance rows of a deployment's targets, as read at ``read_at`` (monotonic)."""
+
+    read_at: float
+    #: target -> (last_seen_at, deregister_time, unreachable_since)
+    rows: dict[str, tuple[datetime | None, datetime | None, datetime | None]]
 
 
 @dataclass(frozen=True)
@@ -193,6 +213,11 @@ class Loaded:
     marked_unreachable: frozenset[str] = frozenset()
     #: The targets and events this snapshot was built from (what the worker caches).
     state: TargetsState | None = None
+    #: The instance rows this snapshot was built from (what the worker caches).
+    instances: InstanceRows | None = None
+    #: ``(target, command id, status)`` of the commands whose news this snapshot holds, to be
+    #: recorded as seen (``commands.mark_seen``) when the pass commits.
+    news: tuple[tuple[str, str, str], ...] = ()
 
 
 def _read_targets(
@@ -230,8 +255,9 @@ def _read_targets(
     )
 
 
-def state_after(state: TargetsState, d: Decisions) -> TargetsState:
-    """``state`` with the decisions applied, at the revision :func:`apply` leaves behind."""
+def state_after(state: TargetsState, d: Decisions, now: datetime) -> TargetsState:
+    """``state`` with the decisions applied at ``now``, at the revision :func:`apply` leaves
+    behind."""
     targets = dict(state.targets)
     for tu in d.target_updates:
         _, events, stored = targets[tu.instance_id]
@@ -239,7 +265,34 @@ def state_after(state: TargetsState, d: Decisions) -> TargetsState:
     for instance_id, updates in _updates_by_target(d).items():
         status, events, _ = targets[instance_id]
         targets[instance_id] = (status, tuple(_apply_updates(events, updates)), True)
-    return TargetsState(state.revision + 1, targets)
+    commands = dict(state.commands)
+    for name in d.close_commands:
+        commands.pop(name, None)
+    for hc in d.dispatch:
+        commands[hc.instance_id] = CommandSnapshot(hc.event, dispatched_at=now)
+    return TargetsState(state.revision + 1, targets, commands)
+
+
+def _command_snapshot(c: Mapping[str, Any]) -> CommandSnapshot:
+    return CommandSnapshot(
+        LifecycleEvent(c["lifecycle_event"]),
+        dispatched_at=c["dispatched_at"],
+        acknowledged_at=c["acknowledged_at"],
+        noop=bool(c["noop"]),
+        completed_at=c["completed_at"],
+        result=c["result"] if c["result"] in ("Succeeded", "Failed") else None,
+        diagnostics=_diagnostics(c["diagnostics"]),
+    )
+
+
+def _read_instances(conn: Connection, deployment_id: str) -> InstanceRows:
+    return InstanceRows(
+        time.monotonic(),
+        {
+            str(inst.name): (inst.last_seen_at, inst.deregister_time, inst.unreachable_since)
+            for inst in conn.execute(_TARGET_INSTANCES, {"b_dep": deployment_id}).all()
+        },
+    )
 
 
 # The statements of every pass, built once: building them per pass (SQLAlchemy's clause
@@ -294,6 +347,7 @@ def load(
     holding: frozenset[str] = frozenset(),
     heard: Mapping[str, datetime] | None = None,
     known: TargetsState | None = None,
+    instances: InstanceRows | None = None,
 ) -> Loaded | None:
     """The deployment as a snapshot (None if it is gone); ``watching_since``: the engine's start.
 
@@ -303,54 +357,55 @@ def load(
     not take its own lag for dead agents. ``heard``: when this process last heard from each
     agent, which may be newer than the batched ``last_seen_at``. ``known``: the targets as this
     worker last left them, used instead of reading them when the deployment's
-    ``engine_revision`` still matches."""
+    ``engine_revision`` still matches (then only the commands with news are read).
+    ``instances``: the targets' instance rows as read earlier, used instead of reading them."""
     row = conn.execute(_DEPLOYMENT, {"b_dep": deployment_id}).mappings().first()
     if row is None:
         return None
     d = dict(row)
     engine_revision = int(d.get("engine_revision") or 0)
     if known is not None and known.revision == engine_revision:
-        state = known
+        targets, commands = known.targets, dict(known.commands)
+        rows = cmd_store.changed_commands(conn, deployment_id)
     else:
-        state = _read_targets(
+        fresh = _read_targets(
             conn,
             deployment_id,
             engine_revision,
             load_balancer=_has_load_balancer(d["load_balancer_info"]),
         )
+        targets, commands = fresh.targets, {}
+        rows = cmd_store.open_commands(conn, deployment_id)
+    news = []
+    for name, c in rows.items():
+        commands[name] = _command_snapshot(c)
+        if c["status"] != c["seen_status"]:
+            news.append((name, str(c["command_id"]), str(c["status"])))
+    state = TargetsState(engine_revision, targets, commands)
+    if instances is None:
+        instances = _read_instances(conn, deployment_id)
     seen: dict[str, datetime | None] = {}
     deregistered: dict[str, datetime | None] = {}
     marked: set[str] = set()
-    for inst in conn.execute(_TARGET_INSTANCES, {"b_dep": deployment_id}).all():
+    for name, (last_seen_at, deregister_time, unreachable_since) in instances.rows.items():
         # A deregistered instance cannot poll any more: it was last seen when it left.
-        name = str(inst.name)
-        if inst.deregister_time is not None:
-            seen[name] = inst.deregister_time
+        if deregister_time is not None:
+            seen[name] = deregister_time
         elif name in holding:
             seen[name] = now
         else:
-            written, recent = inst.last_seen_at, heard.get(name) if heard else None
-            seen[name] = max(written, recent) if written and recent else (written or recent)
-        deregistered[str(inst.name)] = inst.deregister_time
-        if inst.unreachable_since is not None:
-            marked.add(str(inst.name))
-    open_cmds = cmd_store.open_commands(conn, deployment_id)
+            recent = heard.get(name) if heard else None
+            seen[name] = (
+                max(last_seen_at, recent) if last_seen_at and recent else (last_seen_at or recent)
+            )
+        deregistered[name] = deregister_time
+        if unreachable_since is not None:
+            marked.add(name)
     snap_targets = []
     stored: dict[str, bool] = {}
-    for name, (status, evs, is_stored) in state.targets.items():
+    for name, (status, evs, is_stored) in targets.items():
         stored[name] = is_stored
-        c = open_cmds.get(name)
-        command = None
-        if c is not None:
-            command = CommandSnapshot(
-                LifecycleEvent(c["lifecycle_event"]),
-                dispatched_at=c["dispatched_at"],
-                acknowledged_at=c["acknowledged_at"],
-                noop=bool(c["noop"]),
-                completed_at=c["completed_at"],
-                result=c["result"] if c["result"] in ("Succeeded", "Failed") else None,
-                diagnostics=_diagnostics(c["diagnostics"]),
-            )
+        command = commands.get(name)
         snap_targets.append(
             TargetSnapshot(
                 instance_id=name,
@@ -389,7 +444,7 @@ def load(
         compute_platform=str(d["compute_platform"] or "Server"),
         watching_since=watching_since,
     )
-    return Loaded(snapshot, d, stored, frozenset(marked), state)
+    return Loaded(snapshot, d, stored, frozenset(marked), state, instances, tuple(news))
 
 
 # --- applying decisions -------------------------------------------------------------------------
@@ -793,6 +848,8 @@ class EngineWorker:
         self._passed = threading.Condition()
         #: The targets of the deployments this worker drives, as it last left them.
         self._targets: dict[str, TargetsState] = {}
+        #: Their instance rows, as last read.
+        self._instances: dict[str, InstanceRows] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -852,6 +909,8 @@ class EngineWorker:
         candidates = self._candidates(self._clock())
         for gone in set(self._targets) - set(candidates):
             del self._targets[gone]  # finished, or driven by another replica now
+        for gone in set(self._instances) - set(candidates):
+            del self._instances[gone]
         for deployment_id in candidates:
             if self._stopping.is_set():
                 break
@@ -885,25 +944,59 @@ class EngineWorker:
             return False
         rollback_id: str | None = None
         decisions: Decisions | None = None
+        known = self._targets.pop(deployment_id, None)
+        instances = self._instances.pop(deployment_id, None)
+        if instances is not None and (
+            time.monotonic() - instances.read_at > INSTANCE_ROWS_MAX_AGE_SECONDS
+        ):
+            instances = None
         try:
+            holding = frozenset(self.notifier.polling())
+            heard = self._heard() if self._heard is not None else None
+            settings = self._settings_now()
             with self.store.database.read() as conn:
                 loaded = load(
                     conn,
                     deployment_id,
                     now,
                     watching_since=self.started_at,
-                    holding=frozenset(self.notifier.polling()),
-                    heard=self._heard() if self._heard is not None else None,
-                    known=self._targets.pop(deployment_id, None),
+                    holding=holding,
+                    heard=heard,
+                    known=known,
+                    instances=instances,
                 )
-            if loaded is not None:
-                decisions = reconcile(loaded.snapshot, now, settings=self._settings_now())
+                if loaded is not None:
+                    decisions = reconcile(loaded.snapshot, now, settings=settings)
+                    if decisions.unreachable and instances is not None:
+                        # Judged on instance rows read in an earlier pass: judge on fresh ones.
+                        loaded = load(
+                            conn,
+                            deployment_id,
+                            now,
+                            watching_since=self.started_at,
+                            holding=holding,
+                            heard=heard,
+                            known=known,
+                        )
+                        decisions = (
+                            None
+                            if loaded is None
+                            else reconcile(loaded.snapshot, now, settings=settings)
+                        )
             with self.store.database.write() as conn:
                 owner = conn.execute(_LEASE_OWNER, {"b_dep": deployment_id}).scalar_one_or_none()
                 if owner != self.owner:
                     return False  # the lease expired mid-pass and another replica took it
                 if loaded is not None and decisions is not None and decisions.has_changes:
                     rollback_id = apply(conn, loaded, decisions, now)
+                if loaded is not None and decisions is not None and loaded.news:
+                    done = set(decisions.close_commands) | {
+                        c.instance_id for c in decisions.dispatch
+                    }
+                    cmd_store.mark_seen(
+                        conn,
+                        [(cid, status) for name, cid, status in loaded.news if name not in done],
+                    )
                 if loaded is not None and decisions is not None:
                     fresh = [n for n in decisions.unreachable if n not in loaded.marked_unreachable]
                     if fresh:
@@ -923,10 +1016,12 @@ class EngineWorker:
                 )
                 if not ended:
                     self._targets[deployment_id] = (
-                        state_after(loaded.state, decisions)
+                        state_after(loaded.state, decisions, now)
                         if decisions.has_changes
                         else loaded.state
                     )
+                    if loaded.instances is not None:
+                        self._instances[deployment_id] = loaded.instances
         except BaseException:
             with self.store.database.write() as conn:
                 self._release(conn, deployment_id)

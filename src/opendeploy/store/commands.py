@@ -15,7 +15,7 @@ deregistering an instance (or registering the name again) revokes every key issu
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -196,21 +196,13 @@ class Commands(Repository):
         """
         if not expected and not self.has_deliverable(instance_name, now=now):
             return None
+        return self.db.combined(_claim(instance_name, now))
 
-        def claim(conn: Connection) -> dict[str, Any] | None:
-            query = _NEXT_LOCKED if conn.dialect.name == "postgresql" else _NEXT
-            rows = (
-                conn.execute(query, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
-                .mappings()
-                .all()
-            )
-            if not rows:
-                return None
-            row = rows[0]
-            conn.execute(_MARK_DELIVERED, {"b_id": row["command_id"], "b_now": now})
-            return {**row, "delivered_at": now, "others_deliverable": len(rows) > 1}
-
-        return self.db.combined(claim)
+    async def claim_expected_async(
+        self, instance_name: str, *, now: datetime
+    ) -> dict[str, Any] | None:
+        """:meth:`claim_next` with ``expected``, for a caller on an event loop (no thread)."""
+        return await self.db.combined_async(_claim(instance_name, now))
 
     def has_deliverable(self, instance_name: str, *, now: datetime) -> bool:
         """Whether :meth:`claim_next` would find something (a cheap read for long polls)."""
@@ -275,23 +267,15 @@ class Commands(Repository):
         skip it. With ``owner`` (an instance name), a command that is not that instance's counts
         as unknown and the answer is None: the caller checks ownership in this same transaction.
         """
-        owned = owner is not None
-        params = {"b_id": command_id, "b_owner": owner, "b_now": now, "b_noop": noop}
+        row = self.db.combined(_acknowledge(command_id, now, noop, owner))
+        return _acknowledged(row, owner)
 
-        def acknowledge(conn: Connection) -> Any:
-            # The usual case first, in one statement: a Pending command taken up.
-            if conn.execute(_ACKNOWLEDGE[owned], params).rowcount:
-                return IN_PROGRESS
-            return conn.execute(_STATUS_OF[owned], params).first()
-
-        row = self.db.combined(acknowledge)
-        if row == IN_PROGRESS:
-            return IN_PROGRESS
-        if row is None:
-            return None if owner is not None else FAILED
-        if row.status == CLOSED:
-            return str(row.result or FAILED)
-        return str(row.status)
+    async def acknowledge_async(
+        self, command_id: str, *, now: datetime, noop: bool, owner: str | None = None
+    ) -> str | None:
+        """:meth:`acknowledge` for a caller on an event loop (no thread of its own)."""
+        row = await self.db.combined_async(_acknowledge(command_id, now, noop, owner))
+        return _acknowledged(row, owner)
 
     def complete(
         self,
@@ -307,25 +291,20 @@ class Commands(Repository):
         With ``owner`` (an instance name), None when the command is not that instance's (or is
         unknown); that is only looked up when the completion did not count.
         """
-        if result not in (SUCCEEDED, FAILED):
-            raise ValueError(f"CommandStatus: {result!r} is not Succeeded or Failed")
-        owned = owner is not None
-        params = {
-            "b_id": command_id,
-            "b_owner": owner,
-            "b_now": now,
-            "b_result": result,
-            "b_diagnostics": diagnostics,
-        }
+        return self.db.combined(_complete(command_id, now, result, diagnostics, owner))
 
-        def complete(conn: Connection) -> bool | None:
-            if conn.execute(_COMPLETE[owned], params).rowcount:
-                return True
-            if owned and conn.execute(_EXISTS[owned], params).first() is None:
-                return None
-            return False
-
-        return self.db.combined(complete)
+    async def complete_async(
+        self,
+        command_id: str,
+        *,
+        now: datetime,
+        result: str,
+        diagnostics: dict[str, Any] | None,
+        owner: str | None = None,
+    ) -> bool | None:
+        """:meth:`complete` for a caller on an event loop (no thread of its own)."""
+        work = _complete(command_id, now, result, diagnostics, owner)
+        return await self.db.combined_async(work)
 
     def append_output(self, command_id: str, text: str, *, owner: str | None = None) -> str | None:
         """Add streamed hook output (kept bounded); the CommandStatus to answer, None if unknown.
@@ -374,6 +353,81 @@ class Commands(Repository):
             return open_commands(conn, deployment_id)
 
 
+def _claim(instance_name: str, now: datetime) -> Callable[[Connection], dict[str, Any] | None]:
+    """The write of :meth:`Commands.claim_next`."""
+
+    def claim(conn: Connection) -> dict[str, Any] | None:
+        query = _NEXT_LOCKED if conn.dialect.name == "postgresql" else _NEXT
+        rows = (
+            conn.execute(query, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        conn.execute(_MARK_DELIVERED, {"b_id": row["command_id"], "b_now": now})
+        return {**row, "delivered_at": now, "others_deliverable": len(rows) > 1}
+
+    return claim
+
+
+def _acknowledge(
+    command_id: str, now: datetime, noop: bool, owner: str | None
+) -> Callable[[Connection], Any]:
+    """The write of :meth:`Commands.acknowledge`."""
+    owned = owner is not None
+    params = {"b_id": command_id, "b_owner": owner, "b_now": now, "b_noop": noop}
+
+    def acknowledge(conn: Connection) -> Any:
+        # The usual case first, in one statement: a Pending command taken up.
+        if conn.execute(_ACKNOWLEDGE[owned], params).rowcount:
+            return IN_PROGRESS
+        return conn.execute(_STATUS_OF[owned], params).first()
+
+    return acknowledge
+
+
+def _acknowledged(row: Any, owner: str | None) -> str | None:
+    """The CommandStatus to answer, from what :func:`_acknowledge` found."""
+    if row == IN_PROGRESS:
+        return IN_PROGRESS
+    if row is None:
+        return None if owner is not None else FAILED
+    if row.status == CLOSED:
+        return str(row.result or FAILED)
+    return str(row.status)
+
+
+def _complete(
+    command_id: str,
+    now: datetime,
+    result: str,
+    diagnostics: dict[str, Any] | None,
+    owner: str | None,
+) -> Callable[[Connection], bool | None]:
+    """The write of :meth:`Commands.complete`."""
+    if result not in (SUCCEEDED, FAILED):
+        raise ValueError(f"CommandStatus: {result!r} is not Succeeded or Failed")
+    owned = owner is not None
+    params = {
+        "b_id": command_id,
+        "b_owner": owner,
+        "b_now": now,
+        "b_result": result,
+        "b_diagnostics": diagnostics,
+    }
+
+    def complete(conn: Connection) -> bool | None:
+        if conn.execute(_COMPLETE[owned], params).rowcount:
+            return True
+        if owned and conn.execute(_EXISTS[owned], params).first() is None:
+            return None
+        return False
+
+    return complete
+
+
 def _is_target(conn: Connection, deployment_id: str, instance_name: str) -> bool:
     params = {"b_dep": deployment_id, "b_target": instance_name}
     return conn.execute(_IS_TARGET, params).first() is not None
@@ -400,11 +454,44 @@ _OPEN_COMMANDS = (
 )
 
 
+_CHANGED_COMMANDS = (
+    select(*_OPEN_COLUMNS)
+    .where(
+        _C.c.deployment_id == bindparam("b_dep"),
+        _C.c.closed_at.is_(None),
+        or_(_C.c.seen_status.is_(None), _C.c.status != _C.c.seen_status),
+    )
+    .order_by(_C.c.dispatched_at)
+)
+_MARK_SEEN = (
+    update(_C)
+    .where(_C.c.command_id == bindparam("b_id"))
+    .values(seen_status=bindparam("b_status", type_=_C.c.seen_status.type))
+)
+
+
 def open_commands(conn: Connection, deployment_id: str) -> dict[str, dict[str, Any]]:
     """Instance name -> its open command (``closed_at`` NULL) in ``deployment_id``, without
     its hook output."""
     rows = conn.execute(_OPEN_COMMANDS, {"b_dep": deployment_id}).mappings()
     return {str(r["instance_name"]): dict(r) for r in rows}
+
+
+def changed_commands(conn: Connection, deployment_id: str) -> dict[str, dict[str, Any]]:
+    """As :func:`open_commands`, only those whose status moved since :func:`mark_seen` last
+    recorded it (an agent acknowledged or completed them since the engine looked).
+
+    Statuses only move forward (Pending, InProgress, Succeeded/Failed, Closed), so a status
+    recorded as seen while a report was on its way still differs from the new one: nothing is
+    missed, whatever the order of the engine's read, the report and the engine's write."""
+    rows = conn.execute(_CHANGED_COMMANDS, {"b_dep": deployment_id}).mappings()
+    return {str(r["instance_name"]): dict(r) for r in rows}
+
+
+def mark_seen(conn: Connection, seen: Sequence[tuple[str, str]]) -> None:
+    """Record ``(command id, status)`` pairs as taken in by the engine."""
+    if seen:
+        conn.execute(_MARK_SEEN, [{"b_id": cid, "b_status": status} for cid, status in seen])
 
 
 _CLOSE = (
@@ -451,6 +538,7 @@ def dispatch_many(
             "instance_name": name,
             "lifecycle_event": event,
             "status": PENDING,
+            "seen_status": PENDING,  # the engine knows it: it is creating it
             "nonce": secrets.randbits(62),
             "dispatched_at": now,
             "noop": False,

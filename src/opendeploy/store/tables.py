@@ -340,8 +340,14 @@ host_commands = Table(
     # {errorCode, scriptName, message, logTail}: the public LifecycleEvent.diagnostics shape
     _json("diagnostics"),
     Column("output", Text, nullable=True),
+    # The status the engine last took in (see ``commands.changed_commands``): a command whose
+    # status differs has news for it. NULL on rows older than the column (news, to be safe).
+    Column("seen_status", String(16), nullable=True),
     Index(None, "instance_name", "status"),
     Index(None, "deployment_id", "instance_name"),
+    # The engine's "open commands of this deployment": without it a pass scanned every command
+    # the deployment ever had (seven per target) to find the open ones.
+    Index(None, "deployment_id", "closed_at"),
     # The sweep's "which hosts have a command waiting" (few rows are Pending at any time).
     Index(None, "status"),
 )

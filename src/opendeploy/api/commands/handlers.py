@@ -281,8 +281,8 @@ class CommandApi:
         return {
             "PollHostCommand": self.poll_host_command,
             "GetDeploymentSpecification": self._tracked(self.get_deployment_specification),
-            "PutHostCommandAcknowledgement": self._tracked(self.put_host_command_acknowledgement),
-            "PutHostCommandComplete": self._tracked(self.put_host_command_complete),
+            "PutHostCommandAcknowledgement": self.put_host_command_acknowledgement,
+            "PutHostCommandComplete": self.put_host_command_complete,
             "PostHostCommandUpdate": self._tracked(self.post_host_command_update),
         }
 
@@ -309,6 +309,18 @@ class CommandApi:
         self._calling.name = identity.name
         self._seen.call_started(identity.name)
         return identity
+
+    async def _caller_async(self, ctx: RequestContext) -> _Identity:
+        """The calling instance of an operation run on the event loop: from memory when its key
+        is known (the usual case), otherwise looked up in a thread. The caller counts it as
+        heard from :meth:`_SeenLog.call_started` to ``call_ended``."""
+        known = self._identities.get(ctx.principal)
+        if known is None:
+            identity, _ = await run_blocking(self._instance, ctx)
+            return identity
+        if self._seen_needs_write(ctx, known.name):
+            await run_blocking(self._write_seen, ctx, known.name)
+        return known
 
     # --- the process's sweep -------------------------------------------------------------------
 
@@ -422,8 +434,10 @@ class CommandApi:
         """Held on the event loop (no thread per held poll); database work runs in threads."""
         host = params["HostIdentifier"]
         known = self._identities.get(ctx.principal)
-        if known is not None and not self._seen_needs_write(ctx, known.name):
-            # A known key whose sign of life only needs queueing: no thread, no database.
+        if known is not None:
+            # A known key: no thread, and no database unless its sign of life is due a write.
+            if self._seen_needs_write(ctx, known.name):
+                await run_blocking(self._write_seen, ctx, known.name)
             self._check_host(ctx, known, host)
             identity, first = known, False
         else:
@@ -435,11 +449,19 @@ class CommandApi:
             except Exception:  # a failed automatic deployment must not break polling
                 log.exception("automatic deployment to new instance failed instance=%s", name)
         settings = ctx.settings
+        commands = ctx.store.commands
+
+        async def claim(woken: bool) -> dict[str, Any] | None:
+            # Not woken for a command: a read first (in a thread), as claim_next does.
+            if not woken and not await run_blocking(_has_deliverable, commands, name):
+                return None
+            return await commands.claim_expected_async(name, now=_now())
+
         found = await long_poll_async(
             self.notifier,
             name,
             timeout=settings.poll_timeout_seconds,
-            claim=lambda woken: ctx.store.commands.claim_next(name, now=_now(), expected=woken),
+            claim_async=claim,
             gone=client_gone.get(),
             drained=lambda found: isinstance(found, dict) and not found["others_deliverable"],
         )
@@ -503,44 +525,62 @@ class CommandApi:
                     self._targets.popitem(last=False)
         return known
 
-    def put_host_command_acknowledgement(
+    # Acknowledgements and completions run on the event loop: a fleet sends one of each per
+    # lifecycle event, and a thread hand-off (and a wait for the write) per call was a large
+    # part of what each cost. Their writes join the group commit without a thread of their own.
+
+    async def put_host_command_acknowledgement(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        identity = self._caller(ctx)
-        command_id = params["HostCommandIdentifier"]
-        noop = _payload(params.get("Diagnostics")).get("IsCommandNoop") is True
-        status = ctx.store.commands.acknowledge(
-            command_id, now=_now(), noop=noop, owner=identity.name
-        )
-        if status is None:
-            self._refuse(ctx, command_id, identity)
+        identity = await self._caller_async(ctx)
+        self._seen.call_started(identity.name)
+        try:
+            command_id = params["HostCommandIdentifier"]
+            noop = _payload(params.get("Diagnostics")).get("IsCommandNoop") is True
+            status = await ctx.store.commands.acknowledge_async(
+                command_id, now=_now(), noop=noop, owner=identity.name
+            )
+            if status is None:
+                await run_blocking(self._refuse, ctx, command_id, identity)
+        finally:
+            self._seen.call_ended(identity.name)
         # Soon, not now: see Wakeup.set_soon (the event's start time is the acknowledgement's).
         self.wakeup.set_soon(ACK_PASS_DELAY_SECONDS)
         return {"CommandStatus": status}
 
-    def put_host_command_complete(
+    async def put_host_command_complete(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        identity = self._caller(ctx)
-        command_id = params["HostCommandIdentifier"]
-        status = params["CommandStatus"]
-        if status not in (cmd_store.SUCCEEDED, cmd_store.FAILED):
-            command = ctx.store.commands.get(command_id)
-            if command is None or command["instance_name"] != identity.name:
-                self._refuse(ctx, command_id, identity)
-            raise ClientError(f"CommandStatus: {status!r} must be Succeeded or Failed")
-        accepted = ctx.store.commands.complete(
-            command_id,
-            now=_now(),
-            result=status,
-            diagnostics=public_diagnostics(status, params.get("Diagnostics")),
-            owner=identity.name,
-        )
-        if accepted is None:
-            self._refuse(ctx, command_id, identity)
+        identity = await self._caller_async(ctx)
+        self._seen.call_started(identity.name)
+        try:
+            command_id = params["HostCommandIdentifier"]
+            status = params["CommandStatus"]
+            if status not in (cmd_store.SUCCEEDED, cmd_store.FAILED):
+                await run_blocking(self._refuse_bad_status, ctx, command_id, identity, status)
+            accepted = await ctx.store.commands.complete_async(
+                command_id,
+                now=_now(),
+                result=status,
+                diagnostics=public_diagnostics(status, params.get("Diagnostics")),
+                owner=identity.name,
+            )
+            if accepted is None:
+                await run_blocking(self._refuse, ctx, command_id, identity)
+        finally:
+            self._seen.call_ended(identity.name)
         if accepted:
             self.wakeup.set()
         return {}
+
+    @classmethod
+    def _refuse_bad_status(
+        cls, ctx: RequestContext, command_id: str, identity: _Identity, status: object
+    ) -> NoReturn:
+        command = ctx.store.commands.get(command_id)
+        if command is None or command["instance_name"] != identity.name:
+            cls._refuse(ctx, command_id, identity)
+        raise ClientError(f"CommandStatus: {status!r} must be Succeeded or Failed")
 
     def post_host_command_update(
         self, ctx: RequestContext, params: dict[str, Any]
@@ -563,6 +603,10 @@ class CommandApi:
             # rather than when the acknowledgement's deferred pass comes.
             self.wakeup.set()
         return {"CommandStatus": status}
+
+
+def _has_deliverable(commands: cmd_store.Commands, name: str) -> bool:
+    return commands.has_deliverable(name, now=_now())
 
 
 def _output_line(entry: object) -> str | None:
