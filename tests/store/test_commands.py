@@ -127,3 +127,74 @@ def test_instance_keys_are_revoked_by_deregistration(store: Store) -> None:
     # Registering the name again gives a new ARN: the old key stays revoked.
     _register(store, "web-1")
     store.instances.deregister("web-1", now=T0)
+
+
+def test_the_engine_reads_back_only_commands_whose_status_moved(store: Store) -> None:
+    dep = _deployment(store)
+
+    def changed() -> dict[str, str]:
+        with store.database.read() as conn:
+            return {n: r["status"] for n, r in c.changed_commands(conn, dep).items()}
+
+    def seen(command_id: str, status: str) -> None:
+        with store.database.write() as conn:
+            c.mark_seen(conn, [(command_id, status)])
+
+    with store.database.write() as conn:
+        first = c.dispatch(conn, dep, "web-1", "ApplicationStop", T0)
+        c.dispatch(conn, dep, "web-2", "ApplicationStop", T0)
+    assert changed() == {}  # the engine made them: nothing it does not know
+    claimed = store.commands.claim_next("web-1", now=T0)
+    assert claimed is not None and changed() == {}  # a delivery is no news for the engine
+    assert store.commands.acknowledge(first, now=T0, noop=False) == "InProgress"
+    assert changed() == {"web-1": "InProgress"}
+    assert changed() == {"web-1": "InProgress"}  # until the engine says it has seen it
+    seen(first, "InProgress")
+    assert changed() == {}
+    # A completion that lands between the engine's read and its write is not lost: the status
+    # the engine records as seen is the one it read, and the new one differs from it.
+    assert store.commands.complete(first, now=T0, result="Failed", diagnostics=None)
+    seen(first, "InProgress")
+    assert changed() == {"web-1": "Failed"}
+    with store.database.write() as conn:
+        c.close(conn, dep, ["web-1"], T0)
+    assert changed() == {}  # closed commands are done with
+    # A row from before the column existed (NULL) counts as news.
+    with store.database.write() as conn:
+        conn.execute(text("UPDATE host_commands SET seen_status = NULL"))
+    assert changed() == {"web-2": "Pending"}
+
+
+def test_async_reports_give_the_same_answers(store: Store) -> None:
+    import asyncio
+
+    dep = _deployment(store)
+    with store.database.write() as conn:
+        first = c.dispatch(conn, dep, "web-1", "ApplicationStop", T0)
+        other = c.dispatch(conn, dep, "web-2", "ApplicationStop", T0)
+
+    async def reports() -> list[object]:
+        commands = store.commands
+        claimed = await commands.claim_expected_async("web-1", now=T0)
+        assert claimed is not None and claimed["command_id"] == first
+        return [
+            await commands.acknowledge_async(first, now=T0, noop=False, owner="web-1"),
+            await commands.acknowledge_async(other, now=T0, noop=False, owner="web-1"),
+            await commands.complete_async(
+                first, now=T0, result="Succeeded", diagnostics=None, owner="web-1"
+            ),
+            await commands.complete_async(
+                first, now=T0, result="Succeeded", diagnostics=None, owner="web-1"
+            ),
+            await commands.complete_async(
+                other, now=T0, result="Succeeded", diagnostics=None, owner="web-1"
+            ),
+            await commands.claim_expected_async("web-1", now=T0),
+        ]
+
+    # Another instance's command is unknown to this one (None); a repeated completion does not
+    # count (False); nothing is left to claim.
+    assert asyncio.run(reports()) == ["InProgress", None, True, False, None, None]
+    row = store.commands.get(first)
+    assert row is not None and row["status"] == "Succeeded"
+    assert store.commands.get(other)["status"] == "Pending"  # type: ignore[index]

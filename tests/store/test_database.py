@@ -230,3 +230,57 @@ def test_combined_writes_commit_together_and_each_gets_its_own_result(database_u
         with db.write() as conn:
             conn.execute(text("DROP TABLE combined_t"))
         store.close()
+
+
+def test_writes_from_an_event_loop_commit_together_with_threads_writes(database_url: str) -> None:
+    """combined_async: callers on an event loop join the same group commit as threads, each gets
+    its own result or error, and no thread is spent per caller."""
+    import asyncio
+
+    store = Store.open(database_url)
+    db = store.database
+    with db.write() as conn:
+        conn.execute(text("CREATE TABLE combined_a (k INTEGER PRIMARY KEY, v TEXT)"))
+
+    def insert(k: int) -> Any:
+        def work(conn: Any) -> int:
+            conn.execute(text("INSERT INTO combined_a VALUES (:k, 'x')"), {"k": k})
+            return k * 10
+
+        return work
+
+    async def main() -> list[object]:
+        threads = [asyncio.to_thread(db.combined, insert(k)) for k in range(100, 110)]
+        loops = [db.combined_async(insert(k)) for k in range(20)]
+        loops.append(db.combined_async(insert(5)))  # a duplicate key: fails alone
+        return list(await asyncio.gather(*loops, *threads, return_exceptions=True))
+
+    try:
+        results = asyncio.run(main())
+        assert results[:20] == [k * 10 for k in range(20)]
+        assert type(results[20]).__name__ == "IntegrityError"
+        assert results[21:] == [k * 10 for k in range(100, 110)]
+        with db.read() as conn:
+            keys = sorted(r[0] for r in conn.execute(text("SELECT k FROM combined_a")))
+        assert keys == [*range(20), *range(100, 110)]
+    finally:
+        with db.write() as conn:
+            conn.execute(text("DROP TABLE combined_a"))
+        store.close()
+
+
+def test_the_migrations_build_the_schema_the_tables_describe(database_url: str) -> None:
+    """Every column and index of ``store/tables.py`` is made by a migration, and nothing else."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from opendeploy.store import tables
+
+    store = Store.open(database_url)
+    try:
+        with store.database.read() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": False})
+            diff = compare_metadata(context, tables.metadata)
+        assert diff == []
+    finally:
+        store.close()

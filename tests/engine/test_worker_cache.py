@@ -1,0 +1,140 @@
+"""What the engine keeps between passes: the open commands (only those with news are read back)
+and the targets' instance rows (up to a second old, never trusted for a dead-agent verdict)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+from opendeploy.engine.dispatch import HostNotifier
+from opendeploy.engine.worker import INSTANCE_ROWS_MAX_AGE_SECONDS, EngineWorker, InstanceRows
+from opendeploy.settings import ServerSettings
+from opendeploy.store import tables
+from opendeploy.store.database import Store
+from tests._stored import stored_deployment
+
+NAMES = ("web-1", "web-2")
+
+
+@dataclass
+class World:
+    store: Store
+    worker: EngineWorker
+    deployment_id: str
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    now = datetime.now(UTC)
+    settings = ServerSettings(
+        data_dir=tmp_path / "data", database_url=database_url, agent_dead_after_seconds=15.0
+    )
+    store = Store.open(database_url)
+    suffix = tmp_path.name[-20:].replace("_", "-")  # PostgreSQL's database is shared
+    names = [f"{n}-{suffix}" for n in NAMES]
+    with store.database.write() as conn:
+        conn.execute(
+            insert(tables.on_premises_instances),
+            [
+                {
+                    "name": name,
+                    "instance_arn": f"arn:aws:codedeploy:us-east-1:0:instance/{name}_x",
+                    "register_time": now,
+                    "last_seen_at": now,
+                }
+                for name in names
+            ],
+        )
+    app = store.applications.create(name=f"app-{suffix}", compute_platform="Server", now=now)
+    store.deployment_groups.create(
+        application_id=app["application_id"],
+        app_name=f"app-{suffix}",
+        name="g",
+        settings={
+            "compute_platform": "Server",
+            "deployment_config_name": "CodeDeployDefault.AllAtOnce",
+            "service_role_arn": "arn:aws:iam::0:role/r",
+        },
+        now=now,
+    )
+    dep = stored_deployment(
+        store,
+        f"app-{suffix}",
+        "g",
+        now=now,
+        select_targets=lambda rows: [
+            (n, f"arn:aws:codedeploy:us-east-1:0:instance/{n}_x", None) for n in names
+        ],
+    )
+    worker = EngineWorker(store, settings, notifier=HostNotifier())
+    # As if the engine had been watching for an hour: no restart grace for silent agents.
+    worker.started_at = now - timedelta(hours=1)
+    try:
+        yield World(store, worker, dep["deployment_id"])
+    finally:
+        store.close()
+
+
+def _open_command(world: World, name: str) -> dict[str, object]:
+    commands = world.store.commands.open_commands(world.deployment_id)
+    return commands[next(n for n in commands if n.startswith(name))]
+
+
+def _unreachable(world: World) -> dict[str, object]:
+    i = tables.on_premises_instances
+    with world.store.database.read() as conn:
+        rows = conn.execute(select(i.c.name, i.c.unreachable_since)).all()
+    return {r.name: r.unreachable_since for r in rows if r.name.startswith(NAMES)}
+
+
+def test_reports_reach_the_engine_through_its_cache(world: World) -> None:
+    worker, dep = world.worker, world.deployment_id
+    assert worker.step(dep)  # starts, dispatches ApplicationStop to both
+    first = _open_command(world, "web-1")
+    assert first["lifecycle_event"] == "ApplicationStop"
+    now = datetime.now(UTC)
+    assert world.store.commands.acknowledge(str(first["command_id"]), now=now, noop=False)
+    assert worker.step(dep)  # the acknowledgement: the event is in progress
+    cached = worker._targets[dep].commands
+    assert [n for n, c in cached.items() if c.acknowledged_at is not None] == [
+        first["instance_name"]
+    ]
+    world.store.commands.complete(
+        str(first["command_id"]), now=now, result="Succeeded", diagnostics=None
+    )
+    assert worker.step(dep)  # the completion: web-1 goes on to DownloadBundle
+    assert _open_command(world, "web-1")["lifecycle_event"] == "DownloadBundle"
+    assert _open_command(world, "web-2")["lifecycle_event"] == "ApplicationStop"
+    assert not worker.step(dep)  # nothing new: nothing changes
+
+
+def test_a_dead_agent_verdict_is_made_on_fresh_instance_rows(world: World) -> None:
+    worker, dep = world.worker, world.deployment_id
+    assert worker.step(dep)
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    rows = worker._instances[dep].rows
+    # Rows kept from an earlier pass that say both agents went quiet long ago; the store says
+    # they were seen just now. The verdict must follow the store.
+    worker._instances[dep] = InstanceRows(
+        time.monotonic(), {name: (long_ago, None, None) for name in rows}
+    )
+    worker.step(dep)
+    assert set(_unreachable(world).values()) == {None}
+    assert {row[0] for row in worker._instances[dep].rows.values()} != {long_ago}
+    # Whereas agents the store also has as quiet for minutes are unreachable (once the kept
+    # rows, which say they are alive, are over a second old).
+    i = tables.on_premises_instances
+    with world.store.database.write() as conn:
+        conn.execute(i.update().where(i.c.name.in_(list(rows))).values(last_seen_at=long_ago))
+    kept = worker._instances[dep]
+    worker._instances[dep] = InstanceRows(
+        kept.read_at - 2 * INSTANCE_ROWS_MAX_AGE_SECONDS, kept.rows
+    )
+    worker.step(dep)
+    assert None not in set(_unreachable(world).values())
