@@ -9,8 +9,10 @@ Routes:
 
 Every request goes through the same steps, off the event loop (handlers and the store are
 synchronous): SigV4 -> operation lookup -> body decode -> model validation -> handler -> output
-serialization. A handler that is a coroutine function (PollHostCommand, which may wait for
-minutes) is awaited on the event loop instead, the steps around it still run in a thread.
+serialization. A handler that is a coroutine function (the agents' PollHostCommand, which may
+wait for minutes, and their acknowledgements and completions) is awaited on the event loop
+instead, and so are the steps around it when the key's secret is remembered (otherwise the
+authentication looks it up in a thread).
 Errors are rendered once, in the protocol the request came in, and one structured log line is
 written per request.
 """
