@@ -241,6 +241,7 @@ def test_writes_from_an_event_loop_commit_together_with_threads_writes(database_
     db = store.database
     with db.write() as conn:
         conn.execute(text("CREATE TABLE combined_a (k INTEGER PRIMARY KEY, v TEXT)"))
+        conn.execute(text("INSERT INTO combined_a VALUES (1000, 'there before')"))
 
     def insert(k: int) -> Any:
         def work(conn: Any) -> int:
@@ -252,7 +253,7 @@ def test_writes_from_an_event_loop_commit_together_with_threads_writes(database_
     async def main() -> list[object]:
         threads = [asyncio.to_thread(db.combined, insert(k)) for k in range(100, 110)]
         loops = [db.combined_async(insert(k)) for k in range(20)]
-        loops.append(db.combined_async(insert(5)))  # a duplicate key: fails alone
+        loops.append(db.combined_async(insert(1000)))  # a duplicate key: fails alone
         return list(await asyncio.gather(*loops, *threads, return_exceptions=True))
 
     try:
@@ -262,7 +263,7 @@ def test_writes_from_an_event_loop_commit_together_with_threads_writes(database_
         assert results[21:] == [k * 10 for k in range(100, 110)]
         with db.read() as conn:
             keys = sorted(r[0] for r in conn.execute(text("SELECT k FROM combined_a")))
-        assert keys == [*range(20), *range(100, 110)]
+        assert keys == [*range(20), *range(100, 110), 1000]
     finally:
         with db.write() as conn:
             conn.execute(text("DROP TABLE combined_a"))
