@@ -8,6 +8,7 @@ and error rendering, not CodeDeploy behaviour.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,6 +178,10 @@ def test_requests_go_out_in_the_chosen_protocol_and_responses_say_so(
     name, params, ctx = SEEN[-1]
     assert (name, params) == ("CreateApplication", {"applicationName": "web"})
     assert ctx.principal == KEY_ID and ctx.request_id == response["ResponseMetadata"]["RequestId"]
+    # A random UUID, as AWS's request ids are.
+    request_id = uuid.UUID(ctx.request_id)
+    assert (request_id.version, request_id.variant) == (4, uuid.RFC_4122)
+    assert str(request_id) == ctx.request_id
 
 
 def test_timestamps_round_trip_as_aware_datetimes(client: Any) -> None:

@@ -255,6 +255,8 @@ def _query_candidates(pairs: list[tuple[str, str]]) -> list[str]:
     The specification decodes and re-encodes every name and value; botocore sorts the pairs as
     they appear in the URL. Both agree whenever the client encoded its query the AWS way.
     """
+    if not pairs:
+        return [""]  # every awsJson call: nothing to encode
     spec = "&".join(
         f"{n}={v}"
         for n, v in sorted(
@@ -270,7 +272,7 @@ def _aws_quote(value: str) -> str:
 
 
 def _canonical_path(raw_path: str, *, normalize: bool) -> str:
-    if not normalize:
+    if not normalize or raw_path == "/":
         return raw_path or "/"
     return quote(_remove_dot_segments(raw_path or "/"), safe="/~")
 
@@ -434,6 +436,8 @@ def _parse_http_date(value: str) -> datetime:
 
 
 def _check_time(claim: _Claim, now: datetime, max_skew: timedelta) -> None:
+    if claim.expires is None and now - max_skew <= claim.signed_at <= now + max_skew:
+        return  # the usual case, without formatting the times for a message
     stamp = claim.signed_at.strftime(_TIMESTAMP_FORMAT)
     now_stamp = now.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
     if claim.expires is not None:

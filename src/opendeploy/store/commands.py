@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
-from opendeploy.store import tables
+from opendeploy.store import sqlite_fast, tables
 from opendeploy.store._base import Repository
 
 _C = tables.host_commands
@@ -357,6 +357,8 @@ def _claim(instance_name: str, now: datetime) -> Callable[[Connection], dict[str
     """The write of :meth:`Commands.claim_next`."""
 
     def claim(conn: Connection) -> dict[str, Any] | None:
+        if conn.dialect.name == "sqlite":
+            return sqlite_fast.claim(conn, instance_name, now, now - REDELIVER_AFTER)
         query = _NEXT_LOCKED if conn.dialect.name == "postgresql" else _NEXT
         rows = (
             conn.execute(query, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
@@ -380,10 +382,14 @@ def _acknowledge(
     params = {"b_id": command_id, "b_owner": owner, "b_now": now, "b_noop": noop}
 
     def acknowledge(conn: Connection) -> Any:
+        if conn.dialect.name == "sqlite":
+            found = sqlite_fast.acknowledge(conn, command_id, now, noop, owner)
+            return IN_PROGRESS if found is True else found
         # The usual case first, in one statement: a Pending command taken up.
         if conn.execute(_ACKNOWLEDGE[owned], params).rowcount:
             return IN_PROGRESS
-        return conn.execute(_STATUS_OF[owned], params).first()
+        row = conn.execute(_STATUS_OF[owned], params).first()
+        return None if row is None else (row.status, row.result)
 
     return acknowledge
 
@@ -394,9 +400,10 @@ def _acknowledged(row: Any, owner: str | None) -> str | None:
         return IN_PROGRESS
     if row is None:
         return None if owner is not None else FAILED
-    if row.status == CLOSED:
-        return str(row.result or FAILED)
-    return str(row.status)
+    status, result = row
+    if status == CLOSED:
+        return str(result or FAILED)
+    return str(status)
 
 
 def _complete(
@@ -419,6 +426,8 @@ def _complete(
     }
 
     def complete(conn: Connection) -> bool | None:
+        if conn.dialect.name == "sqlite":
+            return sqlite_fast.complete(conn, command_id, now, result, diagnostics, owner)
         if conn.execute(_COMPLETE[owned], params).rowcount:
             return True
         if owned and conn.execute(_EXISTS[owned], params).first() is None:
