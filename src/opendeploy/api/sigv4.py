@@ -68,6 +68,10 @@ class SignedRequest:
     headers: Sequence[tuple[str, str]]
     body: bytes
 
+    def header_map(self) -> dict[str, str]:
+        """Lower-cased names; repeated headers joined with ',', values trimmed and collapsed."""
+        return _header_map(self.headers)
+
     @classmethod
     def from_asgi(cls, scope: Mapping[str, Any], body: bytes) -> SignedRequest:
         """The request an ASGI ``scope`` describes, with the path as the client sent it (the
@@ -132,7 +136,7 @@ def verify(
     its bodies). ``normalize_path`` is False for S3, which signs its path without normalizing.
     Raises one of the auth errors of ``opendeploy.service_errors``.
     """
-    headers = _header_map(request.headers)
+    headers = request.header_map()
     query = _split_query(request.raw_query)
     query_names = {unquote(name) for name, _ in query}
     if "authorization" in headers:
@@ -233,10 +237,15 @@ def _hmac(key: bytes, message: str) -> bytes:
 
 def _header_map(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
     """Lower-cased names; repeated headers joined with ',' and values trimmed and collapsed."""
-    grouped: dict[str, list[str]] = {}
+    out: dict[str, str] = {}
     for name, value in headers:
-        grouped.setdefault(name.lower().strip(), []).append(" ".join(value.split()))
-    return {name: ",".join(values) for name, values in grouped.items()}
+        name = name.lower().strip()
+        value = " ".join(value.split())
+        if name in out:
+            out[name] = f"{out[name]},{value}"
+        else:
+            out[name] = value
+    return out
 
 
 def _split_query(raw_query: str) -> list[tuple[str, str]]:

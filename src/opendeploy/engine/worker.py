@@ -71,7 +71,7 @@ from opendeploy.engine.snapshot import (
 )
 from opendeploy.settings import ServerSettings
 from opendeploy.store import commands as cmd_store
-from opendeploy.store import tables
+from opendeploy.store import sqlite_fast, tables
 from opendeploy.store.database import Store
 
 log = logging.getLogger("opendeploy.engine")
@@ -286,8 +286,11 @@ def _command_snapshot(c: Mapping[str, Any]) -> CommandSnapshot:
 
 
 def _read_instances(conn: Connection, deployment_id: str) -> InstanceRows:
+    read_at = time.monotonic()
+    if conn.dialect.name == "sqlite":
+        return InstanceRows(read_at, sqlite_fast.target_instances(conn, deployment_id))
     return InstanceRows(
-        time.monotonic(),
+        read_at,
         {
             str(inst.name): (inst.last_seen_at, inst.deregister_time, inst.unreachable_since)
             for inst in conn.execute(_TARGET_INSTANCES, {"b_dep": deployment_id}).all()

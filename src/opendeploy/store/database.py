@@ -155,7 +155,9 @@ class _Job(Generic[_T]):
     ) -> None:
         self.work = work
         #: Set when the job is done, or when its caller is to lead the next batch (``lead``).
-        self.wake = threading.Event()
+        # (None for a caller on an event loop: its future says it all, and an Event costs a
+        # Condition and a lock per call.)
+        self.wake: threading.Event | None = threading.Event() if future is None else None
         self.lead = False
         self.result: _T | None = None
         self.error: BaseException | None = None
@@ -240,6 +242,7 @@ class Database:
             lead = not self._leading
             self._leading = True
         if not lead:
+            assert job.wake is not None
             job.wake.wait()
             if not job.lead:
                 return job.outcome()
@@ -292,7 +295,7 @@ class Database:
                 self._leading = False
                 return False
             successor = self._pending[0]
-            if successor.future is not None:
+            if successor.wake is None:
                 return True
             successor.lead = True
             successor.wake.set()
@@ -322,9 +325,9 @@ class Database:
         finally:
             by_loop: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
             for job in batch:
-                if job.future is None:
+                if job.wake is not None:
                     job.wake.set()
-                else:
+                elif job.future is not None:
                     by_loop.setdefault(job.future.get_loop(), []).append(job)
             for loop, jobs in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
