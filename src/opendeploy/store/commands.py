@@ -499,7 +499,10 @@ def changed_commands(conn: Connection, deployment_id: str) -> dict[str, dict[str
 
 def mark_seen(conn: Connection, seen: Sequence[tuple[str, str]]) -> None:
     """Record ``(command id, status)`` pairs as taken in by the engine."""
-    if seen:
+    if seen and conn.dialect.name == "sqlite":
+        rows = [(status, cid) for cid, status in seen]
+        sqlite_fast.executemany(conn, sqlite_fast.MARK_SEEN, rows)
+    elif seen:
         conn.execute(_MARK_SEEN, [{"b_id": cid, "b_status": status} for cid, status in seen])
 
 
@@ -520,6 +523,11 @@ def close(
 ) -> None:
     """Close the open commands of these targets (the engine is done with them)."""
     names = list(instance_names)
+    if conn.dialect.name == "sqlite":
+        at = sqlite_fast.time_value(now)
+        rows = [(at, deployment_id, name) for name in names]
+        sqlite_fast.executemany(conn, sqlite_fast.CLOSE_COMMANDS, rows)
+        return
     for start in range(0, len(names), _IN_CHUNK):
         chunk = names[start : start + _IN_CHUNK]
         conn.execute(_CLOSE, {"b_dep": deployment_id, "b_names": chunk, "b_now": now})
@@ -554,5 +562,14 @@ def dispatch_many(
         }
         for name, event in commands
     ]
-    conn.execute(_INSERT, rows)
+    if conn.dialect.name == "sqlite":
+        at, no = sqlite_fast.time_value(now), sqlite_fast.flag(False)
+        values = [
+            (r["command_id"], deployment_id, r["instance_name"], r["lifecycle_event"], PENDING)
+            + (PENDING, r["nonce"], at, no)
+            for r in rows
+        ]
+        sqlite_fast.executemany(conn, sqlite_fast.INSERT_COMMAND, values)
+    else:
+        conn.execute(_INSERT, rows)
     return [str(row["command_id"]) for row in rows]

@@ -12,7 +12,7 @@ what is stored is exactly what the Core statements store. PostgreSQL keeps the C
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,3 +146,55 @@ def target_instances(
     rows = _driver(conn).execute(_TARGET_INSTANCES, (deployment_id,)).fetchall()
     t = _stored_time
     return {name: (t(seen), t(gone), t(unreachable)) for name, seen, gone, unreachable in rows}
+
+
+# --- the engine's writes of a pass (one executemany per kind) --------------------------------
+
+_EV = tables.lifecycle_events
+_event_json = _binder(_EV.c.diagnostics)
+
+
+def executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    if rows:
+        _driver(conn).executemany(sql, rows)
+
+
+SET_TARGET_STATUS = (
+    "UPDATE deployment_targets SET status = ?, last_updated_at = ? "
+    "WHERE deployment_id = ? AND target_id = ?"
+)
+TOUCH_TARGET = (
+    "UPDATE deployment_targets SET last_updated_at = ? WHERE deployment_id = ? AND target_id = ?"
+)
+INSERT_EVENT = (
+    "INSERT INTO lifecycle_events "
+    "(deployment_id, target_id, position, name, status, start_time, end_time, diagnostics) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SET_EVENT = (
+    "UPDATE lifecycle_events SET status = ?, start_time = ?, end_time = ?, diagnostics = ? "
+    "WHERE deployment_id = ? AND target_id = ? AND position = ?"
+)
+CLOSE_COMMANDS = (
+    "UPDATE host_commands SET status = 'Closed', closed_at = ? "
+    "WHERE deployment_id = ? AND instance_name = ? AND closed_at IS NULL"
+)
+INSERT_COMMAND = (
+    "INSERT INTO host_commands (command_id, deployment_id, instance_name, lifecycle_event, "
+    "status, seen_status, nonce, dispatched_at, noop) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+MARK_SEEN = "UPDATE host_commands SET seen_status = ? WHERE command_id = ?"
+
+
+def time_value(value: datetime | None) -> Any:
+    """A time as the store's columns bind it."""
+    return _time(value)
+
+
+def event_diagnostics(value: dict[str, Any] | None) -> Any:
+    """Lifecycle-event diagnostics as their column binds them."""
+    return _event_json(value)
+
+
+def flag(value: bool) -> Any:
+    return _flag(value)
