@@ -175,9 +175,11 @@ SET_EVENT = (
     "UPDATE lifecycle_events SET status = ?, start_time = ?, end_time = ?, diagnostics = ? "
     "WHERE deployment_id = ? AND target_id = ? AND position = ?"
 )
+# ``+closed_at``: not an index term. Otherwise SQLite (no statistics) picks the index on
+# (deployment_id, closed_at) and scans every open command of the deployment for each name.
 CLOSE_COMMANDS = (
     "UPDATE host_commands SET status = 'Closed', closed_at = ? "
-    "WHERE deployment_id = ? AND instance_name = ? AND closed_at IS NULL"
+    "WHERE deployment_id = ? AND instance_name = ? AND +closed_at IS NULL"
 )
 INSERT_COMMAND = (
     "INSERT INTO host_commands (command_id, deployment_id, instance_name, lifecycle_event, "
