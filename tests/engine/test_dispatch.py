@@ -244,3 +244,26 @@ def test_a_wakeup_asked_for_soon_while_the_waiter_sleeps_cuts_its_sleep_short() 
     waiter.join(30.0)
     assert woken == [True]
     assert time.monotonic() - started < 30.0
+
+
+def test_a_command_made_between_polls_is_claimed_as_expected() -> None:
+    """A poll that starts after a command was made for its host here (the agent was between
+    polls) claims with ``woken`` True: no read first. A poll with nothing new made claims
+    nothing at all; the first poll ever reads first."""
+    notifier = HostNotifier()
+    claims: list[bool] = []
+
+    def claim(woken: bool) -> object | None:
+        claims.append(woken)
+        return None
+
+    async def poll() -> object | None:
+        return await long_poll_async(notifier, "a", timeout=0.05, claim=claim)
+
+    asyncio.run(poll())
+    assert claims == [False]  # the first poll ever: nothing known
+    asyncio.run(poll())
+    assert claims == [False]  # drained, nothing made since: no claim
+    notifier.notify(["a"])  # a command made while no poll was held
+    asyncio.run(poll())
+    assert claims == [False, True]

@@ -143,6 +143,13 @@ class HostNotifier:
         with self._lock:
             return self._drained_at.get(host) == generation == self._generation.get(host, 0)
 
+    def notified_since_drained(self, host: str, generation: int) -> bool:
+        """Whether a command was made for ``host`` here (its generation moved to ``generation``)
+        since a claim last found nothing for it: a claim now expects one."""
+        with self._lock:
+            drained = self._drained_at.get(host)
+        return drained is not None and drained != generation
+
     def poll_started(self, host: str) -> None:
         with self._lock:
             count_in(self._polling, host)
@@ -303,11 +310,14 @@ async def long_poll_async(
             if not woken and notifier.drained(host, seen):
                 found = None
             else:
+                # A command made here since the last empty claim (the agent was between polls
+                # when it was made): claim it at once, without a read first.
+                expected = woken or notifier.notified_since_drained(host, seen)
                 if claim_async is not None:
-                    found = await claim_async(woken)
+                    found = await claim_async(expected)
                 else:
                     assert claim is not None, "long_poll_async needs claim or claim_async"
-                    found = await run_blocking(claim, woken)
+                    found = await run_blocking(claim, expected)
                 if found is None or (drained is not None and drained(found)):
                     notifier.mark_drained(host, seen)
             if found is not None or notifier.closed:
