@@ -29,6 +29,7 @@ this one instance, created by ``autoscaling``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -1010,7 +1011,8 @@ class EngineWorker:
             heard = self._heard() if self._heard is not None else None
             settings = self._settings_now()
             with self.store.database.read() as conn:
-                loaded = load(
+                read = functools.partial(
+                    load,
                     conn,
                     deployment_id,
                     now,
@@ -1018,21 +1020,13 @@ class EngineWorker:
                     holding=holding,
                     heard=heard,
                     known=known,
-                    instances=instances,
                 )
+                loaded = read(instances=instances)
                 if loaded is not None:
                     decisions = reconcile(loaded.snapshot, now, settings=settings)
                     if decisions.unreachable and instances is not None:
                         # Judged on instance rows read in an earlier pass: judge on fresh ones.
-                        loaded = load(
-                            conn,
-                            deployment_id,
-                            now,
-                            watching_since=self.started_at,
-                            holding=holding,
-                            heard=heard,
-                            known=known,
-                        )
+                        loaded = read()
                         decisions = (
                             None
                             if loaded is None
