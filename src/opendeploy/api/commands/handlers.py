@@ -431,7 +431,8 @@ class CommandApi:
     async def poll_host_command(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        """Held on the event loop (no thread per held poll); database work runs in threads."""
+        """Held on the event loop (no thread per held poll); its reads run in threads, and its
+        claim joins the group commit (SQLite) without a thread of its own."""
         host = params["HostIdentifier"]
         known = self._identities.get(ctx.principal)
         if known is not None:
