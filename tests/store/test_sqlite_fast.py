@@ -98,3 +98,10 @@ def test_reports_are_stored_as_core_stores_them(store: Store) -> None:
     )
     # Stored times compare as Core's bound times do (the claim's staleness test relies on it).
     assert store.commands.claim_next("web-1", now=T0 + c.REDELIVER_AFTER * 2) is None
+
+
+def test_each_many_statement_names_a_value_for_every_placeholder() -> None:
+    statements = [v for v in vars(sqlite_fast).values() if isinstance(v, sqlite_fast.Many)]
+    assert len(statements) == 7
+    for many in statements:
+        assert many.sql.count("?") == len(many._convert), many.sql

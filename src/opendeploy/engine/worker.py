@@ -576,6 +576,7 @@ _TOUCH_TARGET = (
     .where(_TG.c.deployment_id == bindparam("b_dep"), _TG.c.target_id == bindparam("b_target"))
     .values(last_updated_at=bindparam("b_at"))
 )
+_INSERT_EVENT = insert(_EV)
 _SET_EVENT = (
     update(_EV)
     .where(
@@ -619,31 +620,19 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
     # Statements are executed once per kind with many parameter sets (executemany): built and
     # run per target, their SQLAlchemy overhead made applying a pass O(targets) statements, the
     # largest cost per host-event in a fleet of thousands.
-    # On SQLite they run as plain SQL on the driver's connection (see store.sqlite_fast): with
+    # On SQLite they run as plain SQL on the driver's connection (store.sqlite_fast): with
     # thousands of targets changing per pass, SQLAlchemy's processing of each parameter set was
     # most of what applying cost.
-    fast = conn.dialect.name == "sqlite"
-    t_ = sqlite_fast.time_value
     updated_targets = {tu.instance_id for tu in d.target_updates}
-    if d.target_updates and fast:
-        sqlite_fast.executemany(
-            conn,
-            sqlite_fast.SET_TARGET_STATUS,
-            [(str(tu.status), t_(tu.at), dep_id, tu.instance_id) for tu in d.target_updates],
-        )
-    elif d.target_updates:
-        conn.execute(
-            _SET_TARGET_STATUS,
-            [
-                {
-                    "b_dep": dep_id,
-                    "b_target": tu.instance_id,
-                    "b_status": str(tu.status),
-                    "b_at": tu.at,
-                }
-                for tu in d.target_updates
-            ],
-        )
+    sqlite_fast.execute_many(
+        conn,
+        _SET_TARGET_STATUS,
+        sqlite_fast.SET_TARGET_STATUS,
+        [
+            {"b_dep": dep_id, "b_target": tu.instance_id, "b_status": str(tu.status), "b_at": tu.at}
+            for tu in d.target_updates
+        ],
+    )
     grouped = _updates_by_target(d)
     inserts: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
@@ -683,53 +672,9 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
                     )
         if t.instance_id not in updated_targets:
             touched.append({"b_dep": dep_id, "b_target": t.instance_id, "b_at": now})
-    if fast:
-        diag = sqlite_fast.event_diagnostics
-        sqlite_fast.executemany(
-            conn,
-            sqlite_fast.INSERT_EVENT,
-            [
-                (
-                    r["deployment_id"],
-                    r["target_id"],
-                    r["position"],
-                    r["name"],
-                    r["status"],
-                    t_(r["start_time"]),
-                    t_(r["end_time"]),
-                    diag(r["diagnostics"]),
-                )
-                for r in inserts
-            ],
-        )
-        sqlite_fast.executemany(
-            conn,
-            sqlite_fast.SET_EVENT,
-            [
-                (
-                    r["b_status"],
-                    t_(r["b_start"]),
-                    t_(r["b_end"]),
-                    diag(r["b_diagnostics"]),
-                    r["b_dep"],
-                    r["b_target"],
-                    r["b_position"],
-                )
-                for r in changes
-            ],
-        )
-        sqlite_fast.executemany(
-            conn,
-            sqlite_fast.TOUCH_TARGET,
-            [(t_(r["b_at"]), r["b_dep"], r["b_target"]) for r in touched],
-        )
-    else:
-        if inserts:
-            conn.execute(insert(_EV), inserts)
-        if changes:
-            conn.execute(_SET_EVENT, changes)
-        if touched:
-            conn.execute(_TOUCH_TARGET, touched)
+    sqlite_fast.execute_many(conn, _INSERT_EVENT, sqlite_fast.INSERT_EVENT, inserts)
+    sqlite_fast.execute_many(conn, _SET_EVENT, sqlite_fast.SET_EVENT, changes)
+    sqlite_fast.execute_many(conn, _TOUCH_TARGET, sqlite_fast.TOUCH_TARGET, touched)
     cmd_store.close(conn, dep_id, list(d.close_commands), now)
     cmd_store.dispatch_many(
         conn, dep_id, [(hc.instance_id, str(hc.event)) for hc in d.dispatch], now

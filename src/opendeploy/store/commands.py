@@ -359,9 +359,8 @@ def _claim(instance_name: str, now: datetime) -> Callable[[Connection], dict[str
     def claim(conn: Connection) -> dict[str, Any] | None:
         if conn.dialect.name == "sqlite":
             return sqlite_fast.claim(conn, instance_name, now, now - REDELIVER_AFTER)
-        query = _NEXT_LOCKED if conn.dialect.name == "postgresql" else _NEXT
         rows = (
-            conn.execute(query, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
+            conn.execute(_NEXT_LOCKED, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
             .mappings()
             .all()
         )
@@ -499,11 +498,8 @@ def changed_commands(conn: Connection, deployment_id: str) -> dict[str, dict[str
 
 def mark_seen(conn: Connection, seen: Sequence[tuple[str, str]]) -> None:
     """Record ``(command id, status)`` pairs as taken in by the engine."""
-    if seen and conn.dialect.name == "sqlite":
-        rows = [(status, cid) for cid, status in seen]
-        sqlite_fast.executemany(conn, sqlite_fast.MARK_SEEN, rows)
-    elif seen:
-        conn.execute(_MARK_SEEN, [{"b_id": cid, "b_status": status} for cid, status in seen])
+    rows = [{"b_id": cid, "b_status": status} for cid, status in seen]
+    sqlite_fast.execute_many(conn, _MARK_SEEN, sqlite_fast.MARK_SEEN, rows)
 
 
 _CLOSE = (
@@ -524,9 +520,9 @@ def close(
     """Close the open commands of these targets (the engine is done with them)."""
     names = list(instance_names)
     if conn.dialect.name == "sqlite":
-        at = sqlite_fast.time_value(now)
-        rows = [(at, deployment_id, name) for name in names]
-        sqlite_fast.executemany(conn, sqlite_fast.CLOSE_COMMANDS, rows)
+        # One statement per name: the index on (deployment, instance) finds each at once.
+        rows = [{"b_now": now, "b_dep": deployment_id, "b_name": name} for name in names]
+        sqlite_fast.CLOSE_COMMANDS.execute(conn, rows)
         return
     for start in range(0, len(names), _IN_CHUNK):
         chunk = names[start : start + _IN_CHUNK]
@@ -562,14 +558,5 @@ def dispatch_many(
         }
         for name, event in commands
     ]
-    if conn.dialect.name == "sqlite":
-        at, no = sqlite_fast.time_value(now), sqlite_fast.flag(False)
-        values = [
-            (r["command_id"], deployment_id, r["instance_name"], r["lifecycle_event"], PENDING)
-            + (PENDING, r["nonce"], at, no)
-            for r in rows
-        ]
-        sqlite_fast.executemany(conn, sqlite_fast.INSERT_COMMAND, values)
-    else:
-        conn.execute(_INSERT, rows)
+    sqlite_fast.execute_many(conn, _INSERT, sqlite_fast.INSERT_COMMAND, rows)
     return [str(row["command_id"]) for row in rows]

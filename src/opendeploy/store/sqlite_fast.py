@@ -12,11 +12,11 @@ what is stored is exactly what the Core statements store. PostgreSQL keeps the C
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Executable
 from sqlalchemy.dialects import sqlite
 
 from opendeploy.store import tables
@@ -34,7 +34,6 @@ _time = _binder(_C.c.delivered_at)
 _flag = _binder(_C.c.noop)
 _json = _binder(_C.c.diagnostics)
 
-_OWNED = " AND instance_name = ?"
 
 _NEXT = (
     "SELECT command_id, deployment_id, instance_name, lifecycle_event, status, nonce "
@@ -43,21 +42,27 @@ _NEXT = (
     "ORDER BY dispatched_at, command_id LIMIT 2"
 )
 _MARK_DELIVERED = "UPDATE host_commands SET delivered_at = ? WHERE command_id = ?"
-_ACKNOWLEDGE = (
+
+
+def _by_owned(template: str) -> dict[bool, str]:
+    """``template`` for a command named by id alone, and by id and owning instance."""
+    return {
+        owned: template.format(owned=" AND instance_name = ?" if owned else "")
+        for owned in (False, True)
+    }
+
+
+_ACKNOWLEDGE = _by_owned(
     "UPDATE host_commands SET status = 'InProgress', acknowledged_at = ?, noop = ? "
     "WHERE command_id = ?{owned} AND status = 'Pending'"
 )
-_STATUS_OF = "SELECT status, result FROM host_commands WHERE command_id = ?{owned}"
-_COMPLETE = (
+_STATUS_OF = _by_owned("SELECT status, result FROM host_commands WHERE command_id = ?{owned}")
+_COMPLETE = _by_owned(
     "UPDATE host_commands SET status = ?, result = ?, completed_at = ?, diagnostics = ?, "
     "acknowledged_at = coalesce(acknowledged_at, ?) "
     "WHERE command_id = ?{owned} AND status IN ('Pending', 'InProgress') AND closed_at IS NULL"
 )
-_EXISTS = "SELECT command_id FROM host_commands WHERE command_id = ?{owned}"
-
-
-def _sql(template: str, owned: bool) -> str:
-    return template.format(owned=_OWNED if owned else "")
+_EXISTS = _by_owned("SELECT command_id FROM host_commands WHERE command_id = ?{owned}")
 
 
 def _driver(conn: Connection) -> Any:
@@ -95,9 +100,9 @@ def acknowledge(
     db = _driver(conn)
     owned = owner is not None
     mine = (command_id, owner) if owned else (command_id,)
-    if db.execute(_sql(_ACKNOWLEDGE, owned), (_time(now), _flag(noop), *mine)).rowcount:
+    if db.execute(_ACKNOWLEDGE[owned], (_time(now), _flag(noop), *mine)).rowcount:
         return True
-    row = db.execute(_sql(_STATUS_OF, owned), mine).fetchone()
+    row = db.execute(_STATUS_OF[owned], mine).fetchone()
     return None if row is None else (row[0], row[1])
 
 
@@ -115,9 +120,9 @@ def complete(
     mine = (command_id, owner) if owned else (command_id,)
     at = _time(now)
     values = (result, result, at, _json(diagnostics), at, *mine)
-    if db.execute(_sql(_COMPLETE, owned), values).rowcount:
+    if db.execute(_COMPLETE[owned], values).rowcount:
         return True
-    if owned and db.execute(_sql(_EXISTS, owned), mine).fetchone() is None:
+    if owned and db.execute(_EXISTS[owned], mine).fetchone() is None:
         return None
     return False
 
@@ -150,53 +155,114 @@ def target_instances(
 
 # --- the engine's writes of a pass (one executemany per kind) --------------------------------
 
+_TG = tables.deployment_targets
 _EV = tables.lifecycle_events
-_event_json = _binder(_EV.c.diagnostics)
 
 
-def executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    if rows:
-        _driver(conn).executemany(sql, rows)
+class Many:
+    """A statement run with many parameter sets: its SQLite SQL, and for each ``?`` in order
+    the key of the parameter dicts (those of the Core statement it stands for) and the column
+    whose type converts the value."""
+
+    def __init__(self, sql: str, params: Sequence[tuple[str, Any]]) -> None:
+        self.sql = sql
+        # None where the column's type binds the value as it is (most strings and numbers).
+        self._convert = [(key, column.type.bind_processor(_DIALECT)) for key, column in params]
+
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run it on SQLite for ``rows`` (parameter dicts), in one executemany."""
+        if not rows:
+            return
+        convert = self._convert
+        values = [
+            tuple(r[key] if process is None else process(r[key]) for key, process in convert)
+            for r in rows
+        ]
+        _driver(conn).executemany(self.sql, values)
 
 
-SET_TARGET_STATUS = (
+def execute_many(
+    conn: Connection, core: Executable, fast: Many, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``core`` with ``rows`` (its parameter dicts), as ``fast`` on SQLite."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        fast.execute(conn, rows)
+    else:
+        conn.execute(core, list(rows))
+
+
+SET_TARGET_STATUS = Many(
     "UPDATE deployment_targets SET status = ?, last_updated_at = ? "
-    "WHERE deployment_id = ? AND target_id = ?"
+    "WHERE deployment_id = ? AND target_id = ?",
+    [
+        ("b_status", _TG.c.status),
+        ("b_at", _TG.c.last_updated_at),
+        ("b_dep", _TG.c.deployment_id),
+        ("b_target", _TG.c.target_id),
+    ],
 )
-TOUCH_TARGET = (
-    "UPDATE deployment_targets SET last_updated_at = ? WHERE deployment_id = ? AND target_id = ?"
+TOUCH_TARGET = Many(
+    "UPDATE deployment_targets SET last_updated_at = ? WHERE deployment_id = ? AND target_id = ?",
+    [
+        ("b_at", _TG.c.last_updated_at),
+        ("b_dep", _TG.c.deployment_id),
+        ("b_target", _TG.c.target_id),
+    ],
 )
-INSERT_EVENT = (
-    "INSERT INTO lifecycle_events "
-    "(deployment_id, target_id, position, name, status, start_time, end_time, diagnostics) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_EVENT_COLUMNS = (
+    "deployment_id",
+    "target_id",
+    "position",
+    "name",
+    "status",
+    "start_time",
+    "end_time",
+    "diagnostics",
 )
-SET_EVENT = (
+INSERT_EVENT = Many(
+    f"INSERT INTO lifecycle_events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})",
+    [(name, _EV.c[name]) for name in _EVENT_COLUMNS],
+)
+SET_EVENT = Many(
     "UPDATE lifecycle_events SET status = ?, start_time = ?, end_time = ?, diagnostics = ? "
-    "WHERE deployment_id = ? AND target_id = ? AND position = ?"
+    "WHERE deployment_id = ? AND target_id = ? AND position = ?",
+    [
+        ("b_status", _EV.c.status),
+        ("b_start", _EV.c.start_time),
+        ("b_end", _EV.c.end_time),
+        ("b_diagnostics", _EV.c.diagnostics),
+        ("b_dep", _EV.c.deployment_id),
+        ("b_target", _EV.c.target_id),
+        ("b_position", _EV.c.position),
+    ],
 )
 # ``+closed_at``: not an index term. Otherwise SQLite (no statistics) picks the index on
 # (deployment_id, closed_at) and scans every open command of the deployment for each name.
-CLOSE_COMMANDS = (
+CLOSE_COMMANDS = Many(
     "UPDATE host_commands SET status = 'Closed', closed_at = ? "
-    "WHERE deployment_id = ? AND instance_name = ? AND +closed_at IS NULL"
+    "WHERE deployment_id = ? AND instance_name = ? AND +closed_at IS NULL",
+    [("b_now", _C.c.closed_at), ("b_dep", _C.c.deployment_id), ("b_name", _C.c.instance_name)],
 )
-INSERT_COMMAND = (
-    "INSERT INTO host_commands (command_id, deployment_id, instance_name, lifecycle_event, "
-    "status, seen_status, nonce, dispatched_at, noop) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COMMAND_COLUMNS = (
+    "command_id",
+    "deployment_id",
+    "instance_name",
+    "lifecycle_event",
+    "status",
+    "seen_status",
+    "nonce",
+    "dispatched_at",
+    "noop",
 )
-MARK_SEEN = "UPDATE host_commands SET seen_status = ? WHERE command_id = ?"
-
-
-def time_value(value: datetime | None) -> Any:
-    """A time as the store's columns bind it."""
-    return _time(value)
-
-
-def event_diagnostics(value: dict[str, Any] | None) -> Any:
-    """Lifecycle-event diagnostics as their column binds them."""
-    return _event_json(value)
-
-
-def flag(value: bool) -> Any:
-    return _flag(value)
+INSERT_COMMAND = Many(
+    f"INSERT INTO host_commands ({', '.join(_COMMAND_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COMMAND_COLUMNS)})",
+    [(name, _C.c[name]) for name in _COMMAND_COLUMNS],
+)
+MARK_SEEN = Many(
+    "UPDATE host_commands SET seen_status = ? WHERE command_id = ?",
+    [("b_status", _C.c.seen_status), ("b_id", _C.c.command_id)],
+)
