@@ -61,10 +61,10 @@ async def _until_disconnected(receive: Receive) -> None:
             return
 
 
-#: The Command API's operations: what every agent calls all the time.
 #: Operations held open until something happens (their handlers learn when the client leaves).
 _HELD = frozenset({"PollHostCommand"})
 
+#: The Command API's operations: what every agent calls all the time.
 _AGENT_OPERATIONS = frozenset(
     {
         "PollHostCommand",
@@ -302,9 +302,10 @@ def create_app(
                 request_id=request_id,
                 arrival=arrival,
             )
-            if dispatch.is_async(target) and target is not None and target[1] not in _HELD:
-                outcome = await dispatch.serve(call)
-            elif dispatch.is_async(target):
+            if not dispatch.is_async(target):
+                agent = target is not None and target[1] in _AGENT_OPERATIONS
+                outcome = await run_blocking(dispatch, call, control=not agent)
+            elif target is not None and target[1] in _HELD:
                 # A held call (the long poll) may wait a long time: let it know at once when its
                 # client goes away.
                 watcher = asyncio.ensure_future(_until_disconnected(receive))
@@ -315,8 +316,7 @@ def create_app(
                     client_gone.reset(token)
                     watcher.cancel()
             else:
-                agent = target is not None and target[1] in _AGENT_OPERATIONS
-                outcome = await run_blocking(dispatch, call, control=not agent)
+                outcome = await dispatch.serve(call)
         finally:
             if backlog is not None and arrival is not None:
                 backlog.started(arrival)  # a no-op once the dispatcher has counted it

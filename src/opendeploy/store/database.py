@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from opendeploy.blocking import run_blocking
 from opendeploy.store.access_keys import AccessKeys
 from opendeploy.store.applications import Applications
 from opendeploy.store.bundle_objects import BundleObjects
@@ -263,8 +264,6 @@ class Database:
         thread hand-off per batch instead of one (and a wait at the lock) per call. On
         PostgreSQL: :meth:`combined` in the shared thread pool."""
         if self._write_turn is None:
-            from opendeploy.blocking import run_blocking
-
             return await run_blocking(self.combined, work)
         job: _Job[_T] = _Job(work, asyncio.get_running_loop().create_future())
         with self._pending_lock:

@@ -310,17 +310,16 @@ class CommandApi:
         self._seen.call_started(identity.name)
         return identity
 
-    async def _caller_async(self, ctx: RequestContext) -> _Identity:
-        """The calling instance of an operation run on the event loop: from memory when its key
-        is known (the usual case), otherwise looked up in a thread. The caller counts it as
-        heard from :meth:`_SeenLog.call_started` to ``call_ended``."""
+    async def _caller_async(self, ctx: RequestContext) -> tuple[_Identity, bool]:
+        """The calling instance of an operation run on the event loop, and whether this is its
+        first call ever: from memory when its key is known (the usual case; no thread, and no
+        database unless its sign of life is due a write), otherwise looked up in a thread."""
         known = self._identities.get(ctx.principal)
         if known is None:
-            identity, _ = await run_blocking(self._instance, ctx)
-            return identity
+            return await run_blocking(self._instance, ctx)
         if self._seen_needs_write(ctx, known.name):
             await run_blocking(self._write_seen, ctx, known.name)
-        return known
+        return known, False
 
     # --- the process's sweep -------------------------------------------------------------------
 
@@ -434,15 +433,8 @@ class CommandApi:
         """Held on the event loop (no thread per held poll); its reads run in threads, and its
         claim joins the group commit (SQLite) without a thread of its own."""
         host = params["HostIdentifier"]
-        known = self._identities.get(ctx.principal)
-        if known is not None:
-            # A known key: no thread, and no database unless its sign of life is due a write.
-            if self._seen_needs_write(ctx, known.name):
-                await run_blocking(self._write_seen, ctx, known.name)
-            self._check_host(ctx, known, host)
-            identity, first = known, False
-        else:
-            identity, first = await run_blocking(self._host, ctx, host)
+        identity, first = await self._caller_async(ctx)
+        self._check_host(ctx, identity, host)
         name = identity.name
         if first and self.on_first_poll is not None:
             try:
@@ -533,7 +525,7 @@ class CommandApi:
     async def put_host_command_acknowledgement(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        identity = await self._caller_async(ctx)
+        identity, _ = await self._caller_async(ctx)
         self._seen.call_started(identity.name)
         try:
             command_id = params["HostCommandIdentifier"]
@@ -552,7 +544,7 @@ class CommandApi:
     async def put_host_command_complete(
         self, ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        identity = await self._caller_async(ctx)
+        identity, _ = await self._caller_async(ctx)
         self._seen.call_started(identity.name)
         try:
             command_id = params["HostCommandIdentifier"]
