@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,3 +66,47 @@ def bare_deployment(store: Store, deployment_id: str, *, now: datetime) -> str:
         now=now,
     )
     return deployment_id
+
+
+def deployment_to_instances(
+    store: Store,
+    names: Sequence[str],
+    *,
+    now: datetime,
+    last_seen: datetime,
+    app: str = "app",
+) -> str:
+    """On-premises instances ``names`` (last seen ``last_seen``), an application ``app`` with an
+    AllAtOnce group ``g``, and a deployment to those instances as the engine would find it
+    before its first pass; the deployment's id."""
+    from sqlalchemy import insert
+
+    from opendeploy.store import tables
+
+    def arn(name: str) -> str:
+        return f"arn:aws:codedeploy:us-east-1:0:instance/{name}_x"
+
+    with store.database.write() as conn:
+        conn.execute(
+            insert(tables.on_premises_instances),
+            [
+                {"name": n, "instance_arn": arn(n), "register_time": now, "last_seen_at": last_seen}
+                for n in names
+            ],
+        )
+    app_row = store.applications.create(name=app, compute_platform="Server", now=now)
+    store.deployment_groups.create(
+        application_id=app_row["application_id"],
+        app_name=app,
+        name="g",
+        settings={
+            "compute_platform": "Server",
+            "deployment_config_name": "CodeDeployDefault.AllAtOnce",
+            "service_role_arn": "arn:aws:iam::0:role/r",
+        },
+        now=now,
+    )
+    dep = stored_deployment(
+        store, app, "g", now=now, select_targets=lambda rows: [(n, arn(n), None) for n in names]
+    )
+    return str(dep["deployment_id"])

@@ -41,53 +41,16 @@ def test_an_agent_heard_by_this_process_is_alive_whatever_the_store_says(tmp_pat
     process heard is newer and counts."""
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy import insert
-
     from opendeploy.engine.worker import load
-    from opendeploy.store import tables
-    from tests._stored import stored_deployment
+    from tests._stored import deployment_to_instances
 
     now = datetime.now(UTC)
     long_ago = now - timedelta(minutes=5)
     store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     try:
-        with store.database.write() as conn:
-            conn.execute(
-                insert(tables.on_premises_instances),
-                [
-                    {
-                        "name": name,
-                        "instance_arn": f"arn:aws:codedeploy:us-east-1:0:instance/{name}_x",
-                        "register_time": long_ago,
-                        "last_seen_at": long_ago,
-                    }
-                    for name in ("heard", "quiet")
-                ],
-            )
-        app = store.applications.create(name="app", compute_platform="Server", now=now)
-        store.deployment_groups.create(
-            application_id=app["application_id"],
-            app_name="app",
-            name="g",
-            settings={
-                "compute_platform": "Server",
-                "deployment_config_name": "CodeDeployDefault.AllAtOnce",
-                "service_role_arn": "arn:aws:iam::0:role/r",
-            },
-            now=now,
-        )
-        dep = stored_deployment(
-            store,
-            "app",
-            "g",
-            now=now,
-            select_targets=lambda rows: [
-                (n, f"arn:aws:codedeploy:us-east-1:0:instance/{n}_x", None)
-                for n in ("heard", "quiet")
-            ],
-        )
+        dep = deployment_to_instances(store, ["heard", "quiet"], now=now, last_seen=long_ago)
         with store.database.read() as conn:
-            loaded = load(conn, dep["deployment_id"], now, heard={"heard": now})
+            loaded = load(conn, dep, now, heard={"heard": now})
         assert loaded is not None
         seen = {t.instance_id: t.last_seen_at for t in loaded.snapshot.targets}
         assert seen == {"heard": now, "quiet": long_ago}

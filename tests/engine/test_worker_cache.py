@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from opendeploy.engine.dispatch import HostNotifier
 from opendeploy.engine.worker import INSTANCE_ROWS_MAX_AGE_SECONDS, EngineWorker, InstanceRows
 from opendeploy.settings import ServerSettings
 from opendeploy.store import tables
 from opendeploy.store.database import Store
-from tests._stored import stored_deployment
+from tests._stored import deployment_to_instances
 
 NAMES = ("web-1", "web-2")
 
@@ -38,45 +38,12 @@ def world(tmp_path: Path, database_url: str) -> Iterator[World]:
     store = Store.open(database_url)
     suffix = tmp_path.name[-20:].replace("_", "-")  # PostgreSQL's database is shared
     names = [f"{n}-{suffix}" for n in NAMES]
-    with store.database.write() as conn:
-        conn.execute(
-            insert(tables.on_premises_instances),
-            [
-                {
-                    "name": name,
-                    "instance_arn": f"arn:aws:codedeploy:us-east-1:0:instance/{name}_x",
-                    "register_time": now,
-                    "last_seen_at": now,
-                }
-                for name in names
-            ],
-        )
-    app = store.applications.create(name=f"app-{suffix}", compute_platform="Server", now=now)
-    store.deployment_groups.create(
-        application_id=app["application_id"],
-        app_name=f"app-{suffix}",
-        name="g",
-        settings={
-            "compute_platform": "Server",
-            "deployment_config_name": "CodeDeployDefault.AllAtOnce",
-            "service_role_arn": "arn:aws:iam::0:role/r",
-        },
-        now=now,
-    )
-    dep = stored_deployment(
-        store,
-        f"app-{suffix}",
-        "g",
-        now=now,
-        select_targets=lambda rows: [
-            (n, f"arn:aws:codedeploy:us-east-1:0:instance/{n}_x", None) for n in names
-        ],
-    )
+    dep = deployment_to_instances(store, names, now=now, last_seen=now, app=f"app-{suffix}")
     worker = EngineWorker(store, settings, notifier=HostNotifier())
     # As if the engine had been watching for an hour: no restart grace for silent agents.
     worker.started_at = now - timedelta(hours=1)
     try:
-        yield World(store, worker, dep["deployment_id"])
+        yield World(store, worker, dep)
     finally:
         store.close()
 
