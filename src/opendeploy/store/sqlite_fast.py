@@ -193,6 +193,15 @@ def execute_many(
         conn.execute(core, list(rows))
 
 
+def _insert(table: Any, columns: Sequence[str]) -> Many:
+    """An INSERT of ``columns`` into ``table``, from dicts keyed by column name."""
+    return Many(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})",
+        [(name, table.c[name]) for name in columns],
+    )
+
+
 SET_TARGET_STATUS = Many(
     "UPDATE deployment_targets SET status = ?, last_updated_at = ? "
     "WHERE deployment_id = ? AND target_id = ?",
@@ -211,20 +220,18 @@ TOUCH_TARGET = Many(
         ("b_target", _TG.c.target_id),
     ],
 )
-_EVENT_COLUMNS = (
-    "deployment_id",
-    "target_id",
-    "position",
-    "name",
-    "status",
-    "start_time",
-    "end_time",
-    "diagnostics",
-)
-INSERT_EVENT = Many(
-    f"INSERT INTO lifecycle_events ({', '.join(_EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})",
-    [(name, _EV.c[name]) for name in _EVENT_COLUMNS],
+INSERT_EVENT = _insert(
+    _EV,
+    [
+        "deployment_id",
+        "target_id",
+        "position",
+        "name",
+        "status",
+        "start_time",
+        "end_time",
+        "diagnostics",
+    ],  # fmt: skip
 )
 SET_EVENT = Many(
     "UPDATE lifecycle_events SET status = ?, start_time = ?, end_time = ?, diagnostics = ? "
@@ -246,21 +253,19 @@ CLOSE_COMMANDS = Many(
     "WHERE deployment_id = ? AND instance_name = ? AND +closed_at IS NULL",
     [("b_now", _C.c.closed_at), ("b_dep", _C.c.deployment_id), ("b_name", _C.c.instance_name)],
 )
-_COMMAND_COLUMNS = (
-    "command_id",
-    "deployment_id",
-    "instance_name",
-    "lifecycle_event",
-    "status",
-    "seen_status",
-    "nonce",
-    "dispatched_at",
-    "noop",
-)
-INSERT_COMMAND = Many(
-    f"INSERT INTO host_commands ({', '.join(_COMMAND_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _COMMAND_COLUMNS)})",
-    [(name, _C.c[name]) for name in _COMMAND_COLUMNS],
+INSERT_COMMAND = _insert(
+    _C,
+    [
+        "command_id",
+        "deployment_id",
+        "instance_name",
+        "lifecycle_event",
+        "status",
+        "seen_status",
+        "nonce",
+        "dispatched_at",
+        "noop",
+    ],  # fmt: skip
 )
 MARK_SEEN = Many(
     "UPDATE host_commands SET seen_status = ? WHERE command_id = ?",
