@@ -44,11 +44,10 @@ class SecretCache:
         self._found: dict[str, tuple[float, str]] = {}
 
     def __call__(self, access_key_id: str) -> str | None:
+        remembered = self.peek(access_key_id)
+        if remembered is not None:
+            return remembered
         now = self._clock()
-        with self._lock:
-            entry = self._found.get(access_key_id)
-        if entry is not None and now < entry[0]:
-            return entry[1]
         secret = self._lookup(access_key_id)
         with self._lock:
             if secret is None:
