@@ -35,7 +35,7 @@ def test_close_releases_every_held_poll_with_nothing() -> None:
     notifier = HostNotifier()
     claims: list[int] = []
 
-    def claim(_woken: bool) -> object | None:
+    async def claim(_woken: bool) -> object | None:
         claims.append(1)
         return None
 
@@ -54,7 +54,7 @@ def test_a_poll_returns_what_the_claim_finds_after_the_wake_up() -> None:
     ready: list[str] = []
     claims: list[int] = []
 
-    def claim(_woken: bool) -> object | None:
+    async def claim(_woken: bool) -> object | None:
         claims.append(1)
         return ready[0] if ready else None
 
@@ -76,14 +76,14 @@ def test_a_woken_poll_still_claiming_counts_as_polling() -> None:
 
     notifier = HostNotifier()
     claiming = threading.Event()
-    release = threading.Event()
+    release = asyncio.Event()
     calls: list[bool] = []
 
-    def claim(woken: bool) -> object | None:
+    async def claim(woken: bool) -> object | None:
         calls.append(woken)
         if woken:
             claiming.set()
-            release.wait(5)
+            await asyncio.wait_for(release.wait(), 5)
             return "command-1"
         return None
 
@@ -108,7 +108,7 @@ def test_a_poll_whose_client_is_gone_ends_at_once() -> None:
     async def scenario() -> tuple[object | None, float, list[str]]:
         gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         poll = asyncio.create_task(
-            long_poll_async(notifier, "a", timeout=30, claim=lambda _w: None, gone=gone)
+            long_poll_async(notifier, "a", timeout=30, claim=_nothing, gone=gone)
         )
         while not notifier.waiting():
             await asyncio.sleep(0.01)
@@ -171,7 +171,7 @@ def test_a_drained_host_polls_again_without_claiming_until_a_command_is_made() -
     queue: list[tuple[str, bool]] = [("command-1", True), ("command-2", False)]
     claims: list[bool] = []
 
-    def claim(woken: bool) -> object | None:
+    async def claim(woken: bool) -> object | None:
         claims.append(woken)
         return queue.pop(0) if queue else None
 
@@ -253,7 +253,7 @@ def test_a_command_made_between_polls_is_claimed_as_expected() -> None:
     notifier = HostNotifier()
     claims: list[bool] = []
 
-    def claim(woken: bool) -> object | None:
+    async def claim(woken: bool) -> object | None:
         claims.append(woken)
         return None
 
@@ -267,3 +267,7 @@ def test_a_command_made_between_polls_is_claimed_as_expected() -> None:
     notifier.notify(["a"])  # a command made while no poll was held
     asyncio.run(poll())
     assert claims == [False, True]
+
+
+async def _nothing(_woken: bool) -> object | None:
+    return None

@@ -142,6 +142,8 @@ class _Dispatcher:
             for prefix in binding.spec.target_prefixes:
                 self._by_prefix[prefix] = binding
         self._lookup_secret = lookup_secret
+        # A lookup that remembers secrets (api.key_cache.SecretCache) answers without the store.
+        self._peek_secret: sigv4.SecretLookup | None = getattr(lookup_secret, "peek", None)
         self._context_factory = context_factory
         self._clock = clock
 
@@ -183,8 +185,7 @@ class _Dispatcher:
     def _remembered_secret(self, access_key_id: str) -> str | None:
         """The key's secret if the lookup remembers it (no database); else raises
         :class:`_NotRemembered`."""
-        peek = getattr(self._lookup_secret, "peek", None)
-        secret = peek(access_key_id) if peek is not None else None
+        secret = self._peek_secret(access_key_id) if self._peek_secret is not None else None
         if secret is None:
             raise _NotRemembered(access_key_id)
         return str(secret)

@@ -27,8 +27,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from opendeploy.blocking import run_blocking
-
 log = logging.getLogger("opendeploy.dispatch")
 
 #: How often a process looks at the database for commands created by another replica (the most
@@ -276,9 +274,8 @@ async def long_poll_async(
     host: str,
     *,
     timeout: float,
-    claim: Callable[[bool], object | None] | None = None,
+    claim: Callable[[bool], Awaitable[object | None]],
     gone: asyncio.Future[None] | None = None,
-    claim_async: Callable[[bool], Awaitable[object | None]] | None = None,
     drained: Callable[[object], bool] | None = None,
 ) -> object | None:
     """Hold a poll for ``host`` up to ``timeout`` s; return what ``claim`` finds, or None.
@@ -288,8 +285,8 @@ async def long_poll_async(
     sweep (a command created by another replica). While it waits the poll is
     listed in :meth:`HostNotifier.waiting`, which is how the sweep also records a host that holds
     a poll as seen (a live agent always holds a poll and must never look dead). Waits hold no
-    thread; ``claim`` (a database call) runs in the worker thread pool; ``claim_async``, given
-    instead, is awaited on the loop.
+    thread; ``claim`` is awaited (the Command API's runs its read in the thread pool and joins
+    the group commit for its write).
 
     ``gone``: done when the client has gone away (its connection closed). The poll ends then,
     and with it the "alive while holding a poll" rule: a SIGKILLed agent is judged by
@@ -313,11 +310,7 @@ async def long_poll_async(
                 # A command made here since the last empty claim (the agent was between polls
                 # when it was made): claim it at once, without a read first.
                 expected = woken or notifier.notified_since_drained(host, seen)
-                if claim_async is not None:
-                    found = await claim_async(expected)
-                else:
-                    assert claim is not None, "long_poll_async needs claim or claim_async"
-                    found = await run_blocking(claim, expected)
+                found = await claim(expected)
                 if found is None or (drained is not None and drained(found)):
                     notifier.mark_drained(host, seen)
             if found is not None or notifier.closed:

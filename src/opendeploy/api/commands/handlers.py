@@ -454,7 +454,7 @@ class CommandApi:
             self.notifier,
             name,
             timeout=settings.poll_timeout_seconds,
-            claim_async=claim,
+            claim=claim,
             gone=client_gone.get(),
             drained=lambda found: isinstance(found, dict) and not found["others_deliverable"],
         )
