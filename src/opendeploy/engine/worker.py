@@ -72,7 +72,7 @@ from opendeploy.engine.snapshot import (
 )
 from opendeploy.settings import ServerSettings
 from opendeploy.store import commands as cmd_store
-from opendeploy.store import sqlite_fast, tables
+from opendeploy.store import driver_sql, tables
 from opendeploy.store.database import Store
 
 log = logging.getLogger("opendeploy.engine")
@@ -288,8 +288,8 @@ def _command_snapshot(c: Mapping[str, Any]) -> CommandSnapshot:
 
 def _read_instances(conn: Connection, deployment_id: str) -> InstanceRows:
     read_at = time.monotonic()
-    if conn.dialect.name == "sqlite":
-        return InstanceRows(read_at, sqlite_fast.target_instances(conn, deployment_id))
+    if driver_sql.supports(conn):
+        return InstanceRows(read_at, driver_sql.target_instances(conn, deployment_id))
     return InstanceRows(
         read_at,
         {
@@ -620,14 +620,14 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
     # Statements are executed once per kind with many parameter sets (executemany): built and
     # run per target, their SQLAlchemy overhead made applying a pass O(targets) statements, the
     # largest cost per host-event in a fleet of thousands.
-    # On SQLite they run as plain SQL on the driver's connection (store.sqlite_fast): with
+    # They run as plain SQL on the driver's connection (store.driver_sql): with
     # thousands of targets changing per pass, SQLAlchemy's processing of each parameter set was
     # most of what applying cost.
     updated_targets = {tu.instance_id for tu in d.target_updates}
-    sqlite_fast.execute_many(
+    driver_sql.execute_many(
         conn,
         _SET_TARGET_STATUS,
-        sqlite_fast.SET_TARGET_STATUS,
+        driver_sql.SET_TARGET_STATUS,
         [
             {"b_dep": dep_id, "b_target": tu.instance_id, "b_status": str(tu.status), "b_at": tu.at}
             for tu in d.target_updates
@@ -672,9 +672,9 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
                     )
         if t.instance_id not in updated_targets:
             touched.append({"b_dep": dep_id, "b_target": t.instance_id, "b_at": now})
-    sqlite_fast.execute_many(conn, _INSERT_EVENT, sqlite_fast.INSERT_EVENT, inserts)
-    sqlite_fast.execute_many(conn, _SET_EVENT, sqlite_fast.SET_EVENT, changes)
-    sqlite_fast.execute_many(conn, _TOUCH_TARGET, sqlite_fast.TOUCH_TARGET, touched)
+    driver_sql.execute_many(conn, _INSERT_EVENT, driver_sql.INSERT_EVENT, inserts)
+    driver_sql.execute_many(conn, _SET_EVENT, driver_sql.SET_EVENT, changes)
+    driver_sql.execute_many(conn, _TOUCH_TARGET, driver_sql.TOUCH_TARGET, touched)
     cmd_store.close(conn, dep_id, list(d.close_commands), now)
     cmd_store.dispatch_many(
         conn, dep_id, [(hc.instance_id, str(hc.event)) for hc in d.dispatch], now

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
-from opendeploy.store import sqlite_fast, tables
+from opendeploy.store import driver_sql, tables
 from opendeploy.store._base import Repository
 
 _C = tables.host_commands
@@ -357,8 +357,8 @@ def _claim(instance_name: str, now: datetime) -> Callable[[Connection], dict[str
     """The write of :meth:`Commands.claim_next`."""
 
     def claim(conn: Connection) -> dict[str, Any] | None:
-        if conn.dialect.name == "sqlite":
-            return sqlite_fast.claim(conn, instance_name, now, now - REDELIVER_AFTER)
+        if driver_sql.supports(conn):
+            return driver_sql.claim(conn, instance_name, now, now - REDELIVER_AFTER)
         rows = (
             conn.execute(_NEXT_LOCKED, {"b_name": instance_name, "b_stale": now - REDELIVER_AFTER})
             .mappings()
@@ -381,8 +381,8 @@ def _acknowledge(
     params = {"b_id": command_id, "b_owner": owner, "b_now": now, "b_noop": noop}
 
     def acknowledge(conn: Connection) -> Any:
-        if conn.dialect.name == "sqlite":
-            found = sqlite_fast.acknowledge(conn, command_id, now, noop, owner)
+        if driver_sql.supports(conn):
+            found = driver_sql.acknowledge(conn, command_id, now, noop, owner)
             return IN_PROGRESS if found is True else found
         # The usual case first, in one statement: a Pending command taken up.
         if conn.execute(_ACKNOWLEDGE[owned], params).rowcount:
@@ -425,8 +425,8 @@ def _complete(
     }
 
     def complete(conn: Connection) -> bool | None:
-        if conn.dialect.name == "sqlite":
-            return sqlite_fast.complete(conn, command_id, now, result, diagnostics, owner)
+        if driver_sql.supports(conn):
+            return driver_sql.complete(conn, command_id, now, result, diagnostics, owner)
         if conn.execute(_COMPLETE[owned], params).rowcount:
             return True
         if owned and conn.execute(_EXISTS[owned], params).first() is None:
@@ -497,9 +497,10 @@ def changed_commands(conn: Connection, deployment_id: str) -> dict[str, dict[str
 
 
 def mark_seen(conn: Connection, seen: Sequence[tuple[str, str]]) -> None:
-    """Record ``(command id, status)`` pairs as taken in by the engine."""
+    """Record ``(command id, status)`` pairs as taken in by the engine (on PostgreSQL, not for
+    a command whose row an agent's report holds at this moment: see ``driver_sql.MARK_SEEN``)."""
     rows = [{"b_id": cid, "b_status": status} for cid, status in seen]
-    sqlite_fast.execute_many(conn, _MARK_SEEN, sqlite_fast.MARK_SEEN, rows)
+    driver_sql.execute_many(conn, _MARK_SEEN, driver_sql.MARK_SEEN, rows)
 
 
 _CLOSE = (
@@ -519,10 +520,10 @@ def close(
 ) -> None:
     """Close the open commands of these targets (the engine is done with them)."""
     names = list(instance_names)
-    if conn.dialect.name == "sqlite":
+    if driver_sql.supports(conn):
         # One statement per name: the index on (deployment, instance) finds each at once.
         rows = [{"b_now": now, "b_dep": deployment_id, "b_name": name} for name in names]
-        sqlite_fast.CLOSE_COMMANDS.execute(conn, rows)
+        driver_sql.CLOSE_COMMANDS.execute(conn, rows)
         return
     for start in range(0, len(names), _IN_CHUNK):
         chunk = names[start : start + _IN_CHUNK]
@@ -558,5 +559,5 @@ def dispatch_many(
         }
         for name, event in commands
     ]
-    sqlite_fast.execute_many(conn, _INSERT, sqlite_fast.INSERT_COMMAND, rows)
+    driver_sql.execute_many(conn, _INSERT, driver_sql.INSERT_COMMAND, rows)
     return [str(row["command_id"]) for row in rows]

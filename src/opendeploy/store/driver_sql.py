@@ -1,13 +1,19 @@
-"""The agents' hottest writes on SQLite, run on the driver's connection inside the transaction.
+"""The agents' hottest writes and the engine's per-pass writes as plain SQL on the driver's
+connection, inside the transaction SQLAlchemy opened (SQLite and PostgreSQL).
 
 Each of a fleet's lifecycle events costs a claim (a query and an update), an acknowledgement and
-a completion. Through SQLAlchemy Core each of those statements cost about 30 us of Python
-(execution context, parameter processing, a result object) against 5 us for the statement
-itself, most of what the writes cost the server. Here they are plain SQL on the ``sqlite3``
-connection that SQLAlchemy's transaction holds (``BEGIN IMMEDIATE`` was issued on it, and the
-transaction's commit ends them), with values converted by the columns' own SQLAlchemy types, so
-what is stored is exactly what the Core statements store. PostgreSQL keeps the Core statements
-(in ``commands``); ``tests/store/test_commands.py`` runs the same scenarios on both.
+a completion, and each pass of the engine writes a row or more per target that moved. Through
+SQLAlchemy Core each of those statements cost about 30 us of Python (execution context,
+parameter processing, a result object) against 5 us for the statement itself on SQLite, most of
+what the writes cost the server; on PostgreSQL Core's share was about a third of the server's
+CPU in a fleet. Here they are plain SQL on the ``sqlite3`` or ``psycopg`` connection that
+SQLAlchemy's transaction holds (the transaction's commit ends them), with values converted by the
+columns' own SQLAlchemy types for that dialect, so what is stored is exactly what the Core
+statements store. The Core statements stay beside them (in ``commands`` and ``engine.worker``)
+for any other dialect; ``tests/store/test_driver_sql.py`` compares the two on both databases.
+
+SQL is written once with ``?`` placeholders (SQLite's) and translated to ``%s`` (psycopg's);
+where the two dialects need different SQL, the statement says so.
 """
 
 from __future__ import annotations
@@ -18,36 +24,65 @@ from typing import Any
 
 from sqlalchemy import Connection, Executable
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.engine import Dialect
 
 from opendeploy.store import tables
 
 _C = tables.host_commands
-_DIALECT = sqlite.dialect()
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+_DIALECTS: dict[str, Dialect] = {SQLITE: sqlite.dialect(), POSTGRESQL: psycopg.dialect()}  # type: ignore[no-untyped-call]
 
 
-def _binder(column: Any) -> Callable[[Any], Any]:
-    process = column.type.bind_processor(_DIALECT)
+def supports(conn: Connection) -> bool:
+    """Whether this module has SQL for ``conn``'s dialect."""
+    return conn.dialect.name in _DIALECTS
+
+
+def _binder(column: Any, dialect: str) -> Callable[[Any], Any]:
+    """The conversion SQLAlchemy applies to ``column``'s values on ``dialect`` (the dialect's
+    own implementation of the type: PostgreSQL's JSON wraps values for psycopg, SQLite's
+    serializes them)."""
+    d = _DIALECTS[dialect]
+    process = column.type.dialect_impl(d).bind_processor(d)
     return process if process is not None else (lambda value: value)
 
 
-_time = _binder(_C.c.delivered_at)
-_flag = _binder(_C.c.noop)
-_json = _binder(_C.c.diagnostics)
+def _converters(column: Any) -> dict[str, Callable[[Any], Any]]:
+    return {name: _binder(column, name) for name in _DIALECTS}
 
 
-_NEXT = (
+_time = _converters(_C.c.delivered_at)
+_flag = _converters(_C.c.noop)
+_json = _converters(_C.c.diagnostics)
+
+
+def _sql(sqlite_sql: str, postgresql_sql: str | None = None) -> dict[str, str]:
+    """A statement by dialect: ``?`` placeholders become ``%s`` on PostgreSQL (none of these
+    statements holds a literal ``?`` or ``%``)."""
+    pg = postgresql_sql if postgresql_sql is not None else sqlite_sql
+    return {SQLITE: sqlite_sql, POSTGRESQL: pg.replace("?", "%s")}
+
+
+_NEXT = _sql(
     "SELECT command_id, deployment_id, instance_name, lifecycle_event, status, nonce "
     "FROM host_commands WHERE instance_name = ? AND status = 'Pending' AND closed_at IS NULL "
     "AND (delivered_at IS NULL OR delivered_at < ?) "
-    "ORDER BY dispatched_at, command_id LIMIT 2"
+    "ORDER BY dispatched_at, command_id LIMIT 2",
+    # Two polls of one host in two transactions: the second skips what the first holds.
+    "SELECT command_id, deployment_id, instance_name, lifecycle_event, status, nonce "
+    "FROM host_commands WHERE instance_name = ? AND status = 'Pending' AND closed_at IS NULL "
+    "AND (delivered_at IS NULL OR delivered_at < ?) "
+    "ORDER BY dispatched_at, command_id LIMIT 2 FOR UPDATE SKIP LOCKED",
 )
-_MARK_DELIVERED = "UPDATE host_commands SET delivered_at = ? WHERE command_id = ?"
+_MARK_DELIVERED = _sql("UPDATE host_commands SET delivered_at = ? WHERE command_id = ?")
 
 
-def _by_owned(template: str) -> dict[bool, str]:
+def _by_owned(template: str) -> dict[bool, dict[str, str]]:
     """``template`` for a command named by id alone, and by id and owning instance."""
     return {
-        owned: template.format(owned=" AND instance_name = ?" if owned else "")
+        owned: _sql(template.format(owned=" AND instance_name = ?" if owned else ""))
         for owned in (False, True)
     }
 
@@ -65,22 +100,24 @@ _COMPLETE = _by_owned(
 _EXISTS = _by_owned("SELECT command_id FROM host_commands WHERE command_id = ?{owned}")
 
 
-def _driver(conn: Connection) -> Any:
+def _driver(conn: Connection) -> tuple[Any, str]:
+    """The DBAPI connection under ``conn`` and its dialect's name."""
     driver = conn.connection.driver_connection
     assert driver is not None
-    return driver
+    return driver, conn.dialect.name
 
 
 def claim(
     conn: Connection, instance_name: str, now: datetime, stale: datetime
 ) -> dict[str, Any] | None:
     """The oldest deliverable command of the instance, marked delivered at ``now``."""
-    db = _driver(conn)
-    rows = db.execute(_NEXT, (instance_name, _time(stale))).fetchall()
+    db, dialect = _driver(conn)
+    time = _time[dialect]
+    rows = db.execute(_NEXT[dialect], (instance_name, time(stale))).fetchall()
     if not rows:
         return None
     command_id, deployment_id, name, event, status, nonce = rows[0]
-    db.execute(_MARK_DELIVERED, (_time(now), command_id))
+    db.execute(_MARK_DELIVERED[dialect], (time(now), command_id))
     return {
         "command_id": command_id,
         "deployment_id": deployment_id,
@@ -97,12 +134,13 @@ def acknowledge(
     conn: Connection, command_id: str, now: datetime, noop: bool, owner: str | None
 ) -> bool | tuple[str, str | None] | None:
     """True when a Pending command was taken up; else its ``(status, result)``, or None."""
-    db = _driver(conn)
+    db, dialect = _driver(conn)
     owned = owner is not None
     mine = (command_id, owner) if owned else (command_id,)
-    if db.execute(_ACKNOWLEDGE[owned], (_time(now), _flag(noop), *mine)).rowcount:
+    values = (_time[dialect](now), _flag[dialect](noop), *mine)
+    if db.execute(_ACKNOWLEDGE[owned][dialect], values).rowcount:
         return True
-    row = db.execute(_STATUS_OF[owned], mine).fetchone()
+    row = db.execute(_STATUS_OF[owned][dialect], mine).fetchone()
     return None if row is None else (row[0], row[1])
 
 
@@ -115,30 +153,41 @@ def complete(
     owner: str | None,
 ) -> bool | None:
     """True when the completion counted; False when too late; None: not the owner's."""
-    db = _driver(conn)
+    db, dialect = _driver(conn)
     owned = owner is not None
     mine = (command_id, owner) if owned else (command_id,)
-    at = _time(now)
-    values = (result, result, at, _json(diagnostics), at, *mine)
-    if db.execute(_COMPLETE[owned], values).rowcount:
+    at = _time[dialect](now)
+    values = (result, result, at, _json[dialect](diagnostics), at, *mine)
+    if db.execute(_COMPLETE[owned][dialect], values).rowcount:
         return True
-    if owned and db.execute(_EXISTS[owned], mine).fetchone() is None:
+    if owned and db.execute(_EXISTS[owned][dialect], mine).fetchone() is None:
         return None
     return False
 
 
-_TARGET_INSTANCES = (
+_TARGET_INSTANCES = _sql(
     "SELECT i.name, i.last_seen_at, i.deregister_time, i.unreachable_since "
     "FROM on_premises_instances AS i JOIN deployment_targets AS t ON t.target_id = i.name "
     "WHERE t.deployment_id = ?"
 )
 
 
-def _stored_time(value: str | None) -> datetime | None:
+def _sqlite_time(value: str | None) -> datetime | None:
     """A time as SQLAlchemy's SQLite DATETIME stores it (naive UTC text), made aware."""
     if value is None:
         return None
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _postgresql_time(value: datetime | None) -> datetime | None:
+    """A ``timestamptz`` as psycopg reads it (in the session's zone), in UTC."""
+    return None if value is None else value.astimezone(UTC)
+
+
+_STORED_TIME: dict[str, Callable[[Any], datetime | None]] = {
+    SQLITE: _sqlite_time,
+    POSTGRESQL: _postgresql_time,
+}
 
 
 def target_instances(
@@ -148,8 +197,9 @@ def target_instances(
 
     The engine reads this for every target of a deployment once a second; through SQLAlchemy's
     result processing the three times of ten thousand rows were a large part of its pass."""
-    rows = _driver(conn).execute(_TARGET_INSTANCES, (deployment_id,)).fetchall()
-    t = _stored_time
+    db, dialect = _driver(conn)
+    rows = db.execute(_TARGET_INSTANCES[dialect], (deployment_id,)).fetchall()
+    t = _STORED_TIME[dialect]
     return {name: (t(seen), t(gone), t(unreachable)) for name, seen, gone, unreachable in rows}
 
 
@@ -160,34 +210,50 @@ _EV = tables.lifecycle_events
 
 
 class Many:
-    """A statement run with many parameter sets: its SQLite SQL, and for each ``?`` in order
-    the key of the parameter dicts (those of the Core statement it stands for) and the column
-    whose type converts the value."""
+    """A statement run with many parameter sets: its SQL (with ``?`` placeholders, or by
+    dialect where they differ), and for each placeholder in order the key of the parameter
+    dicts (those of the Core statement it stands for) and the column whose type converts the
+    value."""
 
-    def __init__(self, sql: str, params: Sequence[tuple[str, Any]]) -> None:
-        self.sql = sql
-        # None where the column's type binds the value as it is (most strings and numbers).
-        self._convert = [(key, column.type.bind_processor(_DIALECT)) for key, column in params]
+    def __init__(
+        self, sql: str, params: Sequence[tuple[str, Any]], *, postgresql_sql: str | None = None
+    ) -> None:
+        self.sql = _sql(sql, postgresql_sql)
+        self.keys = [key for key, _ in params]
+        # By dialect; None where the column's type binds the value as it is.
+        self._convert = {
+            name: [(key, _processor(column, d)) for key, column in params]
+            for name, d in _DIALECTS.items()
+        }
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run it on SQLite for ``rows`` (parameter dicts), in one executemany."""
+        """Run it for ``rows`` (parameter dicts), in one executemany."""
         if not rows:
             return
-        convert = self._convert
+        db, dialect = _driver(conn)
+        convert = self._convert[dialect]
         values = [
             tuple(r[key] if process is None else process(r[key]) for key, process in convert)
             for r in rows
         ]
-        _driver(conn).executemany(self.sql, values)
+        cursor = db.cursor()
+        try:
+            cursor.executemany(self.sql[dialect], values)
+        finally:
+            cursor.close()
+
+
+def _processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    return column.type.dialect_impl(dialect).bind_processor(dialect)  # type: ignore[no-any-return]
 
 
 def execute_many(
     conn: Connection, core: Executable, fast: Many, rows: Sequence[Mapping[str, Any]]
 ) -> None:
-    """``core`` with ``rows`` (its parameter dicts), as ``fast`` on SQLite."""
+    """``core`` with ``rows`` (its parameter dicts), as ``fast`` where this module has SQL."""
     if not rows:
         return
-    if conn.dialect.name == "sqlite":
+    if supports(conn):
         fast.execute(conn, rows)
     else:
         conn.execute(core, list(rows))
@@ -252,6 +318,8 @@ CLOSE_COMMANDS = Many(
     "UPDATE host_commands SET status = 'Closed', closed_at = ? "
     "WHERE deployment_id = ? AND instance_name = ? AND +closed_at IS NULL",
     [("b_now", _C.c.closed_at), ("b_dep", _C.c.deployment_id), ("b_name", _C.c.instance_name)],
+    postgresql_sql="UPDATE host_commands SET status = 'Closed', closed_at = ? "
+    "WHERE deployment_id = ? AND instance_name = ? AND closed_at IS NULL",
 )
 INSERT_COMMAND = _insert(
     _C,
@@ -267,7 +335,13 @@ INSERT_COMMAND = _insert(
         "noop",
     ],  # fmt: skip
 )
+# On PostgreSQL a command whose row an agent's report holds is left as it is: the engine would
+# wait for that report's transaction (which holds other commands an engine statement may want:
+# a deadlock, which PostgreSQL only breaks after a second), and the report changes the status
+# anyway, so that the next pass reads the command again. Seen statuses only save reads.
 MARK_SEEN = Many(
     "UPDATE host_commands SET seen_status = ? WHERE command_id = ?",
     [("b_status", _C.c.seen_status), ("b_id", _C.c.command_id)],
+    postgresql_sql="UPDATE host_commands SET seen_status = ? WHERE command_id = "
+    "(SELECT command_id FROM host_commands WHERE command_id = ? FOR UPDATE SKIP LOCKED)",
 )
