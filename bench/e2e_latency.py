@@ -8,9 +8,12 @@ before the CreateDeployment call and stops at the deployment's ``completeTime`` 
 recorded it (GetDeployment is polled every 50 ms to find out). One warm-up deployment first
 (the first one on a host skips ApplicationStop).
 
-Protocol overhead per lifecycle event = (end-to-end median - the same deployment run in-process
-by ``deploy_local``, the agent's own work) / 7. The server's own per-event gaps (start of event
-N+1 minus end of event N, from GetDeploymentTarget) are printed too.
+Protocol overhead per lifecycle event = (end-to-end median - the agents' own work) / 7, where the
+agents' own work is the same deployment run by ``deploy_local`` with no server: in-process for
+one host, and for H hosts in H processes started together (on 2 cores, twenty hosts' work takes
+longer than one host's, server or not). The server's own per-event gaps (start of event N+1
+minus end of event N, from GetDeploymentTarget) and the CPU the server and the agents used per
+host-event are printed too.
 
     python bench/e2e_latency.py [--hosts 1 20] [--runs 10] [--database sqlite] [--quick]
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import statistics
 import sys
 import time
@@ -29,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import bundle_zip, database, fleet, header, summary, work_dir
+from _common import bundle_zip, cpu_seconds, database, fleet, header, summary, work_dir
 
 from opendeploy.agent.config import AgentConfig
 from opendeploy.agent.local import LocalOptions, deploy_local
@@ -61,6 +65,65 @@ def local_floor(bundle: bytes, directory: Path, runs: int) -> float:
     return statistics.median(times)
 
 
+def _local_host(
+    options: LocalOptions,
+    directory: Path,
+    runs: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """One host of :func:`parallel_floor`: ``runs`` deployments, each started with the others."""
+    config = AgentConfig(root_dir=directory / "root", log_dir=directory / "log")
+    for _ in range(runs):
+        barrier.wait()
+        started = time.time()
+        result = deploy_local(options, config=config, reporter=PlainReporter(io.StringIO()))
+        results.put((started, time.time(), result.succeeded))
+
+
+def parallel_floor(directory: Path, hosts: int, runs: int) -> float:
+    """Median seconds for ``hosts`` processes to each do the deployment with ``deploy_local``,
+    started together (the first start to the last end): the hosts' own work on this machine.
+    Each installs into a directory of its own (on a real fleet each host has its own disk)."""
+    directory.mkdir(parents=True)
+    options = []
+    for n in range(hosts):
+        archive = directory / f"bundle-{n}.zip"
+        archive.write_bytes(bundle_zip(directory / f"www-{n}")[0])
+        options.append(
+            LocalOptions(
+                bundle_location=str(archive), bundle_type="zip", file_exists_behavior="OVERWRITE"
+            )
+        )
+    # fork: the children start with everything imported, as a running agent has.
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(hosts)
+    results = context.Queue()
+    procs = [
+        context.Process(
+            target=_local_host,
+            args=(options[n], directory / f"host-{n}", runs + 1, barrier, results),
+        )
+        for n in range(hosts)
+    ]
+    for proc in procs:
+        proc.start()
+    times = []
+    try:
+        for attempt in range(runs + 1):
+            rounds = [results.get(timeout=120) for _ in range(hosts)]
+            if not all(ok for _, _, ok in rounds):
+                sys.exit("a local deployment of the parallel floor failed")
+            if attempt:  # the first round warms the hosts' deployment roots
+                times.append(max(end for _, end, _ in rounds) - min(s for s, _, _ in rounds))
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    return float(statistics.median(times))
+
+
 def event_gaps(client: Any, deployment_id: str, hosts: list[str]) -> list[float]:
     """Seconds between the end of each event and the start of the next, as the server saw it."""
     gaps = []
@@ -83,12 +146,25 @@ def measure(work: Path, hosts: int, runs: int, db: str) -> float:
         status, warm = f.deploy(revision)
         assert status == "Succeeded", f"warm-up deployment {status}"
         times = []
+        server_pid = f.server.process.pid
+        agent_pids = [a.process.pid for a in f.agents]
+        server_before = cpu_seconds(server_pid)
+        agents_before = sum(cpu_seconds(p, children=True) for p in agent_pids)
         for _ in range(runs):
             status, elapsed = f.deploy(revision)
             assert status == "Succeeded", f"deployment {status}"
             times.append(elapsed)
+        host_events = runs * hosts * EVENTS_PER_HOST
+        server_cpu = (cpu_seconds(server_pid) - server_before) / host_events
+        agents_cpu = (sum(cpu_seconds(p, children=True) for p in agent_pids) - agents_before) / (
+            host_events
+        )
         gaps = event_gaps(f.client, f.last_id, [a.name for a in f.agents])
     print(f"{hosts:>3} host(s), {db}: first {warm:.3f} s; then {summary(times)}")
+    print(
+        f"{'':>4}CPU per host-event: server {server_cpu * 1000:.1f} ms, agent (hooks included)"
+        f" {agents_cpu * 1000:.1f} ms"
+    )
     if gaps:
         print(
             f"{'':>4}server-side gap between events: median {statistics.median(gaps) * 1000:.1f}"
@@ -109,11 +185,22 @@ def main() -> None:
         args.hosts, args.runs = [1], 2
     header("e2e latency: create-deployment -> Succeeded, trivial bundle, AllAtOnce")
     with work_dir(args.keep) as work:
-        floor = local_floor(bundle_zip(work / "www-local")[0], work / "local", args.runs)
-        print(f"agent work floor (deploy_local in-process, same bundle): {floor * 1000:.1f} ms")
+        floors: dict[int, float] = {}
+        for hosts in args.hosts:
+            if hosts == 1:
+                bundle = bundle_zip(work / "www-local")[0]
+                floors[1] = local_floor(bundle, work / "local-1", args.runs)
+                how = "deploy_local in-process"
+            else:
+                floors[hosts] = parallel_floor(work / f"local-{hosts}", hosts, args.runs)
+                how = f"deploy_local in {hosts} processes at once"
+            print(
+                f"agents' own work, {hosts} host(s) ({how}, same bundle, no server):"
+                f" {floors[hosts] * 1000:.1f} ms"
+            )
         results = {h: measure(work, h, args.runs, args.database) for h in args.hosts}
     for hosts, total in results.items():
-        overhead = (total - floor) / EVENTS_PER_HOST
+        overhead = (total - floors[hosts]) / EVENTS_PER_HOST
         verdict = "met" if overhead < TARGET_OVERHEAD else "NOT met"
         print(
             f"{hosts:>3} host(s): protocol overhead {overhead * 1000:.1f} ms per lifecycle event "
