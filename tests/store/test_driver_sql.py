@@ -105,7 +105,7 @@ def test_each_many_statement_names_a_value_for_every_placeholder() -> None:
     assert len(statements) == 7
     for many in statements:
         assert many.sql["sqlite"].count("?") == len(many.keys), many.sql
-        assert many.sql["postgresql"].count("%s") == len(many.postgresql_keys), many.sql
+        assert many.sql["postgresql"].count("%b") == len(many.postgresql_keys), many.sql
         assert "?" not in many.sql["postgresql"], many.sql
 
 
