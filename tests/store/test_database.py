@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from opendeploy.store.database import Store, engine_url
 
@@ -182,8 +182,8 @@ def test_a_writer_that_gives_up_does_not_block_the_next() -> None:
 
 
 def test_combined_writes_commit_together_and_each_gets_its_own_result(database_url: str) -> None:
-    """Group commit: writers queued at once share one transaction (SQLite), and a failing write
-    fails only its own caller."""
+    """Group commit: writers queued at once share one transaction, and a failing write fails
+    only its own caller."""
     store = Store.open(database_url)
     db = store.database
     with db.write() as conn:
@@ -267,6 +267,40 @@ def test_writes_from_an_event_loop_commit_together_with_threads_writes(database_
     finally:
         with db.write() as conn:
             conn.execute(text("DROP TABLE combined_a"))
+        store.close()
+
+
+def test_writes_queued_together_share_few_transactions(database_url: str) -> None:
+    """Fifty writes from an event loop at once: a handful of commits, not fifty (on PostgreSQL
+    too, where each transaction costs round trips and a WAL flush)."""
+    import asyncio
+
+    store = Store.open(database_url)
+    db = store.database
+    with db.write() as conn:
+        conn.execute(text("CREATE TABLE combined_n (k INTEGER PRIMARY KEY)"))
+
+    def insert(k: int) -> Any:
+        return lambda conn: conn.execute(text("INSERT INTO combined_n VALUES (:k)"), {"k": k})
+
+    async def main() -> None:
+        await asyncio.gather(*(db.combined_async(insert(k)) for k in range(50)))
+
+    commits: list[object] = []
+
+    def count(conn: object) -> None:
+        commits.append(conn)
+
+    try:
+        event.listen(db.engine, "commit", count)
+        asyncio.run(main())
+        event.remove(db.engine, "commit", count)
+        with db.read() as conn:
+            assert conn.execute(text("SELECT count(*) FROM combined_n")).scalar_one() == 50
+        assert len(commits) <= 10, f"{len(commits)} transactions for 50 writes"
+    finally:
+        with db.write() as conn:
+            conn.execute(text("DROP TABLE combined_n"))
         store.close()
 
 
