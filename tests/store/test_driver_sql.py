@@ -102,7 +102,7 @@ def test_reports_are_stored_as_core_stores_them(store: Store) -> None:
 
 def test_each_many_statement_names_a_value_for_every_placeholder() -> None:
     statements = [v for v in vars(driver_sql).values() if isinstance(v, driver_sql.Many)]
-    assert len(statements) == 7
+    assert len(statements) == 8
     for many in statements:
         assert many.sql["sqlite"].count("?") == len(many.keys), many.sql
         assert many.sql["postgresql"].count("%b") == len(many.postgresql_keys), many.sql
@@ -259,3 +259,49 @@ def test_mark_seen_passes_over_a_command_a_report_is_writing(postgres_url: str) 
         assert [r["command_id"] for r in changed.values()] == [held]
     finally:
         s.close()
+
+
+def _touched(store: Store, prefix: str) -> dict[str, tuple[object, object]]:
+    """Three instances' (last_seen_at, unreachable_since) after signs of life at T0 + 5 s."""
+    from sqlalchemy import select
+
+    i = tables.on_premises_instances
+    start = {"quiet": (None, T0), "newer": (T0 + timedelta(seconds=10), T0), "older": (T0, None)}
+    with store.database.write() as conn:
+        conn.execute(
+            insert(i),
+            [
+                {
+                    "name": prefix + name,
+                    "instance_arn": f"arn:aws:codedeploy:us-east-1:0:instance/{prefix}{name}_x",
+                    "register_time": T0,
+                    "last_seen_at": seen,
+                    "unreachable_since": unreachable,
+                }
+                for name, (seen, unreachable) in start.items()
+            ],
+        )
+    store.instances.touch_many({prefix + name: T0 + timedelta(seconds=5) for name in start})
+    with store.database.read() as conn:
+        rows = conn.execute(
+            select(i.c.name, i.c.last_seen_at, i.c.unreachable_since).where(
+                i.c.name.startswith(prefix)
+            )
+        ).all()
+    return {str(name).removeprefix(prefix): (seen, unreachable) for name, seen, unreachable in rows}
+
+
+def test_signs_of_life_are_stored_as_core_stores_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = _touched(store, "fast-")
+    monkeypatch.setattr(driver_sql, "supports", lambda conn: False)
+    assert (
+        _touched(store, "core-")
+        == fast
+        == {
+            "quiet": (T0 + timedelta(seconds=5), None),
+            "newer": (T0 + timedelta(seconds=10), T0),  # never moved back
+            "older": (T0 + timedelta(seconds=5), None),
+        }
+    )

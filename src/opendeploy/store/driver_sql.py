@@ -407,3 +407,16 @@ MARK_SEEN = Many(
     "FOR UPDATE SKIP LOCKED)",
     postgresql_keys=["b_status", "b_id", "b_id"],
 )
+_I = tables.on_premises_instances
+_TOUCH_INSTANCES = [("b_seen", _I.c.last_seen_at), ("b_name", _I.c.name)]
+# A sign of life never moves ``last_seen_at`` back (a later call, or another replica, may have
+# written a newer one).
+TOUCH_INSTANCES = Many(
+    "UPDATE on_premises_instances SET last_seen_at = ?, unreachable_since = NULL "
+    "WHERE name = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
+    [*_TOUCH_INSTANCES, ("b_seen", _I.c.last_seen_at)],
+    postgresql_sql="UPDATE on_premises_instances AS i SET last_seen_at = v.b_seen, "
+    f"unreachable_since = NULL FROM {_unnest('v', _TOUCH_INSTANCES)} "
+    "WHERE i.name = v.b_name AND (i.last_seen_at IS NULL OR i.last_seen_at < v.b_seen)",
+    postgresql_keys=["b_seen", "b_name"],
+)

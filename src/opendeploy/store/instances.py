@@ -19,11 +19,20 @@ from opendeploy.service_errors import (
     InstanceNameAlreadyRegisteredError,
     InstanceNotRegisteredError,
 )
-from opendeploy.store import tables
+from opendeploy.store import driver_sql, tables
 from opendeploy.store._base import Repository
 
 _T = tables.on_premises_instances
 _TAGS = tables.instance_tags
+
+_TOUCH = (
+    update(_T)
+    .where(
+        _T.c.name == bindparam("b_name"),
+        or_(_T.c.last_seen_at.is_(None), _T.c.last_seen_at < bindparam("b_seen")),
+    )
+    .values(last_seen_at=bindparam("b_seen"), unreachable_since=None)
+)
 
 
 def not_registered(name: str) -> InstanceNotRegisteredError:
@@ -216,17 +225,9 @@ class OnPremisesInstances(Repository):
         """
         if not seen:
             return
-        statement = (
-            update(_T)
-            .where(
-                _T.c.name == bindparam("b_name"),
-                or_(_T.c.last_seen_at.is_(None), _T.c.last_seen_at < bindparam("b_seen")),
-            )
-            .values(last_seen_at=bindparam("b_seen"), unreachable_since=None)
-        )
         rows = [{"b_name": name, "b_seen": when} for name, when in seen.items()]
         with self.db.write() as conn:
-            conn.execute(statement, rows)
+            driver_sql.execute_many(conn, _TOUCH, driver_sql.TOUCH_INSTANCES, rows)
 
     @staticmethod
     def _require_registered(conn: Connection, names: Sequence[str]) -> None:
