@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import importlib.resources
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 
@@ -317,5 +319,39 @@ def test_the_migrations_build_the_schema_the_tables_describe(database_url: str) 
             context = MigrationContext.configure(conn, opts={"compare_type": False})
             diff = compare_metadata(context, tables.metadata)
         assert diff == []
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_runs_a_batch_beside_a_slow_one(postgres_url: str) -> None:
+    """A write queued while a batch has been in flight for a while does not wait for it: on
+    PostgreSQL another batch starts beside it (a database some way off must not make every
+    write wait out everything queued before it)."""
+    from opendeploy.store import database as dbmod
+
+    store = Store.open(postgres_url)
+    db = store.database
+    done: dict[str, float] = {}
+    started = threading.Event()
+
+    def slow_work(conn: Any) -> None:
+        started.set()
+        conn.execute(text("SELECT pg_sleep(1.5)"))
+
+    def slow() -> None:
+        db.combined(slow_work)
+        done["slow"] = time.monotonic()
+
+    try:
+        first = threading.Thread(target=slow)
+        first.start()
+        assert started.wait(10)
+        # The rule is about time: only a batch in flight for this long gets company.
+        time.sleep(dbmod.POSTGRES_BATCH_OVERLAP_AFTER_S * 2)
+        assert db.combined(lambda conn: conn.execute(text("SELECT 7")).scalar_one()) == 7
+        done["fast"] = time.monotonic()
+        first.join(10)
+        assert done["fast"] < done["slow"]
     finally:
         store.close()
