@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,11 +13,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from sqlalchemy import event
 
 from opendeploy.agent.spec import S3Revision, parse_deployment_spec
 from opendeploy.api.commands.handlers import public_diagnostics
 from opendeploy.store import commands as cmd_store
+from opendeploy.store import driver_sql
 from tests._stored import bare_deployment
 from tests.engine.agent_sim import (
     AGENT_EVENTS,
@@ -261,19 +262,17 @@ def test_held_polls_keep_their_hosts_alive_in_batched_writes(
     with running_cluster(settings) as cluster:
         agents = [cluster.add_instance(f"web-{i}", {"app": "web"}) for i in range(5)]
         names = [a.name for a in agents]
-        engine = cluster.server.store.database.engine
+        touch = driver_sql.TOUCH_INSTANCES
         seen_writes: list[int] = []  # rows per UPDATE of on_premises_instances
 
-        def count(
-            _conn: Any, _cursor: Any, statement: str, params: Any, _ctx: Any, many: bool
-        ) -> None:
-            if statement.lstrip().upper().startswith("UPDATE ON_PREMISES_INSTANCES"):
-                seen_writes.append(len(params) if many else 1)
+        def count(conn: Any, rows: Sequence[Any]) -> None:
+            seen_writes.append(len(rows))
+            type(touch).execute(touch, conn, rows)
 
         with ThreadPoolExecutor(len(agents)) as pool:
             held = [pool.submit(a.poll) for a in agents]
             _wait_held(cluster, *names)
-            event.listen(engine, "before_cursor_execute", count)
+            touch.execute = count  # type: ignore[method-assign]
             try:
                 began = time.monotonic()
                 time.sleep(4)  # the polls are held for this long: several dead-agent windows
@@ -281,7 +280,7 @@ def test_held_polls_keep_their_hosts_alive_in_batched_writes(
                 instances = cluster.server.store.instances.get_many(names)
                 now = datetime.now(UTC)
             finally:
-                event.remove(engine, "before_cursor_execute", count)
+                del touch.execute
             assert [f.result(timeout=20) for f in held] == [None] * len(agents)
     for instance in instances:
         assert instance is not None and instance["last_seen_at"] is not None
