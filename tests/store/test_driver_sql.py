@@ -4,9 +4,11 @@ on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import insert
 
 from opendeploy.engine import worker
@@ -305,3 +307,27 @@ def test_signs_of_life_are_stored_as_core_stores_them(
             "older": (T0 + timedelta(seconds=5), None),
         }
     )
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(2300, 1, 1),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+        ),
+    )
+)
+def test_sqlite_times_are_the_text_core_stores(value: datetime) -> None:
+    from sqlalchemy.dialects import sqlite
+
+    dialect = sqlite.dialect()
+    column = tables.host_commands.c.delivered_at
+    core = column.type.dialect_impl(dialect).bind_processor(dialect)
+    assert core is not None
+    assert driver_sql._sqlite_utc_text(value) == core(value)
+
+
+def test_a_naive_time_is_refused_as_core_refuses_it() -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        driver_sql._sqlite_utc_text(datetime(2026, 1, 1))

@@ -40,12 +40,31 @@ def supports(conn: Connection) -> bool:
     return conn.dialect.name in _DIALECTS
 
 
-def _binder(column: Any, dialect: str) -> Callable[[Any], Any]:
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """What :class:`~opendeploy.store.tables.UTCDateTime` and SQLite's DATETIME make of a time
+    (naive UTC text, always with microseconds), without their ``%`` formatting of seven
+    fields: at ten thousand hosts that formatting was 3% of the server's CPU."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the store only takes aware datetimes")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    text = value.replace(tzinfo=None).isoformat(" ")
+    return text if value.microsecond else text + ".000000"
+
+
+def _processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     """The conversion SQLAlchemy applies to ``column``'s values on ``dialect`` (the dialect's
     own implementation of the type: PostgreSQL's JSON wraps values for psycopg, SQLite's
-    serializes them)."""
-    d = _DIALECTS[dialect]
-    process = column.type.dialect_impl(d).bind_processor(d)
+    serializes them); None where values go as they are."""
+    if dialect.name == SQLITE and isinstance(column.type, tables.UTCDateTime):
+        return _sqlite_utc_text
+    return column.type.dialect_impl(dialect).bind_processor(dialect)  # type: ignore[no-any-return]
+
+
+def _binder(column: Any, dialect: str) -> Callable[[Any], Any]:
+    process = _processor(column, _DIALECTS[dialect])
     return process if process is not None else (lambda value: value)
 
 
@@ -261,10 +280,6 @@ class Many:
             for r in rows
         ]
         db.executemany(self.sql[dialect], values)
-
-
-def _processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
-    return column.type.dialect_impl(dialect).bind_processor(dialect)  # type: ignore[no-any-return]
 
 
 def _array(column: Any) -> str:
