@@ -355,3 +355,19 @@ def test_postgresql_runs_a_batch_beside_a_slow_one(postgres_url: str) -> None:
         assert done["fast"] < done["slow"]
     finally:
         store.close()
+
+
+def test_a_write_after_close_fails_at_once_and_so_does_the_next(database_url: str) -> None:
+    """A request still being served while the server shuts down gets an error, not a wait
+    that never ends (nor leaves the next caller one)."""
+    import asyncio
+
+    store = Store.open(database_url)
+    store.close()
+
+    async def write() -> object:
+        return await store.database.combined_async(lambda conn: 1)
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            asyncio.run(asyncio.wait_for(write(), 10))

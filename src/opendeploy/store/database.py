@@ -303,7 +303,13 @@ class Database:
             lead = not self._leading
             self._leading = True
         if lead:
-            self._loop_leader.submit(self._lead_for_loops)
+            try:
+                self._loop_leader.submit(self._lead_for_loops)
+            except RuntimeError:  # closed: say so to this caller, and leave no job behind
+                with self._pending_lock:
+                    self._pending.remove(job)
+                    self._leading = False
+                raise
         return await job.future
 
     def _enqueue_in_parallel(self, job: _Job[Any]) -> None:
@@ -319,7 +325,14 @@ class Database:
             if start:
                 self._leaders += 1
         if start:
-            self._loop_leader.submit(self._lead_in_parallel)
+            try:
+                self._loop_leader.submit(self._lead_in_parallel)
+            except RuntimeError:  # closed: say so to this caller, and leave no job behind
+                with self._pending_lock:
+                    self._leaders -= 1
+                    if job in self._pending:
+                        self._pending.remove(job)
+                raise
 
     def _lead_in_parallel(self) -> None:
         """PostgreSQL: run what is queued, batch after batch, until nothing is."""

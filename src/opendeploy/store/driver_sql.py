@@ -9,11 +9,14 @@ what the writes cost the server; on PostgreSQL Core's share was about a third of
 CPU in a fleet. Here they are plain SQL on the ``sqlite3`` or ``psycopg`` connection that
 SQLAlchemy's transaction holds (the transaction's commit ends them), with values converted by the
 columns' own SQLAlchemy types for that dialect, so what is stored is exactly what the Core
-statements store. The Core statements stay beside them (in ``commands`` and ``engine.worker``)
-for any other dialect; ``tests/store/test_driver_sql.py`` compares the two on both databases.
+statements store. The Core statements stay beside them (in ``commands``, ``instances`` and
+``engine.worker``) for any other dialect; ``tests/store/test_driver_sql.py`` compares the two
+on both databases.
 
-SQL is written once with ``?`` placeholders (SQLite's) and translated to ``%s`` (psycopg's);
-where the two dialects need different SQL, the statement says so.
+SQL is written with ``?`` placeholders (SQLite's), translated to psycopg's ``%s``; where the
+two dialects need different SQL, the statement says so. The statements run for many rows at
+once (:class:`Many`) are one ``executemany`` on SQLite and, on PostgreSQL, one statement over
+arrays of the rows' values (``unnest``), sent in binary (``%b``).
 """
 
 from __future__ import annotations
