@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,15 +12,6 @@ from opendeploy.store.database import Store
 from tests._stored import bare_deployment
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store.open(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _deployment(store: Store, deployment_id: str = "d-AAAAAAAAA") -> str:

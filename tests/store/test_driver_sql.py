@@ -3,13 +3,12 @@ on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from opendeploy.engine import worker
 from opendeploy.store import commands as c
@@ -20,13 +19,21 @@ from tests._stored import bare_deployment
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store.open(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
+def _add_targets(conn: Connection, dep: str, names: list[str]) -> None:
+    conn.execute(
+        insert(tables.deployment_targets),
+        [
+            {
+                "deployment_id": dep,
+                "target_id": name,
+                "target_arn": f"arn:aws:codedeploy:us-east-1:0:instance/{name}_x",
+                "target_type": "InstanceTarget",
+                "status": "Pending",
+                "last_updated_at": T0,
+            }
+            for name in names
+        ],
+    )
 
 
 def test_target_instances_match_the_core_query(store: Store) -> None:
@@ -51,20 +58,7 @@ def test_target_instances_match_the_core_query(store: Store) -> None:
                 for name, (seen, gone, unreachable) in times.items()
             ],
         )
-        conn.execute(
-            insert(tables.deployment_targets),
-            [
-                {
-                    "deployment_id": dep,
-                    "target_id": name,
-                    "target_arn": f"arn:aws:codedeploy:us-east-1:0:instance/{name}_x",
-                    "target_type": "InstanceTarget",
-                    "status": "Pending",
-                    "last_updated_at": T0,
-                }
-                for name in ("web-1", "web-2", "web-3")
-            ],
-        )
+        _add_targets(conn, dep, ["web-1", "web-2", "web-3"])
     with store.database.read() as conn:
         fast = driver_sql.target_instances(conn, dep)
         core = {
@@ -114,20 +108,7 @@ def test_each_many_statement_names_a_value_for_every_placeholder() -> None:
 def _engine_writes(store: Store, dep: str) -> list[str]:
     """A pass's worth of the engine's writes to ``dep`` (two targets): their command ids."""
     with store.database.write() as conn:
-        conn.execute(
-            insert(tables.deployment_targets),
-            [
-                {
-                    "deployment_id": dep,
-                    "target_id": name,
-                    "target_arn": f"arn:aws:codedeploy:us-east-1:0:instance/{name}_x",
-                    "target_type": "InstanceTarget",
-                    "status": "Pending",
-                    "last_updated_at": T0,
-                }
-                for name in ("web-1", "web-2")
-            ],
-        )
+        _add_targets(conn, dep, ["web-1", "web-2"])
         driver_sql.execute_many(
             conn,
             worker._INSERT_EVENT,

@@ -323,34 +323,40 @@ def _unnest(alias: str, params: Sequence[tuple[str, Any]]) -> str:
     return f"unnest({arrays}) AS {alias}({', '.join(key for key, _ in params)})"
 
 
-# Where the same row appears twice in the rows of one call, executemany applies both in order
-# and UPDATE … FROM one of them: the engine never names a row twice in one write.
-_SET_TARGET_STATUS = [
-    ("b_status", _TG.c.status),
-    ("b_at", _TG.c.last_updated_at),
-    ("b_dep", _TG.c.deployment_id),
-    ("b_target", _TG.c.target_id),
-]
-SET_TARGET_STATUS = Many(
-    "UPDATE deployment_targets SET status = ?, last_updated_at = ? "
-    "WHERE deployment_id = ? AND target_id = ?",
-    _SET_TARGET_STATUS,
-    postgresql_sql="UPDATE deployment_targets AS t SET status = v.b_status, "
-    f"last_updated_at = v.b_at FROM {_unnest('v', _SET_TARGET_STATUS)} "
-    "WHERE t.deployment_id = v.b_dep AND t.target_id = v.b_target",
-)
-_TOUCH_TARGET = [
-    ("b_at", _TG.c.last_updated_at),
-    ("b_dep", _TG.c.deployment_id),
-    ("b_target", _TG.c.target_id),
-]
-TOUCH_TARGET = Many(
-    "UPDATE deployment_targets SET last_updated_at = ? WHERE deployment_id = ? AND target_id = ?",
-    _TOUCH_TARGET,
-    postgresql_sql="UPDATE deployment_targets AS t SET last_updated_at = v.b_at "
-    f"FROM {_unnest('v', _TOUCH_TARGET)} "
-    "WHERE t.deployment_id = v.b_dep AND t.target_id = v.b_target",
-)
+def _update(
+    table: Any,
+    sets: Sequence[tuple[str, str]],
+    where: Sequence[tuple[str, str]],
+    *,
+    fixed: str = "",
+    sqlite_also: str = "",
+    postgresql_also: str = "",
+) -> Many:
+    """``UPDATE table SET <column = key …> WHERE <column = key …>`` from dicts with those keys
+    (``fixed``: a literal assignment first; ``*_also``: a literal condition added to the WHERE,
+    the PostgreSQL one naming the table as ``t``). One executemany on SQLite; on PostgreSQL one
+    ``UPDATE … FROM unnest(…)`` for all the rows.
+
+    Where the same row appears twice in one call, executemany applies both in order and
+    UPDATE … FROM one of them: the engine never names a row twice in one write."""
+    params = [(key, table.c[column]) for column, key in (*sets, *where)]
+    first = [fixed] if fixed else []
+    sqlite_where = [f"{column} = ?" for column, _ in where] + ([sqlite_also] if sqlite_also else [])
+    pg_where = [f"t.{column} = v.{key}" for column, key in where]
+    pg_where += [postgresql_also] if postgresql_also else []
+    return Many(
+        f"UPDATE {table.name} SET {', '.join(first + [f'{c} = ?' for c, _ in sets])} "
+        f"WHERE {' AND '.join(sqlite_where)}",
+        params,
+        postgresql_sql=f"UPDATE {table.name} AS t "
+        f"SET {', '.join(first + [f'{c} = v.{k}' for c, k in sets])} "
+        f"FROM {_unnest('v', params)} WHERE {' AND '.join(pg_where)}",
+    )
+
+
+_TARGET = [("deployment_id", "b_dep"), ("target_id", "b_target")]
+SET_TARGET_STATUS = _update(_TG, [("status", "b_status"), ("last_updated_at", "b_at")], _TARGET)
+TOUCH_TARGET = _update(_TG, [("last_updated_at", "b_at")], _TARGET)
 INSERT_EVENT = _insert(
     _EV,
     [
@@ -364,38 +370,25 @@ INSERT_EVENT = _insert(
         "diagnostics",
     ],  # fmt: skip
 )
-_SET_EVENT = [
-    ("b_status", _EV.c.status),
-    ("b_start", _EV.c.start_time),
-    ("b_end", _EV.c.end_time),
-    ("b_diagnostics", _EV.c.diagnostics),
-    ("b_dep", _EV.c.deployment_id),
-    ("b_target", _EV.c.target_id),
-    ("b_position", _EV.c.position),
-]
-SET_EVENT = Many(
-    "UPDATE lifecycle_events SET status = ?, start_time = ?, end_time = ?, diagnostics = ? "
-    "WHERE deployment_id = ? AND target_id = ? AND position = ?",
-    _SET_EVENT,
-    postgresql_sql="UPDATE lifecycle_events AS e SET status = v.b_status, "
-    "start_time = v.b_start, end_time = v.b_end, diagnostics = v.b_diagnostics "
-    f"FROM {_unnest('v', _SET_EVENT)} "
-    "WHERE e.deployment_id = v.b_dep AND e.target_id = v.b_target AND e.position = v.b_position",
+SET_EVENT = _update(
+    _EV,
+    [
+        ("status", "b_status"),
+        ("start_time", "b_start"),
+        ("end_time", "b_end"),
+        ("diagnostics", "b_diagnostics"),
+    ],
+    [*_TARGET, ("position", "b_position")],
 )
-_CLOSE_COMMANDS = [
-    ("b_now", _C.c.closed_at),
-    ("b_dep", _C.c.deployment_id),
-    ("b_name", _C.c.instance_name),
-]
 # ``+closed_at``: not an index term. Otherwise SQLite (no statistics) picks the index on
 # (deployment_id, closed_at) and scans every open command of the deployment for each name.
-CLOSE_COMMANDS = Many(
-    "UPDATE host_commands SET status = 'Closed', closed_at = ? "
-    "WHERE deployment_id = ? AND instance_name = ? AND +closed_at IS NULL",
-    _CLOSE_COMMANDS,
-    postgresql_sql="UPDATE host_commands AS h SET status = 'Closed', closed_at = v.b_now "
-    f"FROM {_unnest('v', _CLOSE_COMMANDS)} "
-    "WHERE h.deployment_id = v.b_dep AND h.instance_name = v.b_name AND h.closed_at IS NULL",
+CLOSE_COMMANDS = _update(
+    _C,
+    [("closed_at", "b_now")],
+    [("deployment_id", "b_dep"), ("instance_name", "b_name")],
+    fixed="status = 'Closed'",
+    sqlite_also="+closed_at IS NULL",
+    postgresql_also="t.closed_at IS NULL",
 )
 INSERT_COMMAND = _insert(
     _C,
