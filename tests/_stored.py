@@ -18,6 +18,23 @@ def server_store(server: RunningServer) -> Store:
     return Store.open(f"sqlite:///{server.data_dir.resolve() / 'opendeploy.db'}")
 
 
+def stored_group(store: Store, app: str, group: str, *, now: datetime, **settings: Any) -> None:
+    """A Server application ``app`` with an AllAtOnce deployment group ``group`` (``settings``
+    over those defaults), recorded in ``store``."""
+    app_row = store.applications.create(name=app, compute_platform="Server", now=now)
+    store.deployment_groups.create(
+        application_id=app_row["application_id"],
+        app_name=app,
+        name=group,
+        settings={
+            "compute_platform": "Server",
+            "deployment_config_name": "CodeDeployDefault.AllAtOnce",
+            **settings,
+        },
+        now=now,
+    )
+
+
 def stored_deployment(
     store: Store,
     app: str,
@@ -94,18 +111,7 @@ def deployment_to_instances(
                 for n in names
             ],
         )
-    app_row = store.applications.create(name=app, compute_platform="Server", now=now)
-    store.deployment_groups.create(
-        application_id=app_row["application_id"],
-        app_name=app,
-        name="g",
-        settings={
-            "compute_platform": "Server",
-            "deployment_config_name": "CodeDeployDefault.AllAtOnce",
-            "service_role_arn": "arn:aws:iam::0:role/r",
-        },
-        now=now,
-    )
+    stored_group(store, app, "g", now=now, service_role_arn="arn:aws:iam::0:role/r")
     dep = stored_deployment(
         store, app, "g", now=now, select_targets=lambda rows: [(n, arn(n), None) for n in names]
     )

@@ -20,7 +20,7 @@ from botocore import xform_name
 from opendeploy.cli.aws_commands import service_model
 from opendeploy.cli.aws_names import AWS_COMMANDS, OPERATIONS
 from opendeploy.testing.server import RunningServer, running_server
-from tests._stored import server_store, stored_deployment
+from tests._stored import server_store, stored_deployment, stored_group
 from tests.cli._aws_cli import OPENDEPLOY, ROLE, local_server_env, run
 
 
@@ -499,17 +499,7 @@ def _stored_deployment(server: RunningServer, app: str, *, status: str, **column
     now = datetime.now(UTC)
     store = server_store(server)
     try:
-        app_row = store.applications.create(name=app, compute_platform="Server", now=now)
-        store.deployment_groups.create(
-            application_id=app_row["application_id"],
-            app_name=app,
-            name="group",
-            settings={
-                "compute_platform": "Server",
-                "deployment_config_name": "CodeDeployDefault.AllAtOnce",
-            },
-            now=now,
-        )
+        stored_group(store, app, "group", now=now)
         deployment_id: str = stored_deployment(
             store,
             app,
