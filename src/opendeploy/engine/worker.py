@@ -617,12 +617,12 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
                 .where(_G.c.deployment_group_id == loaded.row["deployment_group_id"])
                 .values(last_successful_deployment_id=dep_id)
             )
-    # Statements are executed once per kind with many parameter sets (executemany): built and
-    # run per target, their SQLAlchemy overhead made applying a pass O(targets) statements, the
-    # largest cost per host-event in a fleet of thousands.
-    # They run as plain SQL on the driver's connection (store.driver_sql): with
-    # thousands of targets changing per pass, SQLAlchemy's processing of each parameter set was
-    # most of what applying cost.
+    # Statements are executed once per kind for all their rows: built and run per target, their
+    # SQLAlchemy overhead made applying a pass O(targets) statements, the largest cost per
+    # host-event in a fleet of thousands. They run as plain SQL on the driver's connection
+    # (store.driver_sql: an executemany on SQLite, one statement over arrays on PostgreSQL):
+    # with thousands of targets changing per pass, SQLAlchemy's processing of each parameter set
+    # was most of what applying cost.
     updated_targets = {tu.instance_id for tu in d.target_updates}
     driver_sql.execute_many(
         conn,

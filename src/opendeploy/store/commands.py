@@ -521,7 +521,8 @@ def close(
     """Close the open commands of these targets (the engine is done with them)."""
     names = list(instance_names)
     if driver_sql.supports(conn):
-        # One statement per name: the index on (deployment, instance) finds each at once.
+        # By (deployment, instance), which the index finds at once: per name on SQLite, all the
+        # names in one statement over an array on PostgreSQL.
         rows = [{"b_now": now, "b_dep": deployment_id, "b_name": name} for name in names]
         driver_sql.CLOSE_COMMANDS.execute(conn, rows)
         return
