@@ -312,3 +312,49 @@ def test_sqlite_times_are_the_text_core_stores(value: datetime) -> None:
 def test_a_naive_time_is_refused_as_core_refuses_it() -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         driver_sql._sqlite_utc_text(datetime(2026, 1, 1))
+
+
+def _reports(store: Store, dep: str) -> list[object]:
+    """A command of ``dep`` claimed, acknowledged and completed, a second completion too late,
+    an acknowledgement and a completion by a host that does not own it: what each answered."""
+    with store.database.write() as conn:
+        first = c.dispatch(conn, dep, "web-1", "ApplicationStop", T0)
+    diag = {"errorCode": "Success", "message": "é ✓", "scriptName": "", "logTail": "a\nb"}
+    claimed = store.commands.claim_next("web-1", now=T0 + timedelta(seconds=1))
+    assert claimed is not None
+    return [
+        (claimed["command_id"] == first, claimed["others_deliverable"]),
+        store.commands.acknowledge(first, now=T0 + timedelta(seconds=2), noop=True),
+        store.commands.acknowledge(first, now=T0, noop=False, owner="web-2"),
+        store.commands.complete(
+            first, now=T0 + timedelta(seconds=3), result="Succeeded", diagnostics=diag
+        ),
+        store.commands.complete(first, now=T0, result="Failed", diagnostics=None),
+        store.commands.complete(first, now=T0, result="Failed", diagnostics=None, owner="web-2"),
+        store.commands.acknowledge(first, now=T0, noop=False),
+        store.commands.claim_next("web-1", now=T0 + c.REDELIVER_AFTER * 2),
+    ]
+
+
+def test_the_reports_answer_and_store_what_core_does(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = bare_deployment(store, "d-AAAAAAAAA", now=T0)
+    fast_answers = _reports(store, fast)
+    core = bare_deployment(store, "d-BBBBBBBBB", now=T0)
+    monkeypatch.setattr(driver_sql, "supports", lambda conn: False)
+    assert (
+        _reports(store, core)
+        == fast_answers
+        == [
+            (True, False),
+            "InProgress",
+            None,
+            True,
+            False,
+            None,
+            "Succeeded",
+            None,
+        ]
+    )
+    assert _rows(store, core) == _rows(store, fast)
