@@ -44,15 +44,19 @@ TARGET_ONE_HOST = 0.5
 TARGET_OVERHEAD = 0.020
 
 
+def _local_options(bundle: bytes, archive: Path) -> LocalOptions:
+    """``deploy_local``'s options for ``bundle``, written to ``archive``."""
+    archive.write_bytes(bundle)
+    return LocalOptions(
+        bundle_location=str(archive), bundle_type="zip", file_exists_behavior="OVERWRITE"
+    )
+
+
 def local_floor(bundle: bytes, directory: Path, runs: int) -> float:
     """Median seconds of the same deployment done in-process, without server or network."""
     directory.mkdir(parents=True)
-    archive = directory / "bundle.zip"
-    archive.write_bytes(bundle)
+    options = _local_options(bundle, directory / "bundle.zip")
     config = AgentConfig(root_dir=directory / "root", log_dir=directory / "log")
-    options = LocalOptions(
-        bundle_location=str(archive), bundle_type="zip", file_exists_behavior="OVERWRITE"
-    )
     times = []
     for attempt in range(runs + 1):
         started = time.perf_counter()
@@ -86,15 +90,10 @@ def parallel_floor(directory: Path, hosts: int, runs: int) -> float:
     started together (the first start to the last end): the hosts' own work on this machine.
     Each installs into a directory of its own (on a real fleet each host has its own disk)."""
     directory.mkdir(parents=True)
-    options = []
-    for n in range(hosts):
-        archive = directory / f"bundle-{n}.zip"
-        archive.write_bytes(bundle_zip(directory / f"www-{n}")[0])
-        options.append(
-            LocalOptions(
-                bundle_location=str(archive), bundle_type="zip", file_exists_behavior="OVERWRITE"
-            )
-        )
+    options = [
+        _local_options(bundle_zip(directory / f"www-{n}")[0], directory / f"bundle-{n}.zip")
+        for n in range(hosts)
+    ]
     # fork: the children start with everything imported, as a running agent has.
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(hosts)
