@@ -41,7 +41,8 @@ from starlette.routing import BaseRoute
 from opendeploy.api.app import ServiceBinding, create_app
 from opendeploy.api.backlog import Backlog, watch_event_loop
 from opendeploy.api.commands import command_service
-from opendeploy.api.commands.agent_version import AgentVersionMiddleware
+from opendeploy.api.commands.agent_version import HEADER as AGENT_VERSION_HEADER
+from opendeploy.api.commands.agent_version import AgentVersionMiddleware, agent_version
 from opendeploy.api.commands.credentials import instance_credentials_route
 from opendeploy.api.commands.handlers import CommandApi
 from opendeploy.api.commands.signing import SpecSigner, self_signed, write_private
@@ -335,6 +336,8 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             ],
             lifespan=lifespan,
             backlog=backlog,
+            # POST / bypasses the middleware, so it sets the agent's version itself.
+            context_headers={AGENT_VERSION_HEADER: agent_version},
         )
         app.add_middleware(AgentVersionMiddleware)
     except BaseException:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -71,8 +72,14 @@ def list_applications(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     return {"applications": page, "nextToken": token}
 
 
+#: Set from the request's ``x-test-note`` header (create_app's ``context_headers``).
+NOTE: ContextVar[str | None] = ContextVar("note", default=None)
+NOTES: list[str | None] = []
+
+
 def list_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     _record("ListDeployments", ctx, params)
+    NOTES.append(NOTE.get())
     return {"deployments": []}
 
 
@@ -103,6 +110,7 @@ def _app(clock_offset: timedelta = timedelta()) -> Any:
             store=cast(Any, None), settings=settings, principal=key, request_id=rid
         ),
         clock=lambda: datetime.now(UTC) + clock_offset,
+        context_headers={b"x-test-note": NOTE},
     )
 
 
@@ -281,6 +289,24 @@ def test_mistyped_member_names_the_field_and_uses_the_specific_code(
     assert response.status_code == 400
     assert error["__type"] == "InvalidTagsToAddException"
     assert "'tags'" in error["message"] and "must be a list" in error["message"]
+
+
+def test_a_context_header_reaches_the_json_handler_for_that_call_only(endpoint: str) -> None:
+    client = _client(endpoint, "json")
+    long_note = "first " + "x" * 100
+    notes = iter([long_note, None])
+
+    def add_note(request: Any, **_: Any) -> None:
+        if (note := next(notes)) is not None:
+            request.headers["X-Test-Note"] = note
+
+    client.meta.events.register("before-sign.codedeploy.ListDeployments", add_note)
+    NOTES.clear()
+    client.list_deployments()
+    client.list_deployments()
+    # Cut at 64 characters; the next call, without the header, sees none.
+    seen = list(NOTES)
+    assert seen == [long_note[:64], None]
 
 
 def test_unexpected_exception_is_a_500_internal_failure(

@@ -257,11 +257,14 @@ def create_app(
     lifespan: Lifespan[Starlette] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     backlog: Backlog | None = None,
+    context_headers: Mapping[bytes, ContextVar[str | None]] | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``services`` in both protocols, plus ``extra_routes``.
 
     ``backlog``, when given, counts each call from its arrival until it is handled (what the
     engine's dead-agent rule allows for; see :mod:`opendeploy.api.backlog`).
+    ``context_headers``: request headers (lower-case names) whose value a JSON call's handler
+    reads from a context variable (the agent's version), set for that call only.
 
     Example::
 
@@ -272,6 +275,7 @@ def create_app(
         )
     """
     dispatch = _Dispatcher(services, lookup_secret, context_factory, clock, backlog)
+    header_variables = dict(context_headers or {})
 
     async def rpc_v2_cbor(request: Request) -> Response:
         target = (request.path_params["service"], request.path_params["operation"])
@@ -354,13 +358,19 @@ def create_app(
             if not message.get("more_body", False):
                 break
         target = None
+        tokens = []
         for name, value in scope["headers"]:
             if name == b"x-amz-target":
                 target = parse_target(value.decode("latin-1"))
-                break
-        status, payload, headers = await _serve(
-            scope, receive, b"".join(chunks), AWS_JSON_1_1, target
-        )
+            elif (variable := header_variables.get(name)) is not None:
+                tokens.append((variable, variable.set(value.decode("latin-1")[:_HEADER_LIMIT])))
+        try:
+            status, payload, headers = await _serve(
+                scope, receive, b"".join(chunks), AWS_JSON_1_1, target
+            )
+        finally:
+            for variable, token in tokens:
+                variable.reset(token)
         raw_headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         ]
@@ -372,28 +382,59 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     routes: list[BaseRoute] = [
-        # _AwsJsonFastPath answers POST / before routing; the route stays so that other methods
+        # _AwsJsonFirst answers POST / before routing; the route stays so that other methods
         # get their 405. (A partial is not a function, so Starlette takes it as an ASGI app.)
         Route("/", functools.partial(aws_json), methods=["POST"]),
         Route("/service/{service}/operation/{operation}", rpc_v2_cbor, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         *extra_routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(_AwsJsonFastPath, endpoint=aws_json)
-    return app
+    return _AwsJsonFirst(aws_json, routes=routes, lifespan=lifespan)
 
 
-class _AwsJsonFastPath:
-    """Hands ``POST /`` to ``endpoint`` before Starlette's exception handling and routing;
-    everything else goes on to ``app``. Starlette's outermost error middleware still wraps it."""
+#: The longest value of a ``context_headers`` header kept (they name versions, not documents).
+_HEADER_LIMIT = 64
 
-    def __init__(self, app: ASGIApp, endpoint: ASGIApp) -> None:
-        self.app = app
-        self.endpoint = endpoint
+
+class _AwsJsonFirst(Starlette):
+    """Starlette, except that ``POST /`` goes straight to ``endpoint``, before any middleware.
+
+    Every call of a fleet's agents comes that way, and each layer it skipped (Starlette's error
+    middleware and routing, the middleware added with ``add_middleware``) was a per cent or two
+    of a 10,000-host server's CPU. That path does itself what it needed of them: it sets the
+    ``context_headers``, and answers 500 when its handler raises."""
+
+    def __init__(self, endpoint: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/":
-            await self.endpoint(scope, receive, send)
+            await _answer_500_on_error(self._endpoint, scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
+
+
+async def _answer_500_on_error(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """``app``, answering 500 (as Starlette's error middleware does) if it raises before it has
+    started its answer; the error goes on to the server, which logs it."""
+    started = False
+
+    async def _send(message: Any) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, _send)
+    except Exception:
+        if not started:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"Internal Server Error"})
+        raise
