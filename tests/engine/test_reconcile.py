@@ -349,6 +349,34 @@ def test_the_pass_that_fails_a_dead_agents_event_reports_it_unreachable() -> Non
     assert h.target("i-2").status is InstanceStatus.IN_PROGRESS
 
 
+def test_timeouts_fire_only_once_past_their_length_and_infinite_ones_never() -> None:
+    h = deployment(1, ALL_AT_ONCE)
+    h.settings = EngineSettings(event_timeout_seconds=10, agent_dead_after_seconds=20)
+    h.step(at(0))
+    h.ack("i-1", at(1))
+    h.poll("i-1", at(11))
+    h.step(at(11))  # running for exactly 10 s: not yet past the timeout
+    event = h.target("i-1").event(E.APPLICATION_STOP)
+    assert (event.status, event.start_time) == (LifecycleEventStatus.IN_PROGRESS, at(1))
+    h.step(at(11.5))
+    event = h.target("i-1").event(E.APPLICATION_STOP)
+    assert event.status is LifecycleEventStatus.FAILED
+    assert event.diagnostics is not None
+    assert "did not complete within 10 s" in event.diagnostics.message
+
+    forever = float("inf")
+    h = deployment(1, ALL_AT_ONCE)
+    h.settings = EngineSettings(
+        event_timeout_seconds=forever,
+        agent_dead_after_seconds=forever,
+        deployment_timeout_seconds=forever,
+    )
+    h.step(at(0))
+    h.ack("i-1", at(1))
+    h.step(at(10**9))  # thirty years on, an agent never heard from again
+    assert h.target("i-1").status is InstanceStatus.IN_PROGRESS
+
+
 def test_a_restarted_server_does_not_count_its_downtime_against_agents() -> None:
     h = deployment(1, ALL_AT_ONCE)
     h.poll("i-1", at(0))

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from opendeploy.domain.lifecycle import SERVER_SIDE_EVENTS, LifecycleEvent
 from opendeploy.domain.status import (
@@ -276,11 +276,25 @@ class _Plan:
     dispatch: dict[str, HostCommand] = field(default_factory=dict)
     close: list[str] = field(default_factory=list)
     rollback: RollbackDecision | None = None
+    # The times before which a report is too old, worked out once per pass: the checks run for
+    # every waiting target of every pass, and comparing two datetimes is far cheaper than
+    # subtracting them. None: no such time (a timeout too long to be reached).
+    _dead_before: datetime | None = field(init=False)
+    _dead_before_restart: datetime | None = field(init=False)
+    _running_since_before: datetime | None = field(init=False)
+    _dispatched_before: datetime | None = field(init=False)
 
     def __post_init__(self) -> None:
         for t in self.snap.targets:
             self.status[t.instance_id] = t.status
         self.events = _EventTable(self.snap.targets)
+        s = self.settings
+        self._dead_before = _cutoff(self.now, s.agent_dead_after_seconds)
+        self._dead_before_restart = _cutoff(
+            self.now, max(s.agent_dead_after_seconds, s.restart_grace_seconds)
+        )
+        self._running_since_before = _cutoff(self.now, s.event_timeout_seconds)
+        self._dispatched_before = _cutoff(self.now, s.event_start_timeout_seconds)
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -301,6 +315,13 @@ class _Plan:
     ) -> None:
         key = (t.instance_id, name)
         old = self.events[key]
+        if (
+            old.status is status
+            and end is None
+            and diagnostics is None
+            and (start is None or old.start_time is not None)
+        ):
+            return  # the event as it stands (every pass says so of each running event)
         new = EventSnapshot(
             name,
             status,
@@ -339,15 +360,14 @@ class _Plan:
         )
 
     def agent_dead(self, t: TargetSnapshot, since: datetime) -> bool:
+        """Whether the agent has been quiet for longer than ``agent_dead_after_seconds``."""
         seen = t.last_seen_at or since
-        window = self.settings.agent_dead_after_seconds
         watching = self.snap.watching_since
         if watching is not None and seen < watching:
             # Not seen since the engine started: the agent may be waiting out its retry
             # backoff, so it gets a full window (and at least the restart grace) to come back.
-            seen = watching
-            window = max(window, self.settings.restart_grace_seconds)
-        return (self.now - seen).total_seconds() > window
+            return _before(watching, self._dead_before_restart)
+        return _before(seen, self._dead_before)
 
     def dead_agent_message(self, t: TargetSnapshot, running: bool) -> str:
         if t.last_seen_at is None:
@@ -398,8 +418,7 @@ class _Plan:
             if self.agent_dead(t, cmd.dispatched_at):
                 msg = self.dead_agent_message(t, running=True)
                 return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
-            running = (self.now - cmd.acknowledged_at).total_seconds()
-            if running > s.event_timeout_seconds:
+            if _before(cmd.acknowledged_at, self._running_since_before):
                 msg = (
                     f"The lifecycle event {cmd.event} on {t.instance_id} did not complete within "
                     f"{s.event_timeout_seconds:g} s (started {cmd.acknowledged_at.isoformat()})."
@@ -410,8 +429,7 @@ class _Plan:
         if self.agent_dead(t, cmd.dispatched_at):
             msg = self.dead_agent_message(t, running=False)
             return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
-        waiting = (self.now - cmd.dispatched_at).total_seconds()
-        if waiting > s.event_start_timeout_seconds:
+        if _before(cmd.dispatched_at, self._dispatched_before):
             msg = (
                 f"The agent on {t.instance_id} did not pick up the lifecycle event {cmd.event} "
                 f"within {s.event_start_timeout_seconds:g} s of its dispatch; it was not run."
@@ -619,6 +637,19 @@ class _Plan:
             ):
                 return True
         return False
+
+
+def _cutoff(now: datetime, seconds: float) -> datetime | None:
+    """``now`` less ``seconds``: a time that happened longer ago than that is past it."""
+    try:
+        return now - timedelta(seconds=seconds)
+    except OverflowError:
+        return None  # a timeout of centuries, or infinite: never reached
+
+
+def _before(moment: datetime, cutoff: datetime | None) -> bool:
+    """Whether ``moment`` is older than ``cutoff`` allows (as ``now - moment > seconds``)."""
+    return cutoff is not None and moment < cutoff
 
 
 def _unknown(message: str) -> Diagnostics:

@@ -388,37 +388,35 @@ def load(
     state = TargetsState(engine_revision, targets, commands)
     if instances is None:
         instances = _read_instances(conn, deployment_id)
-    seen: dict[str, datetime | None] = {}
-    deregistered: dict[str, datetime | None] = {}
+    # One loop over the targets (at 10,000 hosts, each pass's per-target work is what counts).
+    instance_rows = instances.rows
+    heard = heard or {}
     marked: set[str] = set()
-    for name, (last_seen_at, deregister_time, unreachable_since) in instances.rows.items():
-        # A deregistered instance cannot poll any more: it was last seen when it left.
-        if deregister_time is not None:
-            seen[name] = deregister_time
-        elif name in holding:
-            seen[name] = now
-        else:
-            recent = heard.get(name) if heard else None
-            seen[name] = (
-                max(last_seen_at, recent) if last_seen_at and recent else (last_seen_at or recent)
-            )
-        deregistered[name] = deregister_time
-        if unreachable_since is not None:
-            marked.add(name)
     snap_targets = []
     stored: dict[str, bool] = {}
     for name, (status, evs, is_stored) in targets.items():
         stored[name] = is_stored
-        command = commands.get(name)
+        instance = instance_rows.get(name)
+        seen_at: datetime | None = None
+        deregister_time: datetime | None = None
+        if instance is not None:
+            last_seen_at, deregister_time, unreachable_since = instance
+            if unreachable_since is not None:
+                marked.add(name)
+            if deregister_time is not None:
+                # A deregistered instance cannot poll any more: it was last seen when it left.
+                seen_at = deregister_time
+            elif name in holding:
+                seen_at = now
+            else:
+                recent = heard.get(name)
+                seen_at = (
+                    max(last_seen_at, recent)
+                    if last_seen_at and recent
+                    else (last_seen_at or recent)
+                )
         snap_targets.append(
-            TargetSnapshot(
-                instance_id=name,
-                events=evs,
-                status=status,
-                last_seen_at=seen.get(name),
-                command=command,
-                deregistered_at=deregistered.get(name),
-            )
+            TargetSnapshot(name, evs, status, seen_at, commands.get(name), deregister_time)
         )
     last = None
     if d["deployment_group_id"] is not None:
