@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
 from opendeploy.store.database import Store, engine_url
+from opendeploy.store.tables import applications
 
 
 def test_engine_url_uses_psycopg3_for_postgresql() -> None:
@@ -64,6 +65,28 @@ def test_times_come_back_aware_utc(database_url: str) -> None:
         when = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
         store.applications.create(name="a", compute_platform="Server", now=when)
         assert store.applications.require("a")["create_time"] == when
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_sessions_run_in_utc_whatever_the_default_zone(postgres_url: str) -> None:
+    # A server (or role, or URL) whose default zone is not UTC: psycopg would read every
+    # timestamptz in it. The store's sessions switch to UTC, so times come back in UTC as is.
+    url = f"{postgres_url}?options=-c%20timezone%3DAsia/Kolkata"
+    store = Store.open(url)
+    try:
+        when = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+        store.applications.create(name="a", compute_platform="Server", now=when)
+        created = store.applications.require("a")["create_time"]
+        assert created == when and created.tzinfo is UTC
+        with store.database.read() as conn:
+            assert conn.execute(text("SHOW TIME ZONE")).scalar_one() == "UTC"
+            # A session in another zone after all (a pooler that loses the SET): the same
+            # instant, still handed out in UTC.
+            conn.execute(text("SET LOCAL TIME ZONE 'Asia/Kolkata'"))
+            local: datetime = conn.execute(select(applications.c.create_time)).scalar_one()
+            assert local == when and local.tzinfo is UTC
     finally:
         store.close()
 

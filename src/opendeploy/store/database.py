@@ -121,21 +121,26 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def _postgres_engine(url: str) -> Engine:
+def _pooled_engine(url: str) -> Engine:
+    """The engine of a database server (PostgreSQL; any other dialect SQLAlchemy knows)."""
     # With the overflow, as many connections as the API's worker threads
     # (opendeploy.blocking: POOL_SIZE + CONTROL_POOL_SIZE) plus the engine's and the sweep's,
     # so that none of them waits for a connection.
     engine = create_engine(url, pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=10)
+    if make_url(url).get_backend_name() == "postgresql":
 
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Every session in UTC, whatever the server's or the role's default: psycopg then reads
-        # each timestamptz as a UTC datetime, which the store returns as it is (converting ten
-        # thousand of them per engine pass was a visible part of the pass).
-        autocommit = dbapi_connection.autocommit
-        dbapi_connection.autocommit = True
-        dbapi_connection.execute("SET TIME ZONE 'UTC'")
-        dbapi_connection.autocommit = autocommit
+        @event.listens_for(engine, "connect")
+        def _in_utc(dbapi_connection: Any, _record: Any) -> None:
+            # Every session in UTC, whatever the server's or the role's default: the driver
+            # then reads each timestamptz as a UTC datetime, which the store returns as it is
+            # (converting ten thousand of them per engine pass was a visible part of the
+            # pass). Committed, or the pool's first rollback would undo it.
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SET TIME ZONE 'UTC'")
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
 
     return engine
 
@@ -476,7 +481,7 @@ class Store:
         if make_url(sa_url).get_backend_name() == "sqlite":
             engine = _sqlite_engine(sa_url)
         else:
-            engine = _postgres_engine(sa_url)
+            engine = _pooled_engine(sa_url)
         migrate(engine)
         return cls(Database(engine))
 
