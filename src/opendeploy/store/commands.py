@@ -151,11 +151,7 @@ class Commands(Repository):
     def lookup_secret(self, access_key_id: str) -> str | None:
         """The key's secret for SigV4; None for unknown keys and keys of deregistered instances."""
         with self.db.read() as conn:
-            row = conn.execute(
-                select(_K.c.secret_access_key, _K.c.kind, _K.c.principal).where(
-                    _K.c.access_key_id == access_key_id
-                )
-            ).first()
+            row = conn.execute(_SECRET_OF, {"b_key": access_key_id}).first()
             if row is None:
                 return None
             if row.kind == "instance" and _registered_by_arn(conn, row.principal) is None:
@@ -174,9 +170,7 @@ class Commands(Repository):
         """The registered instance an instance key belongs to (None for other keys)."""
         with self.db.read() as conn:
             principal = conn.execute(
-                select(_K.c.principal).where(
-                    _K.c.access_key_id == access_key_id, _K.c.kind == "instance"
-                )
+                _INSTANCE_PRINCIPAL_OF, {"b_key": access_key_id}
             ).scalar_one_or_none()
             if principal is None:
                 return None
@@ -441,14 +435,24 @@ def _is_target(conn: Connection, deployment_id: str, instance_name: str) -> bool
     return conn.execute(_IS_TARGET, params).first() is not None
 
 
+# Built once: every agent's first call after a start (ten thousand at once for a fleet) looks
+# up its key, and building these per call (SQLAlchemy's coercion and cache keys) cost more
+# than running them.
+_SECRET_OF = select(_K.c.secret_access_key, _K.c.kind, _K.c.principal).where(
+    _K.c.access_key_id == bindparam("b_key", type_=_K.c.access_key_id.type)
+)
+_INSTANCE_PRINCIPAL_OF = select(_K.c.principal).where(
+    _K.c.access_key_id == bindparam("b_key", type_=_K.c.access_key_id.type),
+    _K.c.kind == "instance",
+)
+_REGISTERED_BY_ARN = select(_I).where(
+    _I.c.instance_arn == bindparam("b_arn", type_=_I.c.instance_arn.type),
+    _I.c.deregister_time.is_(None),
+)
+
+
 def _registered_by_arn(conn: Connection, instance_arn: str) -> dict[str, Any] | None:
-    row = (
-        conn.execute(
-            select(_I).where(_I.c.instance_arn == instance_arn, _I.c.deregister_time.is_(None))
-        )
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_REGISTERED_BY_ARN, {"b_arn": instance_arn}).mappings().first()
     return None if row is None else dict(row)
 
 
