@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from opendeploy.store import driver_sql, tables
 from opendeploy.store._base import Repository
@@ -152,10 +152,8 @@ class Commands(Repository):
         """The key's secret for SigV4; None for unknown keys and keys of deregistered instances."""
         with self.db.read() as conn:
             row = conn.execute(_SECRET_OF, {"b_key": access_key_id}).first()
-            if row is None:
-                return None
-            if row.kind == "instance" and _registered_by_arn(conn, row.principal) is None:
-                return None
+        if row is None or (row.kind == "instance" and row.instance_name is None):
+            return None
         return str(row.secret_access_key)
 
     def key_kind(self, access_key_id: str) -> str | None:
@@ -169,12 +167,8 @@ class Commands(Repository):
     def instance_for_key(self, access_key_id: str) -> dict[str, Any] | None:
         """The registered instance an instance key belongs to (None for other keys)."""
         with self.db.read() as conn:
-            principal = conn.execute(
-                _INSTANCE_PRINCIPAL_OF, {"b_key": access_key_id}
-            ).scalar_one_or_none()
-            if principal is None:
-                return None
-            return _registered_by_arn(conn, str(principal))
+            row = conn.execute(_INSTANCE_OF_KEY, {"b_key": access_key_id}).mappings().first()
+        return None if row is None else dict(row)
 
     # --- the agent's side ----------------------------------------------------------------------
 
@@ -438,22 +432,19 @@ def _is_target(conn: Connection, deployment_id: str, instance_name: str) -> bool
 # Built once: every agent's first call after a start (ten thousand at once for a fleet) looks
 # up its key, and building these per call (SQLAlchemy's coercion and cache keys) cost more
 # than running them.
-_SECRET_OF = select(_K.c.secret_access_key, _K.c.kind, _K.c.principal).where(
-    _K.c.access_key_id == bindparam("b_key", type_=_K.c.access_key_id.type)
+_B_KEY = bindparam("b_key", type_=_K.c.access_key_id.type)
+#: An instance key's host: the registered (not deregistered) instance of its IAM ARN.
+_KEYS_HOST = and_(_I.c.instance_arn == _K.c.principal, _I.c.deregister_time.is_(None))
+_SECRET_OF = (
+    select(_K.c.secret_access_key, _K.c.kind, _I.c.name.label("instance_name"))
+    .select_from(_K.outerjoin(_I, _KEYS_HOST))
+    .where(_K.c.access_key_id == _B_KEY)
 )
-_INSTANCE_PRINCIPAL_OF = select(_K.c.principal).where(
-    _K.c.access_key_id == bindparam("b_key", type_=_K.c.access_key_id.type),
-    _K.c.kind == "instance",
+_INSTANCE_OF_KEY = (
+    select(_I)
+    .select_from(_K.join(_I, _KEYS_HOST))
+    .where(_K.c.access_key_id == _B_KEY, _K.c.kind == "instance")
 )
-_REGISTERED_BY_ARN = select(_I).where(
-    _I.c.instance_arn == bindparam("b_arn", type_=_I.c.instance_arn.type),
-    _I.c.deregister_time.is_(None),
-)
-
-
-def _registered_by_arn(conn: Connection, instance_arn: str) -> dict[str, Any] | None:
-    row = conn.execute(_REGISTERED_BY_ARN, {"b_arn": instance_arn}).mappings().first()
-    return None if row is None else dict(row)
 
 
 #: Every column but the streamed hook output (up to 64 KB per command, which the engine reads
