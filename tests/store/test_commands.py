@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -49,6 +50,36 @@ def test_a_claim_says_whether_another_command_was_deliverable(store: Store) -> N
     claimed = store.commands.claim_next("web-1", now=T0 + timedelta(seconds=2))
     assert claimed is not None and claimed["command_id"] == second
     assert claimed["others_deliverable"] is False
+
+
+@pytest.mark.postgres
+def test_a_claim_skips_a_command_another_transaction_holds(postgres_url: str) -> None:
+    # Two polls of one host at once on PostgreSQL: the second must not wait for the first's
+    # row, nor hand out the same command twice; it takes the next one.
+    store = Store.open(postgres_url)
+    try:
+        dep, other = _deployment(store), _deployment(store, "d-BBBBBBBBB")
+        with store.database.write() as conn:
+            first = c.dispatch(conn, dep, "web-1", "ApplicationStop", T0)
+            second = c.dispatch(conn, other, "web-1", "DownloadBundle", T0 + timedelta(seconds=1))
+        with store.database.engine.connect() as holder, ThreadPoolExecutor(1) as pool:
+            holder.execute(
+                text("SELECT 1 FROM host_commands WHERE command_id = :c FOR UPDATE"), {"c": first}
+            )
+            later = T0 + timedelta(seconds=2)
+            claiming = pool.submit(store.commands.claim_next, "web-1", now=later)
+            try:
+                # A claim that waited for the lock would give up here instead of hanging.
+                claimed = claiming.result(timeout=10)
+            finally:
+                holder.rollback()
+            assert claimed is not None and claimed["command_id"] == second
+            assert claimed["others_deliverable"] is False  # the held one was not seen
+        claimed = store.commands.claim_next("web-1", now=T0 + timedelta(seconds=2))
+        assert claimed is not None and claimed["command_id"] == first
+        assert store.commands.claim_next("web-1", now=T0 + timedelta(seconds=2)) is None
+    finally:
+        store.close()
 
 
 def test_command_lifecycle(store: Store) -> None:
