@@ -43,7 +43,7 @@ from opendeploy.api.app import ServiceBinding, create_app
 from opendeploy.api.backlog import Backlog, watch_event_loop
 from opendeploy.api.commands import command_service
 from opendeploy.api.commands.agent_version import HEADER as AGENT_VERSION_HEADER
-from opendeploy.api.commands.agent_version import AgentVersionMiddleware, agent_version
+from opendeploy.api.commands.agent_version import agent_version
 from opendeploy.api.commands.credentials import instance_credentials_route
 from opendeploy.api.commands.handlers import CommandApi
 from opendeploy.api.commands.signing import SpecSigner, self_signed, write_private
@@ -337,10 +337,8 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             ],
             lifespan=lifespan,
             backlog=backlog,
-            # POST / bypasses the middleware, so it sets the agent's version itself.
             context_headers={AGENT_VERSION_HEADER: agent_version},
         )
-        app.add_middleware(AgentVersionMiddleware)
         # Instead of uvicorn's own (see run): here it wraps every route but the agents' POST /,
         # which needs neither the client's address nor its scheme.
         app.add_middleware(

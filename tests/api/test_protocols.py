@@ -291,8 +291,10 @@ def test_mistyped_member_names_the_field_and_uses_the_specific_code(
     assert "'tags'" in error["message"] and "must be a list" in error["message"]
 
 
-def test_a_context_header_reaches_the_json_handler_for_that_call_only(endpoint: str) -> None:
-    client = _client(endpoint, "json")
+def test_a_context_header_reaches_the_handler_for_that_call_only(
+    endpoint: str, protocol: str, cbor_data_path: Path
+) -> None:
+    client = _client(endpoint, protocol, cbor_data_path)
     long_note = "first " + "x" * 100
     notes = iter([long_note, None])
 

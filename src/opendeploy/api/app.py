@@ -263,8 +263,8 @@ def create_app(
 
     ``backlog``, when given, counts each call from its arrival until it is handled (what the
     engine's dead-agent rule allows for; see :mod:`opendeploy.api.backlog`).
-    ``context_headers``: request headers (lower-case names) whose value a JSON call's handler
-    reads from a context variable (the agent's version), set for that call only.
+    ``context_headers``: request headers (lower-case names) whose value a call's handler reads
+    from a context variable (the agent's version), set for that call only, in both protocols.
 
     Example::
 
@@ -299,6 +299,11 @@ def create_app(
         started = time.perf_counter()
         arrival = backlog.arrived() if backlog is not None else None
         request_id = _request_id()
+        header_tokens = [
+            (variable, variable.set(value.decode("latin-1")[:_HEADER_LIMIT]))
+            for name, value in (scope["headers"] if header_variables else ())
+            if (variable := header_variables.get(name)) is not None
+        ]
         try:
             call = _Call(
                 protocol=protocol,
@@ -325,6 +330,8 @@ def create_app(
         finally:
             if backlog is not None and arrival is not None:
                 backlog.started(arrival)  # a no-op once the dispatcher has counted it
+            for variable, header_token in header_tokens:
+                variable.reset(header_token)
         code = outcome.error.code if outcome.error else None
         # The agents' own calls (a fleet's polls, acknowledgements …) are logged at DEBUG: at
         # INFO they were most of the log and a measurable part of each call's cost.
@@ -358,12 +365,10 @@ def create_app(
             if not message.get("more_body", False):
                 break
         target = None
-        tokens = []
         for name, value in scope["headers"]:
             if name == b"x-amz-target":
                 target = parse_target(value.decode("latin-1"))
-            elif (variable := header_variables.get(name)) is not None:
-                tokens.append((variable, variable.set(value.decode("latin-1")[:_HEADER_LIMIT])))
+                break
         try:
             status, payload, headers = await _serve(
                 scope, receive, b"".join(chunks), AWS_JSON_1_1, target
@@ -380,9 +385,6 @@ def create_app(
             )
             await send({"type": "http.response.body", "body": b"Internal Server Error"})
             raise
-        finally:
-            for variable, token in tokens:
-                variable.reset(token)
         raw_headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         ]
@@ -413,8 +415,8 @@ class _AwsJsonFirst(Starlette):
 
     Every call of a fleet's agents comes that way, and each layer it skipped (Starlette's error
     middleware and routing, the middleware added with ``add_middleware``) was a per cent or two
-    of a 10,000-host server's CPU. ``endpoint`` does itself what it needed of them: it sets the
-    ``context_headers``, and answers 500 when it fails."""
+    of a 10,000-host server's CPU. ``endpoint`` does itself what it needed of them: it answers
+    500 when it fails (the ``context_headers`` are set for every call, whatever its route)."""
 
     def __init__(self, endpoint: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
