@@ -148,15 +148,13 @@ def claim(
     time = _time[dialect]
     if dialect == POSTGRESQL:
         rows = db.execute(_CLAIM_POSTGRESQL, (instance_name, time(stale), time(now))).fetchall()
-        if not rows:
-            return None
-        command_id, deployment_id, name, event, status, nonce = rows[0]
     else:
         rows = db.execute(_NEXT_SQLITE, (instance_name, time(stale))).fetchall()
-        if not rows:
-            return None
-        command_id, deployment_id, name, event, status, nonce = rows[0]
-        db.execute(_MARK_DELIVERED_SQLITE, (time(now), command_id))
+        if rows:
+            db.execute(_MARK_DELIVERED_SQLITE, (time(now), rows[0][0]))
+    if not rows:
+        return None
+    command_id, deployment_id, name, event, status, nonce = rows[0]
     return {
         "command_id": command_id,
         "deployment_id": deployment_id,
@@ -241,7 +239,7 @@ def target_instances(
     db, dialect = _driver(conn)
     rows = db.execute(_TARGET_INSTANCES[dialect], (deployment_id,)).fetchall()
     if dialect == POSTGRESQL and db.info.timezone is UTC:
-        # The store's sessions are in UTC (see Store.open): psycopg's times are as returned.
+        # The store's sessions are in UTC (database._pooled_engine): the times are as read.
         return {name: (seen, gone, unreachable) for name, seen, gone, unreachable in rows}
     t = _STORED_TIME[dialect]
     return {name: (t(seen), t(gone), t(unreachable)) for name, seen, gone, unreachable in rows}
