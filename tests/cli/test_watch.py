@@ -29,9 +29,9 @@ from opendeploy.cli.render import (
     OutputLine,
     Snapshot,
     batches,
-    changes,
     format_duration,
     live_view,
+    plain_lines,
     summary,
 )
 from opendeploy.domain.lifecycle import SERVER_ORDER
@@ -193,6 +193,12 @@ def test_batches_follow_start_times() -> None:
     ]
 
 
+def changes(previous: Snapshot | None, current: Snapshot) -> list[str]:
+    lines, held = plain_lines(previous, current, ())
+    assert held == ()
+    return lines
+
+
 def test_changes_are_one_plain_line_per_transition() -> None:
     first = changes(None, RUNNING)
     assert "host-1 ValidateService Succeeded (1.0s)" in first
@@ -202,6 +208,65 @@ def test_changes_are_one_plain_line_per_transition() -> None:
     later = changes(RUNNING, FAILED)
     assert "host-2 Skipped" in later and not any("host-2 Install" in x for x in later)
     assert later[-1].startswith("d-ABCDEFGHI Failed (")
+
+
+def _out(host: str, event: str, line: str) -> OutputLine:
+    return OutputLine(host, event, line)
+
+
+def test_plain_lines_put_hook_output_between_its_events_start_and_end() -> None:
+    # host-2: BeforeInstall running in RUNNING; in LATER it has ended and Install runs.
+    later = _snapshot(
+        "InProgress",
+        (
+            _instance("host-1", "Succeeded", 5, 0),
+            _instance("host-2", "InProgress", 3, 5.5),
+            _instance("host-3", "Pending", 0, 0),
+        ),
+        now=9.2,
+    )
+    output = [
+        _out("host-2", "BeforeInstall", "last words"),
+        _out("host-2", "Install", "installing"),
+    ]
+    lines, held = plain_lines(RUNNING, later, output)
+    assert held == ()
+    assert lines == [
+        "host-2 BeforeInstall | last words",
+        "host-2 BeforeInstall Succeeded (1.0s)",
+        "host-2 Install InProgress",
+        "host-2 Install | installing",
+    ]
+    # A running event's new lines, with no state change, come on their own.
+    assert plain_lines(later, later, [_out("host-2", "Install", "still")]) == (
+        ["host-2 Install | still"],
+        (),
+    )
+
+
+def test_plain_lines_hold_output_of_an_event_not_yet_seen_started() -> None:
+    early = _out("host-3", "ApplicationStop", "stopping")
+    lines, held = plain_lines(RUNNING, RUNNING, [early])
+    assert lines == [] and held == (early,)
+    started = _snapshot(
+        "InProgress",
+        (
+            _instance("host-1", "Succeeded", 5, 0),
+            _instance("host-2", "InProgress", 2, 5.5),
+            _instance("host-3", "InProgress", 0, 8.5),
+        ),
+        now=8.7,
+    )
+    lines, held = plain_lines(RUNNING, started, held)
+    assert lines[:3] == [
+        "host-3 ApplicationStop InProgress",
+        "host-3 ApplicationStop | stopping",
+        "host-3 InProgress",
+    ]
+    assert held == ()
+    # Once the deployment has ended nothing waits for a next poll: the lines are printed.
+    lines, held = plain_lines(FAILED, FAILED, [_out("host-3", "ApplicationStop", "late")])
+    assert lines == ["host-3 ApplicationStop | late"] and held == ()
 
 
 def test_format_duration() -> None:

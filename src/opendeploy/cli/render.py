@@ -6,7 +6,8 @@ plus the streamed hook output; nothing here does I/O, so every view is tested by
 
 - :func:`live_view`: the terminal view (header with the overview counts, a table per batch of
   instances with each lifecycle event's state and duration, the newest output lines);
-- :func:`changes`: the plain lines for a pipe, one per state change between two snapshots;
+- :func:`plain_lines`: the plain lines for a pipe, one per state change between two snapshots,
+  with the hook output in place;
 - :func:`summary`: the closing report (status, duration, failing host, event, script, error code,
   message, log tail, rollback).
 """
@@ -30,7 +31,7 @@ __all__ = [
     "OutputLine",
     "Snapshot",
     "batches",
-    "changes",
+    "plain_lines",
     "failure",
     "format_duration",
     "live_view",
@@ -371,8 +372,24 @@ def live_view(snapshot: Snapshot, *, output_lines: int = LIVE_OUTPUT_LINES) -> R
 # -- plain lines for a pipe ------------------------------------------------------------------
 
 
-def changes(previous: Snapshot | None, current: Snapshot) -> list[str]:
-    """One plain line per state change from ``previous`` to ``current`` (all of it if None)."""
+def plain_lines(
+    previous: Snapshot | None, current: Snapshot, output: Sequence[OutputLine]
+) -> tuple[list[str], tuple[OutputLine, ...]]:
+    """The plain lines for a pipe: (lines, output held back for the next poll).
+
+    One line per state change from ``previous`` to ``current`` (all of it if None), with the
+    new hook ``output`` in place: each output line after its event's InProgress line and before
+    its end line, so that a pipe reads in the order things happened. (The output is read after
+    the status; printed after all the state lines, a hook's last words came below its own
+    "Succeeded".) Lines of an event that ``current`` still shows Pending (it started after the
+    status was read) are held back for the next poll, which will show it started; once the
+    deployment has ended, nothing is held. Lines of an event the snapshot does not know come
+    before the deployment's line.
+    """
+    by_event: dict[tuple[str, str], list[OutputLine]] = {}
+    for out in output:
+        by_event.setdefault((out.instance_id, out.event), []).append(out)
+    held: list[OutputLine] = []
     lines: list[str] = []
     old = {i.instance_id: i for i in previous.instances} if previous else {}
     for instance in current.instances:
@@ -384,25 +401,34 @@ def changes(previous: Snapshot | None, current: Snapshot) -> list[str]:
             continue
         old_events = {e.name: e for e in seen.events} if seen else {}
         for event in instance.events:
+            said = by_event.pop((instance.instance_id, event.name), [])
             was = old_events.get(event.name)
-            if was is not None and was.status == event.status:
-                continue
-            if was is None and event.status == "Pending":
+            if (was is not None and was.status == event.status) or (
+                was is None and event.status == "Pending"
+            ):
+                if event.status == "Pending" and not current.finished:
+                    held.extend(said)
+                else:
+                    lines.extend(map(output_line, said))  # a running event's new lines
                 continue
             detail = ""
             if event.status in ("Succeeded", "Failed") and event.start is not None:
                 detail = f" ({_duration(event.start, event.end, current.now)})"
             if event.status == "Failed" and event.error_code:
                 detail += f" {event.error_code}"
-            lines.append(f"{instance.instance_id} {event.name} {event.status}{detail}")
+            line = f"{instance.instance_id} {event.name} {event.status}{detail}"
+            printed = [output_line(o) for o in said]
+            lines.extend([line, *printed] if event.status == "InProgress" else [*printed, line])
         if seen is None or seen.status != instance.status:
             lines.append(f"{instance.instance_id} {instance.status}")
+    for rest in by_event.values():
+        lines.extend(map(output_line, rest))
     # The deployment's line comes last: its new status is the consequence of the lines above.
     dep = current.deployment
     before = previous.deployment if previous else None
     if before is None or before.status != dep.status or before.overview != dep.overview:
         lines.append(f"{dep.deployment_id} {dep.status} ({_overview_text(dep.overview)})")
-    return lines
+    return lines, tuple(held)
 
 
 # -- the closing report ----------------------------------------------------------------------

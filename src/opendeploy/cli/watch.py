@@ -40,9 +40,8 @@ from opendeploy.cli.render import (
     LIVE_OUTPUT_LINES,
     OutputLine,
     Snapshot,
-    changes,
     live_view,
-    output_line,
+    plain_lines,
     snapshot_from_api,
     summary,
 )
@@ -119,14 +118,12 @@ def _follow_plain(
     follower: Follower, console: Console, interval: float, stop: threading.Event
 ) -> Snapshot:
     previous: Snapshot | None = None
+    held: tuple[OutputLine, ...] = ()
     while True:
         snapshot, new = follower.poll()
-        for line in changes(previous, snapshot):
+        lines, held = plain_lines(previous, snapshot, [*held, *new])
+        for line in lines:
             console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
-        for out in new:
-            console.print(
-                output_line(out), markup=False, highlight=False, emoji=False, soft_wrap=True
-            )
         console.file.flush()
         previous = snapshot
         if snapshot.finished or stop.wait(interval):
