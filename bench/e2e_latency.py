@@ -17,6 +17,10 @@ host-event are printed too, and with them the shortest time that CPU allows on t
 cores (what no protocol, however quick, could beat).
 
     python bench/e2e_latency.py [--hosts 1 20] [--runs 10] [--database sqlite] [--quick]
+                                [--pickup RUNS [--idle 60]]
+
+With ``--pickup``, also the idle pickup latency (peers.md E2 (a)): after the agent has been idle
+``--idle`` seconds, the time from CreateDeployment to the first lifecycle event's start.
 
 Targets: 1 host < 0.5 s; < 20 ms protocol overhead per lifecycle event.
 """
@@ -176,6 +180,40 @@ def measure(work: Path, hosts: int, runs: int, db: str) -> tuple[float, float]:
     return statistics.median(times), per_deployment
 
 
+def pickup(work: Path, runs: int, idle: float, db: str) -> None:
+    """Idle pickup latency (peers.md E2 (a)): an agent idle for ``idle`` seconds, then
+    CreateDeployment; how long until its first lifecycle event starts on the host.
+
+    Printed two ways: from just before the create call (this client's clock) and from the
+    deployment's ``createTime`` (the server's clock, as the start is), both to the first event's
+    ``startTime``. The official agent sleeps ``:wait_between_runs:`` (1 s) between polls; a long
+    poll should answer within milliseconds however long the agent has waited.
+    """
+    size_dir = work / "pickup"
+    size_dir.mkdir(parents=True, exist_ok=True)
+    with database(db, size_dir) as url, fleet(size_dir, 1, database_url=url) as f:
+        revision = f.upload("trivial.zip", bundle_zip(work / "www")[0])
+        status, _ = f.deploy(revision)
+        assert status == "Succeeded", f"warm-up deployment {status}"
+        from_call, from_create = [], []
+        for _ in range(runs):
+            time.sleep(idle)  # the point of the measurement: the agent has been idle this long
+            called = time.time()
+            status, _ = f.deploy(revision)
+            assert status == "Succeeded", f"deployment {status}"
+            info = f.client.get_deployment(deploymentId=f.last_id)["deploymentInfo"]
+            target = f.client.get_deployment_target(
+                deploymentId=f.last_id, targetId=f.agents[0].name
+            )["deploymentTarget"]["instanceTarget"]
+            first = min(e["startTime"] for e in target["lifecycleEvents"] if "startTime" in e)
+            from_call.append(first.timestamp() - called)
+            from_create.append((first - info["createTime"]).total_seconds())
+    print(
+        f"idle pickup after {idle:.0f} s idle, 1 host: create call -> first event start"
+        f" {summary(from_call)}; server's createTime -> first event start {summary(from_create)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 20])
@@ -183,6 +221,14 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--quick", action="store_true", help="1 host, 2 runs (smoke test)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--pickup",
+        type=int,
+        default=0,
+        metavar="RUNS",
+        help="also measure idle pickup latency: RUNS deployments, each after --idle seconds idle",
+    )
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds idle before a pickup")
     args = parser.parse_args()
     if args.quick:
         args.hosts, args.runs = [1], 2
@@ -202,6 +248,8 @@ def main() -> None:
                 f" {floors[hosts] * 1000:.1f} ms"
             )
         measured = {h: measure(work, h, args.runs, args.database) for h in args.hosts}
+        if args.pickup:
+            pickup(work, args.pickup, args.idle, args.database)
     results = {h: total for h, (total, _) in measured.items()}
     cores = os.cpu_count() or 1
     for hosts, (total, cpu) in measured.items():
