@@ -285,7 +285,7 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
         command_api = CommandApi(
             notifier=notifier,
             wakeup=wakeup,
-            signer=SpecSigner.load_or_create(settings.data_dir),
+            signer=SpecSigner.load_or_create(settings.data_dir, settings.region),
             on_first_poll=_first_poll(store, wakeup),
             on_deregistration=lookup_secret.forget_all,
         )

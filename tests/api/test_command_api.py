@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from opendeploy.agent.spec import S3Revision, parse_deployment_spec
 from opendeploy.api.commands.handlers import public_diagnostics
+from opendeploy.api.commands.signing import SIGNER_CA_FILE, self_signed, signer_subject
 from opendeploy.store import commands as cmd_store
 from opendeploy.store import driver_sql
 from tests._stored import bare_deployment
@@ -156,6 +157,45 @@ def test_spec_envelopes_parse_with_the_agent_parser(cluster: Cluster, tmp_path: 
     # Every call records the agent's version header and the time it was seen.
     seen = cluster.server.store.instances.get("web-2")
     assert seen["agent_version"] == "OFFICIAL_1.8.1" and seen["last_seen_at"] is not None
+
+
+def _openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True)
+
+
+def test_signed_spec_passes_the_strict_check_of_official_agents(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The strict official agents' check, with the OpenSSL they use: ``NOCHAIN`` verification
+    against their CA file (the server's signer CA copied over it), one certificate, its subject
+    pinned to the region's signer in OpenSSL's ``/C=…/CN=…`` text."""
+    official = cluster.add_instance("web-2", {"app": "web"}, version="OFFICIAL_1.2.1")
+    cluster.group("shop", config="CodeDeployDefault.AllAtOnce")
+    cluster.deploy("shop", S3_V1)
+    answer = official.spec(official.poll())  # type: ignore[arg-type]
+    spec = tmp_path / "spec.pem"
+    spec.write_text(answer["DeploymentSpecification"]["GenericEnvelope"]["Payload"])
+    ca = cluster.settings.data_dir / SIGNER_CA_FILE
+    verified = _openssl(
+        "smime", "-verify", "-nochain", "-CAfile", str(ca), "-inform", "PEM", "-in", str(spec)
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["ApplicationName"] == "shop"
+    certs = _openssl("pkcs7", "-print_certs", "-in", str(spec)).stdout
+    assert certs.count(b"-----BEGIN CERTIFICATE-----") == 1
+    subject = _openssl("x509", "-noout", "-subject", "-nameopt", "compat", stdin=certs)
+    assert subject.stdout.decode().strip() == (
+        "subject=/C=US/ST=Washington/L=Seattle/O=Amazon.com, Inc."
+        "/CN=codedeploy-signer-us-east-1.amazonaws.com"
+    )
+    # The check can fail: against another CA file (the one the agent ships, say) it does.
+    _, other = self_signed(signer_subject("us-east-1"))
+    stranger = tmp_path / "other-ca.pem"
+    stranger.write_bytes(other)
+    refused = _openssl(
+        "smime", "-verify", "-nochain", "-CAfile", str(stranger), "-inform", "PEM", "-in", str(spec)
+    )
+    assert refused.returncode != 0
 
 
 def test_completion_diagnostics_and_streamed_output(cluster: Cluster) -> None:

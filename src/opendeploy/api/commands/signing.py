@@ -1,14 +1,24 @@
 """The server's own certificates: the deployment-spec signer and the ``--tls`` self-signed cert.
 
 The official agent only accepts a deployment specification as ``PKCS7/JSON``: a PEM PKCS#7
-SignedData with the JSON inside. It verifies with ``NOVERIFY`` and ignores the outcome
-(agent-behaviour §1.3), so a self-signed signer created on first start is enough; it lives in the
-data directory (mode 0600) so every restart signs with the same certificate.
+SignedData with the JSON inside. How strictly it checks depends on its version. Some verify
+with ``NOVERIFY`` and ignore the outcome (agent-behaviour §1.3). Others (both versions of
+``deployment_specification.rb`` read for this, one from before ``Local File`` revisions and one
+from after) verify the signature with ``NOCHAIN`` against the CA file they ship
+(``certs/host-agent-deployment-signer-ca-chain.pem``), want exactly one certificate in the
+message, and pin its subject to the region's signer:
+``/C=US/ST=Washington/L=Seattle/O=Amazon.com, Inc./CN=codedeploy-signer-<region>.amazonaws.com``
+(a Beijing subject for ``cn-*`` regions). So the signer made on first start is self-signed with
+that subject for the server's region, and its certificate alone is written to
+:data:`SIGNER_CA_FILE` in the data directory: copied over the agent's CA file, it is the trust
+anchor the strict check needs. The key lives in the data directory (mode 0600), so every restart
+signs with the same certificate; a signer made for another region is replaced.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,12 +31,44 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
 SIGNER_FILE = "spec-signer.pem"
+#: The signer's certificate alone, named as the official agent's CA file, for agents to trust.
+SIGNER_CA_FILE = "host-agent-deployment-signer-ca-chain.pem"
+
+log = logging.getLogger(__name__)
 
 
-def self_signed(common_name: str, names: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
-    """A new P-256 key and a 10-year self-signed certificate for ``names``; (key, cert) PEM."""
+def signer_subject(region: str) -> x509.Name:
+    """The subject the official agent pins for the deployment-spec signer of ``region``."""
+    if region.startswith("cn-"):
+        country, state, city = "CN", "Beijing", "Beijing"
+        org = "Amazon Connect Technology Services (Beijing) Co., Ltd."
+        domain = "amazonaws.com.cn"
+    else:
+        country, state, city = "US", "Washington", "Seattle"
+        org = "Amazon.com, Inc."
+        domain = "amazonaws.com"
+    # In this order: the agent compares OpenSSL's "/C=…/ST=…/L=…/O=…/CN=…" text of the name.
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, country),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, state),
+            x509.NameAttribute(NameOID.LOCALITY_NAME, city),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"codedeploy-signer-{region}.{domain}"),
+        ]
+    )
+
+
+def self_signed(common_name: str | x509.Name, names: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+    """A new P-256 key and a 10-year self-signed certificate for ``names``; (key, cert) PEM.
+
+    ``common_name`` is the subject's CN, or the whole subject."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    subject = (
+        common_name
+        if isinstance(common_name, x509.Name)
+        else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    )
     alt: list[x509.GeneralName] = []
     for name in names:
         try:
@@ -97,12 +139,34 @@ class SpecSigner:
     cert: x509.Certificate
 
     @classmethod
-    def load_or_create(cls, data_dir: Path) -> SpecSigner:
-        """The signer kept in ``<data_dir>/spec-signer.pem`` (created on first use)."""
+    def load_or_create(cls, data_dir: Path, region: str) -> SpecSigner:
+        """The signer kept in ``<data_dir>/spec-signer.pem`` for ``region`` (created on first use,
+        or when the one kept has another subject); its certificate is (re)written to
+        ``<data_dir>/`` :data:`SIGNER_CA_FILE`."""
         path = data_dir / SIGNER_FILE
-        if not path.exists():
-            key_pem, cert_pem = self_signed("OpenDeploy deployment specification signer")
+        subject = signer_subject(region)
+        signer = cls._load(path) if path.exists() else None
+        if signer is None or signer.cert.subject != subject:
+            if signer is not None:
+                log.warning(
+                    "replacing the deployment-spec signer of %s (%s) with one for region %s:"
+                    " agents that trust the old certificate need %s again",
+                    path,
+                    signer.cert.subject.rfc4514_string(),
+                    region,
+                    data_dir / SIGNER_CA_FILE,
+                )
+            key_pem, cert_pem = self_signed(subject)
             write_private(path, key_pem + cert_pem)
+            signer = cls._load(path)
+        ca = data_dir / SIGNER_CA_FILE
+        cert_pem = signer.cert.public_bytes(serialization.Encoding.PEM)
+        if not ca.exists() or ca.read_bytes() != cert_pem:
+            ca.write_bytes(cert_pem)
+        return signer
+
+    @classmethod
+    def _load(cls, path: Path) -> SpecSigner:
         blob = path.read_bytes()
         key = serialization.load_pem_private_key(blob, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):

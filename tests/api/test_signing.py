@@ -1,0 +1,59 @@
+"""The deployment-spec signer: the subject official agents pin, kept across restarts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from opendeploy.api.commands.signing import (
+    SIGNER_CA_FILE,
+    SIGNER_FILE,
+    SpecSigner,
+    signer_subject,
+)
+
+
+def _openssl_text(name: x509.Name) -> str:
+    """The name as OpenSSL's compat text, which the official agent compares (``Name#to_s``)."""
+    return "".join(f"/{a.rfc4514_attribute_name}={a.value!s}" for a in name)
+
+
+def test_subjects_are_the_ones_the_agent_pins() -> None:
+    assert _openssl_text(signer_subject("eu-west-1")) == (
+        "/C=US/ST=Washington/L=Seattle/O=Amazon.com, Inc."
+        "/CN=codedeploy-signer-eu-west-1.amazonaws.com"
+    )
+    assert _openssl_text(signer_subject("cn-north-1")) == (
+        "/C=CN/ST=Beijing/L=Beijing/O=Amazon Connect Technology Services (Beijing) Co., Ltd."
+        "/CN=codedeploy-signer-cn-north-1.amazonaws.com.cn"
+    )
+
+
+def test_the_signer_is_made_once_and_its_certificate_published(tmp_path: Path) -> None:
+    first = SpecSigner.load_or_create(tmp_path, "us-east-1")
+    assert first.cert.subject == signer_subject("us-east-1")
+    assert (tmp_path / SIGNER_FILE).stat().st_mode & 0o777 == 0o600
+    published = (tmp_path / SIGNER_CA_FILE).read_bytes()
+    assert published == first.cert.public_bytes(serialization.Encoding.PEM)
+    assert b"PRIVATE KEY" not in published
+    (tmp_path / SIGNER_CA_FILE).unlink()  # lost: written again on the next start
+    again = SpecSigner.load_or_create(tmp_path, "us-east-1")
+    assert again.cert == first.cert
+    assert (tmp_path / SIGNER_CA_FILE).read_bytes() == published
+
+
+def test_a_signer_of_another_subject_is_replaced_and_said_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = SpecSigner.load_or_create(tmp_path, "us-east-1")
+    with caplog.at_level(logging.WARNING):
+        new = SpecSigner.load_or_create(tmp_path, "eu-central-1")
+    assert new.cert.subject == signer_subject("eu-central-1") and new.cert != old.cert
+    assert SIGNER_CA_FILE in caplog.text and "eu-central-1" in caplog.text
+    assert (tmp_path / SIGNER_CA_FILE).read_bytes() == new.cert.public_bytes(
+        serialization.Encoding.PEM
+    )
