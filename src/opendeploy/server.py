@@ -46,7 +46,13 @@ from opendeploy.api.commands.agent_version import HEADER as AGENT_VERSION_HEADER
 from opendeploy.api.commands.agent_version import agent_version
 from opendeploy.api.commands.credentials import instance_credentials_route
 from opendeploy.api.commands.handlers import CommandApi
-from opendeploy.api.commands.signing import SpecSigner, self_signed, write_private
+from opendeploy.api.commands.signing import (
+    SpecSigner,
+    endpoint_subject,
+    self_signed,
+    subject_of,
+    write_private,
+)
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import load_handlers
 from opendeploy.api.handlers.deployments import engine_stop_deployment, selector
@@ -147,10 +153,24 @@ def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
         names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
         if settings.host not in ("", "0.0.0.0", "::"):
             names.add(settings.host)
-        key_pem, cert_pem = self_signed("OpenDeploy server", tuple(sorted(names)))
+        # The subject some official agents pin; the names they connect to are in the SANs.
+        subject = endpoint_subject(settings.region)
+        key_pem, cert_pem = self_signed(subject, tuple(sorted(names)))
         write_private(key, key_pem)
         write_private(cert, cert_pem)
         log.info("created self-signed TLS certificate path=%s", cert)
+    elif subject_of(cert.read_bytes()) != endpoint_subject(settings.region):
+        # Kept: clients trust this very certificate. Official agents that pin the endpoint's
+        # name refuse it, though, and a user who wants them must know why and what to do.
+        log.warning(
+            "the self-signed TLS certificate %s is not named %s: official agents that check the"
+            " endpoint's name will not start; delete %s and %s to have one made (and give"
+            " clients the new certificate)",
+            cert,
+            endpoint_subject(settings.region).rfc4514_string(),
+            cert,
+            key,
+        )
     return cert, key
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import io
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import SSLError, WaiterError
 
-from opendeploy.api.commands.signing import self_signed
+from opendeploy.api.commands.signing import endpoint_subject, self_signed, subject_of
+from opendeploy.server import TLS_CERT_FILE, TLS_KEY_FILE, tls_files
+from opendeploy.settings import ServerSettings
 from opendeploy.testing.agents import running_agents
 from opendeploy.testing.server import running_server
 
@@ -181,6 +184,17 @@ def test_tls_self_signed_serves_boto3_and_a_real_agent(tmp_path: Path) -> None:
                 deploymentId=deployment_id, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
             )
             assert "CERTIFICATE_VERIFY_FAILED" not in agents[0].output()
+        # Named as the start-up check of some official agents wants the endpoint's certificate.
+        named = subprocess.run(
+            ["openssl", "x509", "-noout", "-subject", "-nameopt", "compat", "-in", str(cert)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert named.stdout.strip() == (
+            "subject=/C=US/ST=Washington/L=Seattle/O=Amazon.com, Inc."
+            "/CN=codedeploy-commands.us-east-1.amazonaws.com"
+        )
         # The certificate is created once and reused by the next start.
         first = cert.read_bytes()
     with running_server(data_dir, database_url=url, extra_args=("--tls",)) as again:
@@ -201,3 +215,27 @@ def test_tls_cert_and_key_files(tmp_path: Path) -> None:
         assert not (tmp_path / "data" / "tls-cert.pem").exists()  # no self-signed pair made
         with pytest.raises(SSLError):
             srv.client(verify=True).list_applications()
+
+
+def test_a_self_signed_certificate_of_another_name_is_kept_and_the_reason_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ServerSettings(
+        data_dir=tmp_path, database_url="sqlite://", tls_self_signed=True, region="eu-west-1"
+    )
+    key_pem, cert_pem = self_signed("an older OpenDeploy server", ("127.0.0.1",))
+    (tmp_path / TLS_CERT_FILE).write_bytes(cert_pem)
+    (tmp_path / TLS_KEY_FILE).write_bytes(key_pem)
+    with caplog.at_level(logging.WARNING):
+        assert tls_files(settings) == (tmp_path / TLS_CERT_FILE, tmp_path / TLS_KEY_FILE)
+    assert (tmp_path / TLS_CERT_FILE).read_bytes() == cert_pem  # clients trust this one
+    assert "codedeploy-commands.eu-west-1.amazonaws.com" in caplog.text
+    assert "official agents" in caplog.text
+    # A certificate of the right name raises nothing.
+    (tmp_path / TLS_CERT_FILE).unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        tls_files(settings)
+        tls_files(settings)
+    assert caplog.text == ""
+    assert subject_of((tmp_path / TLS_CERT_FILE).read_bytes()) == endpoint_subject("eu-west-1")

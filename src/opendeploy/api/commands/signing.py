@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,16 @@ log = logging.getLogger(__name__)
 
 def signer_subject(region: str) -> x509.Name:
     """The subject the official agent pins for the deployment-spec signer of ``region``."""
+    return _pinned_subject(region, lambda domain: f"codedeploy-signer-{region}.{domain}")
+
+
+def endpoint_subject(region: str) -> x509.Name:
+    """The subject the official agent pins for the TLS certificate of the Command API endpoint
+    (its start-up check in ``codedeploy_control.rb``, some versions)."""
+    return _pinned_subject(region, lambda domain: f"codedeploy-commands.{region}.{domain}")
+
+
+def _pinned_subject(region: str, common_name: Callable[[str], str]) -> x509.Name:
     if region.startswith("cn-"):
         country, state, city = "CN", "Beijing", "Beijing"
         org = "Amazon Connect Technology Services (Beijing) Co., Ltd."
@@ -54,7 +65,7 @@ def signer_subject(region: str) -> x509.Name:
             x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, state),
             x509.NameAttribute(NameOID.LOCALITY_NAME, city),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"codedeploy-signer-{region}.{domain}"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name(domain)),
         ]
     )
 
@@ -117,6 +128,11 @@ def self_signed(common_name: str | x509.Name, names: tuple[str, ...] = ()) -> tu
         serialization.NoEncryption(),
     )
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def subject_of(cert_pem: bytes) -> x509.Name:
+    """The subject of the (first) certificate in ``cert_pem``."""
+    return x509.load_pem_x509_certificate(cert_pem).subject
 
 
 def write_private(path: Path, data: bytes) -> None:
