@@ -4,8 +4,10 @@
 command: a TLS probe with the endpoint certificate's name pinned, the Command API calls signed by
 aws-sigv4 (aws-sdk-core's signer) in both API variants (``codedeploy-commands`` and, with
 ``:enable_auth_policy:``, ``codedeploy-commands-secure``), and the strict PKCS#7 check of the
-deployment specification with Ruby's OpenSSL. Ruby and the signer come from Debian's ``ruby`` and
-``ruby-aws-sdk-core`` (``scripts/install`` installs them).
+deployment specification with Ruby's OpenSSL. Ruby and the SDK come from Debian's ``ruby``,
+``ruby-aws-sdk-core`` and ``ruby-aws-sdk-s3`` (``scripts/install`` installs them). The bundle is
+downloaded as the agent's DownloadBundle does it, with aws-sdk-s3 and ``:s3_endpoint_override:``
+set to the server.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ def _need_ruby() -> str:
     ruby = shutil.which("ruby")
     problem = None
     if ruby is None:
-        problem = "ruby is not installed: apt-get install -y ruby ruby-aws-sdk-core"
-    elif subprocess.run([ruby, "-e", "require 'aws-sigv4'"], capture_output=True).returncode:
-        problem = "Ruby's aws-sigv4 is missing: apt-get install -y ruby-aws-sdk-core"
+        problem = "ruby is not installed: apt-get install -y ruby ruby-aws-sdk-core ruby-aws-sdk-s3"
+    elif subprocess.run(
+        [ruby, "-e", "require 'aws-sigv4'; require 'aws-sdk-s3'"], capture_output=True
+    ).returncode:
+        problem = "Ruby's AWS SDK is missing: apt-get install -y ruby-aws-sdk-core ruby-aws-sdk-s3"
     if problem is None:
         assert ruby is not None
         return ruby
@@ -105,6 +109,7 @@ def test_the_official_agents_ruby_stack_can_drive_a_deployment(tmp_path: Path) -
                     host["aws_secret_access_key"],
                     host["iam_user_arn"],
                     host["region"],
+                    str(tmp_path / f"{name}.bundle"),
                 ],
                 capture_output=True,
                 text=True,
@@ -121,6 +126,8 @@ def test_the_official_agents_ruby_stack_can_drive_a_deployment(tmp_path: Path) -
             assert seen["spec_verified_by_stranger"] is False
             assert seen["spec"]["DeploymentId"] == deployment_id
             assert seen["spec"]["ApplicationName"] == "app"
+            assert seen["bundle_etag_matches"] is True
+            assert (tmp_path / f"{name}.bundle").read_bytes() == _bundle()
             assert seen["ack"] == [200, "InProgress"]
             assert seen["complete"] == 200
             assert seen["foreign_host"] == [400, "AccessDeniedException"]

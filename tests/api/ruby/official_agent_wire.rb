@@ -4,15 +4,16 @@
 # behaviour (agent-behaviour.md §1.3 and the agent's start-up and spec checks); no agent code.
 #
 #   ruby official_agent_wire.rb ENDPOINT TLS_CA SIGNER_CA SIGNING_NAME TARGET_PREFIX \
-#        ACCESS_KEY SECRET_KEY HOST_IDENTIFIER REGION
+#        ACCESS_KEY SECRET_KEY HOST_IDENTIFIER REGION BUNDLE_OUT
 #
 # Prints one JSON object of what it saw; the Python test judges it.
+require 'aws-sdk-s3'
 require 'aws-sigv4'
 require 'json'
 require 'net/http'
 require 'openssl'
 
-endpoint, tls_ca, signer_ca, signing_name, target_prefix, access, secret, host_id, region = ARGV
+endpoint, tls_ca, signer_ca, signing_name, target_prefix, access, secret, host_id, region, bundle_out = ARGV
 seen = {}
 
 def amazon_name(region, common_name)
@@ -108,6 +109,18 @@ other.sign(other_key, OpenSSL::Digest.new('SHA256'))
 stranger = OpenSSL::X509::Store.new
 stranger.add_cert(other)
 seen['spec_verified_by_stranger'] = OpenSSL::PKCS7.new(envelope['Payload']).verify([], stranger, nil, OpenSSL::PKCS7::NOCHAIN)
+
+# DownloadBundle as the agent does it: aws-sdk-s3 with the endpoint override, SigV4, the object
+# streamed to a file, the ETag compared without its quotes.
+ENV['AWS_ACCESS_KEY'] = access
+ENV['AWS_SECRET_KEY'] = secret
+s3 = Aws::S3::Client.new(region: region, endpoint: URI(endpoint), signature_version: 'v4',
+                         ssl_ca_bundle: tls_ca)
+revision = seen['spec']['Revision']['S3Revision']
+File.open(bundle_out, 'wb') do |file|
+  object = s3.get_object({ bucket: revision['Bucket'], key: revision['Key'] }, target: file)
+  seen['bundle_etag_matches'] = revision['ETag'].nil? || revision['ETag'].delete('"') == object.etag.delete('"')
+end
 
 status, ack = call.call('PutHostCommandAcknowledgement',
                         'HostCommandIdentifier' => command['HostCommandIdentifier'],
