@@ -37,6 +37,7 @@ import anyio.to_thread
 import platformdirs
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from opendeploy.api.app import ServiceBinding, create_app
@@ -60,6 +61,7 @@ from opendeploy.api.key_cache import KeyKindCache, SecretCache
 from opendeploy.api.model import codedeploy_service
 from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
+from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
 from opendeploy.blocking import POOL_SIZE
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
 from opendeploy.engine.worker import EngineWorker, StopRequests, deploy_to_new_instance
@@ -123,7 +125,7 @@ class Server:
 
     settings: ServerSettings
     store: Store
-    app: Starlette
+    app: ASGIApp
     credentials: CredentialFiles
     engine: EngineWorker
     notifier: HostNotifier
@@ -153,6 +155,8 @@ def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
         names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
         if settings.host not in ("", "0.0.0.0", "::"):
             names.add(settings.host)
+        for domain in settings.s3_domains:
+            names.update((domain, f"*.{domain}"))
         # The subject some official agents pin; the names they connect to are in the SANs.
         subject = endpoint_subject(settings.region)
         key_pem, cert_pem = self_signed(subject, tuple(sorted(names)))
@@ -365,13 +369,18 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             ProxyHeadersMiddleware,
             trusted_hosts=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         )
+        served: ASGIApp = app
+        if settings.s3_domains:
+            # Outside the app itself, whose POST / goes to the API before any middleware: a
+            # bucket's host is the S3 front's whatever its path.
+            served = VirtualHostedBuckets(app, settings.s3_domains)
     except BaseException:
         store.close()
         raise
     return Server(
         settings=settings,
         store=store,
-        app=app,
+        app=served,
         credentials=credentials,
         engine=engine,
         notifier=notifier,

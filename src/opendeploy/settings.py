@@ -21,6 +21,10 @@ class ServerSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_self_signed: bool = False
+    #: Domains under which the S3 front also answers virtual-hosted-style requests
+    #: (``<bucket>.<domain>``), as aws-sdk-s3 for Ruby (the official agent's) sends them to an
+    #: endpoint named by DNS. The self-signed certificate covers ``*.<domain>`` too.
+    s3_domains: tuple[str, ...] = ()
     #: An agent that has not polled for this long is unreachable; its event fails.
     agent_dead_after_seconds: float = 15.0
     #: A running lifecycle event fails after this long (AWS: 3600 s, not adjustable there).

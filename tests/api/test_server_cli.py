@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import SSLError, WaiterError
+from cryptography import x509
 
 from opendeploy.api.commands.signing import endpoint_subject, self_signed, subject_of
 from opendeploy.server import TLS_CERT_FILE, TLS_KEY_FILE, tls_files
@@ -239,3 +240,18 @@ def test_a_self_signed_certificate_of_another_name_is_kept_and_the_reason_logged
         tls_files(settings)
     assert caplog.text == ""
     assert subject_of((tmp_path / TLS_CERT_FILE).read_bytes()) == endpoint_subject("eu-west-1")
+
+
+def test_the_self_signed_certificate_covers_the_s3_domains(tmp_path: Path) -> None:
+    settings = ServerSettings(
+        data_dir=tmp_path,
+        database_url="sqlite://",
+        tls_self_signed=True,
+        s3_domains=("s3.example.test",),
+    )
+    files = tls_files(settings)
+    assert files is not None
+    cert = x509.load_pem_x509_certificate(files[0].read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns = names.get_values_for_type(x509.DNSName)
+    assert "s3.example.test" in dns and "*.s3.example.test" in dns and "localhost" in dns

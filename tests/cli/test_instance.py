@@ -63,6 +63,8 @@ def test_register_writes_files_the_agent_reads_and_the_key_works(
 
     config = load_agent_config(out / "codedeployagent.yml")
     assert config.deploy_control_endpoint == server.endpoint
+    # Bundles too: without the override the official agent would fetch them from AWS's S3.
+    assert config.s3_endpoint_override == server.endpoint
     assert config.on_premises_config_file == out.absolute() / "codedeploy.onpremises.yml"
     assert config.root_dir == out.absolute() / "deployment-root"
     assert config.log_dir == out.absolute() / "logs"

@@ -75,10 +75,12 @@ class FrontServer:
 
 
 @contextmanager
-def front_server(data_dir: Path, database_url: str) -> Iterator[FrontServer]:
-    """The real ``opendeploy server`` composition, served in this process."""
-    settings = ServerSettings(data_dir=data_dir, database_url=database_url, region=REGION)
-    server = create_server(settings)
+def front_server(data_dir: Path, database_url: str, **settings: Any) -> Iterator[FrontServer]:
+    """The real ``opendeploy server`` composition, served in this process (``settings``: more
+    :class:`ServerSettings` fields)."""
+    server = create_server(
+        ServerSettings(data_dir=data_dir, database_url=database_url, region=REGION, **settings)
+    )
     with serve_in_thread(server.app) as endpoint:
         yield FrontServer(
             endpoint,

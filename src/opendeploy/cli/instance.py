@@ -79,8 +79,9 @@ def write_agent_files(
 ) -> AgentFiles:
     """Write ``codedeployagent.yml`` and ``codedeploy.onpremises.yml`` (0600) into ``output_dir``.
 
-    Directories default to ``output_dir/{deployment-root,logs,pid}``; ``extra`` adds or
-    overrides agent keys (without colons, e.g. ``{"s3_endpoint_override": "http://…"}``).
+    Directories default to ``output_dir/{deployment-root,logs,pid}``; both the Command API and
+    S3 (``:s3_endpoint_override:``) go to ``endpoint``; ``extra`` adds or overrides agent keys
+    (without colons, e.g. ``{"s3_endpoint_override": "http://…"}`` for another bundle store).
     """
     output_dir = output_dir.absolute()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +96,9 @@ def write_agent_files(
         "wait_between_runs": 1,
         "max_revisions": 5,
         "deploy_control_endpoint": endpoint,
+        # Bundles come from the server's S3 store: the official agent goes to AWS's S3 without
+        # this (ours falls back to the endpoint above anyway).
+        "s3_endpoint_override": endpoint,
         "on_premises_config_file": str(on_premises),
     }
     keys.update(extra or {})

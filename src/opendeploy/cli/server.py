@@ -79,6 +79,16 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     is_flag=True,
     help="Serve HTTPS with a self-signed certificate created once in the data directory.",
 )
+@click.option(
+    "--s3-domain",
+    "s3_domains",
+    multiple=True,
+    metavar="DOMAIN",
+    help=(
+        "Also answer S3 requests for <bucket>.DOMAIN (virtual-hosted style, as the official "
+        "agent's aws-sdk-s3 sends them to an endpoint named by DNS); repeatable."
+    ),
+)
 @_seconds_option(
     "--agent-dead-after",
     15.0,
@@ -135,6 +145,7 @@ def server(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_self_signed: bool,
+    s3_domains: tuple[str, ...],
     agent_dead_after: float,
     restart_grace: float,
     event_timeout: float,
@@ -167,6 +178,7 @@ def server(
         tls_cert=tls_cert.resolve() if tls_cert else None,
         tls_key=tls_key.resolve() if tls_key else None,
         tls_self_signed=tls_self_signed,
+        s3_domains=tuple(d.strip().lower().rstrip(".") for d in s3_domains if d.strip()),
         agent_dead_after_seconds=agent_dead_after,
         restart_grace_seconds=restart_grace,
         event_timeout_seconds=event_timeout,
