@@ -27,6 +27,7 @@ import yaml
 from opendeploy.api.commands.signing import SIGNER_CA_FILE
 from opendeploy.testing.agents import register_instance
 from opendeploy.testing.server import running_server
+from tests.api._web_group import deploy_to_web_group
 
 SCRIPT = Path(__file__).parent / "ruby" / "official_agent_wire.rb"
 #: Set to 1 to skip these tests on a machine without Ruby (never on CI).
@@ -77,23 +78,11 @@ def test_the_official_agents_ruby_stack_can_drive_a_deployment(tmp_path: Path) -
         cd = srv.client()
         s3 = srv.client("s3")
         s3.create_bucket(Bucket="bundles")
-        s3.put_object(Bucket="bundles", Key="app.zip", Body=_bundle())
-        cd.create_application(applicationName="app")
-        cd.create_deployment_group(
-            applicationName="app",
-            deploymentGroupName="web",
-            serviceRoleArn="arn:aws:iam::000000000000:role/opendeploy",
-            deploymentConfigName="CodeDeployDefault.AllAtOnce",
-            onPremisesInstanceTagFilters=[{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+        bundle = _bundle()
+        s3.put_object(Bucket="bundles", Key="app.zip", Body=bundle)
+        deployment_id = deploy_to_web_group(
+            cd, "bundles", "app.zip", config="CodeDeployDefault.AllAtOnce"
         )
-        deployment_id = cd.create_deployment(
-            applicationName="app",
-            deploymentGroupName="web",
-            revision={
-                "revisionType": "S3",
-                "s3Location": {"bucket": "bundles", "key": "app.zip", "bundleType": "zip"},
-            },
-        )["deploymentId"]
         for name, (signing_name, target_prefix) in VARIANTS.items():
             host = hosts[name]
             done = subprocess.run(
@@ -127,7 +116,7 @@ def test_the_official_agents_ruby_stack_can_drive_a_deployment(tmp_path: Path) -
             assert seen["spec"]["DeploymentId"] == deployment_id
             assert seen["spec"]["ApplicationName"] == "app"
             assert seen["bundle_etag_matches"] is True
-            assert (tmp_path / f"{name}.bundle").read_bytes() == _bundle()
+            assert (tmp_path / f"{name}.bundle").read_bytes() == bundle
             assert seen["ack"] == [200, "InProgress"]
             assert seen["complete"] == 200
             assert seen["foreign_host"] == [400, "AccessDeniedException"]

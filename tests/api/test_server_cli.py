@@ -22,6 +22,7 @@ from opendeploy.server import TLS_CERT_FILE, TLS_KEY_FILE, tls_files
 from opendeploy.settings import ServerSettings
 from opendeploy.testing.agents import running_agents
 from opendeploy.testing.server import running_server
+from tests.api._web_group import deploy_to_web_group
 
 AWS_CLI = Path(sys.executable).parent / "aws"
 
@@ -112,21 +113,7 @@ def test_deployment_timeout_flag_fails_a_deployment_that_runs_too_long(
         cd.add_tags_to_on_premises_instances(
             instanceNames=["quiet-1"], tags=[{"Key": "role", "Value": "web"}]
         )
-        cd.create_application(applicationName="app")
-        cd.create_deployment_group(
-            applicationName="app",
-            deploymentGroupName="web",
-            serviceRoleArn="arn:aws:iam::000000000000:role/opendeploy",
-            onPremisesInstanceTagFilters=[{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
-        )
-        deployment_id = cd.create_deployment(
-            applicationName="app",
-            deploymentGroupName="web",
-            revision={
-                "revisionType": "S3",
-                "s3Location": {"bucket": "b", "key": "k.zip", "bundleType": "zip"},
-            },
-        )["deploymentId"]
+        deployment_id = deploy_to_web_group(cd, "b", "k.zip")
         waiter = cd.get_waiter("deployment_successful")
         with pytest.raises(WaiterError, match="terminal failure state"):
             waiter.wait(deploymentId=deployment_id, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
@@ -163,24 +150,9 @@ def test_tls_self_signed_serves_boto3_and_a_real_agent(tmp_path: Path) -> None:
         s3.create_bucket(Bucket="bundles")
         s3.put_object(Bucket="bundles", Key="app.zip", Body=_trivial_bundle())
         with running_agents(srv, tmp_path / "hosts", 1, tags={"role": "web"}) as agents:
-            cd.create_application(applicationName="app")
-            cd.create_deployment_group(
-                applicationName="app",
-                deploymentGroupName="web",
-                serviceRoleArn="arn:aws:iam::000000000000:role/opendeploy",
-                deploymentConfigName="CodeDeployDefault.AllAtOnce",
-                onPremisesInstanceTagFilters=[
-                    {"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}
-                ],
+            deployment_id = deploy_to_web_group(
+                cd, "bundles", "app.zip", config="CodeDeployDefault.AllAtOnce"
             )
-            deployment_id = cd.create_deployment(
-                applicationName="app",
-                deploymentGroupName="web",
-                revision={
-                    "revisionType": "S3",
-                    "s3Location": {"bucket": "bundles", "key": "app.zip", "bundleType": "zip"},
-                },
-            )["deploymentId"]
             cd.get_waiter("deployment_successful").wait(
                 deploymentId=deployment_id, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
             )
