@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from opendeploy.api.s3.virtual_hosts import bucket_from_host
+from opendeploy.api.s3.virtual_hosts import bucket_from_host, normalize_domain
 from tests.revisions.s3_front_server import REGION, FrontServer, front_server
 
 DOMAIN = "s3.opendeploy.test"
@@ -26,6 +26,7 @@ DOMAIN = "s3.opendeploy.test"
         ("bundles.s3.opendeploy.test", "bundles"),
         ("bundles.s3.opendeploy.test:8443", "bundles"),
         ("Bundles.S3.OpenDeploy.Test.", "bundles"),
+        ("bundles.s3.opendeploy.test.:8443", "bundles"),
         ("my.dotted.bucket.s3.opendeploy.test", "my.dotted.bucket"),
         ("s3.opendeploy.test", None),  # the domain itself: path-style
         ("s3.opendeploy.test:8443", None),
@@ -37,7 +38,7 @@ DOMAIN = "s3.opendeploy.test"
     ],
 )
 def test_bucket_from_host(host: str, bucket: str | None) -> None:
-    assert bucket_from_host(host, [DOMAIN]) == bucket
+    assert bucket_from_host(host, [normalize_domain(" S3.OpenDeploy.Test. ")]) == bucket
 
 
 @pytest.fixture

@@ -31,11 +31,11 @@ __all__ = [
     "OutputLine",
     "Snapshot",
     "batches",
-    "plain_lines",
     "failure",
     "format_duration",
     "live_view",
     "output_line",
+    "plain_lines",
     "snapshot_from_api",
     "summary",
 ]

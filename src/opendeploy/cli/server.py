@@ -161,6 +161,7 @@ def server(
     AWS_CONFIG_FILE at them to use boto3 or aws-cli against this server.
     """
     from opendeploy import server as server_module
+    from opendeploy.api.s3.virtual_hosts import normalize_domain
 
     configure_logging(log_level)
     if tls_key is not None and tls_cert is None:
@@ -178,7 +179,7 @@ def server(
         tls_cert=tls_cert.resolve() if tls_cert else None,
         tls_key=tls_key.resolve() if tls_key else None,
         tls_self_signed=tls_self_signed,
-        s3_domains=tuple(d.strip().lower().rstrip(".") for d in s3_domains if d.strip()),
+        s3_domains=tuple(normalize_domain(d) for d in s3_domains if normalize_domain(d)),
         agent_dead_after_seconds=agent_dead_after,
         restart_grace_seconds=restart_grace,
         event_timeout_seconds=event_timeout,

@@ -14,21 +14,26 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["VirtualHostedBuckets", "bucket_from_host"]
+__all__ = ["VirtualHostedBuckets", "bucket_from_host", "normalize_domain"]
+
+
+def normalize_domain(domain: str) -> str:
+    """A domain as :func:`bucket_from_host` compares it: lower case, no surrounding dots."""
+    return domain.strip().lower().strip(".")
 
 
 def bucket_from_host(host: str, domains: Sequence[str]) -> str | None:
-    """The bucket a ``Host`` header names under one of ``domains``; None when it names none.
+    """The bucket a ``Host`` header names under one of ``domains`` (normalized, see
+    :func:`normalize_domain`); None when it names none.
 
-    ``host`` may carry a port; names compare case-insensitively. A bucket may contain dots
+    ``host`` may carry a port and compares case-insensitively. A bucket may contain dots
     (``my.bucket.s3.example.com`` under ``s3.example.com`` is bucket ``my.bucket``)."""
     name = host.strip().lower()
     if name.startswith("["):  # an IPv6 literal is never a bucket's host
         return None
-    name = name.rsplit(":", 1)[0] if ":" in name else name
-    name = name.rstrip(".")
+    name = name.rsplit(":", 1)[0].rstrip(".")
     for domain in domains:
-        suffix = "." + domain.strip().lower().rstrip(".")
+        suffix = "." + domain
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return None
@@ -39,7 +44,7 @@ class VirtualHostedBuckets:
 
     def __init__(self, app: ASGIApp, domains: Sequence[str]) -> None:
         self.app = app
-        self.domains = tuple(domains)
+        self.domains = tuple(normalize_domain(d) for d in domains)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
