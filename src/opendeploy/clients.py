@@ -166,6 +166,9 @@ class InstanceCredentials:
     access_key_id: str
     secret_access_key: str
     iam_user_arn: str
+    #: The deployment-spec signer's certificate (PEM), for the official agent's CA file; None
+    #: from a server that does not send it.
+    spec_signer_certificate: str | None = None
 
 
 def request_instance_credentials(
@@ -208,6 +211,11 @@ def request_instance_credentials(
             access_key_id=str(answer["accessKeyId"]),
             secret_access_key=str(answer["secretAccessKey"]),
             iam_user_arn=str(answer["iamUserArn"]),
+            spec_signer_certificate=(
+                str(answer["specSignerCertificate"])
+                if answer.get("specSignerCertificate")
+                else None
+            ),
         )
     except (KeyError, TypeError) as exc:
         raise ClientError(

@@ -306,10 +306,11 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             key_kind, "StopDeployment", engine_stop_deployment(StopRequests(engine)), wakeup
         )
         lookup_secret = SecretCache(store.commands.lookup_secret)
+        signer = SpecSigner.load_or_create(settings.data_dir, settings.region)
         command_api = CommandApi(
             notifier=notifier,
             wakeup=wakeup,
-            signer=SpecSigner.load_or_create(settings.data_dir, settings.region),
+            signer=signer,
             on_first_poll=_first_poll(store, wakeup),
             on_deregistration=lookup_secret.forget_all,
         )
@@ -343,7 +344,9 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
                 store=store, settings=settings, principal=key_id, request_id=request_id
             ),
             extra_routes=[
-                instance_credentials_route(store, lookup_secret),
+                instance_credentials_route(
+                    store, lookup_secret, signer_certificate=signer.certificate_pem()
+                ),
                 *output_routes(store, lookup_secret),
                 # The bundle store's S3 front only takes requests signed for service "s3", so it
                 # never shadows the API's POST / or the other routes.

@@ -91,7 +91,7 @@ def test_the_official_agents_ruby_stack_can_drive_a_deployment(tmp_path: Path) -
                     str(SCRIPT),
                     srv.endpoint,
                     str(srv.ca_bundle),
-                    str(data / SIGNER_CA_FILE),
+                    str(tmp_path / name / SIGNER_CA_FILE),  # as instance register wrote it
                     signing_name,
                     target_prefix,
                     host["aws_access_key_id"],

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from opendeploy.agent.config import load_agent_config, load_on_premises_config
+from opendeploy.api.commands.signing import SIGNER_CA_FILE
 from opendeploy.cli.instance import write_agent_files
 from opendeploy.clients import agent_version, command_client
 from opendeploy.testing.server import RunningServer, running_server
@@ -71,6 +72,11 @@ def test_register_writes_files_the_agent_reads_and_the_key_works(
     assert config.wait_between_runs == 1 and config.max_revisions == 5
     # The official spelling, leading colons and all, so the official agent reads it too.
     assert ":deploy_control_endpoint: " in (out / "codedeployagent.yml").read_text()
+    # And the CA file the official agent checks signed specifications with: the server's signer.
+    signer_ca = out / SIGNER_CA_FILE
+    assert signer_ca.read_bytes() == (server.data_dir / SIGNER_CA_FILE).read_bytes()
+    assert "BEGIN CERTIFICATE" in signer_ca.read_text() and "KEY" not in signer_ca.read_text()
+    assert f"official agent: copy {signer_ca}" in result.stdout
 
     secret_file = out / "codedeploy.onpremises.yml"
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600

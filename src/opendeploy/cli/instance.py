@@ -64,6 +64,8 @@ class AgentFiles:
 
     agent_config: Path
     on_premises_config: Path
+    #: The deployment-spec signer's certificate, named as the official agent's CA file.
+    signer_ca: Path | None = None
 
 
 def write_agent_files(
@@ -76,12 +78,15 @@ def write_agent_files(
     secret_access_key: str,
     root_dir: Path | None = None,
     extra: Mapping[str, object] | None = None,
+    signer_certificate: str | None = None,
 ) -> AgentFiles:
     """Write ``codedeployagent.yml`` and ``codedeploy.onpremises.yml`` (0600) into ``output_dir``.
 
     Directories default to ``output_dir/{deployment-root,logs,pid}``; both the Command API and
     S3 (``:s3_endpoint_override:``) go to ``endpoint``; ``extra`` adds or overrides agent keys
     (without colons, e.g. ``{"s3_endpoint_override": "http://…"}`` for another bundle store).
+    ``signer_certificate`` (the server's spec signer, PEM) is written beside them under the name
+    of the official agent's CA file, for that agent to verify deployment specifications with.
     """
     output_dir = output_dir.absolute()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +122,15 @@ def write_agent_files(
     lines = ["# Written by `opendeploy instance register` (official codedeployagent.yml keys)."]
     lines += [f":{key}: {_scalar(value)}" for key, value in keys.items()]
     agent_config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return AgentFiles(agent_config=agent_config, on_premises_config=on_premises)
+    signer_ca = None
+    if signer_certificate is not None:
+        from opendeploy.api.commands.signing import SIGNER_CA_FILE
+
+        signer_ca = output_dir / SIGNER_CA_FILE
+        signer_ca.write_text(signer_certificate, encoding="ascii")
+    return AgentFiles(
+        agent_config=agent_config, on_premises_config=on_premises, signer_ca=signer_ca
+    )
 
 
 def _parse_tags(values: tuple[str, ...]) -> list[dict[str, str]]:
@@ -236,11 +249,17 @@ def register(
         secret_access_key=credentials.secret_access_key,
         root_dir=root_dir,
         extra={"s3_endpoint_override": s3_endpoint_override} if s3_endpoint_override else None,
+        signer_certificate=credentials.spec_signer_certificate,
     )
     click.echo(f"Registered {name} as {credentials.iam_user_arn}")
     click.echo(f"agent config: {files.agent_config}")
     click.echo(f"credentials:  {files.on_premises_config} (mode 0600)")
     click.echo(f"start it with: opendeploy agent --config {files.agent_config}")
+    if files.signer_ca is not None:
+        click.echo(
+            f"official agent: copy {files.signer_ca} over its certs/{files.signer_ca.name}"
+            " (see the README's official-agent section)"
+        )
 
 
 @instance.command("deregister")

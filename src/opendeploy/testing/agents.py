@@ -161,6 +161,7 @@ def register_instance(
         access_key_id=credentials.access_key_id,
         secret_access_key=credentials.secret_access_key,
         extra=extra_config,
+        signer_certificate=credentials.spec_signer_certificate,
     )
     return files.agent_config
 

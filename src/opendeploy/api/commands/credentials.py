@@ -41,8 +41,13 @@ PATH = "/opendeploy/v1/instance-credentials"
 SIGNING_NAME = "codedeploy"
 
 
-def issue(store: Store, key_id: str, body: bytes) -> dict[str, Any]:
-    """Check the caller is an admin, parse the body, and issue the instance key."""
+def issue(
+    store: Store, key_id: str, body: bytes, signer_certificate: str | None = None
+) -> dict[str, Any]:
+    """Check the caller is an admin, parse the body, and issue the instance key.
+
+    With ``signer_certificate`` (the deployment-spec signer's PEM), the answer carries it as
+    ``specSignerCertificate``: the CA file official agents verify specifications with."""
     if store.commands.key_kind(key_id) != "admin":
         raise AccessDeniedError(
             f"Access key {key_id} may not issue instance credentials: an admin key is required."
@@ -59,20 +64,24 @@ def issue(store: Store, key_id: str, body: bytes) -> dict[str, Any]:
         raise InstanceNotRegisteredError(f"The on-premises instance {name} is not registered.")
     key_id, secret = store.access_keys.create(principal=instance["instance_arn"], kind="instance")
     log.info("issued instance key instance=%s access_key_id=%s", name, key_id)
-    return {
+    answer = {
         "accessKeyId": key_id,
         "secretAccessKey": secret,
         "iamUserArn": instance["iam_user_arn"] or instance["iam_session_arn"],
         "instanceName": name,
     }
+    if signer_certificate is not None:
+        answer["specSignerCertificate"] = signer_certificate
+    return answer
 
 
 def instance_credentials_route(
     store: Store,
     lookup_secret: sigv4.SecretLookup,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    signer_certificate: str | None = None,
 ) -> Route:
-    """The route, verifying SigV4 with ``lookup_secret``."""
+    """The route, verifying SigV4 with ``lookup_secret`` (see :func:`issue`)."""
 
     def serve(signed: sigv4.SignedRequest) -> tuple[int, dict[str, Any]]:
         request_id = str(uuid.uuid4())
@@ -82,7 +91,7 @@ def instance_credentials_route(
                 raise InvalidSignatureError(
                     f"Credential should be scoped to correct service: '{SIGNING_NAME}'."
                 )
-            return 200, issue(store, verified.access_key_id, signed.body)
+            return 200, issue(store, verified.access_key_id, signed.body, signer_certificate)
         except Exception as exc:
             error = to_wire_error(exc, request_id)
             if error.is_fault:

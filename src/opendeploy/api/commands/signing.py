@@ -176,10 +176,14 @@ class SpecSigner:
             write_private(path, key_pem + cert_pem)
             signer = cls._load(path)
         ca = data_dir / SIGNER_CA_FILE
-        cert_pem = signer.cert.public_bytes(serialization.Encoding.PEM)
+        cert_pem = signer.certificate_pem().encode("ascii")
         if not ca.exists() or ca.read_bytes() != cert_pem:
             ca.write_bytes(cert_pem)
         return signer
+
+    def certificate_pem(self) -> str:
+        """The signer's certificate alone (PEM): what agents trust specifications by."""
+        return self.cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     @classmethod
     def _load(cls, path: Path) -> SpecSigner:
