@@ -151,19 +151,19 @@ def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
     if not settings.tls_self_signed:
         return None
     cert, key = settings.data_dir / TLS_CERT_FILE, settings.data_dir / TLS_KEY_FILE
+    # The subject some official agents pin; the names they connect to are in the SANs.
+    subject = endpoint_subject(settings.region)
     if not (cert.exists() and key.exists()):
         names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
         if settings.host not in ("", "0.0.0.0", "::"):
             names.add(settings.host)
         for domain in settings.s3_domains:
             names.update((domain, f"*.{domain}"))
-        # The subject some official agents pin; the names they connect to are in the SANs.
-        subject = endpoint_subject(settings.region)
         key_pem, cert_pem = self_signed(subject, tuple(sorted(names)))
         write_private(key, key_pem)
         write_private(cert, cert_pem)
         log.info("created self-signed TLS certificate path=%s", cert)
-    elif subject_of(cert.read_bytes()) != endpoint_subject(settings.region):
+    elif subject_of(cert.read_bytes()) != subject:
         # Kept: clients trust this very certificate. Official agents that pin the endpoint's
         # name refuse it, though, and a user who wants them must know why and what to do.
         log.warning(
@@ -171,7 +171,7 @@ def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
             " endpoint's name will not start; delete %s and %s to have one made (and give"
             " clients the new certificate)",
             cert,
-            endpoint_subject(settings.region).rfc4514_string(),
+            subject.rfc4514_string(),
             cert,
             key,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from opendeploy.api.commands.signing import SIGNER_CA_FILE, self_signed, signer_
 from opendeploy.store import commands as cmd_store
 from opendeploy.store import driver_sql
 from tests._stored import bare_deployment
+from tests.api._openssl import compat_subject, openssl
 from tests.engine.agent_sim import (
     AGENT_EVENTS,
     S3_V1,
@@ -125,11 +125,8 @@ def test_instance_credentials_errors_and_revocation(cluster: Cluster) -> None:
 def _openssl_content(pem: str, tmp_path: Path) -> bytes:
     path = tmp_path / "spec.pem"
     path.write_text(pem)
-    done = subprocess.run(
-        ["openssl", "cms", "-verify", "-noverify", "-inform", "PEM", "-in", str(path)],
-        capture_output=True,
-        check=True,
-    )
+    done = openssl("cms", "-verify", "-noverify", "-inform", "PEM", "-in", str(path))
+    assert done.returncode == 0, done.stderr
     return done.stdout
 
 
@@ -159,10 +156,6 @@ def test_spec_envelopes_parse_with_the_agent_parser(cluster: Cluster, tmp_path: 
     assert seen["agent_version"] == "OFFICIAL_1.8.1" and seen["last_seen_at"] is not None
 
 
-def _openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["openssl", *args], input=stdin, capture_output=True)
-
-
 def test_signed_spec_passes_the_strict_check_of_official_agents(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -176,15 +169,14 @@ def test_signed_spec_passes_the_strict_check_of_official_agents(
     spec = tmp_path / "spec.pem"
     spec.write_text(answer["DeploymentSpecification"]["GenericEnvelope"]["Payload"])
     ca = cluster.settings.data_dir / SIGNER_CA_FILE
-    verified = _openssl(
+    verified = openssl(
         "smime", "-verify", "-nochain", "-CAfile", str(ca), "-inform", "PEM", "-in", str(spec)
     )
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["ApplicationName"] == "shop"
-    certs = _openssl("pkcs7", "-print_certs", "-in", str(spec)).stdout
+    certs = openssl("pkcs7", "-print_certs", "-in", str(spec)).stdout
     assert certs.count(b"-----BEGIN CERTIFICATE-----") == 1
-    subject = _openssl("x509", "-noout", "-subject", "-nameopt", "compat", stdin=certs)
-    assert subject.stdout.decode().strip() == (
+    assert compat_subject(certs) == (
         "subject=/C=US/ST=Washington/L=Seattle/O=Amazon.com, Inc."
         "/CN=codedeploy-signer-us-east-1.amazonaws.com"
     )
@@ -192,7 +184,7 @@ def test_signed_spec_passes_the_strict_check_of_official_agents(
     _, other = self_signed(signer_subject("us-east-1"))
     stranger = tmp_path / "other-ca.pem"
     stranger.write_bytes(other)
-    refused = _openssl(
+    refused = openssl(
         "smime", "-verify", "-nochain", "-CAfile", str(stranger), "-inform", "PEM", "-in", str(spec)
     )
     assert refused.returncode != 0

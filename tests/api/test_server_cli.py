@@ -22,6 +22,7 @@ from opendeploy.server import TLS_CERT_FILE, TLS_KEY_FILE, tls_files
 from opendeploy.settings import ServerSettings
 from opendeploy.testing.agents import running_agents
 from opendeploy.testing.server import running_server
+from tests.api._openssl import compat_subject
 from tests.api._web_group import deploy_to_web_group
 
 AWS_CLI = Path(sys.executable).parent / "aws"
@@ -158,13 +159,7 @@ def test_tls_self_signed_serves_boto3_and_a_real_agent(tmp_path: Path) -> None:
             )
             assert "CERTIFICATE_VERIFY_FAILED" not in agents[0].output()
         # Named as the start-up check of some official agents wants the endpoint's certificate.
-        named = subprocess.run(
-            ["openssl", "x509", "-noout", "-subject", "-nameopt", "compat", "-in", str(cert)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert named.stdout.strip() == (
+        assert compat_subject(cert.read_bytes()) == (
             "subject=/C=US/ST=Washington/L=Seattle/O=Amazon.com, Inc."
             "/CN=codedeploy-commands.us-east-1.amazonaws.com"
         )
