@@ -64,11 +64,12 @@ from opendeploy.api.s3 import s3_routes
 from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
 from opendeploy.blocking import POOL_SIZE
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
-from opendeploy.engine.worker import EngineWorker, StopRequests, deploy_to_new_instance
+from opendeploy.engine.worker import EngineWorker, StopRequests
 from opendeploy.revisions.blobstore import LocalBlobStore
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
 from opendeploy.store.database import Store
+from opendeploy.store.engine_store import deploy_to_new_instance
 from opendeploy.web import web_routes
 
 log = logging.getLogger("opendeploy.server")

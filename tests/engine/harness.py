@@ -1,8 +1,8 @@
 """A harness for the pure engine: applies Decisions to a snapshot the way the worker will.
 
 Like Nomad's scheduler test harness, it keeps a copy of the state and lets tests play agents
-(poll, acknowledge, complete) and call ``reconcile`` without any store. ``apply`` is also the
-executable statement of how a worker must apply each kind of decision.
+(poll, acknowledge, complete) and call ``reconcile`` without any store; it applies decisions with
+the engine's pure ``apply_decisions``, which the worker's SQL apply is checked against.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Literal
 
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.status import DeploymentStatus, LifecycleErrorCode
+from opendeploy.engine.apply import apply_decisions
 from opendeploy.engine.reconcile import Decisions, EngineSettings, ErrorInformation, reconcile
 from opendeploy.engine.rollback import RollbackDecision
 from opendeploy.engine.snapshot import (
     CommandSnapshot,
     DeploymentSnapshot,
     Diagnostics,
-    EventSnapshot,
     TargetSnapshot,
 )
 
@@ -30,38 +30,8 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def apply(snap: DeploymentSnapshot, d: Decisions, now: datetime) -> DeploymentSnapshot:
-    """The new snapshot after a worker applied ``d`` at ``now``."""
-    target_updates = {u.instance_id: u for u in d.target_updates}
-    event_updates = {(u.instance_id, u.event): u for u in d.event_updates}
-    dispatch = {c.instance_id: c for c in d.dispatch}
-    targets = []
-    for t in snap.targets:
-        events = []
-        for ev in t.events:
-            u = event_updates.get((t.instance_id, ev.name))
-            if u is not None:
-                ev = EventSnapshot(ev.name, u.status, u.start_time, u.end_time, u.diagnostics)
-            events.append(ev)
-        command = t.command
-        if t.instance_id in d.close_commands:
-            command = None
-        if t.instance_id in dispatch:
-            command = CommandSnapshot(dispatch[t.instance_id].event, dispatched_at=now)
-        tu = target_updates.get(t.instance_id)
-        targets.append(
-            replace(
-                t,
-                status=tu.status if tu else t.status,
-                events=tuple(events),
-                command=command,
-            )
-        )
-    status, started = snap.status, snap.started_at
-    if d.deployment is not None:
-        status = d.deployment.status
-        started = started or d.deployment.start_time
-    return replace(snap, targets=tuple(targets), status=status, started_at=started)
+#: The pure apply the worker's SQL apply is checked against (kept under its old name here).
+apply = apply_decisions
 
 
 @dataclass

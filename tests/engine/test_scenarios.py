@@ -7,14 +7,17 @@ Scenario keys: ``fleet`` (instance ids), ``config`` ({type, value}), optional
 fields), ``silent_from`` ({instance: t}: that agent stops polling at t seconds) and ``steps``.
 
 A step: ``at`` (seconds after T0); ``reports``, applied in order before reconciling — ``{"ack": i,
-"noop": bool}``, ``{"run": i}`` (ack + Succeeded), ``{"fail": i, "error_code", "message"}``,
+"noop": bool}``, ``{"run": i}`` (ack + Succeeded; for a server step, the effector runner's
+report), ``{"fail": i, "error_code", "message"}``,
 ``{"stop": {"auto_rollback": bool|null, "by_alarm": bool}}``; ``drive`` ({instance: "succeed" |
 {"fail_at": event}}): those agents answer every command and the engine is run until they have
 nothing left to answer; ``expect``: ``status``, ``error_code``, ``error_message`` (substring),
 ``targets`` ({i: status}), ``events`` ({i: {event: status}}), ``event_message`` ({i: {event:
 substring}}), ``event_error_code``, ``overview`` (all six counts), ``dispatched`` ([[i, event]]
-over the whole step, any order), ``unreachable``, ``rollback`` (``"none"``, or {``plan``: null |
-{revision, last_successful_deployment_id, creator}, ``message``: substring}).
+over the whole step, any order, agent commands and server steps alike), ``server_steps`` (the
+[[i, event]] of those dispatched to the server's effector runner), ``unreachable``,
+``rollback`` (``"none"``, or {``plan``: null | {revision, last_successful_deployment_id,
+creator}, ``message``: substring}).
 Every reconcile is checked for idempotence by the harness.
 """
 
@@ -78,7 +81,7 @@ def drive(h: Harness, plan: dict[str, Any], now: Any, dispatched: list[list[str]
             else:
                 h.complete(instance, now, "Succeeded")
         d = h.step(now)
-        dispatched += [[c.instance_id, c.event.value] for c in d.dispatch]
+        dispatched += [[c.instance_id, c.event.value, c.executor] for c in d.dispatch]
         if not answered and not d.has_changes:
             return
     raise AssertionError("drive did not settle")
@@ -111,7 +114,10 @@ def check(h: Harness, expect: dict[str, Any], dispatched: list[list[str]], where
     if "overview" in expect:
         eq(last.overview.as_api(), expect["overview"], "overview")
     if "dispatched" in expect:
-        eq(sorted(dispatched), sorted(expect["dispatched"]), "dispatched")
+        eq(sorted(d[:2] for d in dispatched), sorted(expect["dispatched"]), "dispatched")
+    if "server_steps" in expect:
+        server = [d[:2] for d in dispatched if d[2] == "server"]
+        eq(sorted(server), sorted(expect["server_steps"]), "server_steps")
     if "unreachable" in expect:
         eq(list(last.unreachable), expect["unreachable"], "unreachable")
     if "rollback" in expect:
@@ -159,7 +165,7 @@ def test_scenario(path: Path) -> None:
             drive(h, step["drive"], now, dispatched)
         else:
             d = h.step(now)
-            dispatched += [[c.instance_id, c.event.value] for c in d.dispatch]
+            dispatched += [[c.instance_id, c.event.value, c.executor] for c in d.dispatch]
         check(h, step.get("expect", {}), dispatched, where)
 
 

@@ -17,8 +17,9 @@ from botocore.exceptions import ReadTimeoutError
 from sqlalchemy import update
 
 from opendeploy.engine.dispatch import HostNotifier
-from opendeploy.engine.worker import EngineWorker, load
+from opendeploy.engine.worker import EngineWorker
 from opendeploy.store import tables
+from opendeploy.store.engine_store import load
 from opendeploy.testing.server import running_server
 from tests.engine.agent_sim import (
     AGENT_EVENTS,

@@ -41,7 +41,7 @@ def test_an_agent_heard_by_this_process_is_alive_whatever_the_store_says(tmp_pat
     process heard is newer and counts."""
     from datetime import UTC, datetime, timedelta
 
-    from opendeploy.engine.worker import load
+    from opendeploy.store.engine_store import load
     from tests._stored import deployment_to_instances
 
     now = datetime.now(UTC)

@@ -13,10 +13,15 @@ import pytest
 from sqlalchemy import select
 
 from opendeploy.engine.dispatch import HostNotifier
-from opendeploy.engine.worker import INSTANCE_ROWS_MAX_AGE_SECONDS, EngineWorker, InstanceRows
+from opendeploy.engine.worker import EngineWorker
 from opendeploy.settings import ServerSettings
 from opendeploy.store import tables
 from opendeploy.store.database import Store
+from opendeploy.store.engine_store import (
+    INSTANCE_ROWS_MAX_AGE_SECONDS,
+    InstanceRows,
+    SqlEngineStore,
+)
 from tests._stored import deployment_to_instances
 
 NAMES = ("web-1", "web-2")
@@ -48,6 +53,12 @@ def world(tmp_path: Path, database_url: str) -> Iterator[World]:
         store.close()
 
 
+def _kept(worker: EngineWorker) -> SqlEngineStore:
+    """The worker's SQL engine store, which keeps targets and instance rows between passes."""
+    assert isinstance(worker.engine_store, SqlEngineStore)
+    return worker.engine_store
+
+
 def _open_command(world: World, name: str) -> dict[str, object]:
     commands = world.store.commands.open_commands(world.deployment_id)
     return commands[next(n for n in commands if n.startswith(name))]
@@ -68,7 +79,7 @@ def test_reports_reach_the_engine_through_its_cache(world: World) -> None:
     now = datetime.now(UTC)
     assert world.store.commands.acknowledge(str(first["command_id"]), now=now, noop=False)
     assert worker.step(dep)  # the acknowledgement: the event is in progress
-    cached = worker._targets[dep].commands
+    cached = _kept(worker)._targets[dep].commands
     assert [n for n, c in cached.items() if c.acknowledged_at is not None] == [
         first["instance_name"]
     ]
@@ -85,22 +96,22 @@ def test_a_dead_agent_verdict_is_made_on_fresh_instance_rows(world: World) -> No
     worker, dep = world.worker, world.deployment_id
     assert worker.step(dep)
     long_ago = datetime.now(UTC) - timedelta(minutes=5)
-    rows = worker._instances[dep].rows
+    rows = _kept(worker)._instances[dep].rows
     # Rows kept from an earlier pass that say both agents went quiet long ago; the store says
     # they were seen just now. The verdict must follow the store.
-    worker._instances[dep] = InstanceRows(
+    _kept(worker)._instances[dep] = InstanceRows(
         time.monotonic(), {name: (long_ago, None, None) for name in rows}
     )
     worker.step(dep)
     assert set(_unreachable(world).values()) == {None}
-    assert {row[0] for row in worker._instances[dep].rows.values()} != {long_ago}
+    assert {row[0] for row in _kept(worker)._instances[dep].rows.values()} != {long_ago}
     # Whereas agents the store also has as quiet for minutes are unreachable (once the kept
     # rows, which say they are alive, are over a second old).
     i = tables.on_premises_instances
     with world.store.database.write() as conn:
         conn.execute(i.update().where(i.c.name.in_(list(rows))).values(last_seen_at=long_ago))
-    kept = worker._instances[dep]
-    worker._instances[dep] = InstanceRows(
+    kept = _kept(worker)._instances[dep]
+    _kept(worker)._instances[dep] = InstanceRows(
         kept.read_at - 2 * INSTANCE_ROWS_MAX_AGE_SECONDS, kept.rows
     )
     worker.step(dep)

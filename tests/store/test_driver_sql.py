@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Connection, insert
 
-from opendeploy.engine import worker
 from opendeploy.store import commands as c
 from opendeploy.store import driver_sql, tables
+from opendeploy.store import engine_store as worker
 from opendeploy.store.database import Store
 from tests._stored import bare_deployment
 
@@ -98,7 +98,7 @@ def test_reports_are_stored_as_core_stores_them(store: Store) -> None:
 
 def test_each_many_statement_names_a_value_for_every_placeholder() -> None:
     statements = [v for v in vars(driver_sql).values() if isinstance(v, driver_sql.Many)]
-    assert len(statements) == 8
+    assert len(statements) == 9
     for many in statements:
         assert many.sql["sqlite"].count("?") == len(many.keys), many.sql
         assert many.sql["postgresql"].count("%b") == len(many.postgresql_keys), many.sql
@@ -128,7 +128,9 @@ def _engine_writes(store: Store, dep: str) -> list[str]:
                 for position, event in enumerate(("ApplicationStop", "DownloadBundle"))
             ],
         )
-        ids = c.dispatch_many(conn, dep, [("web-1", "ApplicationStop"), ("web-2", "Install")], T0)
+        ids = c.dispatch_many(
+            conn, dep, [("web-1", "ApplicationStop", "agent"), ("web-2", "Install", "server")], T0
+        )
         diag = {"errorCode": "ScriptFailed", "message": "é ✓", "scriptName": "x", "logTail": ""}
         driver_sql.execute_many(
             conn,
@@ -196,9 +198,12 @@ def test_the_engines_writes_store_what_core_stores(
     fast_rows, core_rows = _rows(store, fast), _rows(store, core)
     assert fast_rows == core_rows
     commands = fast_rows["host_commands"]
-    assert [(r["instance_name"], r["status"], r["seen_status"]) for r in commands] == [
-        ("web-1", "Closed", "Pending"),
-        ("web-2", "Pending", "InProgress"),
+    assert [
+        (r["instance_name"], r["status"], r["seen_status"], r["executor"]) for r in commands
+    ] == [
+        ("web-1", "Closed", "Pending", "agent"),
+        # A server step starts Queued (no agent's poll claims it).
+        ("web-2", "Queued", "InProgress", "server"),
     ]
     events = fast_rows["lifecycle_events"]
     assert events[0]["diagnostics"] == {
@@ -220,7 +225,7 @@ def test_mark_seen_passes_over_a_command_a_report_is_writing(postgres_url: str) 
         dep = bare_deployment(s, "d-AAAAAAAAA", now=T0)
         with s.database.write() as conn:
             held, free = c.dispatch_many(
-                conn, dep, [("web-1", "Install"), ("web-2", "Install")], T0
+                conn, dep, [("web-1", "Install", "agent"), ("web-2", "Install", "agent")], T0
             )
         hc = tables.host_commands
         with s.database.write() as conn:

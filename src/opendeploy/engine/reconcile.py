@@ -22,7 +22,9 @@ One call does, in this order:
    a failed ApplicationStop/BeforeBlockTraffic/AfterBlockTraffic under
    ``ignoreApplicationStopFailures``: the event stays ``Failed`` with the script's diagnostics (so
    the reason is visible) and the instance continues. Server-side events (BlockTraffic,
-   AllowTraffic) succeed at once until a load balancer integration exists.
+   AllowTraffic) are dispatched as *server steps* (``executor="server"``): the effector runner
+   carries them out outside the engine's transaction and reports like an agent, so the same
+   rules read their outcome; the agent's liveness does not concern them.
 4. Dead agents and timeouts fail the outstanding event with a message naming the cause: the
    instance deregistered (at once: its key is revoked, so its agent can neither take nor report
    a command), the agent not polling for ``agent_dead_after_seconds``, the command not picked up
@@ -66,6 +68,7 @@ from opendeploy.engine.snapshot import (
     Diagnostics,
     EngineInputError,
     EventSnapshot,
+    Executor,
     MinimumHealthyHosts,
     TargetSnapshot,
 )
@@ -165,10 +168,14 @@ class EventUpdate:
 
 @dataclass(frozen=True, slots=True)
 class HostCommand:
-    """A command to hand to the instance's agent; it becomes the target's current command."""
+    """A command for the target; it becomes the target's current command.
+
+    ``executor``: the instance's agent polls for it, or the server's effector runner carries it
+    out (BlockTraffic, AllowTraffic, and the steps of the other platforms)."""
 
     instance_id: str
     event: LifecycleEvent
+    executor: Executor = "agent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +415,8 @@ class _Plan:
                 LifecycleErrorCode.UNKNOWN_ERROR, "The agent reported a failure with no details."
             )
             return _Outcome(_ES.FAILED, start, end, diag, True)
+        if cmd.executor == "server":
+            return self.server_step_outcome(t, cmd)
         if t.deregistered_at is not None and not (cmd.acknowledged_at and cmd.noop):
             msg = self.deregistered_message(t, running=cmd.acknowledged_at is not None)
             return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
@@ -433,6 +442,28 @@ class _Plan:
             msg = (
                 f"The agent on {t.instance_id} did not pick up the lifecycle event {cmd.event} "
                 f"within {s.event_start_timeout_seconds:g} s of its dispatch; it was not run."
+            )
+            return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
+        return None
+
+    def server_step_outcome(self, t: TargetSnapshot, cmd: CommandSnapshot) -> _Outcome | None:
+        """A server step without a result yet: running (``InProgress``) or waiting for the
+        effector runner; only the event timeouts apply (the host's agent plays no part)."""
+        s = self.settings
+        if cmd.acknowledged_at is not None:
+            if _before(cmd.acknowledged_at, self._running_since_before):
+                msg = (
+                    f"The server step {cmd.event} for {t.instance_id} did not complete within "
+                    f"{s.event_timeout_seconds:g} s (started {cmd.acknowledged_at.isoformat()})."
+                )
+                return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
+            self.set_event(t, cmd.event, _ES.IN_PROGRESS, start=cmd.acknowledged_at)
+            return None
+        if _before(cmd.dispatched_at, self._dispatched_before):
+            msg = (
+                f"No effector runner of this server took up the step {cmd.event} for "
+                f"{t.instance_id} within {s.event_start_timeout_seconds:g} s of its dispatch; "
+                "it was not run."
             )
             return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
         return None
@@ -474,16 +505,9 @@ class _Plan:
             if cmd is not None and ev.name == cmd.event:
                 return  # its command is outstanding (a re-dispatch would double-run it)
             if ev.name in SERVER_SIDE_EVENTS:
-                # No load balancer integration yet: the server's own steps succeed at once.
-                self.set_event(
-                    t,
-                    ev.name,
-                    _ES.SUCCEEDED,
-                    start=self.now,
-                    end=self.now,
-                    diagnostics=SUCCESS_DIAGNOSTICS,
-                )
-                continue
+                # The server's own step (the load balancer): the effector runner carries it out.
+                self.dispatch[t.instance_id] = HostCommand(t.instance_id, ev.name, "server")
+                return
             if t.deregistered_at is not None:
                 # No agent will ever take it: fail now rather than after the dead-agent window.
                 msg = self.deregistered_message(t, running=False)

@@ -24,6 +24,8 @@ from opendeploy.domain.status import (
 from opendeploy.errors import OpenDeployError
 
 MinimumHealthyHostsType = Literal["HOST_COUNT", "FLEET_PERCENT", "MOST_CONCURRENCY"]
+#: Who carries a command out: the host's agent, or an effector of the server.
+Executor = Literal["agent", "server"]
 
 _E = LifecycleEvent
 _TRAFFIC_EVENTS = frozenset(
@@ -134,11 +136,13 @@ class EventSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class CommandSnapshot:
-    """The host command currently outstanding for a target, with what the agent said about it.
+    """The command currently outstanding for a target, with what its executor said about it.
 
     ``acknowledged_at``/``noop`` come from PutHostCommandAcknowledgement (``IsCommandNoop``);
     ``completed_at``/``result``/``diagnostics`` from PutHostCommandComplete. The engine reads
-    them and closes the command once it has turned them into statuses.
+    them and closes the command once it has turned them into statuses. A server step
+    (``executor == "server"``) is reported the same way by the effector runner: taken up
+    (``acknowledged_at``), then completed, so the engine treats both alike.
     """
 
     event: LifecycleEvent
@@ -148,6 +152,7 @@ class CommandSnapshot:
     completed_at: datetime | None = None
     result: Literal["Succeeded", "Failed"] | None = None
     diagnostics: Diagnostics | None = None
+    executor: Executor = "agent"
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,10 +43,16 @@ _SPEC_COLUMNS = (
 )
 
 PENDING = "Pending"
+#: A server step not yet taken up by an effector runner (never handed to an agent).
+QUEUED = "Queued"
 IN_PROGRESS = "InProgress"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 CLOSED = "Closed"
+
+#: ``host_commands.executor``: the host's agent, or the server's effector runner.
+AGENT = "agent"
+SERVER = "server"
 
 #: The most hook output kept per command (the newest characters win).
 OUTPUT_LIMIT_CHARS = 64 * 1024
@@ -527,33 +533,46 @@ def close(
 
 
 def dispatch(
-    conn: Connection, deployment_id: str, instance_name: str, event: str, now: datetime
+    conn: Connection,
+    deployment_id: str,
+    instance_name: str,
+    event: str,
+    now: datetime,
+    executor: str = AGENT,
 ) -> str:
     """Create the target's next command (closing its previous one); returns its id."""
-    return dispatch_many(conn, deployment_id, [(instance_name, event)], now)[0]
+    return dispatch_many(conn, deployment_id, [(instance_name, event, executor)], now)[0]
 
 
 def dispatch_many(
-    conn: Connection, deployment_id: str, commands: Sequence[tuple[str, str]], now: datetime
+    conn: Connection,
+    deployment_id: str,
+    commands: Sequence[tuple[str, str, str]],
+    now: datetime,
 ) -> list[str]:
-    """Create each target's next command, ``(instance name, lifecycle event)``, closing the
-    previous one; returns their ids in order. One statement per kind, however many targets."""
+    """Create each target's next command, ``(instance name, lifecycle event, executor)``,
+    closing the previous one; returns their ids in order. One statement per kind, however many
+    targets. A server step starts ``Queued`` (no agent's poll claims it), an agent's
+    ``Pending``."""
     if not commands:
         return []
-    close(conn, deployment_id, [name for name, _ in commands], now)
-    rows = [
-        {
-            "command_id": new_command_id(),
-            "deployment_id": deployment_id,
-            "instance_name": name,
-            "lifecycle_event": event,
-            "status": PENDING,
-            "seen_status": PENDING,  # the engine knows it: it is creating it
-            "nonce": secrets.randbits(62),
-            "dispatched_at": now,
-            "noop": False,
-        }
-        for name, event in commands
-    ]
+    close(conn, deployment_id, [name for name, _, _ in commands], now)
+    rows = []
+    for name, event, executor in commands:
+        status = QUEUED if executor == SERVER else PENDING
+        rows.append(
+            {
+                "command_id": new_command_id(),
+                "deployment_id": deployment_id,
+                "instance_name": name,
+                "lifecycle_event": event,
+                "status": status,
+                "seen_status": status,  # the engine knows it: it is creating it
+                "nonce": secrets.randbits(62),
+                "dispatched_at": now,
+                "noop": False,
+                "executor": executor,
+            }
+        )
     driver_sql.execute_many(conn, _INSERT, driver_sql.INSERT_COMMAND, rows)
     return [str(row["command_id"]) for row in rows]

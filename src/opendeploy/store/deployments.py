@@ -165,6 +165,14 @@ class Deployments(Repository):
     def get(self, deployment_id: str) -> dict[str, Any] | None:
         return self.get_many([deployment_id])[0]
 
+    def status_of(self, deployment_id: str) -> DeploymentStatus | None:
+        """The deployment's status alone (None if unknown): what waiters poll for."""
+        with self.db.read() as conn:
+            raw = conn.execute(
+                select(_D.c.status).where(_D.c.deployment_id == deployment_id)
+            ).scalar_one_or_none()
+        return None if raw is None else DeploymentStatus(raw)
+
     def get_many(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
         """Each id's deployment with its ``overview`` (None where unknown), in the order asked."""
         with self.db.read() as conn:

@@ -422,7 +422,12 @@ INSERT_COMMAND = _insert(
         "nonce",
         "dispatched_at",
         "noop",
+        "executor",
     ],  # fmt: skip
+)
+INSERT_DEPLOYMENT_EVENT = _insert(
+    tables.deployment_events,
+    ["deployment_id", "instance_id", "event_type", "status", "occurred_at", "detail"],
 )
 # On PostgreSQL a command whose row an agent's report holds is left as it is: the engine would
 # wait for that report's transaction (which holds other commands an engine statement may want:

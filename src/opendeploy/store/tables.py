@@ -343,6 +343,10 @@ host_commands = Table(
     # The status the engine last took in (see ``commands.changed_commands``): a command whose
     # status differs has news for it. NULL on rows older than the column (news, to be safe).
     Column("seen_status", String(16), nullable=True),
+    # Who carries the command out: ``agent`` (the host's agent polls for it) or ``server`` (an
+    # effector of the server: load balancer, Lambda, ECS …). A server command is created
+    # ``Queued``, a status no agent's poll ever claims, and moves on as an agent's does.
+    Column("executor", String(16), nullable=False, default="agent", server_default="agent"),
     Index(None, "instance_name", "status"),
     Index(None, "deployment_id", "instance_name"),
     # The engine's "open commands of this deployment": without it a pass scanned every command
@@ -350,6 +354,31 @@ host_commands = Table(
     Index(None, "deployment_id", "closed_at"),
     # The sweep's "which hosts have a command waiting" (few rows are Pending at any time).
     Index(None, "status"),
+    # The effector runner's "which server steps are due" (a fleet's agent commands are many).
+    Index(None, "executor", "status"),
+)
+
+# The outbox of deployment events (CodeDeploy's trigger event types: DeploymentStart …
+# InstanceReady). Written in the transaction of the engine decision that caused the event, so
+# that none is lost or invented; handed to the sinks at least once by a leased delivery loop
+# (``delivered_at`` set after the sinks took it; ``lease_owner``/``lease_expires_at`` keep two
+# replicas from delivering one batch at once). ``seq`` gives the order.
+deployment_events = Table(
+    "deployment_events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("deployment_id", String(32), nullable=False),
+    Column("instance_id", String(_NAME), nullable=True),
+    Column("event_type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    # The event's details (group, application, error, rollback links): the sinks' message.
+    _json("detail"),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    Index(None, "delivered_at", "seq"),
+    Index(None, "deployment_id", "seq"),
 )
 
 # The S3-subset front of the bundle store (api/s3): bucket names, object versions pointing at
