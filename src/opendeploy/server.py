@@ -63,13 +63,21 @@ from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
 from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
 from opendeploy.blocking import POOL_SIZE
+from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
+from opendeploy.engine.effectors.runner import EffectorRunner
+from opendeploy.engine.effectors.traffic import (
+    NoTrafficController,
+    TrafficController,
+    TrafficEffector,
+)
 from opendeploy.engine.worker import EngineWorker, StopRequests
 from opendeploy.revisions.blobstore import LocalBlobStore
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
+from opendeploy.store.server_steps import ServerSteps
 from opendeploy.web import web_routes
 
 log = logging.getLogger("opendeploy.server")
@@ -130,6 +138,7 @@ class Server:
     credentials: CredentialFiles
     engine: EngineWorker
     notifier: HostNotifier
+    effectors: EffectorRunner
 
 
 def client_endpoint(settings: ServerSettings) -> str:
@@ -283,13 +292,32 @@ def _first_poll(store: Store, wake: Wakeup) -> Any:
     return on_first_poll
 
 
-def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute] = ()) -> Server:
-    """Open (and migrate) the store, bootstrap credentials and build the app and its engine."""
+def create_server(
+    settings: ServerSettings,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    traffic: TrafficController | None = None,
+) -> Server:
+    """Open (and migrate) the store, bootstrap credentials and build the app and its engine.
+
+    ``traffic``: the load balancer BlockTraffic and AllowTraffic drive (none by default: the
+    steps leave traffic alone and say so)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store.open(settings.database_url)
     try:
         credentials = bootstrap_credentials(store, settings)
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
+        traffic_effector = TrafficEffector(traffic or NoTrafficController())
+        effectors = EffectorRunner(
+            ServerSteps(store),
+            {
+                LifecycleEvent.BLOCK_TRAFFIC: traffic_effector,
+                LifecycleEvent.ALLOW_TRAFFIC: traffic_effector,
+            },
+            on_outcome=wakeup.set,
+            tick_seconds=max(settings.engine_tick_seconds, 0.5),
+            lease_seconds=settings.step_lease_seconds,
+        )
         engine = EngineWorker(
             store,
             settings,
@@ -298,6 +326,7 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             owner=replica_id(settings.data_dir),
             backlog=backlog.delay,
             heard=lambda: command_api.heard(),
+            on_server_steps=effectors.wake,
         )
         key_kind = KeyKindCache(store.commands.key_kind)
         control = {
@@ -329,12 +358,14 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             limiter = anyio.to_thread.current_default_thread_limiter()
             limiter.total_tokens = THREAD_POOL_SIZE
             engine.start()
+            effectors.start()
             watcher = asyncio.create_task(watch_event_loop(backlog))
             try:
                 yield
             finally:
                 watcher.cancel()
                 notifier.close()
+                await anyio.to_thread.run_sync(effectors.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 store.close()
 
@@ -388,6 +419,7 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
         credentials=credentials,
         engine=engine,
         notifier=notifier,
+        effectors=effectors,
     )
 
 

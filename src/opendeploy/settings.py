@@ -44,6 +44,9 @@ class ServerSettings:
     engine_tick_seconds: float = 0.5
     #: A replica's claim on a deployment while it works on it; a dead replica's expires after this.
     lease_seconds: float = 30.0
+    #: A server step (BlockTraffic, AllowTraffic …) whose runner stops renewing its claim is
+    #: taken up again (and run again: effectors are idempotent) after this long.
+    step_lease_seconds: float = 30.0
 
     @property
     def tls(self) -> bool:

@@ -27,6 +27,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from opendeploy.api.model import DATA_DIR
+from opendeploy.engine.effectors.traffic import TrafficController
 from opendeploy.server import create_server
 from opendeploy.settings import ServerSettings
 from opendeploy.testing.server import serve_in_thread
@@ -228,10 +229,19 @@ class Cluster:
         config: str = "CodeDeployDefault.OneAtATime",
         rollback: bool = False,
         tag: tuple[str, str] = ("app", "web"),
+        target_group: str | None = None,
     ) -> None:
+        """An application with a group; ``target_group``: its traffic goes through that target
+        group, with traffic control (BlockTraffic/AllowTraffic run on the server)."""
         cd = self.cd
         cd.create_application(applicationName=app)
         extra: dict[str, Any] = {}
+        if target_group is not None:
+            extra["loadBalancerInfo"] = {"targetGroupInfoList": [{"name": target_group}]}
+            extra["deploymentStyle"] = {
+                "deploymentType": "IN_PLACE",
+                "deploymentOption": "WITH_TRAFFIC_CONTROL",
+            }
         if rollback:
             extra["autoRollbackConfiguration"] = {
                 "enabled": True,
@@ -297,8 +307,10 @@ def settings_for(tmp_path: Path, database_url: str, **overrides: Any) -> ServerS
 
 
 @contextmanager
-def running_cluster(settings: ServerSettings) -> Iterator[Cluster]:
-    built = create_server(settings)
+def running_cluster(
+    settings: ServerSettings, *, traffic: TrafficController | None = None
+) -> Iterator[Cluster]:
+    built = create_server(settings, traffic=traffic)
     with serve_in_thread(built.app) as endpoint:
         yield Cluster(
             endpoint,

@@ -410,7 +410,11 @@ class _Plan:
             start = cmd.acknowledged_at or cmd.dispatched_at
             end = cmd.completed_at or self.now
             if cmd.result == "Succeeded":
-                return _Outcome(_ES.SUCCEEDED, start, end, SUCCESS_DIAGNOSTICS, True)
+                # A server step's message says what it did (which load balancer, or that no
+                # provider is configured); an agent's success reads as AWS shows it.
+                server = cmd.executor == "server" and cmd.diagnostics is not None
+                diag = cmd.diagnostics if server and cmd.diagnostics else SUCCESS_DIAGNOSTICS
+                return _Outcome(_ES.SUCCEEDED, start, end, diag, True)
             diag = cmd.diagnostics or Diagnostics(
                 LifecycleErrorCode.UNKNOWN_ERROR, "The agent reported a failure with no details."
             )

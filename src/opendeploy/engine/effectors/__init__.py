@@ -1,0 +1,82 @@
+"""Effectors: the server's own steps of a deployment, carried out outside the engine.
+
+``reconcile`` decides that a step is due (a :class:`~opendeploy.engine.reconcile.HostCommand`
+with ``executor="server"``); the store records it like a host command, ``Queued``; the
+:class:`~opendeploy.engine.effectors.runner.EffectorRunner` takes it up (``InProgress``, with
+a lease), runs the :class:`Effector` for its event *outside* any transaction, and writes the
+outcome back the way an agent's completion is written, so the engine reads both alike.
+
+An effector must be idempotent: after a crash between its work and the outcome's write (or when
+another replica takes a step whose lease ran out) the step runs again, and must do no harm (put
+a host in a load balancer that is already in: a no-op). A long step reports progress (which also
+renews its lease) and stops early when :meth:`StepProgress.cancelled` says the engine gave it up
+(a stop, a timeout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from opendeploy.domain.lifecycle import LifecycleEvent
+from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
+from opendeploy.domain.status import LifecycleErrorCode
+from opendeploy.engine.snapshot import Diagnostics
+from opendeploy.errors import OpenDeployError
+
+
+class EffectorError(OpenDeployError):
+    """An effector could not carry its step out; the message says what and why (it becomes the
+    lifecycle event's diagnostics)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStep:
+    """One server step as the runner took it up, with what its effector needs to know."""
+
+    command_id: str
+    deployment_id: str
+    target_id: str
+    event: LifecycleEvent
+    #: When a runner first took the step up (the event's start time).
+    started_at: datetime
+    load_balancer: LoadBalancerInfo
+    style: DeploymentStyle
+    #: Whether a runner took it up before (and died or lost its lease before reporting): the
+    #: effector runs it again, which must do no harm.
+    rerun: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """What the step came to; ``diagnostics`` as the lifecycle event shows them."""
+
+    result: Literal["Succeeded", "Failed"]
+    diagnostics: Diagnostics
+
+    @classmethod
+    def succeeded(cls, message: str = "Succeeded") -> StepOutcome:
+        return cls("Succeeded", Diagnostics(LifecycleErrorCode.SUCCESS, message))
+
+    @classmethod
+    def failed(cls, message: str) -> StepOutcome:
+        return cls("Failed", Diagnostics(LifecycleErrorCode.UNKNOWN_ERROR, message))
+
+
+class StepProgress(Protocol):
+    """Given to a running effector: how it reports progress and learns it was given up."""
+
+    def report(self, message: str) -> None:
+        """Record a line of progress (shown with the event's output); renews the step's lease."""
+        ...
+
+    def cancelled(self) -> bool:
+        """Whether the engine gave the step up (its command closed): stop as soon as safe."""
+        ...
+
+
+class Effector(Protocol):
+    """Carries out one kind of server step; idempotent (see the module's docstring)."""
+
+    def run(self, step: ServerStep, progress: StepProgress) -> StepOutcome: ...
