@@ -3,8 +3,9 @@ what the engine must have decided after each step.
 
 Scenario keys: ``fleet`` (instance ids), ``config`` ({type, value}), optional
 ``load_balancer``, ``ignore_application_stop_failures``, ``auto_rollback`` ({enabled, events}),
-``creator``, ``last_successful`` ({deployment_id, revision}), ``settings`` (EngineSettings
-fields), ``silent_from`` ({instance: t}: that agent stops polling at t seconds) and ``steps``.
+``creator``, ``last_successful`` ({deployment_id, revision}), ``style`` (deploymentStyle),
+``settings`` (EngineSettings fields), ``silent_from`` ({instance: t}: that agent stops polling
+at t seconds) and ``steps``.
 
 A step: ``at`` (seconds after T0); ``reports``, applied in order before reconciling — ``{"ack": i,
 "noop": bool}``, ``{"run": i}`` (ack + Succeeded; for a server step, the effector runner's
@@ -31,6 +32,7 @@ from typing import Any
 import pytest
 
 from opendeploy.domain.lifecycle import LifecycleEvent
+from opendeploy.domain.records import DeploymentStyle
 from opendeploy.domain.status import DeploymentStatus
 from opendeploy.engine.reconcile import EngineSettings
 from opendeploy.engine.snapshot import (
@@ -64,6 +66,7 @@ def build(spec: dict[str, Any]) -> Harness:
         ),
         creator=spec.get("creator", "user"),
         last_successful=LastSuccessful(**last) if last else None,
+        style=DeploymentStyle.from_wire(spec.get("style")),
     )
     return Harness(snap, settings=EngineSettings(**spec.get("settings", {})))
 

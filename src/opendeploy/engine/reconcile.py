@@ -7,9 +7,9 @@ so a worker that crashes and retries, or two replicas racing for a lease, do no 
 
 One call does, in this order:
 
-0. A Lambda or ECS deployment ends at once: this server runs only Server (EC2/on-premises)
-   deployments so far. It fails (``errorInformation`` says so), or is ``Stopped`` when a stop
-   was requested first, so that it never blocks its group.
+0. A Lambda, ECS or blue/green deployment ends at once: this server runs only in-place Server
+   (EC2/on-premises) deployments so far. It fails (``errorInformation`` says so), or is
+   ``Stopped`` when a stop was requested first, so that it never blocks its group.
 1. ``Created`` → ``InProgress``; a deployment with no targets fails with ``NO_INSTANCES``, one
    whose minimum of healthy hosts leaves no instance to deploy to fails with
    ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").
@@ -703,12 +703,17 @@ def reconcile(
     mhh = snap.minimum_healthy_hosts
     total = len(snap.targets)
 
+    unsupported = None
     if snap.compute_platform != SERVER_PLATFORM:
+        unsupported = _platform_unsupported(snap.compute_platform)
+    elif snap.style.blue_green:
+        unsupported = _blue_green_unsupported()
+    if unsupported is not None:
         if snap.stop is not None:
             error = ErrorInformation("MANUAL_STOP", "The deployment was stopped by a user request.")
             plan.end(_DS.STOPPED, error, None)
         else:
-            plan.end(_DS.FAILED, _platform_unsupported(snap.compute_platform), None)
+            plan.end(_DS.FAILED, unsupported, None)
         return plan.decisions()
 
     if snap.status in (_DS.CREATED, _DS.QUEUED):
@@ -803,6 +808,16 @@ def _platform_unsupported(platform: str) -> ErrorInformation:
         "INTERNAL_ERROR",
         f"The {platform} compute platform is not supported by this OpenDeploy server yet: it runs "
         "EC2/on-premises (Server) deployments only. The deployment was not run.",
+    )
+
+
+def _blue_green_unsupported() -> ErrorInformation:
+    # CreateDeployment refuses blue/green deployments; one that is stored anyway (created by an
+    # older server, or written by hand) must not run in place on both fleets and "succeed".
+    return ErrorInformation(
+        "INTERNAL_ERROR",
+        "Blue/green deployments are not supported by this OpenDeploy server yet: it runs "
+        "in-place deployments only. The deployment was not run; no instance was changed.",
     )
 
 

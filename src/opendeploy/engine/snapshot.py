@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from opendeploy.domain.lifecycle import SERVER_ORDER, LifecycleEvent
+from opendeploy.domain.records import DeploymentStyle
 from opendeploy.domain.status import (
     DeploymentStatus,
     InstanceStatus,
@@ -211,6 +212,8 @@ class DeploymentSnapshot:
     last_successful: LastSuccessful | None = None
     #: ``Server``, ``Lambda`` or ``ECS``; the engine runs Server deployments only (so far).
     compute_platform: str = "Server"
+    #: In-place or blue/green; the engine runs in-place deployments only (so far).
+    style: DeploymentStyle = field(default_factory=DeploymentStyle)
     #: When the engine process began watching agents (its start). Agents cannot poll a server
     #: that is down, so silence before this instant does not count against them.
     watching_since: datetime | None = None

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from opendeploy.domain.configs import PREDEFINED
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.lifecycle import LifecycleEvent
+from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
 from opendeploy.domain.status import (
     TERMINAL_DEPLOYMENT_STATUSES,
     DeploymentStatus,
@@ -132,10 +133,6 @@ def _auto_rollback(raw: dict[str, Any] | None) -> AutoRollbackConfig:
         if e in AutoRollbackEvent.__members__.values()
     )
     return AutoRollbackConfig(bool(raw.get("enabled")), events)
-
-
-def _has_load_balancer(raw: dict[str, Any] | None) -> bool:
-    return bool(raw) and any(bool(v) for v in (raw or {}).values())
 
 
 @dataclass(frozen=True)
@@ -351,7 +348,7 @@ def load(
             conn,
             deployment_id,
             engine_revision,
-            load_balancer=_has_load_balancer(d["load_balancer_info"]),
+            load_balancer=LoadBalancerInfo.from_wire(d["load_balancer_info"]).present,
         )
         targets, commands = fresh.targets, {}
         rows = cmd_store.open_commands(conn, deployment_id)
@@ -419,6 +416,7 @@ def load(
         creator=d["creator"],
         last_successful=last,
         compute_platform=str(d["compute_platform"] or "Server"),
+        style=DeploymentStyle.from_wire(d["deployment_style"]),
         watching_since=watching_since,
     )
     return Loaded(snapshot, d, stored, frozenset(marked), state, instances, tuple(news))
