@@ -71,12 +71,14 @@ from opendeploy.engine.effectors.traffic import (
     TrafficController,
     TrafficEffector,
 )
+from opendeploy.engine.outbox import LogSink, OutboxDelivery
 from opendeploy.engine.worker import EngineWorker, StopRequests
 from opendeploy.revisions.blobstore import LocalBlobStore
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
+from opendeploy.store.outbox import Outbox
 from opendeploy.store.server_steps import ServerSteps
 from opendeploy.web import web_routes
 
@@ -139,6 +141,7 @@ class Server:
     engine: EngineWorker
     notifier: HostNotifier
     effectors: EffectorRunner
+    outbox: OutboxDelivery
 
 
 def client_endpoint(settings: ServerSettings) -> str:
@@ -318,15 +321,20 @@ def create_server(
             tick_seconds=max(settings.engine_tick_seconds, 0.5),
             lease_seconds=settings.step_lease_seconds,
         )
+        owner = replica_id(settings.data_dir)
+        outbox = OutboxDelivery(
+            Outbox(store, owner), [LogSink()], tick_seconds=max(settings.engine_tick_seconds, 0.5)
+        )
         engine = EngineWorker(
             store,
             settings,
             notifier=notifier,
             wakeup=wakeup,
-            owner=replica_id(settings.data_dir),
+            owner=owner,
             backlog=backlog.delay,
             heard=lambda: command_api.heard(),
             on_server_steps=effectors.wake,
+            on_events=outbox.wake,
         )
         key_kind = KeyKindCache(store.commands.key_kind)
         control = {
@@ -359,6 +367,7 @@ def create_server(
             limiter.total_tokens = THREAD_POOL_SIZE
             engine.start()
             effectors.start()
+            outbox.start()
             watcher = asyncio.create_task(watch_event_loop(backlog))
             try:
                 yield
@@ -367,6 +376,7 @@ def create_server(
                 notifier.close()
                 await anyio.to_thread.run_sync(effectors.stop)
                 await anyio.to_thread.run_sync(engine.stop)
+                await anyio.to_thread.run_sync(outbox.stop)
                 store.close()
 
         app = create_app(
@@ -420,6 +430,7 @@ def create_server(
         engine=engine,
         notifier=notifier,
         effectors=effectors,
+        outbox=outbox,
     )
 
 

@@ -107,3 +107,17 @@ def events_of(snap: DeploymentSnapshot, d: Decisions, now: datetime) -> list[Dep
             )
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredEvent:
+    """An event as the outbox hands it to the sinks: its place in the outbox (``seq``, which
+    orders events and lets a sink drop the repeats of at-least-once delivery) and its content."""
+
+    seq: int
+    deployment_id: str
+    event_type: TriggerEvent
+    status: str
+    occurred_at: datetime
+    instance_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -932,4 +932,5 @@ class SqlEngineStore:
         server_steps = decisions is not None and any(
             hc.executor == "server" for hc in decisions.dispatch
         )
-        return Committed(rollback_id, tuple(marked), server_steps)
+        events = decisions is not None and bool(decisions.deployment or decisions.target_updates)
+        return Committed(rollback_id, tuple(marked), server_steps, events)
