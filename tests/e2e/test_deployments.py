@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from opendeploy.store import tables
+from opendeploy.store.database import Store
 from opendeploy.testing.agents import RunningAgent, register_instance, running_agents, start_agent
 from opendeploy.testing.server import RunningServer, running_server
 from tests.e2e.polling import deployment_info, finished_deployment, wait_for
@@ -409,5 +412,43 @@ def test_server_killed_mid_deployment_finishes_after_restart_on_the_same_port(
                 # Every hook ran exactly once: the crash neither lost nor repeated a command.
                 ran = [e for e in HOOK_EVENTS if e != "ApplicationStop"]
                 assert _events(agent.directory / "proof") == [f"{e} v1" for e in ran]
+            # The outbox's events reached the log (of either process: one file) at least once,
+            # none lost to the SIGKILL: every recorded event, in order.
+            recorded = _outbox_events(database_url, deployment_id)
+            kinds = [t for _, t in recorded]
+            assert kinds[0] == "DeploymentStart" and kinds[-1] == "DeploymentSuccess", kinds
+            assert sorted(kinds[1:-1]) == ["InstanceStart"] * 2 + ["InstanceSuccess"] * 2
+            want = {seq for seq, _ in recorded}
+            logged = wait_for(
+                lambda: want <= (got := _logged_seqs(again.log_text(), deployment_id)) and got,
+                30,
+                "every deployment event in the server log",
+            )
+            assert logged == want
             for agent in agents:  # while the server is up, so they stop at once
                 assert agent.stop() == 0
+
+
+def _outbox_events(database_url: str, deployment_id: str) -> list[tuple[int, str]]:
+    """The outbox's ``(seq, event type)`` of one deployment, in order."""
+    o = tables.deployment_events
+    store = Store.open(database_url)
+    try:
+        with store.database.read() as conn:
+            rows = conn.execute(
+                select(o.c.seq, o.c.event_type)
+                .where(o.c.deployment_id == deployment_id)
+                .order_by(o.c.seq)
+            ).all()
+    finally:
+        store.close()
+    return [(int(r.seq), str(r.event_type)) for r in rows]
+
+
+def _logged_seqs(log: str, deployment_id: str) -> set[int]:
+    """The seqs of the deployment's events in a server log (repeats collapse)."""
+    return {
+        int(line.split(" seq=")[1].split(" ")[0])
+        for line in log.splitlines()
+        if "logger=opendeploy.events" in line and f"deployment_id={deployment_id}" in line
+    }
