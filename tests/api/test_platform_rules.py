@@ -469,3 +469,109 @@ def test_lambda_and_ecs_deployments_are_blue_green_and_not_refused_for_it(cd: An
         applicationName=app, deploymentGroupName="g", revision=ecs_appspec
     )["deploymentId"]
     assert _deployments(cd, app, "g") == [deployment]
+
+
+def test_a_configuration_of_another_platform_is_refused(cd: Any) -> None:
+    server = new_app(cd, "Server")
+    lambda_app = new_app(cd, "Lambda")
+    refused(
+        lambda: cd.create_deployment_group(
+            applicationName=server,
+            deploymentGroupName="g",
+            serviceRoleArn=ROLE,
+            deploymentConfigName="CodeDeployDefault.LambdaAllAtOnce",
+        ),
+        "InvalidDeploymentConfigNameException",
+        "The deployment configuration CodeDeployDefault.LambdaAllAtOnce is for the Lambda "
+        "compute platform and cannot be used for a Server deployment.",
+    )
+    refused(
+        lambda: cd.create_deployment_group(
+            applicationName=lambda_app,
+            deploymentGroupName="g",
+            serviceRoleArn=ROLE,
+            deploymentConfigName="CodeDeployDefault.OneAtATime",
+        ),
+        "InvalidDeploymentConfigNameException",
+        "is for the Server compute platform and cannot be used for a Lambda deployment",
+    )
+    custom = f"ecs-{uuid.uuid4().hex[:8]}"
+    cd.create_deployment_config(
+        deploymentConfigName=custom, computePlatform="ECS", trafficRoutingConfig=_canary(5, 2)
+    )
+    cd.create_deployment_group(
+        applicationName=server, deploymentGroupName="g", serviceRoleArn=ROLE, ec2TagFilters=TAG
+    )
+    refused(
+        lambda: cd.update_deployment_group(
+            applicationName=server, currentDeploymentGroupName="g", deploymentConfigName=custom
+        ),
+        "InvalidDeploymentConfigNameException",
+        f"The deployment configuration {custom} is for the ECS compute platform",
+    )
+    refused(
+        lambda: cd.create_deployment(
+            applicationName=server,
+            deploymentGroupName="g",
+            revision=S3,
+            deploymentConfigName="CodeDeployDefault.ECSAllAtOnce",
+        ),
+        "InvalidDeploymentConfigNameException",
+    )
+    assert _deployments(cd, server, "g") == []
+    # The platform's own configurations are accepted.
+    cd.create_deployment_group(
+        applicationName=lambda_app,
+        deploymentGroupName="g",
+        serviceRoleArn=ROLE,
+        deploymentConfigName="CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+    )
+    group = cd.get_deployment_group(applicationName=lambda_app, deploymentGroupName="g")
+    assert group["deploymentGroupInfo"]["deploymentConfigName"] == (
+        "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"
+    )
+
+
+def test_instance_settings_are_refused_on_lambda_and_ecs_deployments(cd: Any) -> None:
+    lambda_app = new_app(cd, "Lambda")
+    cd.create_deployment_group(
+        applicationName=lambda_app, deploymentGroupName="g", serviceRoleArn=ROLE
+    )
+    ecs = new_app(cd, "ECS")
+    cd.create_deployment_group(
+        applicationName=ecs, deploymentGroupName="g", serviceRoleArn=ROLE, ecsServices=[SERVICE]
+    )
+    for app in (lambda_app, ecs):
+        refused(
+            lambda app=app: cd.create_deployment(  # type: ignore[misc]
+                applicationName=app,
+                deploymentGroupName="g",
+                revision=APPSPEC_CONTENT,
+                fileExistsBehavior="OVERWRITE",
+            ),
+            "InvalidFileExistsBehaviorException",
+            "For Lambda and ECS deployment, fileExistsBehavior can not be specified",
+        )
+
+    def deploy(**settings: Any) -> Callable[[], Any]:
+        return lambda: cd.create_deployment(
+            applicationName=lambda_app,
+            deploymentGroupName="g",
+            revision=APPSPEC_CONTENT,
+            **settings,
+        )
+
+    refused(
+        deploy(ignoreApplicationStopFailures=True),
+        "InvalidIgnoreApplicationStopFailuresValueException",
+        "For Lambda deployments, ignoreApplicationStopFailures must be false",
+    )
+    refused(
+        deploy(updateOutdatedInstancesOnly=True),
+        "InvalidUpdateOutdatedInstancesOnlyValueException",
+        "For Lambda deployments, updateOutdatedInstancesOnly must be false",
+    )
+    assert _deployments(cd, lambda_app, "g") == _deployments(cd, ecs, "g") == []
+    # false is what a Lambda deployment expects, and is accepted.
+    deploy(ignoreApplicationStopFailures=False, updateOutdatedInstancesOnly=False)()
+    assert len(_deployments(cd, lambda_app, "g")) == 1

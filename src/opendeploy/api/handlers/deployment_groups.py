@@ -72,16 +72,32 @@ def group_name(value: Any) -> str:
     )
 
 
-def config_exists(ctx: RequestContext, name: Any) -> str:
-    """A valid, existing configuration name (predefined or custom)."""
+def config_exists(ctx: RequestContext, name: Any, platform: str | None = None) -> str:
+    """A valid, existing configuration name (predefined or custom), for ``platform`` if given.
+
+    A configuration of another compute platform cannot drive the deployment (a Server
+    deployment has no traffic routing to follow, a Lambda one no healthy-host minimum), so it
+    is refused with InvalidDeploymentConfigNameException, the configuration error every
+    operation that takes a name documents (AWS's exact answer is not recorded).
+    """
     if not isinstance(name, str) or not c.NAME_PATTERN.fullmatch(name):
         raise InvalidDeploymentConfigNameError(
             f"deploymentConfigName: {name!r} must be 1 to 100 characters "
             "of A-Z a-z 0-9 + = , . @ _ -"
         )
-    if name not in PREDEFINED and ctx.store.deployment_configs.get(name) is None:
-        raise DeploymentConfigDoesNotExistError(
-            f"No deployment configuration found for name: {name}"
+    if name in PREDEFINED:
+        config_platform = str(PREDEFINED[name].compute_platform)
+    else:
+        row = ctx.store.deployment_configs.get(name)
+        if row is None:
+            raise DeploymentConfigDoesNotExistError(
+                f"No deployment configuration found for name: {name}"
+            )
+        config_platform = str(row["compute_platform"] or ComputePlatform.SERVER)
+    if platform is not None and config_platform != platform:
+        raise InvalidDeploymentConfigNameError(
+            f"The deployment configuration {name} is for the {config_platform} compute "
+            f"platform and cannot be used for a {platform} deployment."
         )
     return name
 
@@ -174,7 +190,7 @@ def settings_from(
     ) not in (None, "WITH_TRAFFIC_CONTROL", "WITHOUT_TRAFFIC_CONTROL"):
         raise InvalidDeploymentStyleError(f"deploymentStyle: {style!r} is not a valid style")
     if params.get("deploymentConfigName") is not None:
-        config_exists(ctx, params["deploymentConfigName"])
+        config_exists(ctx, params["deploymentConfigName"], str(platform))
     out = {column: params[member] for member, column in _PLAIN.items() if member in params}
     if "autoScalingGroups" in params:
         out["auto_scaling_groups"] = [{"name": n} for n in params["autoScalingGroups"] or []]

@@ -33,11 +33,13 @@ from opendeploy.service_errors import (
     InvalidDeploymentWaitTypeError,
     InvalidECSServiceError,
     InvalidFileExistsBehaviorError,
+    InvalidIgnoreApplicationStopFailuresValueError,
     InvalidLifecycleEventHookExecutionIdError,
     InvalidLifecycleEventHookExecutionStatusError,
     InvalidRevisionError,
     InvalidTargetInstancesError,
     InvalidTimeRangeError,
+    InvalidUpdateOutdatedInstancesOnlyValueError,
     LifecycleEventAlreadyCompletedError,
     RevisionRequiredError,
     UnsupportedActionForDeploymentTypeError,
@@ -157,7 +159,9 @@ _PLATFORM_WORDS = {
 }
 
 
-def _check_runnable(group: dict[str, Any], revision: dict[str, Any], target_instances: Any) -> None:
+def _check_runnable(
+    group: dict[str, Any], revision: dict[str, Any], target_instances: Any, params: dict[str, Any]
+) -> None:
     """Refuse a deployment that ``group`` cannot run, before anything is recorded.
 
     - Blue/green on EC2/on-premises (the group's ``deploymentStyle.deploymentType`` is
@@ -172,6 +176,11 @@ def _check_runnable(group: dict[str, Any], revision: dict[str, Any], target_inst
       on anything else: InvalidTargetInstancesException, as AWS's model documents.
     - An ECS group without its service (made before CreateDeploymentGroup refused that):
       InvalidECSServiceException.
+    - The settings of an instance deployment on Lambda or ECS: ``fileExistsBehavior``
+      (InvalidFileExistsBehaviorException, AWS's words: "For Lambda and ECS deployment,
+      fileExistsBehavior can not be specified"), and on Lambda ``ignoreApplicationStopFailures``
+      or ``updateOutdatedInstancesOnly`` set true (their Invalid…ValueException: "For Lambda
+      deployments, false is expected", AWS's model).
     """
     platform = group["compute_platform"]
     name = group["name"]
@@ -193,6 +202,18 @@ def _check_runnable(group: dict[str, Any], revision: dict[str, Any], target_inst
             "Target instances can be specified only for a blue/green deployment on "
             f"EC2/on-premises instances; deployment group '{name}' deploys "
             + ("in place." if platform == "Server" else f"to the {platform} compute platform.")
+        )
+    if platform != "Server" and params.get("fileExistsBehavior") is not None:
+        raise InvalidFileExistsBehaviorError(
+            "For Lambda and ECS deployment, fileExistsBehavior can not be specified"
+        )
+    if platform == "Lambda" and params.get("ignoreApplicationStopFailures"):
+        raise InvalidIgnoreApplicationStopFailuresValueError(
+            "For Lambda deployments, ignoreApplicationStopFailures must be false"
+        )
+    if platform == "Lambda" and params.get("updateOutdatedInstancesOnly"):
+        raise InvalidUpdateOutdatedInstancesOnlyValueError(
+            "For Lambda deployments, updateOutdatedInstancesOnly must be false"
         )
     if platform == "ECS" and not group.get("ecs_services"):
         raise InvalidECSServiceError(
@@ -223,9 +244,9 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         raise RevisionRequiredError("The revision ID was not specified.")
     revision = check_revision(raw_revision)
     config_name = params.get("deploymentConfigName") or group["deployment_config_name"]
-    config_exists(ctx, config_name)
+    config_exists(ctx, config_name, group["compute_platform"])
     target_instances = params.get("targetInstances")
-    _check_runnable(group, revision, target_instances)
+    _check_runnable(group, revision, target_instances, params)
     rollback = params.get("autoRollbackConfiguration") or group["auto_rollback_configuration"]
     now = c.now()
     row = {
