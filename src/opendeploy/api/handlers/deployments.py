@@ -222,8 +222,15 @@ def _check_runnable(
 
 
 def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    """CreateDeployment: checks what AWS checks, then :func:`_check_runnable` (what this group
-    cannot run, blue/green included, is refused here rather than failing or hanging later)."""
+    """CreateDeployment: checks what AWS checks, then what the group cannot run
+    (:func:`_check_runnable`), refused here rather than failing or hanging later.
+
+    Blue/green deployments on EC2/on-premises are refused with InvalidDeploymentStyleException
+    ("Blue/green deployments are not supported by this server yet …") until the server runs
+    them: here, because this is where one would start, and CreateDeployment has no member that
+    overrides the group's style. Creating and updating a BLUE_GREEN group stays accepted, so
+    that configuration tools (Terraform, CloudFormation-like ones) can manage it.
+    """
     app_name = c.app_name(params.get("applicationName"))
     if params.get("deploymentGroupName") is None:
         raise DeploymentGroupNameRequiredError("The deployment group name was not specified.")
