@@ -286,7 +286,7 @@ def _first_poll(store: Store, wake: Wakeup) -> Any:
     def select_groups(
         name: str, tags: dict[str, str], groups: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        return [g for g in groups if selector(g, None)([(name, "", tags)])]
+        return [g for g in groups if selector(g)([(name, "", tags)])]
 
     def on_first_poll(name: str, now: Any) -> None:
         if deploy_to_new_instance(store, name, now, select_groups=select_groups):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -47,6 +48,16 @@ class ServerSettings:
     #: A server step (BlockTraffic, AllowTraffic …) whose runner stops renewing its claim is
     #: taken up again (and run again: effectors are idempotent) after this long.
     step_lease_seconds: float = 30.0
+    #: The length, in seconds, of every minute the API counts: traffic-shift intervals
+    #: (``trafficRoutingConfig``), the blue/green ready wait (``waitTimeInMinutes``) and
+    #: termination wait (``terminationWaitTimeInMinutes``). 60 is AWS's; a smaller value runs
+    #: those waits in seconds, for tests, demos and benchmarks (the API still shows minutes).
+    minute_seconds: float = 60.0
+
+    @property
+    def minute(self) -> timedelta:
+        """:attr:`minute_seconds` as the ``minute`` argument of ``engine.schedule``."""
+        return timedelta(seconds=self.minute_seconds)
 
     @property
     def tls(self) -> bool:

@@ -99,6 +99,43 @@ def test_timeouts_are_flags_whose_help_names_the_official_defaults() -> None:
     assert "--restart-grace" in flat and "about 90 s" in flat
 
 
+def test_minute_seconds_scales_the_api_s_minutes_and_reaches_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--minute-seconds`` is documented in ``--help`` and becomes
+    ``ServerSettings.minute_seconds`` (and its ``minute``), 60 s unless given."""
+    from click.testing import CliRunner
+
+    import opendeploy.server as server_module
+    from opendeploy.cli import server as server_cli
+
+    built: list[ServerSettings] = []
+
+    class Built(Exception):
+        pass
+
+    def create_server(settings: ServerSettings) -> None:
+        built.append(settings)
+        raise Built
+
+    monkeypatch.setattr(server_module, "create_server", create_server)
+    monkeypatch.setattr(server_cli, "configure_logging", lambda level: None)
+    runner = CliRunner()
+    flat = " ".join(runner.invoke(server_cli.server, ["--help"]).output.split())
+    assert "--minute-seconds" in flat
+    assert "scales every such wait (traffic-shift intervals, the blue/green ready and " in flat
+    assert "termination waits). For tests, demos and benchmarks" in flat
+    for args, seconds in (((), 60.0), (("--minute-seconds", "0.05"), 0.05)):
+        result = runner.invoke(server_cli.server, ["--data-dir", str(tmp_path), *args])
+        assert isinstance(result.exception, Built), result.output
+        assert built[-1].minute_seconds == seconds
+        assert built[-1].minute.total_seconds() == seconds
+    refused = runner.invoke(
+        server_cli.server, ["--data-dir", str(tmp_path), "--minute-seconds", "0"]
+    )
+    assert refused.exit_code == 2 and "--minute-seconds" in refused.output
+
+
 def test_deployment_timeout_flag_fails_a_deployment_that_runs_too_long(
     tmp_path: Path, sqlite_url: str
 ) -> None:

@@ -9,7 +9,8 @@ through ``OPENDEPLOY_PAGE_SIZE``) and refuse badly signed requests as AWS does.
 
 The fixtures (applications, groups, three on-premises instances, deployments) are built once per
 server. No agent ever polls for the instances, so the engine starts the deployments that target
-them and they stay in progress for the whole module.
+them and they stay in progress for the whole module. The blue/green deployment is written into
+the store (CreateDeployment refuses blue/green until the server runs it), waiting in Ready.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from opendeploy.api.model import CODEDEPLOY_MODEL_PATH
 from opendeploy.domain.configs import PREDEFINED
 from opendeploy.store.database import Store
 from opendeploy.testing.server import RunningServer
+from tests._stored import stored_deployment
 from tests.api._wire import CONTENT_TYPES, Sent, wire_client
 from tests.conftest import server_on
 
@@ -102,7 +104,7 @@ class World:
     groups: tuple[str, ...]
     hosts: tuple[str, ...]  # registered, tagged for main and bluegreen, never polled
     deployment: str  # main's deployment: in progress on the three hosts
-    blue_green: str  # bluegreen's deployment: in progress, blue/green
+    blue_green: str  # bluegreen's deployment, Ready (written to the store: the API refuses it)
     deployments: tuple[str, ...]
     config: str  # a custom configuration
     revisions: tuple[dict[str, Any], ...]  # registered to app
@@ -164,7 +166,7 @@ def world(served: tuple[RunningServer, str]) -> World:
         )["deploymentId"]
         return ident
 
-    deployments = (deploy("main"), deploy("bluegreen"), deploy("idle"))
+    main, idle = deploy("main"), deploy("idle")
     config = f"wire-{tag}-config"
     cd.create_deployment_config(
         deploymentConfigName=config, minimumHealthyHosts={"type": "HOST_COUNT", "value": 0}
@@ -177,8 +179,24 @@ def world(served: tuple[RunningServer, str]) -> World:
     try:
         for token in (*tokens, *spare.values()):
             store.github_tokens.add(name=token, token="ghp_x", now=datetime.now(UTC))
+        # CreateDeployment refuses blue/green deployments until the server runs them, so the
+        # one ContinueDeployment's cases need is written the way the engine would leave it
+        # waiting in Ready (the engine leaves a Ready deployment alone).
+        blue_green: str = stored_deployment(
+            store,
+            app,
+            "bluegreen",
+            now=datetime.now(UTC),
+            status="Ready",
+            deployment_style={
+                "deploymentType": "BLUE_GREEN",
+                "deploymentOption": "WITHOUT_TRAFFIC_CONTROL",
+            },
+            revision=revisions[0],
+        )["deployment_id"]
     finally:
         store.close()
+    deployments = (main, blue_green, idle)
     return World(
         app=app,
         apps=apps,

@@ -129,6 +129,15 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     20.0,
     "Seconds a PollHostCommand is held when there is no command.",
 )
+@_seconds_option(
+    "--minute-seconds",
+    60.0,
+    (
+        "Length in seconds of a minute wherever the API counts in minutes: it scales every "
+        "such wait (traffic-shift intervals, the blue/green ready and termination waits). For "
+        "tests, demos and benchmarks; the API still shows minutes."
+    ),
+)
 @click.option(
     "--log-level",
     default="info",
@@ -152,6 +161,7 @@ def server(
     deployment_timeout: float,
     event_start_timeout: float,
     poll_timeout: float,
+    minute_seconds: float,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -186,6 +196,7 @@ def server(
         deployment_timeout_seconds=deployment_timeout,
         event_start_timeout_seconds=event_start_timeout,
         poll_timeout_seconds=poll_timeout,
+        minute_seconds=minute_seconds,
     )
     built = server_module.create_server(settings)
     creds = built.credentials

@@ -10,7 +10,14 @@ the custom ones. Their settings are AWS's (user guide, "Working with deployment 
   time"). OneAtATime has a rule of its own that the engine applies: the deployment fails as soon
   as any instance *except the last one* fails (a one-instance group needs that instance to
   succeed).
-- Lambda and ECS: traffic shifting (AllAtOnce, TimeBasedCanary, TimeBasedLinear), 10 percent.
+- Lambda and ECS: traffic shifting (AllAtOnce, TimeBasedCanary, TimeBasedLinear), 10 percent,
+  with AWS's exact names: ``LambdaLinear10PercentEvery1Minute`` (singular) beside
+  ``ECSLinear10PercentEvery1Minutes`` (plural). GetDeploymentConfig answers them with
+  ``computePlatform`` and ``trafficRoutingConfig`` and no ``minimumHealthyHosts``.
+
+:class:`TrafficRouting` is the one place AWS's rules for a ``trafficRoutingConfig`` live
+(CreateDeploymentConfig refuses what it refuses); ``engine/schedule.py`` turns one into the
+times and weights of its traffic shifts.
 
 Only OneAtATime's id is documented (``00000000-0000-0000-0000-000000000001``); the others get
 stable ids in the same form, in the order below.
@@ -19,7 +26,10 @@ stable ids in the same form, in the order below.
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class ComputePlatform(enum.StrEnum):
@@ -59,13 +69,127 @@ class MinimumHealthyHosts:
     value: int
 
 
+#: AWS's limit on the minutes from the first traffic shift to the last (user guide, quotas).
+MAX_SHIFT_SPAN_MINUTES = 2880
+
+#: The members of ``trafficRoutingConfig`` that hold each time-based type's settings, and the
+#: names of its percentage and interval in there.
+_WIRE_MEMBERS: dict[TrafficRoutingType, tuple[str, str, str]] = {
+    TrafficRoutingType.TIME_BASED_CANARY: ("timeBasedCanary", "canaryPercentage", "canaryInterval"),
+    TrafficRoutingType.TIME_BASED_LINEAR: ("timeBasedLinear", "linearPercentage", "linearInterval"),
+}
+
+
+class InvalidTrafficRouting(ValueError):
+    """A traffic routing configuration AWS refuses; the API answers it with
+    InvalidTrafficRoutingConfigurationException and this message."""
+
+
+def _whole(name: str, value: object) -> int:
+    """``value`` if it is a whole number (JSON's ``true`` is not); else why not."""
+    if value is None:
+        raise InvalidTrafficRouting(f"The {name} is required.")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidTrafficRouting(f"The {name} {value!r} is not a whole number.")
+    return value
+
+
 @dataclass(frozen=True)
 class TrafficRouting:
-    """How traffic moves to the new version on Lambda and ECS (percent, minutes)."""
+    """How traffic moves to the new version on Lambda and ECS: a type, the percentage of traffic
+    each increment moves and the minutes between increments (both 0 for AllAtOnce).
+
+    Every instance holds AWS's rules, so code that receives one need not check it again:
+    percentage 1 to 99, interval at least 1 minute, at most :data:`MAX_SHIFT_SPAN_MINUTES`
+    between the first shift and the last. Parse the API's ``trafficRoutingConfig`` with
+    :meth:`from_wire`; ``engine.schedule`` gives the shifts.
+    """
 
     type: TrafficRoutingType
     percentage: int = 0
     interval_minutes: int = 0
+
+    def __post_init__(self) -> None:
+        kind = TrafficRoutingType(self.type)
+        object.__setattr__(self, "type", kind)
+        if kind is TrafficRoutingType.ALL_AT_ONCE:
+            if self.percentage or self.interval_minutes:
+                raise InvalidTrafficRouting(
+                    "An AllAtOnce traffic routing configuration takes no percentage or interval."
+                )
+            return
+        _, percent_name, interval_name = _WIRE_MEMBERS[kind]
+        _whole(percent_name, self.percentage)
+        _whole(interval_name, self.interval_minutes)
+        if not 1 <= self.percentage <= 99:
+            raise InvalidTrafficRouting(
+                f"The {percent_name} {self.percentage} is not valid: the traffic an increment "
+                "shifts must be between 1 and 99 percent."
+            )
+        if self.interval_minutes < 1:
+            raise InvalidTrafficRouting(
+                f"The {interval_name} {self.interval_minutes} is not valid: the time between "
+                "traffic shifts must be at least 1 minute."
+            )
+        if self.span_minutes > MAX_SHIFT_SPAN_MINUTES:
+            raise InvalidTrafficRouting(
+                f"The {kind} traffic routing configuration ({percent_name} {self.percentage}, "
+                f"{interval_name} {self.interval_minutes}) puts {self.span_minutes} minutes "
+                f"between the first and the last traffic shift; the maximum is "
+                f"{MAX_SHIFT_SPAN_MINUTES} minutes."
+            )
+
+    @property
+    def increments(self) -> int:
+        """How many times traffic shifts: 1 (AllAtOnce), 2 (canary), ⌈100/p⌉ (linear)."""
+        if self.type is TrafficRoutingType.ALL_AT_ONCE:
+            return 1
+        if self.type is TrafficRoutingType.TIME_BASED_CANARY:
+            return 2
+        return math.ceil(100 / self.percentage)
+
+    @property
+    def span_minutes(self) -> int:
+        """Minutes from the first traffic shift to the last (the one that reaches 100 %)."""
+        return (self.increments - 1) * self.interval_minutes
+
+    @classmethod
+    def from_wire(cls, value: Any) -> TrafficRouting:
+        """From the API's ``TrafficRoutingConfig`` shape; :class:`InvalidTrafficRouting` says
+        what AWS would refuse. The member of the other time-based type, if sent too, is ignored.
+        """
+        if not isinstance(value, Mapping):
+            raise InvalidTrafficRouting("The traffic routing configuration must be an object.")
+        raw = value.get("type")
+        try:
+            kind = TrafficRoutingType(raw if isinstance(raw, str) else "")
+        except ValueError:
+            raise InvalidTrafficRouting(
+                f"The traffic routing type {raw!r} is not one of TimeBasedCanary, "
+                "TimeBasedLinear, AllAtOnce."
+            ) from None
+        if kind is TrafficRoutingType.ALL_AT_ONCE:
+            return cls(kind)
+        member, percent_name, interval_name = _WIRE_MEMBERS[kind]
+        body = value.get(member)
+        if not isinstance(body, Mapping):
+            raise InvalidTrafficRouting(
+                f"A {kind} traffic routing configuration needs {member} "
+                f"({percent_name} and {interval_name})."
+            )
+        return cls(
+            kind,
+            _whole(percent_name, body.get(percent_name)),
+            _whole(interval_name, body.get(interval_name)),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The API's ``TrafficRoutingConfig`` shape, as GetDeploymentConfig answers it."""
+        wire: dict[str, Any] = {"type": str(self.type)}
+        if self.type is not TrafficRoutingType.ALL_AT_ONCE:
+            member, percent_name, interval_name = _WIRE_MEMBERS[self.type]
+            wire[member] = {percent_name: self.percentage, interval_name: self.interval_minutes}
+        return wire
 
 
 @dataclass(frozen=True)

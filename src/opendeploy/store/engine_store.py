@@ -763,6 +763,8 @@ def deploy_to_new_instance(
             ).mappings()
         ]
         for group in select_groups(instance_name, tags, groups):
+            if DeploymentStyle.from_wire(group["deployment_style"]).blue_green:
+                continue  # switched to blue/green since: not a deployment this server runs
             last = (
                 conn.execute(
                     select(_D).where(_D.c.deployment_id == group["last_successful_deployment_id"])

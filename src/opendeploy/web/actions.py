@@ -82,10 +82,12 @@ class Actions:
             "deploymentGroupName": row["deployment_group_name"],
             "revision": row["revision"],
             "deploymentConfigName": row["deployment_config_name"],
-            "fileExistsBehavior": row["file_exists_behavior"],
             "ignoreApplicationStopFailures": bool(row["ignore_application_stop_failures"]),
             "description": f"Redeploy of {deployment_id} from the dashboard",
         }
+        if row["compute_platform"] == "Server":
+            # Lambda and ECS deployments refuse it (AWS: "can not be specified").
+            params["fileExistsBehavior"] = row["file_exists_behavior"]
         try:
             answer = self._call(principal, "CreateDeployment", params)
         except ServiceError as exc:

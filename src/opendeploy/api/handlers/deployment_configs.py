@@ -11,7 +11,8 @@ from opendeploy.domain.configs import (
     PREDEFINED,
     SETTABLE_MINIMUM_HEALTHY_HOSTS_TYPES,
     DeploymentConfig,
-    TrafficRoutingType,
+    InvalidTrafficRouting,
+    TrafficRouting,
     is_predefined,
 )
 from opendeploy.service_errors import (
@@ -46,19 +47,7 @@ def render_predefined(config: DeploymentConfig) -> dict[str, Any]:
         mhh = config.minimum_healthy_hosts
         info["minimumHealthyHosts"] = {"type": str(mhh.type), "value": mhh.value}
     if config.traffic_routing is not None:
-        tr = config.traffic_routing
-        routing: dict[str, Any] = {"type": str(tr.type)}
-        if tr.type is TrafficRoutingType.TIME_BASED_CANARY:
-            routing["timeBasedCanary"] = {
-                "canaryPercentage": tr.percentage,
-                "canaryInterval": tr.interval_minutes,
-            }
-        elif tr.type is TrafficRoutingType.TIME_BASED_LINEAR:
-            routing["timeBasedLinear"] = {
-                "linearPercentage": tr.percentage,
-                "linearInterval": tr.interval_minutes,
-            }
-        info["trafficRoutingConfig"] = routing
+        info["trafficRoutingConfig"] = config.traffic_routing.to_wire()
     return info
 
 
@@ -87,19 +76,12 @@ def _check_minimum_healthy_hosts(mhh: Any) -> None:
         )
 
 
-def _check_traffic_routing(routing: Any) -> None:
-    kind = (routing or {}).get("type")
-    ok = kind in {t.value for t in TrafficRoutingType}
-    if kind == "TimeBasedCanary":
-        body = routing.get("timeBasedCanary") or {}
-        ok = 0 < (body.get("canaryPercentage") or 0) < 100 and (body.get("canaryInterval") or 0) > 0
-    elif kind == "TimeBasedLinear":
-        body = routing.get("timeBasedLinear") or {}
-        ok = 0 < (body.get("linearPercentage") or 0) < 100 and (body.get("linearInterval") or 0) > 0
-    if not ok:
-        raise InvalidTrafficRoutingConfigurationError(
-            f"trafficRoutingConfig: {routing!r} is not a valid traffic routing configuration"
-        )
+def traffic_routing(value: Any) -> TrafficRouting:
+    """A ``trafficRoutingConfig`` checked by AWS's rules (:class:`TrafficRouting`)."""
+    try:
+        return TrafficRouting.from_wire(value)
+    except InvalidTrafficRouting as exc:
+        raise InvalidTrafficRoutingConfigurationError(str(exc)) from None
 
 
 def create_deployment_config(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +96,9 @@ def create_deployment_config(ctx: RequestContext, params: dict[str, Any]) -> dic
     if platform == "Server" or mhh is not None:
         _check_minimum_healthy_hosts(mhh)
     if routing is not None:
-        _check_traffic_routing(routing)
+        # Stored in the one shape GetDeploymentConfig answers (a stray member of the other
+        # time-based type is dropped).
+        routing = traffic_routing(routing).to_wire()
     row = ctx.store.deployment_configs.create(
         name=name,
         compute_platform=platform,

@@ -1,5 +1,18 @@
 """CreateDeploymentGroup, GetDeploymentGroup, BatchGetDeploymentGroups, ListDeploymentGroups,
-UpdateDeploymentGroup, DeleteDeploymentGroup."""
+UpdateDeploymentGroup, DeleteDeploymentGroup.
+
+A group must be able to run on its application's compute platform, so Create and Update refuse,
+with the exception AWS's model documents for the member: an ECS group without ``ecsServices``
+(InvalidECSServiceException), ``ecsServices`` on another platform (the same), and EC2 or
+on-premises instance selection (``ec2TagFilters``, ``ec2TagSet``: InvalidEC2TagException;
+``onPremisesInstanceTagFilters``, ``onPremisesTagSet``: InvalidTagException;
+``autoScalingGroups``: InvalidAutoScalingGroupException) on a Lambda or ECS group, in the words
+AWS was seen to use ("For ECS deployment group, autoScalingGroups can not be specified").
+
+A blue/green Server group (``deploymentStyle.deploymentType`` BLUE_GREEN) is accepted and kept
+as given, so that configuration tools can manage it; CreateDeployment refuses to deploy to it
+until this server runs blue/green deployments (``handlers/deployments.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +22,18 @@ from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
 from opendeploy.domain.configs import DEFAULT_CONFIG_BY_PLATFORM, PREDEFINED, ComputePlatform
 from opendeploy.engine.targets import TagFilter
+from opendeploy.errors import ServiceError
 from opendeploy.service_errors import (
     AlarmsLimitExceededError,
     DeploymentConfigDoesNotExistError,
     DeploymentGroupNameRequiredError,
+    InvalidAutoScalingGroupError,
     InvalidDeploymentConfigNameError,
     InvalidDeploymentGroupNameError,
     InvalidDeploymentStyleError,
     InvalidEC2TagCombinationError,
     InvalidEC2TagError,
+    InvalidECSServiceError,
     InvalidOnPremisesTagCombinationError,
     InvalidTagError,
     RoleRequiredError,
@@ -56,16 +72,32 @@ def group_name(value: Any) -> str:
     )
 
 
-def config_exists(ctx: RequestContext, name: Any) -> str:
-    """A valid, existing configuration name (predefined or custom)."""
+def config_exists(ctx: RequestContext, name: Any, platform: str | None = None) -> str:
+    """A valid, existing configuration name (predefined or custom), for ``platform`` if given.
+
+    A configuration of another compute platform cannot drive the deployment (a Server
+    deployment has no traffic routing to follow, a Lambda one no healthy-host minimum), so it
+    is refused with InvalidDeploymentConfigNameException, the configuration error every
+    operation that takes a name documents (AWS's exact answer is not recorded).
+    """
     if not isinstance(name, str) or not c.NAME_PATTERN.fullmatch(name):
         raise InvalidDeploymentConfigNameError(
             f"deploymentConfigName: {name!r} must be 1 to 100 characters "
             "of A-Z a-z 0-9 + = , . @ _ -"
         )
-    if name not in PREDEFINED and ctx.store.deployment_configs.get(name) is None:
-        raise DeploymentConfigDoesNotExistError(
-            f"No deployment configuration found for name: {name}"
+    if name in PREDEFINED:
+        config_platform = str(PREDEFINED[name].compute_platform)
+    else:
+        row = ctx.store.deployment_configs.get(name)
+        if row is None:
+            raise DeploymentConfigDoesNotExistError(
+                f"No deployment configuration found for name: {name}"
+            )
+        config_platform = str(row["compute_platform"] or ComputePlatform.SERVER)
+    if platform is not None and config_platform != platform:
+        raise InvalidDeploymentConfigNameError(
+            f"The deployment configuration {name} is for the {config_platform} compute "
+            f"platform and cannot be used for a {platform} deployment."
         )
     return name
 
@@ -86,8 +118,57 @@ def _check_tag_set(tag_set: Any, error: type[InvalidTagError] | type[InvalidEC2T
         _check_filters(group, error)
 
 
-def settings_from(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    """The column values of the settings given in ``params``, validated as AWS does."""
+#: The members that select EC2 or on-premises instances, and the error AWS names for each.
+_INSTANCE_SELECTION: dict[str, type[ServiceError]] = {
+    "ec2TagFilters": InvalidEC2TagError,
+    "ec2TagSet": InvalidEC2TagError,
+    "onPremisesInstanceTagFilters": InvalidTagError,
+    "onPremisesTagSet": InvalidTagError,
+    "autoScalingGroups": InvalidAutoScalingGroupError,
+}
+
+
+def _selects(value: Any) -> bool:
+    """Whether a tag filter list, tag set or group list selects anything (empty ones clear)."""
+    if isinstance(value, dict):
+        groups = value.get("ec2TagSetList") or value.get("onPremisesTagSetList") or []
+        return any(groups)
+    return bool(value)
+
+
+def _check_platform(params: dict[str, Any], platform: ComputePlatform, *, creating: bool) -> None:
+    """Refuse settings that cannot run on ``platform`` (see the module docstring)."""
+    if platform is not ComputePlatform.SERVER:
+        for member, error in _INSTANCE_SELECTION.items():
+            if _selects(params.get(member)):
+                raise error(f"For {platform} deployment group, {member} can not be specified")
+    services = params.get("ecsServices")
+    if platform is not ComputePlatform.ECS:
+        if services:
+            raise InvalidECSServiceError(
+                f"For {platform} deployment group, ecsServices can not be specified"
+            )
+        return
+    if (creating or "ecsServices" in params) and not services:
+        raise InvalidECSServiceError(
+            "For ECS deployment group, ecsServices must be specified: the Amazon ECS service "
+            "(serviceName and clusterName) the deployments update"
+        )
+    for service in services or []:
+        if not (
+            isinstance(service, dict) and service.get("serviceName") and service.get("clusterName")
+        ):
+            raise InvalidECSServiceError(
+                f"ECS service {service!r}: both serviceName and clusterName must be specified"
+            )
+
+
+def settings_from(
+    ctx: RequestContext, params: dict[str, Any], platform: ComputePlatform, *, creating: bool
+) -> dict[str, Any]:
+    """The column values of the settings given in ``params``, validated as AWS does for a
+    group of ``platform`` (``creating``: the whole group is given, not changes to it)."""
+    _check_platform(params, platform, creating=creating)
     if params.get("ec2TagFilters") and params.get("ec2TagSet"):
         raise InvalidEC2TagCombinationError("ec2TagFilters and ec2TagSet cannot both be specified.")
     if params.get("onPremisesInstanceTagFilters") and params.get("onPremisesTagSet"):
@@ -109,7 +190,7 @@ def settings_from(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]
     ) not in (None, "WITH_TRAFFIC_CONTROL", "WITHOUT_TRAFFIC_CONTROL"):
         raise InvalidDeploymentStyleError(f"deploymentStyle: {style!r} is not a valid style")
     if params.get("deploymentConfigName") is not None:
-        config_exists(ctx, params["deploymentConfigName"])
+        config_exists(ctx, params["deploymentConfigName"], str(platform))
     out = {column: params[member] for member, column in _PLAIN.items() if member in params}
     if "autoScalingGroups" in params:
         out["auto_scaling_groups"] = [{"name": n} for n in params["autoScalingGroups"] or []]
@@ -155,8 +236,8 @@ def create_deployment_group(ctx: RequestContext, params: dict[str, Any]) -> dict
     app = ctx.store.applications.require(app_name)
     if not params.get("serviceRoleArn"):
         raise RoleRequiredError("The service role ARN was not specified.")
-    settings = settings_from(ctx, params)
     platform = ComputePlatform(app["compute_platform"])
+    settings = settings_from(ctx, params, platform, creating=True)
     settings.setdefault("deployment_config_name", DEFAULT_CONFIG_BY_PLATFORM[platform])
     settings["compute_platform"] = str(platform)
     row = ctx.store.deployment_groups.create(
@@ -223,7 +304,7 @@ def update_deployment_group(ctx: RequestContext, params: dict[str, Any]) -> dict
     if new is not None:
         new = group_name(new)
     app = ctx.store.applications.require(app_name)
-    settings = settings_from(ctx, params)
+    settings = settings_from(ctx, params, ComputePlatform(app["compute_platform"]), creating=False)
     # Giving one kind of EC2 selection clears the other, as in AWS.
     for member, other in (
         ("ec2_tag_filters", "ec2_tag_set"),

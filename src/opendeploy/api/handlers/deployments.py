@@ -29,12 +29,17 @@ from opendeploy.service_errors import (
     InvalidAutoRollbackConfigError,
     InvalidDeploymentIdError,
     InvalidDeploymentStatusError,
+    InvalidDeploymentStyleError,
     InvalidDeploymentWaitTypeError,
+    InvalidECSServiceError,
     InvalidFileExistsBehaviorError,
+    InvalidIgnoreApplicationStopFailuresValueError,
     InvalidLifecycleEventHookExecutionIdError,
     InvalidLifecycleEventHookExecutionStatusError,
+    InvalidRevisionError,
     InvalidTargetInstancesError,
     InvalidTimeRangeError,
+    InvalidUpdateOutdatedInstancesOnlyValueError,
     LifecycleEventAlreadyCompletedError,
     RevisionRequiredError,
     UnsupportedActionForDeploymentTypeError,
@@ -70,29 +75,22 @@ def _tag_set(tag_set: Any, member: str) -> list[list[TagFilter]]:
     return [_filters(group) for group in (tag_set or {}).get(member) or []]
 
 
-def selector(group: dict[str, Any], target_instances: dict[str, Any] | None) -> TargetSelector:
-    """The target choice of CreateDeployment for ``group`` (and blue/green replacements)."""
+def selector(group: dict[str, Any]) -> TargetSelector:
+    """The target choice of CreateDeployment for ``group``: the registered instances its tag
+    filters or tag sets select (in place: blue/green deployments are refused before this)."""
     filters = _filters(group["ec2_tag_filters"]) + _filters(
         group["on_premises_instance_tag_filters"]
     )
     tag_set = _tag_set(group["ec2_tag_set"], "ec2TagSetList") + _tag_set(
         group["on_premises_tag_set"], "onPremisesTagSetList"
     )
-    blue_green = (group["deployment_style"] or {}).get("deploymentType") == "BLUE_GREEN"
-    green_filters = _filters((target_instances or {}).get("tagFilters"))
-    green_set = _tag_set((target_instances or {}).get("ec2TagSet"), "ec2TagSetList")
 
     def choose(fleet: list[tuple[str, str, dict[str, str]]]) -> list[tuple[str, str, str | None]]:
-        pairs = [(name, tags) for name, _, tags in fleet]
         arns = {name: arn for name, arn, _ in fleet}
-        blue = select_targets(pairs, filters=filters, tag_set=tag_set)
-        if not blue_green:
-            return [(n, arns[n], None) for n in blue]
-        green = select_targets(pairs, filters=green_filters, tag_set=green_set)
-        chosen: list[tuple[str, str, str | None]] = [
-            (n, arns[n], "Blue") for n in blue if n not in green
-        ]
-        return chosen + [(n, arns[n], "Green") for n in green]
+        chosen = select_targets(
+            [(name, tags) for name, _, tags in fleet], filters=filters, tag_set=tag_set
+        )
+        return [(n, arns[n], None) for n in chosen]
 
     return choose
 
@@ -146,7 +144,93 @@ def _check_auto_rollback(config: Any) -> None:
         )
 
 
+#: The revision types each compute platform can deploy (AWS's model, ``RevisionLocation``:
+#: GitHub is for EC2/on-premises only, String for Lambda only, AppSpecContent for Lambda and ECS).
+_REVISION_TYPES: dict[str, tuple[str, ...]] = {
+    "Server": ("S3", "GitHub"),
+    "Lambda": ("S3", "String", "AppSpecContent"),
+    "ECS": ("S3", "AppSpecContent"),
+}
+
+_PLATFORM_WORDS = {
+    "Server": "an EC2/on-premises",
+    "Lambda": "an AWS Lambda",
+    "ECS": "an Amazon ECS",
+}
+
+
+def _check_runnable(
+    group: dict[str, Any], revision: dict[str, Any], target_instances: Any, params: dict[str, Any]
+) -> None:
+    """Refuse a deployment that ``group`` cannot run, before anything is recorded.
+
+    - Blue/green on EC2/on-premises (the group's ``deploymentStyle.deploymentType`` is
+      BLUE_GREEN; CreateDeployment has no member that overrides the style): refused with
+      InvalidDeploymentStyleException until this server runs blue/green deployments. Running
+      one in place (the new revision on both fleets, no traffic moved, Succeeded) would be a
+      wrong answer; the exception names the setting to change, and clients know it from the
+      group operations. The group itself stays accepted (see ``deployment_groups.py``).
+      Lambda and ECS deployments are blue/green by nature and are not concerned.
+    - A revision type the platform cannot deploy: InvalidRevisionException.
+    - ``targetInstances`` (the replacement fleet of an EC2/on-premises blue/green deployment)
+      on anything else: InvalidTargetInstancesException, as AWS's model documents.
+    - An ECS group without its service (made before CreateDeploymentGroup refused that):
+      InvalidECSServiceException.
+    - The settings of an instance deployment on Lambda or ECS: ``fileExistsBehavior``
+      (InvalidFileExistsBehaviorException, AWS's words: "For Lambda and ECS deployment,
+      fileExistsBehavior can not be specified"), and on Lambda ``ignoreApplicationStopFailures``
+      or ``updateOutdatedInstancesOnly`` set true (their Invalid…ValueException: "For Lambda
+      deployments, false is expected", AWS's model).
+    """
+    platform = group["compute_platform"]
+    name = group["name"]
+    style = group["deployment_style"] or {}
+    if platform == "Server" and style.get("deploymentType") == "BLUE_GREEN":
+        raise InvalidDeploymentStyleError(
+            f"Blue/green deployments are not supported by this server yet: deployment group "
+            f"'{name}' has deploymentStyle.deploymentType BLUE_GREEN. Set it to IN_PLACE "
+            "(UpdateDeploymentGroup) to deploy in place."
+        )
+    kind = revision.get("revisionType")
+    if kind not in _REVISION_TYPES[platform]:
+        raise InvalidRevisionError(
+            f"The revision type {kind} is not supported for {_PLATFORM_WORDS[platform]} "
+            f"deployment; use {' or '.join(_REVISION_TYPES[platform])}."
+        )
+    if target_instances:
+        raise InvalidTargetInstancesError(
+            "Target instances can be specified only for a blue/green deployment on "
+            f"EC2/on-premises instances; deployment group '{name}' deploys "
+            + ("in place." if platform == "Server" else f"to the {platform} compute platform.")
+        )
+    if platform != "Server" and params.get("fileExistsBehavior") is not None:
+        raise InvalidFileExistsBehaviorError(
+            "For Lambda and ECS deployment, fileExistsBehavior can not be specified"
+        )
+    if platform == "Lambda" and params.get("ignoreApplicationStopFailures"):
+        raise InvalidIgnoreApplicationStopFailuresValueError(
+            "For Lambda deployments, ignoreApplicationStopFailures must be false"
+        )
+    if platform == "Lambda" and params.get("updateOutdatedInstancesOnly"):
+        raise InvalidUpdateOutdatedInstancesOnlyValueError(
+            "For Lambda deployments, updateOutdatedInstancesOnly must be false"
+        )
+    if platform == "ECS" and not group.get("ecs_services"):
+        raise InvalidECSServiceError(
+            f"Deployment group '{name}' names no Amazon ECS service (ecsServices) to deploy to."
+        )
+
+
 def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """CreateDeployment: checks what AWS checks, then what the group cannot run
+    (:func:`_check_runnable`), refused here rather than failing or hanging later.
+
+    Blue/green deployments on EC2/on-premises are refused with InvalidDeploymentStyleException
+    ("Blue/green deployments are not supported by this server yet …") until the server runs
+    them: here, because this is where one would start, and CreateDeployment has no member that
+    overrides the group's style. Creating and updating a BLUE_GREEN group stays accepted, so
+    that configuration tools (Terraform, CloudFormation-like ones) can manage it.
+    """
     app_name = c.app_name(params.get("applicationName"))
     if params.get("deploymentGroupName") is None:
         raise DeploymentGroupNameRequiredError("The deployment group name was not specified.")
@@ -167,13 +251,9 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         raise RevisionRequiredError("The revision ID was not specified.")
     revision = check_revision(raw_revision)
     config_name = params.get("deploymentConfigName") or group["deployment_config_name"]
-    config_exists(ctx, config_name)
-    style = group["deployment_style"] or {}
+    config_exists(ctx, config_name, group["compute_platform"])
     target_instances = params.get("targetInstances")
-    if target_instances and style.get("deploymentType") != "BLUE_GREEN":
-        raise InvalidTargetInstancesError(
-            "targetInstances: only a blue/green deployment group takes replacement instances"
-        )
+    _check_runnable(group, revision, target_instances, params)
     rollback = params.get("autoRollbackConfiguration") or group["auto_rollback_configuration"]
     now = c.now()
     row = {
@@ -200,7 +280,7 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         "ec2_deployment_options": params.get("ec2DeploymentOptions"),
         "deployment_status_messages": [],
     }
-    pick = selector(group, target_instances) if group["compute_platform"] == "Server" else None
+    pick = selector(group) if group["compute_platform"] == "Server" else None
     created = ctx.store.deployments.create(deployment=row, select_targets=pick, now=now)
     return {"deploymentId": created["deployment_id"]}
 
