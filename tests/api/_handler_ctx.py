@@ -20,6 +20,8 @@ from opendeploy.api.handlers import (
     revisions,
     tags,
 )
+from opendeploy.engine.dispatch import HostNotifier
+from opendeploy.engine.worker import EngineWorker
 from opendeploy.errors import ServiceError
 from opendeploy.settings import ServerSettings
 from opendeploy.store.database import Store
@@ -50,6 +52,13 @@ class Api:
             return HANDLERS[operation](self.ctx, params)
 
         return call
+
+    def run_engine(self) -> None:
+        """One pass of the real engine over the store (no engine runs behind these handlers):
+        what a server's engine does right after a CreateDeployment or StopDeployment wakes it."""
+        worker = EngineWorker(self.ctx.store, self.ctx.settings, notifier=HostNotifier())
+        while worker.run_once():
+            pass
 
     def error(self, operation: str, **params: Any) -> ServiceError:
         """The ServiceError the call raises (fails the test when it succeeds)."""

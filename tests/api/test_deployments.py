@@ -79,7 +79,10 @@ def test_stop_and_already_completed(api: Api) -> None:
     dep = api.CreateDeployment(applicationName="app", deploymentGroupName="prod", revision=S3)[
         "deploymentId"
     ]
-    assert api.StopDeployment(deploymentId=dep, autoRollbackEnabled=False)["status"] == "Succeeded"
+    # No engine behind these handlers: the request is recorded, and the engine ends it.
+    assert api.StopDeployment(deploymentId=dep, autoRollbackEnabled=False)["status"] == "Pending"
+    assert api.GetDeployment(deploymentId=dep)["deploymentInfo"]["status"] == "Created"
+    api.run_engine()
     info = api.GetDeployment(deploymentId=dep)["deploymentInfo"]
     assert info["status"] == "Stopped" and info["errorInformation"]["code"] == "MANUAL_STOP"
     assert info["deploymentOverview"]["Skipped"] == 1
@@ -90,13 +93,19 @@ def test_stop_and_already_completed(api: Api) -> None:
     api.CreateDeployment(applicationName="app", deploymentGroupName="prod", revision=S3)
 
 
-def test_no_instances_fails_at_once(api: Api) -> None:
+def test_no_instances_fails_on_the_engines_first_pass(api: Api) -> None:
+    """As AWS: CreateDeployment answers, clients see Created, then the deployment fails."""
     _setup(api, ec2TagFilters=[{"Key": "Name", "Value": "none", "Type": "KEY_AND_VALUE"}])
     dep = api.CreateDeployment(applicationName="app", deploymentGroupName="prod", revision=S3)[
         "deploymentId"
     ]
+    assert api.GetDeployment(deploymentId=dep)["deploymentInfo"]["status"] == "Created"
+    api.run_engine()
     info = api.GetDeployment(deploymentId=dep)["deploymentInfo"]
     assert info["status"] == "Failed" and info["errorInformation"]["code"] == "NO_INSTANCES"
+    assert info["errorInformation"]["message"].startswith(
+        "The deployment failed because no instances were found for your deployment group."
+    )
 
 
 def test_create_deployment_errors(api: Api) -> None:
@@ -126,12 +135,13 @@ def test_create_deployment_errors(api: Api) -> None:
 
 def test_list_deployments_filters_and_pages(api: Api) -> None:
     _setup(api, ec2TagFilters=[{"Key": "x", "Type": "KEY_ONLY"}])
-    ids = [
-        api.CreateDeployment(applicationName="app", deploymentGroupName="prod", revision=S3)[
-            "deploymentId"
-        ]
-        for _ in range(3)
-    ]  # each fails at once (no instances), so the next may start
+    ids = []
+    for _ in range(3):
+        create = api.CreateDeployment(
+            applicationName="app", deploymentGroupName="prod", revision=S3
+        )
+        ids.append(create["deploymentId"])
+        api.run_engine()  # it fails (no instances), so the next may start
     listed = api.ListDeployments(applicationName="app", deploymentGroupName="prod")["deployments"]
     assert sorted(listed) == sorted(ids) and listed[0] == ids[-1]
     assert api.ListDeployments(includeOnlyStatuses=["Succeeded"])["deployments"] == []

@@ -238,7 +238,7 @@ def test_the_store_applies_what_the_pure_apply_predicts(path: Path, database_url
                 elif "stop" in report:
                     stop = report["stop"]
                     store.deployments.request_stop(
-                        dep, auto_rollback=stop.get("auto_rollback"), now=now, finish_if_idle=False
+                        dep, auto_rollback=stop.get("auto_rollback"), now=now
                     )
             if "drive" in step:
                 for _ in range(200):

@@ -821,11 +821,16 @@ def _blue_green_unsupported() -> ErrorInformation:
     )
 
 
+#: AWS's text (clients and CI tools show it as is).
+NO_INSTANCES_MESSAGE = (
+    "The deployment failed because no instances were found for your deployment group. Check "
+    "your deployment group settings to make sure the tags for your EC2 instances or Auto Scaling "
+    "groups correctly identify the instances you want to deploy to, and then try again."
+)
+
+
 def _no_instances() -> ErrorInformation:
-    return ErrorInformation(
-        "NO_INSTANCES",
-        "The deployment failed because no instances were found for your deployment group.",
-    )
+    return ErrorInformation("NO_INSTANCES", NO_INSTANCES_MESSAGE)
 
 
 def _constraints_invalid(total: int, mhh: MinimumHealthyHosts) -> ErrorInformation:

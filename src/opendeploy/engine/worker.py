@@ -318,7 +318,6 @@ class StopRequests:
             deployment_id,
             auto_rollback=auto_rollback,
             now=self.worker._clock(),
-            finish_if_idle=False,
         )
         self.worker.wake()
 

@@ -42,12 +42,6 @@ OVERVIEW_KEYS = ("Pending", "InProgress", "Succeeded", "Failed", "Skipped", "Rea
 #: The message CI tools parse (CircleCI-Public/aws-ecs-orb#181); keep it exact.
 ACTIVE_DEPLOYMENT_MESSAGE = "The Deployment Group '{group}' already has an active Deployment '{id}'"
 
-NO_INSTANCES_MESSAGE = (
-    "The deployment failed because no instances were found for your deployment group. Check "
-    "your deployment group settings to make sure the tags for your EC2 instances or Auto Scaling "
-    "groups correctly identify the instances you want to deploy to, and then try again."
-)
-
 #: Chooses the targets from the registered fleet: [(name, arn, tags)] -> [(name, arn, label)].
 TargetSelector = Callable[
     [list[tuple[str, str, dict[str, str]]]], list[tuple[str, str, str | None]]
@@ -87,8 +81,9 @@ class Deployments(Repository):
         ``deployment`` holds the column values (``deployment_id``, ``application_id``,
         ``deployment_group_id``, ``revision`` …). The group is locked first, so two concurrent
         creates cannot both pass the one-active-deployment check (DeploymentLimitExceeded).
-        ``select_targets`` picks the targets from the registered fleet at this moment; a
-        Server deployment that finds none fails at once with NO_INSTANCES, as AWS's does.
+        ``select_targets`` picks the targets from the registered fleet at this moment. The
+        store records what it found; the engine decides (a deployment with no targets fails
+        with NO_INSTANCES on its first pass, asynchronously, as AWS's does).
         """
         group_id = deployment.get("deployment_group_id")
         row = dict(deployment)
@@ -122,10 +117,6 @@ class Deployments(Repository):
             targets = select_targets(registered_with_tags(conn)) if select_targets else []
             row.setdefault("status", str(DeploymentStatus.CREATED))
             row.setdefault("create_time", now)
-            if select_targets is not None and not targets:
-                row["status"] = str(DeploymentStatus.FAILED)
-                row["complete_time"] = now
-                row["error_information"] = {"code": "NO_INSTANCES", "message": NO_INSTANCES_MESSAGE}
             conn.execute(insert(_D).values(**row))
             if targets:
                 conn.execute(
@@ -229,20 +220,12 @@ class Deployments(Repository):
         return ids[:limit], len(ids) > limit
 
     def request_stop(
-        self,
-        deployment_id: str,
-        *,
-        auto_rollback: bool | None,
-        now: datetime,
-        finish_if_idle: bool = True,
-    ) -> str:
-        """Record a stop request; returns "Succeeded" when the deployment is stopped already.
+        self, deployment_id: str, *, auto_rollback: bool | None, now: datetime
+    ) -> None:
+        """Record a stop request (the AWS errors for an unknown or finished deployment).
 
-        With no target in flight (and ``finish_if_idle``) the stop completes here: the
-        deployment becomes Stopped (MANUAL_STOP) and its pending targets Skipped. Otherwise the
-        flag stays for the engine, which stops dispatching, waits for the running commands and
-        rolls back when asked; the answer is then "Pending", as AWS's. A running engine passes
-        ``finish_if_idle=False`` so that it alone ends deployments (and starts rollbacks).
+        The store records the request; the engine decides what it means (ends the deployment
+        as Stopped once no lifecycle event runs, and rolls back when asked), on its next pass.
         """
         with self.db.write() as conn:
             status = conn.execute(
@@ -254,36 +237,11 @@ class Deployments(Repository):
                 raise DeploymentAlreadyCompletedError(
                     f"Deployment {deployment_id} has already completed."
                 )
-            values: dict[str, Any] = {
-                "stop_requested": True,
-                "auto_rollback_on_stop": auto_rollback,
-            }
-            if not finish_if_idle:
-                conn.execute(update(_D).where(_D.c.deployment_id == deployment_id).values(**values))
-                return "Pending"
-            in_flight = conn.execute(
-                select(func.count())
-                .select_from(_TG)
-                .where(_TG.c.deployment_id == deployment_id)
-                .where(_TG.c.status == str(InstanceStatus.IN_PROGRESS))
-            ).scalar_one()
-            if not in_flight:
-                values |= {
-                    "status": str(DeploymentStatus.STOPPED),
-                    "complete_time": now,
-                    "error_information": {
-                        "code": "MANUAL_STOP",
-                        "message": "The deployment was stopped by the user.",
-                    },
-                }
-                conn.execute(
-                    update(_TG)
-                    .where(_TG.c.deployment_id == deployment_id)
-                    .where(_TG.c.status == str(InstanceStatus.PENDING))
-                    .values(status=str(InstanceStatus.SKIPPED), last_updated_at=now)
-                )
-            conn.execute(update(_D).where(_D.c.deployment_id == deployment_id).values(**values))
-        return "Pending" if in_flight else "Succeeded"
+            conn.execute(
+                update(_D)
+                .where(_D.c.deployment_id == deployment_id)
+                .values(stop_requested=True, auto_rollback_on_stop=auto_rollback)
+            )
 
     def request_continue(self, deployment_id: str, wait_type: str) -> None:
         """Record a ContinueDeployment (the caller has checked that the deployment waits)."""

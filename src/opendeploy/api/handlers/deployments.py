@@ -346,15 +346,14 @@ def list_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
 
 def stop_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     ident = deployment_id(params.get("deploymentId"))
-    status = ctx.store.deployments.request_stop(
+    ctx.store.deployments.request_stop(
         ident, auto_rollback=params.get("autoRollbackEnabled"), now=c.now()
     )
-    message = (
-        "No more commands will be scheduled for execution in the deployment instances"
-        if status == "Succeeded"
-        else "The stop request is pending; running lifecycle events finish first"
-    )
-    return {"status": status, "statusMessage": message}
+    # No engine in this process to wait for (the server's StopDeployment waits for its own).
+    return {
+        "status": "Pending",
+        "statusMessage": "The stop request is pending; running lifecycle events finish first",
+    }
 
 
 class StopEngine(Protocol):
