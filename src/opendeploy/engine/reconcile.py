@@ -1,15 +1,20 @@
 """``reconcile(snapshot, now) -> Decisions``: the whole state machine of a deployment, pure.
 
+This module holds what every platform shares: the decisions' types, :class:`Plan` (the working
+state of one call, with the rules of targets, events, commands and server steps, dead agents,
+timeouts, stops and rollback), and the entry point, which hands the plan to the reconciler of the
+deployment's platform (:mod:`opendeploy.engine.platforms`).
+
 The worker leases a deployment, loads a :class:`~opendeploy.engine.snapshot.DeploymentSnapshot`,
 calls :func:`reconcile` and applies the :class:`Decisions` in one transaction (Nomad's scheduler
 submitting a plan). Calling it again on the applied state at the same instant decides nothing new,
 so a worker that crashes and retries, or two replicas racing for a lease, do no harm.
 
-One call does, in this order:
+One call of the in-place Server reconciler does, in this order:
 
-0. A Lambda, ECS or blue/green deployment ends at once: this server runs only in-place Server
-   (EC2/on-premises) deployments so far. It fails (``errorInformation`` says so), or is
-   ``Stopped`` when a stop was requested first, so that it never blocks its group.
+0. (Any platform.) A Lambda, ECS or blue/green deployment ends at once: this server runs only
+   in-place Server (EC2/on-premises) deployments so far. It fails (``errorInformation`` says
+   so), or is ``Stopped`` when a stop was requested first, so that it never blocks its group.
 1. ``Created`` → ``InProgress``; a deployment with no targets fails with ``NO_INSTANCES``, one
    whose minimum of healthy hosts leaves no instance to deploy to fails with
    ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").
@@ -47,7 +52,6 @@ late acknowledgement with ``Failed``, so the official agent skips it), ``Failed`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -69,7 +73,6 @@ from opendeploy.engine.snapshot import (
     EngineInputError,
     EventSnapshot,
     Executor,
-    MinimumHealthyHosts,
     TargetSnapshot,
 )
 
@@ -85,6 +88,8 @@ IGNORABLE_EVENTS = frozenset({_E.APPLICATION_STOP, _E.BEFORE_BLOCK_TRAFFIC, _E.A
 #: Every dead-agent diagnostics message starts so; the engine recognises its own failures by it.
 AGENT_NOT_POLLING_PREFIX = "The OpenDeploy agent on "
 
+MANUAL_STOP_MESSAGE = "The deployment was stopped by a user request."
+
 HEALTH_CONSTRAINTS_MESSAGE = (
     "The overall deployment failed because too many individual instances failed deployment, too "
     "few healthy instances are available for deployment, or some instances in your deployment "
@@ -92,9 +97,6 @@ HEALTH_CONSTRAINTS_MESSAGE = (
 )
 
 _TERMINAL_EVENT = frozenset({_ES.SUCCEEDED, _ES.FAILED, _ES.SKIPPED})
-
-#: The one compute platform the engine runs; Lambda and ECS deployments end at once.
-SERVER_PLATFORM = "Server"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -269,7 +271,7 @@ class _EventTable:
 
 
 @dataclass(slots=True)
-class _Plan:
+class Plan:
     """The mutable working state of one reconcile call; turned into Decisions at the end."""
 
     snap: DeploymentSnapshot
@@ -589,6 +591,31 @@ class _Plan:
                 stop_override=stop.auto_rollback_enabled if stop else None,
             )
 
+    def end_if_stopped(self) -> bool:
+        """End the deployment as Stopped if a stop was requested (every platform alike)."""
+        stop = self.snap.stop
+        if stop is None:
+            return False
+        if stop.by_alarm:
+            error = ErrorInformation("ALARM_ACTIVE", "The deployment was stopped by an alarm.")
+            self.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_ALARM)
+        else:
+            error = ErrorInformation("MANUAL_STOP", MANUAL_STOP_MESSAGE)
+            self.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_REQUEST)
+        return True
+
+    def end_if_timed_out(self) -> bool:
+        """Fail the deployment if it ran longer than ``deployment_timeout_seconds``."""
+        started = self.snap.started_at or self.now
+        limit = self.settings.deployment_timeout_seconds
+        if (self.now - started).total_seconds() <= limit:
+            return False
+        error = ErrorInformation(
+            "TIMEOUT", f"The deployment timed out: it ran longer than {limit:g} s."
+        )
+        self.end(_DS.FAILED, error, RollbackTrigger.FAILURE)
+        return True
+
     def agent_failures(self) -> list[str]:
         out = []
         for t in self.snap.targets:
@@ -697,147 +724,11 @@ def reconcile(
     >>> [(c.instance_id, str(c.event)) for c in reconcile(snap, t0).dispatch]
     [('i-1', 'ApplicationStop')]
     """
-    plan = _Plan(snap, now, settings or EngineSettings())
+    plan = Plan(snap, now, settings or EngineSettings())
     if snap.status in TERMINAL_DEPLOYMENT_STATUSES:
         return plan.decisions()
-    mhh = snap.minimum_healthy_hosts
-    total = len(snap.targets)
+    # Imported here: the platforms build on this module's Plan (a cycle at import time).
+    from opendeploy.engine.platforms import reconciler_for
 
-    unsupported = None
-    if snap.compute_platform != SERVER_PLATFORM:
-        unsupported = _platform_unsupported(snap.compute_platform)
-    elif snap.style.blue_green:
-        unsupported = _blue_green_unsupported()
-    if unsupported is not None:
-        if snap.stop is not None:
-            error = ErrorInformation("MANUAL_STOP", "The deployment was stopped by a user request.")
-            plan.end(_DS.STOPPED, error, None)
-        else:
-            plan.end(_DS.FAILED, unsupported, None)
-        return plan.decisions()
-
-    if snap.status in (_DS.CREATED, _DS.QUEUED):
-        if total == 0:
-            plan.end(_DS.FAILED, _no_instances(), None)
-            return plan.decisions()
-        if not batches.constraints_hold_at_start(total, mhh):
-            plan.end(_DS.FAILED, _constraints_invalid(total, mhh), None)
-            return plan.decisions()
-        plan.deployment = DeploymentTransition(_DS.IN_PROGRESS, start_time=now)
-
-    if snap.stop is not None:
-        if snap.stop.by_alarm:
-            error = ErrorInformation("ALARM_ACTIVE", "The deployment was stopped by an alarm.")
-            plan.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_ALARM)
-        else:
-            error = ErrorInformation("MANUAL_STOP", "The deployment was stopped by a user request.")
-            plan.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_REQUEST)
-        return plan.decisions()
-
-    started = snap.started_at or now
-    limit = plan.settings.deployment_timeout_seconds
-    if (now - started).total_seconds() > limit:
-        error = ErrorInformation(
-            "TIMEOUT", f"The deployment timed out: it ran longer than {limit:g} s."
-        )
-        plan.end(_DS.FAILED, error, RollbackTrigger.FAILURE)
-        return plan.decisions()
-
-    for t in snap.targets:
-        if plan.status[t.instance_id] is _IS.IN_PROGRESS:
-            plan.advance(t)
-
-    tally = plan.tally()
-    if batches.can_still_succeed(tally, mhh):
-        slots = batches.free_slots(tally, mhh)
-        for t in snap.targets:
-            if slots == 0:
-                break
-            if plan.status[t.instance_id] is _IS.PENDING:
-                plan.set_target(t, _IS.IN_PROGRESS)
-                plan.advance(t)
-                slots -= 1
-        tally = plan.tally()
-        if tally.in_flight == 0 and tally.pending == 0:
-            if batches.can_still_succeed(tally, mhh):
-                plan.deployment = DeploymentTransition(
-                    _DS.SUCCEEDED, plan.deployment.start_time if plan.deployment else None, now
-                )
-            else:  # pragma: no cover - can_still_succeed held a moment ago with nothing pending
-                plan.end(_DS.FAILED, _health_error(plan), RollbackTrigger.FAILURE)
-        return plan.decisions()
-
-    # The minimum can no longer hold: nothing new starts, pending targets are skipped, and the
-    # deployment fails once the in-flight targets have finished.
-    for t in snap.targets:
-        if plan.status[t.instance_id] is _IS.PENDING:
-            for ev in t.events:
-                plan.set_event(t, ev.name, _ES.SKIPPED)
-            plan.set_target(t, _IS.SKIPPED)
-    if plan.tally().in_flight == 0:
-        plan.end(_DS.FAILED, _health_error(plan), RollbackTrigger.FAILURE)
+    reconciler_for(snap)(plan)
     return plan.decisions()
-
-
-def _health_error(plan: _Plan) -> ErrorInformation:
-    dead = plan.agent_failures()
-    if dead:
-        return ErrorInformation(
-            "AGENT_ISSUE",
-            "The overall deployment failed because the OpenDeploy agent stopped polling on "
-            f"{_some_names(dead)}, and too few healthy instances remain.",
-        )
-    return ErrorInformation("HEALTH_CONSTRAINTS", HEALTH_CONSTRAINTS_MESSAGE)
-
-
-#: How many instance names a deployment's error message spells out.
-NAMES_IN_MESSAGE = 10
-
-
-def _some_names(names: Sequence[str]) -> str:
-    """``a, b, c`` or, for a large fleet, the first few ``and N more`` (a message, not a list)."""
-    if len(names) <= NAMES_IN_MESSAGE:
-        return ", ".join(names)
-    return f"{', '.join(names[:NAMES_IN_MESSAGE])} and {len(names) - NAMES_IN_MESSAGE:,} more"
-
-
-def _platform_unsupported(platform: str) -> ErrorInformation:
-    # AWS has no error code for "not supported"; INTERNAL_ERROR is the one clients treat as the
-    # service's side, and the message says exactly what is missing.
-    return ErrorInformation(
-        "INTERNAL_ERROR",
-        f"The {platform} compute platform is not supported by this OpenDeploy server yet: it runs "
-        "EC2/on-premises (Server) deployments only. The deployment was not run.",
-    )
-
-
-def _blue_green_unsupported() -> ErrorInformation:
-    # CreateDeployment refuses blue/green deployments; one that is stored anyway (created by an
-    # older server, or written by hand) must not run in place on both fleets and "succeed".
-    return ErrorInformation(
-        "INTERNAL_ERROR",
-        "Blue/green deployments are not supported by this OpenDeploy server yet: it runs "
-        "in-place deployments only. The deployment was not run; no instance was changed.",
-    )
-
-
-#: AWS's text (clients and CI tools show it as is).
-NO_INSTANCES_MESSAGE = (
-    "The deployment failed because no instances were found for your deployment group. Check "
-    "your deployment group settings to make sure the tags for your EC2 instances or Auto Scaling "
-    "groups correctly identify the instances you want to deploy to, and then try again."
-)
-
-
-def _no_instances() -> ErrorInformation:
-    return ErrorInformation("NO_INSTANCES", NO_INSTANCES_MESSAGE)
-
-
-def _constraints_invalid(total: int, mhh: MinimumHealthyHosts) -> ErrorInformation:
-    need = batches.required_healthy(total, mhh)
-    return ErrorInformation(
-        "HEALTH_CONSTRAINTS_INVALID",
-        f"minimumHealthyHosts {mhh.type} {mhh.value} requires {need} healthy instances of "
-        f"{total}, so no instance can be taken out of service; the minimum must be less than the "
-        "number of instances.",
-    )

@@ -1,0 +1,35 @@
+"""One reconciler per platform, sharing batches, health rules and rollback (``engine.reconcile``).
+
+:func:`reconciler_for` picks the reconciler of a deployment: Server in-place (the lifecycle on
+each host, in batches), and, until their issues land, reconcilers that end what this server
+cannot run yet (Server blue/green, Lambda, ECS) with a message saying so.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from opendeploy.engine.platforms.server_in_place import reconcile_in_place
+from opendeploy.engine.platforms.unsupported import (
+    blue_green_unsupported,
+    platform_unsupported,
+    reconcile_unsupported,
+)
+from opendeploy.engine.reconcile import Plan
+from opendeploy.engine.snapshot import DeploymentSnapshot
+
+Reconciler = Callable[[Plan], None]
+
+SERVER_PLATFORM = "Server"
+
+
+def reconciler_for(snap: DeploymentSnapshot) -> Reconciler:
+    """The reconciler of ``snap``'s platform and deployment type."""
+    if snap.compute_platform != SERVER_PLATFORM:
+        return functools.partial(
+            reconcile_unsupported, error=platform_unsupported(snap.compute_platform)
+        )
+    if snap.style.blue_green:
+        return functools.partial(reconcile_unsupported, error=blue_green_unsupported())
+    return reconcile_in_place

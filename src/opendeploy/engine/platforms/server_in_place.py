@@ -1,0 +1,132 @@
+"""In-place deployments to EC2/on-premises instances: the lifecycle on each host, in batches.
+
+The rules (the order of the events, the health rule of :mod:`opendeploy.engine.batches`, the
+agents' reports, dead agents and timeouts, rollback) are those the shared
+:class:`~opendeploy.engine.reconcile.Plan` applies; this module decides the deployment as a whole:
+
+1. ``Created`` → ``InProgress``; a deployment with no targets fails with ``NO_INSTANCES``, one
+   whose minimum of healthy hosts leaves no instance to deploy to fails with
+   ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").
+2. A stop request ends it (``Stopped``); one running longer than the deployment timeout fails.
+3. Each in-flight target advances as far as its reports allow.
+4. New targets start while the budget allows; once the deployment can no longer succeed,
+   nothing new starts, pending targets are ``Skipped``, in-flight ones finish, and the
+   deployment fails (``HEALTH_CONSTRAINTS``, or ``AGENT_ISSUE`` when an instance failed because
+   its agent stopped polling) as soon as none is in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opendeploy.domain.status import DeploymentStatus, InstanceStatus, LifecycleEventStatus
+from opendeploy.engine import batches
+from opendeploy.engine.reconcile import (
+    HEALTH_CONSTRAINTS_MESSAGE,
+    DeploymentTransition,
+    ErrorInformation,
+    Plan,
+)
+from opendeploy.engine.rollback import RollbackTrigger
+from opendeploy.engine.snapshot import MinimumHealthyHosts
+
+_DS = DeploymentStatus
+_IS = InstanceStatus
+_ES = LifecycleEventStatus
+
+
+def reconcile_in_place(plan: Plan) -> None:
+    """Decide the next steps of an in-place Server deployment (not ended yet) into ``plan``."""
+    snap, now = plan.snap, plan.now
+    mhh = snap.minimum_healthy_hosts
+    total = len(snap.targets)
+
+    if snap.status in (_DS.CREATED, _DS.QUEUED):
+        if total == 0:
+            plan.end(_DS.FAILED, _no_instances(), None)
+            return
+        if not batches.constraints_hold_at_start(total, mhh):
+            plan.end(_DS.FAILED, _constraints_invalid(total, mhh), None)
+            return
+        plan.deployment = DeploymentTransition(_DS.IN_PROGRESS, start_time=now)
+
+    if plan.end_if_stopped() or plan.end_if_timed_out():
+        return
+
+    for t in snap.targets:
+        if plan.status[t.instance_id] is _IS.IN_PROGRESS:
+            plan.advance(t)
+
+    tally = plan.tally()
+    if batches.can_still_succeed(tally, mhh):
+        slots = batches.free_slots(tally, mhh)
+        for t in snap.targets:
+            if slots == 0:
+                break
+            if plan.status[t.instance_id] is _IS.PENDING:
+                plan.set_target(t, _IS.IN_PROGRESS)
+                plan.advance(t)
+                slots -= 1
+        tally = plan.tally()
+        if tally.in_flight == 0 and tally.pending == 0:
+            if batches.can_still_succeed(tally, mhh):
+                plan.deployment = DeploymentTransition(
+                    _DS.SUCCEEDED, plan.deployment.start_time if plan.deployment else None, now
+                )
+            else:  # pragma: no cover - can_still_succeed held a moment ago with nothing pending
+                plan.end(_DS.FAILED, _health_error(plan), RollbackTrigger.FAILURE)
+        return
+
+    # The minimum can no longer hold: nothing new starts, pending targets are skipped, and the
+    # deployment fails once the in-flight targets have finished.
+    for t in snap.targets:
+        if plan.status[t.instance_id] is _IS.PENDING:
+            for ev in t.events:
+                plan.set_event(t, ev.name, _ES.SKIPPED)
+            plan.set_target(t, _IS.SKIPPED)
+    if plan.tally().in_flight == 0:
+        plan.end(_DS.FAILED, _health_error(plan), RollbackTrigger.FAILURE)
+
+
+def _health_error(plan: Plan) -> ErrorInformation:
+    dead = plan.agent_failures()
+    if dead:
+        return ErrorInformation(
+            "AGENT_ISSUE",
+            "The overall deployment failed because the OpenDeploy agent stopped polling on "
+            f"{_some_names(dead)}, and too few healthy instances remain.",
+        )
+    return ErrorInformation("HEALTH_CONSTRAINTS", HEALTH_CONSTRAINTS_MESSAGE)
+
+
+#: How many instance names a deployment's error message spells out.
+NAMES_IN_MESSAGE = 10
+
+
+def _some_names(names: Sequence[str]) -> str:
+    """``a, b, c`` or, for a large fleet, the first few ``and N more`` (a message, not a list)."""
+    if len(names) <= NAMES_IN_MESSAGE:
+        return ", ".join(names)
+    return f"{', '.join(names[:NAMES_IN_MESSAGE])} and {len(names) - NAMES_IN_MESSAGE:,} more"
+
+
+#: AWS's text (clients and CI tools show it as is).
+NO_INSTANCES_MESSAGE = (
+    "The deployment failed because no instances were found for your deployment group. Check "
+    "your deployment group settings to make sure the tags for your EC2 instances or Auto Scaling "
+    "groups correctly identify the instances you want to deploy to, and then try again."
+)
+
+
+def _no_instances() -> ErrorInformation:
+    return ErrorInformation("NO_INSTANCES", NO_INSTANCES_MESSAGE)
+
+
+def _constraints_invalid(total: int, mhh: MinimumHealthyHosts) -> ErrorInformation:
+    need = batches.required_healthy(total, mhh)
+    return ErrorInformation(
+        "HEALTH_CONSTRAINTS_INVALID",
+        f"minimumHealthyHosts {mhh.type} {mhh.value} requires {need} healthy instances of "
+        f"{total}, so no instance can be taken out of service; the minimum must be less than the "
+        "number of instances.",
+    )
