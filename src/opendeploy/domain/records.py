@@ -32,7 +32,10 @@ class DeploymentStyle:
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any] | None) -> DeploymentStyle:
+        """From the API shape; ValueError for one that is not a style."""
         raw = raw or {}
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"deploymentStyle: {raw!r} is not a structure")
         kind = raw.get("deploymentType") or DeploymentType.IN_PLACE
         option = raw.get("deploymentOption") or DeploymentOption.WITHOUT_TRAFFIC_CONTROL
         return cls(DeploymentType(kind), DeploymentOption(option))

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from opendeploy.api.commands.signing import SpecSigner
+from opendeploy.domain.records import DeploymentStyle
 from opendeploy.errors import ServiceError
 
 TEXT_JSON = "TEXT/JSON"
@@ -71,14 +72,14 @@ def _revision(deployment_id: str, revision: dict[str, Any] | None) -> dict[str, 
 
 def spec_payload(deployment: dict[str, Any]) -> dict[str, Any]:
     """The official JSON payload for a stored deployment row."""
-    style = deployment.get("deployment_style") or {}
+    style = DeploymentStyle.from_wire(deployment.get("deployment_style"))
     return {
         "DeploymentId": deployment["deployment_id"],
         "DeploymentGroupId": deployment["deployment_group_id"],
         "DeploymentGroupName": deployment["deployment_group_name"],
         "ApplicationName": deployment["application_name"],
         "DeploymentCreator": deployment["creator"],
-        "DeploymentType": style.get("deploymentType") or "IN_PLACE",
+        "DeploymentType": str(style.deployment_type),
         "AgentActionOverrides": {
             "AgentOverrides": {"FileExistsBehavior": deployment["file_exists_behavior"]}
         },

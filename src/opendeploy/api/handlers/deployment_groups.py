@@ -21,6 +21,7 @@ from typing import Any
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
 from opendeploy.domain.configs import DEFAULT_CONFIG_BY_PLATFORM, PREDEFINED, ComputePlatform
+from opendeploy.domain.records import DeploymentStyle
 from opendeploy.engine.targets import TagFilter
 from opendeploy.errors import ServiceError
 from opendeploy.service_errors import (
@@ -184,11 +185,13 @@ def settings_from(
         raise AlarmsLimitExceededError(
             "The maximum number of alarms for a deployment group (10) was exceeded."
         )
-    style = params.get("deploymentStyle") or {}
-    if style.get("deploymentType") not in (None, "IN_PLACE", "BLUE_GREEN") or style.get(
-        "deploymentOption"
-    ) not in (None, "WITH_TRAFFIC_CONTROL", "WITHOUT_TRAFFIC_CONTROL"):
-        raise InvalidDeploymentStyleError(f"deploymentStyle: {style!r} is not a valid style")
+    style = params.get("deploymentStyle")
+    try:
+        DeploymentStyle.from_wire(style)
+    except ValueError:
+        raise InvalidDeploymentStyleError(
+            f"deploymentStyle: {style!r} is not a valid style"
+        ) from None
     if params.get("deploymentConfigName") is not None:
         config_exists(ctx, params["deploymentConfigName"], str(platform))
     out = {column: params[member] for member, column in _PLAIN.items() if member in params}

@@ -18,6 +18,7 @@ from opendeploy.api.handlers import _common as c
 from opendeploy.api.handlers.deployment_groups import config_exists, group_name
 from opendeploy.api.handlers.revisions import check_description, check_revision
 from opendeploy.domain.ids import new_deployment_id
+from opendeploy.domain.records import DeploymentStyle
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES, DeploymentStatus
 from opendeploy.engine.targets import TagFilter, select_targets
 from opendeploy.service_errors import (
@@ -184,8 +185,7 @@ def _check_runnable(
     """
     platform = group["compute_platform"]
     name = group["name"]
-    style = group["deployment_style"] or {}
-    if platform == "Server" and style.get("deploymentType") == "BLUE_GREEN":
+    if platform == "Server" and DeploymentStyle.from_wire(group["deployment_style"]).blue_green:
         raise InvalidDeploymentStyleError(
             f"Blue/green deployments are not supported by this server yet: deployment group "
             f"'{name}' has deploymentStyle.deploymentType BLUE_GREEN. Set it to IN_PLACE "
@@ -407,7 +407,7 @@ def continue_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         raise deployment_does_not_exist(ident)
     if row["status"] in TERMINAL_DEPLOYMENT_STATUSES:
         raise DeploymentAlreadyCompletedError(f"Deployment {ident} has already completed.")
-    if (row["deployment_style"] or {}).get("deploymentType") != "BLUE_GREEN":
+    if not DeploymentStyle.from_wire(row["deployment_style"]).blue_green:
         raise UnsupportedActionForDeploymentTypeError(
             "ContinueDeployment applies to blue/green deployments only."
         )
