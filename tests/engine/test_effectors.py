@@ -166,3 +166,41 @@ def test_a_step_whose_outcome_was_lost_is_run_again_harmlessly(
     events = _events(cluster, dep, "web-1")
     assert events["BlockTraffic"]["status"] == "Succeeded"
     assert [e for _, e in agent.log] == LB_AGENT_EVENTS
+
+
+class DrainingPool(Pool):
+    """A drain that lasts until the step is cancelled, reporting progress as it waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draining = threading.Event()
+        self.saw_cancel = threading.Event()
+
+    def block(self, host: str, lb: LoadBalancerInfo, progress: StepProgress) -> str:
+        self.draining.set()
+        while not progress.cancelled():
+            progress.report(f"{host}: 3 sessions still open")
+            self.saw_cancel.wait(0.05)  # a real drain polls the load balancer like this
+        self.saw_cancel.set()
+        raise EffectorError("cancelled while draining")
+
+
+def test_a_stop_cancels_a_running_server_step(tmp_path: Path, database_url: str) -> None:
+    pool = DrainingPool()
+    settings = settings_for(tmp_path, database_url)
+    with running_cluster(settings, traffic=pool) as cluster:
+        agent = cluster.add_instance("web-1", {"app": "web"})
+        cluster.group("shop", target_group="tg-web")
+        dep = cluster.deploy("shop", S3_V1)
+        assert agent.run(1) == ["BeforeBlockTraffic"]
+        assert pool.draining.wait(30)
+        cluster.cd.stop_deployment(deploymentId=dep, autoRollbackEnabled=False)
+        info = cluster.wait_status(dep, "Stopped")
+        assert info["errorInformation"]["code"] == "MANUAL_STOP"
+        assert pool.saw_cancel.wait(30), "the effector was not told its step was given up"
+        block = _events(cluster, dep, "web-1")["BlockTraffic"]
+        assert block["status"] == "Failed"
+        assert block["diagnostics"]["message"] == "The deployment was stopped by a user request."
+        out = cluster.server.store.commands.output(dep, "web-1")
+        progress = [c["output"] for c in out if c["lifecycle_event"] == "BlockTraffic"][0]
+        assert progress.startswith("web-1: 3 sessions still open\n")
