@@ -117,6 +117,14 @@ class EngineSettings:
     #: agent up to about 90 s), so a short ``agent_dead_after_seconds`` would otherwise fail
     #: live hosts that are merely waiting out their retry delay.
     restart_grace_seconds: float = 95.0
+    #: The length of every minute the API counts (traffic intervals, ready and termination
+    #: waits): AWS's 60 s, or less to run those waits in seconds (``--minute-seconds``).
+    minute_seconds: float = 60.0
+
+    @property
+    def minute(self) -> timedelta:
+        """:attr:`minute_seconds` as the ``minute`` argument of ``engine.schedule``."""
+        return timedelta(seconds=self.minute_seconds)
 
     def __post_init__(self) -> None:
         for name in (
@@ -125,6 +133,7 @@ class EngineSettings:
             "agent_dead_after_seconds",
             "deployment_timeout_seconds",
             "restart_grace_seconds",
+            "minute_seconds",
         ):
             value = getattr(self, name)
             if not value > 0:

@@ -51,6 +51,7 @@ def engine_settings(settings: ServerSettings) -> EngineSettings:
         agent_dead_after_seconds=settings.agent_dead_after_seconds,
         deployment_timeout_seconds=settings.deployment_timeout_seconds,
         restart_grace_seconds=settings.restart_grace_seconds,
+        minute_seconds=settings.minute_seconds,
     )
 
 
