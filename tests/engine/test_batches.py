@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from opendeploy.domain.configs import MinimumHealthyHostsType
 from opendeploy.engine.batches import (
     Tally,
     budget,
@@ -18,18 +19,18 @@ from opendeploy.engine.snapshot import (
     ALL_AT_ONCE,
     HALF_AT_A_TIME,
     ONE_AT_A_TIME,
-    EngineInputError,
+    InvalidMinimumHealthyHosts,
     MinimumHealthyHosts,
     minimum_for,
 )
 
 
 def FP(value: int) -> MinimumHealthyHosts:
-    return MinimumHealthyHosts("FLEET_PERCENT", value)
+    return MinimumHealthyHosts(MinimumHealthyHostsType.FLEET_PERCENT, value)
 
 
 def HC(value: int) -> MinimumHealthyHosts:
-    return MinimumHealthyHosts("HOST_COUNT", value)
+    return MinimumHealthyHosts(MinimumHealthyHostsType.HOST_COUNT, value)
 
 
 # (config, total, required healthy, max in flight, successes needed)
@@ -139,7 +140,7 @@ def test_can_still_succeed(mhh: MinimumHealthyHosts, tally: Tally, possible: boo
     ],
 )
 def test_minimum_healthy_hosts_rejects_bad_values(type_: str, value: int, text: str) -> None:
-    with pytest.raises(EngineInputError, match=text):
+    with pytest.raises(InvalidMinimumHealthyHosts, match=text):
         MinimumHealthyHosts(type_, value)  # type: ignore[arg-type]
 
 
@@ -149,5 +150,5 @@ def test_predefined_one_at_a_time_maps_to_most_concurrency() -> None:
     assert max_in_flight(5, minimum_for("CodeDeployDefault.OneAtATime", "HOST_COUNT", 1)) == 1
     assert minimum_for("custom", "HOST_COUNT", 1) == HC(1)
     assert minimum_for("CodeDeployDefault.HalfAtATime", "FLEET_PERCENT", 50) == HALF_AT_A_TIME
-    with pytest.raises(EngineInputError, match="'BOGUS' is not a known type"):
+    with pytest.raises(InvalidMinimumHealthyHosts, match="'BOGUS' is not a known type"):
         minimum_for("custom", "BOGUS", 1)

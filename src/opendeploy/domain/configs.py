@@ -61,12 +61,42 @@ class TrafficRoutingType(enum.StrEnum):
 PREDEFINED_PREFIX = "CodeDeployDefault."
 
 
-@dataclass(frozen=True)
+class InvalidMinimumHealthyHosts(ValueError):
+    """A ``minimumHealthyHosts`` that breaks a rule (names the field and the value)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MinimumHealthyHosts:
-    """How many instances must stay healthy: a count, or a percentage of the fleet."""
+    """How many instances must stay healthy: a count, or a percentage of the fleet.
+
+    The one record of it, for the API, the engine and the dashboard. ``MOST_CONCURRENCY`` is not
+    accepted from users; it is what AWS returns for CodeDeployDefault.OneAtATime (value 1), and
+    the engine honours it (see ``engine.batches``).
+    """
 
     type: MinimumHealthyHostsType
     value: int
+
+    def __post_init__(self) -> None:
+        try:
+            kind = MinimumHealthyHostsType(self.type)
+        except ValueError:
+            raise InvalidMinimumHealthyHosts(
+                f"minimumHealthyHosts.type: {self.type!r} is not a known type"
+            ) from None
+        object.__setattr__(self, "type", kind)  # a plain string becomes the enum member
+        if self.value < 0:
+            raise InvalidMinimumHealthyHosts(
+                f"minimumHealthyHosts.value: {self.value} must be >= 0"
+            )
+        if kind is MinimumHealthyHostsType.FLEET_PERCENT and self.value > 100:
+            raise InvalidMinimumHealthyHosts(
+                f"minimumHealthyHosts.value: {self.value} exceeds 100 for FLEET_PERCENT"
+            )
+        if kind is MinimumHealthyHostsType.MOST_CONCURRENCY and self.value < 1:
+            raise InvalidMinimumHealthyHosts(
+                f"minimumHealthyHosts.value: {self.value} must be >= 1 for MOST_CONCURRENCY"
+            )
 
 
 #: AWS's limit on the minutes from the first traffic shift to the last (user guide, quotas).
@@ -266,3 +296,38 @@ DEFAULT_CONFIG_BY_PLATFORM: dict[ComputePlatform, str] = {
 def is_predefined(name: str) -> bool:
     """True for AWS's own configurations (the whole ``CodeDeployDefault.`` prefix is reserved)."""
     return name.startswith(PREDEFINED_PREFIX)
+
+
+#: CodeDeployDefault.OneAtATime, as GetDeploymentConfig reports it.
+ONE_AT_A_TIME = MinimumHealthyHosts(MinimumHealthyHostsType.MOST_CONCURRENCY, 1)
+#: CodeDeployDefault.HalfAtATime.
+HALF_AT_A_TIME = MinimumHealthyHosts(MinimumHealthyHostsType.FLEET_PERCENT, 50)
+#: CodeDeployDefault.AllAtOnce.
+ALL_AT_ONCE = MinimumHealthyHosts(MinimumHealthyHostsType.HOST_COUNT, 0)
+
+ONE_AT_A_TIME_CONFIG = "CodeDeployDefault.OneAtATime"
+
+
+def minimum_for(config_name: str, type_: str, value: int) -> MinimumHealthyHosts:
+    """The minimum of a deployment configuration as stored (InvalidMinimumHealthyHosts if bad).
+
+    OneAtATime is ``MOST_CONCURRENCY 1`` (what AWS's GetDeploymentConfig answers) and has a rule
+    of its own (one at a time, all but the last must succeed) that the engine applies: the
+    predefined name maps to :data:`ONE_AT_A_TIME`, whatever type and value are passed.
+    """
+    if config_name == ONE_AT_A_TIME_CONFIG:
+        return ONE_AT_A_TIME
+    return MinimumHealthyHosts(type_, value)  # type: ignore[arg-type]  # checked on creation
+
+
+def minimum_of(config_name: str, stored: Mapping[str, Any] | None) -> MinimumHealthyHosts:
+    """The minimum the engine runs a deployment with: a predefined configuration's, or the
+    stored custom one's (``stored``: its ``minimumHealthyHosts`` wire shape). A configuration
+    that is gone (or not a Server one) runs as the default, one at a time."""
+    predefined = PREDEFINED.get(config_name)
+    if predefined is not None and predefined.minimum_healthy_hosts is not None:
+        mhh = predefined.minimum_healthy_hosts
+        return minimum_for(config_name, str(mhh.type), mhh.value)
+    if not stored:
+        return ONE_AT_A_TIME
+    return minimum_for(config_name, str(stored.get("type")), int(stored.get("value") or 0))

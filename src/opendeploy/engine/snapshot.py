@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+# The minimum of healthy hosts is a domain record, re-exported for the engine and its tests.
+from opendeploy.domain.configs import ALL_AT_ONCE as ALL_AT_ONCE
+from opendeploy.domain.configs import HALF_AT_A_TIME as HALF_AT_A_TIME
+from opendeploy.domain.configs import ONE_AT_A_TIME as ONE_AT_A_TIME
+from opendeploy.domain.configs import ONE_AT_A_TIME_CONFIG as ONE_AT_A_TIME_CONFIG
+from opendeploy.domain.configs import InvalidMinimumHealthyHosts as InvalidMinimumHealthyHosts
+from opendeploy.domain.configs import MinimumHealthyHosts as MinimumHealthyHosts
+from opendeploy.domain.configs import minimum_for as minimum_for
 from opendeploy.domain.lifecycle import SERVER_ORDER, LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle
 from opendeploy.domain.status import (
@@ -24,7 +32,6 @@ from opendeploy.domain.status import (
 )
 from opendeploy.errors import OpenDeployError
 
-MinimumHealthyHostsType = Literal["HOST_COUNT", "FLEET_PERCENT", "MOST_CONCURRENCY"]
 #: Who carries a command out: the host's agent, or an effector of the server.
 Executor = Literal["agent", "server"]
 
@@ -43,57 +50,6 @@ _TRAFFIC_EVENTS = frozenset(
 
 class EngineInputError(OpenDeployError, ValueError):
     """A value handed to the engine breaks one of its rules (names the field and the value)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MinimumHealthyHosts:
-    """``minimumHealthyHosts`` of a deployment configuration.
-
-    ``MOST_CONCURRENCY`` is not accepted from users; it is what AWS returns for
-    CodeDeployDefault.OneAtATime (value 1), and the engine honours it (see ``batches``).
-    """
-
-    type: MinimumHealthyHostsType
-    value: int
-
-    def __post_init__(self) -> None:
-        if self.type not in ("HOST_COUNT", "FLEET_PERCENT", "MOST_CONCURRENCY"):
-            raise EngineInputError(f"minimumHealthyHosts.type: {self.type!r} is not a known type")
-        if self.value < 0:
-            raise EngineInputError(f"minimumHealthyHosts.value: {self.value} must be >= 0")
-        if self.type == "FLEET_PERCENT" and self.value > 100:
-            raise EngineInputError(
-                f"minimumHealthyHosts.value: {self.value} exceeds 100 for FLEET_PERCENT"
-            )
-        if self.type == "MOST_CONCURRENCY" and self.value < 1:
-            raise EngineInputError(
-                f"minimumHealthyHosts.value: {self.value} must be >= 1 for MOST_CONCURRENCY"
-            )
-
-
-#: CodeDeployDefault.OneAtATime, as GetDeploymentConfig reports it.
-ONE_AT_A_TIME = MinimumHealthyHosts("MOST_CONCURRENCY", 1)
-#: CodeDeployDefault.HalfAtATime.
-HALF_AT_A_TIME = MinimumHealthyHosts("FLEET_PERCENT", 50)
-#: CodeDeployDefault.AllAtOnce.
-ALL_AT_ONCE = MinimumHealthyHosts("HOST_COUNT", 0)
-
-
-ONE_AT_A_TIME_CONFIG = "CodeDeployDefault.OneAtATime"
-
-
-def minimum_for(config_name: str, type_: str, value: int) -> MinimumHealthyHosts:
-    """The engine's minimum for a deployment configuration as stored.
-
-    ``domain.configs`` gives OneAtATime as ``MOST_CONCURRENCY 1`` (what AWS's GetDeploymentConfig
-    answers) and leaves its rule (one at a time, all but the last must succeed) to the engine: the
-    predefined name maps to :data:`ONE_AT_A_TIME` here, whatever type and value are passed.
-    """
-    if config_name == ONE_AT_A_TIME_CONFIG:
-        return ONE_AT_A_TIME
-    if type_ not in ("HOST_COUNT", "FLEET_PERCENT", "MOST_CONCURRENCY"):
-        raise EngineInputError(f"minimumHealthyHosts.type: {type_!r} is not a known type")
-    return MinimumHealthyHosts(type_, value)  # type: ignore[arg-type]  # checked just above
 
 
 class AutoRollbackEvent(enum.StrEnum):

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
-from opendeploy.domain.configs import PREDEFINED
+from opendeploy.domain.configs import PREDEFINED, MinimumHealthyHosts, minimum_of
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
@@ -56,7 +56,6 @@ from opendeploy.engine.snapshot import (
     StopRequest,
     TargetSnapshot,
     lifecycle_events,
-    minimum_for,
 )
 from opendeploy.store import commands as cmd_store
 from opendeploy.store import driver_sql, tables
@@ -110,18 +109,13 @@ def diagnostics_wire(d: Diagnostics | None) -> dict[str, str] | None:
     }
 
 
-def _minimum(conn: Connection, config_name: str) -> Any:
-    predefined = PREDEFINED.get(config_name)
-    if predefined is not None and predefined.minimum_healthy_hosts is not None:
-        mhh = predefined.minimum_healthy_hosts
-        return minimum_for(config_name, str(mhh.type), mhh.value)
-    raw = conn.execute(
-        select(_CFG.c.minimum_healthy_hosts).where(_CFG.c.name == config_name)
-    ).scalar_one_or_none()
-    if not raw:
-        # The configuration is gone (or not a Server one): behave as the default, one at a time.
-        return minimum_for("CodeDeployDefault.OneAtATime", "HOST_COUNT", 1)
-    return minimum_for(config_name, str(raw.get("type")), int(raw.get("value") or 0))
+def _minimum(conn: Connection, config_name: str) -> MinimumHealthyHosts:
+    stored = None
+    if config_name not in PREDEFINED:
+        stored = conn.execute(
+            select(_CFG.c.minimum_healthy_hosts).where(_CFG.c.name == config_name)
+        ).scalar_one_or_none()
+    return minimum_of(config_name, stored)
 
 
 def _auto_rollback(raw: dict[str, Any] | None) -> AutoRollbackConfig:

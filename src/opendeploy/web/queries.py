@@ -12,9 +12,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from opendeploy.domain.configs import PREDEFINED
+from opendeploy.domain.configs import PREDEFINED, InvalidMinimumHealthyHosts, minimum_of
 from opendeploy.engine.batches import max_in_flight
-from opendeploy.engine.snapshot import EngineInputError, MinimumHealthyHosts, minimum_for
 from opendeploy.store import tables
 from opendeploy.store.database import Store
 
@@ -153,17 +152,12 @@ def start_order(store: Store, deployment_id: str) -> dict[str, int]:
 
 def pace(store: Store, config_name: str, total: int) -> int:
     """How many instances the deployment configuration lets the engine run at once."""
-    minimum: MinimumHealthyHosts
-    predefined = PREDEFINED.get(config_name)
+    stored = None
+    if config_name not in PREDEFINED:
+        stored = (store.deployment_configs.get(config_name) or {}).get("minimum_healthy_hosts")
     try:
-        if predefined is not None and predefined.minimum_healthy_hosts is not None:
-            mhh = predefined.minimum_healthy_hosts
-            minimum = minimum_for(config_name, str(mhh.type), mhh.value)
-        else:
-            row = store.deployment_configs.get(config_name)
-            raw = (row or {}).get("minimum_healthy_hosts") or {}
-            minimum = minimum_for(config_name, str(raw.get("type")), int(raw.get("value") or 0))
-    except EngineInputError:
+        minimum = minimum_of(config_name, stored)
+    except InvalidMinimumHealthyHosts:
         return 1
     return max_in_flight(total, minimum)
 
