@@ -54,9 +54,9 @@ def test_every_event_is_delivered_once_in_order(store: Store) -> None:
     delivery = OutboxDelivery(Outbox(store, "a"), [sink], clock=Clock())
     assert delivery.deliver_once() == 3
     assert delivery.deliver_once() == 0
-    assert [e.instance_id for e in sink.seen] == ["web-0", "web-1", "web-2"]
+    assert [e.event.instance_id for e in sink.seen] == ["web-0", "web-1", "web-2"]
     assert [e.seq for e in sink.seen] == sorted(e.seq for e in sink.seen)
-    assert {e.event_type for e in sink.seen} == {TriggerEvent.INSTANCE_START}
+    assert {e.event.event_type for e in sink.seen} == {TriggerEvent.INSTANCE_START}
     assert Outbox(store, "a").undelivered() == 0
 
 
@@ -71,7 +71,7 @@ def test_a_failed_sink_gets_the_batch_again_after_the_lease(store: Store) -> Non
     assert other.deliver_once() == 0
     clock.now += timedelta(seconds=31)
     assert other.deliver_once() == 2
-    assert [e.instance_id for e in sink.seen] == ["web-0", "web-1"]
+    assert [e.event.instance_id for e in sink.seen] == ["web-0", "web-1"]
     assert Outbox(store, "a").undelivered() == 0
 
 

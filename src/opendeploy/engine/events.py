@@ -111,13 +111,8 @@ def events_of(snap: DeploymentSnapshot, d: Decisions, now: datetime) -> list[Dep
 
 @dataclass(frozen=True, slots=True)
 class DeliveredEvent:
-    """An event as the outbox hands it to the sinks: its place in the outbox (``seq``, which
-    orders events and lets a sink drop the repeats of at-least-once delivery) and its content."""
+    """An event as the outbox hands it to the sinks, with its place in the outbox (``seq``,
+    which orders events and lets a sink drop the repeats of at-least-once delivery)."""
 
     seq: int
-    deployment_id: str
-    event_type: TriggerEvent
-    status: str
-    occurred_at: datetime
-    instance_id: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+    event: DeploymentEvent

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from opendeploy.engine.dispatch import Wakeup
 from opendeploy.engine.events import DeliveredEvent
+from opendeploy.engine.loop import BackgroundLoop
 
 log = logging.getLogger("opendeploy.outbox")
 events_log = logging.getLogger("opendeploy.events")
@@ -51,11 +50,12 @@ class LogSink:
     """Each event as one ``key=value`` line of the server's log (``logger=opendeploy.events``)."""
 
     def deliver(self, events: Sequence[DeliveredEvent]) -> None:
-        for e in events:
+        for delivered in events:
+            e = delivered.event
             events_log.info(
                 "deployment event seq=%d type=%s deployment_id=%s instance=%s status=%s "
                 "occurred_at=%s%s",
-                e.seq,
+                delivered.seq,
                 e.event_type,
                 e.deployment_id,
                 e.instance_id or "-",
@@ -65,8 +65,10 @@ class LogSink:
             )
 
 
-class OutboxDelivery:
+class OutboxDelivery(BackgroundLoop):
     """The delivery loop: a thread per server process; ``wake()`` after a commit with events."""
+
+    thread_name = "opendeploy-outbox"
 
     def __init__(
         self,
@@ -77,31 +79,17 @@ class OutboxDelivery:
         lease_seconds: float = LEASE_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self.outbox = outbox
         self.sinks = list(sinks)
         self.tick_seconds = tick_seconds
         self.lease_seconds = lease_seconds
         self.clock = clock
-        self.wakeup = Wakeup()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._pruned_at: datetime | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="opendeploy-outbox", daemon=True)
-            self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Deliver what is waiting (one last pass), then end the thread."""
-        self._stopping.set()
-        self.wakeup.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wake(self) -> None:
-        self.wakeup.set()
+        super().stop(timeout)
 
     def _run(self) -> None:
         while True:

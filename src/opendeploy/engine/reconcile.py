@@ -442,14 +442,7 @@ class Plan:
             if self.agent_dead(t, cmd.dispatched_at):
                 msg = self.dead_agent_message(t, running=True)
                 return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
-            if _before(cmd.acknowledged_at, self._running_since_before):
-                msg = (
-                    f"The lifecycle event {cmd.event} on {t.instance_id} did not complete within "
-                    f"{s.event_timeout_seconds:g} s (started {cmd.acknowledged_at.isoformat()})."
-                )
-                return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
-            self.set_event(t, cmd.event, _ES.IN_PROGRESS, start=cmd.acknowledged_at)
-            return None
+            return self.running(t, cmd, f"The lifecycle event {cmd.event} on {t.instance_id}")
         if self.agent_dead(t, cmd.dispatched_at):
             msg = self.dead_agent_message(t, running=False)
             return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
@@ -461,19 +454,26 @@ class Plan:
             return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
         return None
 
+    def running(self, t: TargetSnapshot, cmd: CommandSnapshot, what: str) -> _Outcome | None:
+        """A command taken up and not reported: still running (the event is ``InProgress``),
+        or running longer than ``event_timeout_seconds``: failed, ``what`` named."""
+        started = cmd.acknowledged_at
+        assert started is not None
+        if _before(started, self._running_since_before):
+            msg = (
+                f"{what} did not complete within {self.settings.event_timeout_seconds:g} s "
+                f"(started {started.isoformat()})."
+            )
+            return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
+        self.set_event(t, cmd.event, _ES.IN_PROGRESS, start=started)
+        return None
+
     def server_step_outcome(self, t: TargetSnapshot, cmd: CommandSnapshot) -> _Outcome | None:
         """A server step without a result yet: running (``InProgress``) or waiting for the
         effector runner; only the event timeouts apply (the host's agent plays no part)."""
         s = self.settings
         if cmd.acknowledged_at is not None:
-            if _before(cmd.acknowledged_at, self._running_since_before):
-                msg = (
-                    f"The server step {cmd.event} for {t.instance_id} did not complete within "
-                    f"{s.event_timeout_seconds:g} s (started {cmd.acknowledged_at.isoformat()})."
-                )
-                return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
-            self.set_event(t, cmd.event, _ES.IN_PROGRESS, start=cmd.acknowledged_at)
-            return None
+            return self.running(t, cmd, f"The server step {cmd.event} for {t.instance_id}")
         if _before(cmd.dispatched_at, self._dispatched_before):
             msg = (
                 f"No effector runner of this server took up the step {cmd.event} for "

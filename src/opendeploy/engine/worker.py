@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
+from opendeploy.engine.loop import BackgroundLoop
 from opendeploy.engine.ports import Committed, EngineStore
 from opendeploy.engine.reconcile import Decisions, EngineSettings, reconcile
 from opendeploy.settings import ServerSettings
@@ -60,8 +61,10 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class EngineWorker:
+class EngineWorker(BackgroundLoop):
     """Runs the engine in a background thread; ``wake()`` makes it look at once."""
+
+    thread_name = "opendeploy-engine"
 
     def __init__(
         self,
@@ -90,8 +93,8 @@ class EngineWorker:
         self._backlog = backlog
         self.settings = settings
         self.engine_settings = engine_settings(settings)
+        super().__init__(wakeup)
         self.notifier = notifier
-        self.wakeup = wakeup or Wakeup()
         self.owner = owner or new_owner_id()
         if engine_store is None:
             from opendeploy.store.engine_store import SqlEngineStore
@@ -103,29 +106,8 @@ class EngineWorker:
         self._clock = clock
         #: Agents could not poll before this process started: see ``watching_since``.
         self.started_at = clock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         # Notified after every pass, for callers waiting on an outcome (StopDeployment).
         self._passed = threading.Condition()
-
-    # --- lifecycle --------------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="opendeploy-engine", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the current pass and end the thread."""
-        self._stopping.set()
-        self.wakeup.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wake(self) -> None:
-        self.wakeup.set()
 
     def wait_terminal(self, deployment_id: str, timeout: float) -> bool:
         """Wait (pass by pass) until the deployment is Succeeded, Failed or Stopped."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 
-from opendeploy.engine.events import DeliveredEvent, TriggerEvent
+from opendeploy.engine.events import DeliveredEvent, DeploymentEvent, TriggerEvent
 from opendeploy.store import tables
 from opendeploy.store.database import Store
 
@@ -88,8 +88,7 @@ class Outbox:
 
 
 def _event(row: Any) -> DeliveredEvent:
-    return DeliveredEvent(
-        seq=int(row["seq"]),
+    event = DeploymentEvent(
         deployment_id=str(row["deployment_id"]),
         event_type=TriggerEvent(row["event_type"]),
         status=str(row["status"]),
@@ -97,3 +96,4 @@ def _event(row: Any) -> DeliveredEvent:
         instance_id=row["instance_id"],
         detail=dict(row["detail"] or {}),
     )
+    return DeliveredEvent(int(row["seq"]), event)

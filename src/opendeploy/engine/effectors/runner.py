@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from opendeploy.domain.lifecycle import LifecycleEvent
-from opendeploy.engine.dispatch import Wakeup
 from opendeploy.engine.effectors import Effector, ServerStep, StepOutcome
+from opendeploy.engine.loop import BackgroundLoop
 
 log = logging.getLogger("opendeploy.effectors")
 
@@ -75,8 +75,10 @@ class _Progress:
         return self._running.cancelled.is_set()
 
 
-class EffectorRunner:
+class EffectorRunner(BackgroundLoop):
     """Runs server steps: ``wake()`` after the engine dispatched some; ``on_outcome`` after each."""
+
+    thread_name = "opendeploy-effectors"
 
     def __init__(
         self,
@@ -89,6 +91,7 @@ class EffectorRunner:
         max_parallel: int = MAX_PARALLEL_STEPS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self.steps = steps
         self.effectors = dict(effectors)
         self.on_outcome = on_outcome
@@ -96,41 +99,29 @@ class EffectorRunner:
         self.lease_seconds = lease_seconds
         self.max_parallel = max_parallel
         self.clock = clock
-        self.wakeup = Wakeup()
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="opendeploy-step")
-        self._thread = threading.Thread(target=self._run, name="opendeploy-effectors", daemon=True)
-        self._thread.start()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="opendeploy-step")
+        super().start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking steps up; running ones are told they are cancelled and waited for.
 
         A step cut short so is not reported: its lease runs out and a runner (this server's
         after a restart, or another replica's) takes it up again."""
-        self._stopping.set()
-        self.wakeup.set()
         with self._lock:
             for running in self._running.values():
                 running.cancelled.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        super().stop(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-    def wake(self) -> None:
-        self.wakeup.set()
 
     def running(self) -> list[str]:
         """Command ids of the steps running now."""
