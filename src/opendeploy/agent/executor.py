@@ -41,7 +41,7 @@ from opendeploy.agent.installer import install
 from opendeploy.agent.script_log import ScriptLog
 from opendeploy.agent.spec import DeploymentSpec, LocalRevision
 from opendeploy.appspec.model import AppSpec
-from opendeploy.appspec.parse import declared_os, find_appspec, load_appspec, parse_appspec
+from opendeploy.appspec.parse import declared_os, find_appspec, parse_appspec, read_appspec_text
 from opendeploy.appspec.schema import SUPPORTED_OSES, check_host_os
 from opendeploy.domain.lifecycle import (
     LOCAL_DEFAULT_ORDER,
@@ -397,13 +397,8 @@ def _load_appspec(archive: Path, spec: DeploymentSpec, config: AgentConfig) -> A
     path = find_appspec(archive, spec.appspec_filename)
     allowed = spec.all_possible_lifecycle_events
     cap = config.hook_event_timeout_cap
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        # load_appspec reads it again and raises with its own wording.
-        appspec = load_appspec(path, max_event_timeout=cap, allowed_events=allowed)
-    else:
-        appspec = _parse_appspec(text, path.name, cap, allowed)
+    text = read_appspec_text(path)
+    appspec = _parse_appspec(text, path.name, cap, allowed)
     check_host_os(appspec.os)
     if allowed is not None:
         missing = [
