@@ -7,6 +7,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -239,6 +240,40 @@ def test_missing_script_reports_the_absolute_path(archive: Path, script_log: Scr
     )
     assert error.script == "/opt/app/start.sh"
     assert error.log_tail.endswith("Script - /opt/app/start.sh\n")
+
+
+@pytest.mark.parametrize("location", ["../outside.sh", "/../outside.sh", "a/../../outside.sh"])
+def test_a_location_outside_the_bundle_is_refused_and_not_touched(
+    archive: Path, script_log: ScriptLog, location: str
+) -> None:
+    outside = archive.parent / "outside.sh"
+    outside.write_text("#!/bin/sh\ntouch ran\n")
+    outside.chmod(0o644)
+    (archive / "a").mkdir()
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script(location))
+    assert caught.value.code == "ScriptMissing"
+    assert f"Script location {location!r} points outside the revision" in caught.value.message
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644  # never chmod +x outside the bundle
+    assert not (archive / "ran").exists()
+
+
+def test_a_link_in_the_bundle_to_a_script_outside_is_refused(
+    archive: Path, script_log: ScriptLog
+) -> None:
+    outside = archive.parent / "outside.sh"
+    outside.write_text("#!/bin/sh\nexit 0\n")
+    outside.chmod(0o644)
+    (archive / "link.sh").symlink_to(outside)
+    with pytest.raises(ScriptError, match="points outside the revision"):
+        run(archive, script_log, Script("link.sh"))
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+
+
+def test_a_link_inside_the_bundle_still_runs(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "real/start.sh", "#!/bin/sh\necho linked\n")
+    (archive / "start.sh").symlink_to("real/start.sh")
+    assert run(archive, script_log, Script("start.sh")) == [("stdout", "linked")]
 
 
 def test_script_without_execute_bit_is_made_executable_and_runs(

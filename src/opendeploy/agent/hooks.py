@@ -261,8 +261,14 @@ def _run_script(
     failed = f"{subject} run as user {runas} failed" if runas else f"{subject} failed"
 
     script_log.script(location)
-    # As the official agent (File.join): an absolute location is joined under the archive.
-    path = Path(os.path.abspath(os.path.join(archive_dir, location.lstrip("/"))))
+    path = _script_path(archive_dir, location)
+    if path is None:
+        raise fail(
+            LifecycleErrorCode.SCRIPT_MISSING,
+            f"Script location {location!r} points outside the revision "
+            f"({os.path.realpath(os.path.join(archive_dir, location.lstrip('/')))} is not under "
+            f"{archive_dir}); a hook script must be a file of the bundle",
+        )
     if not path.exists():
         raise fail(
             LifecycleErrorCode.SCRIPT_MISSING,
@@ -317,6 +323,21 @@ def _run_script(
         )
     if returncode:
         raise fail(LifecycleErrorCode.SCRIPT_FAILED, f"{failed} with exit code {returncode}")
+
+
+def _script_path(archive_dir: Path, location: str) -> Path | None:
+    """The script's path under ``archive_dir``; None if it, symlinks resolved, leaves it.
+
+    As the official agent (``File.join``), an absolute location is joined under the archive;
+    unlike it, ``..`` or a link that climbs out is refused, so no file outside the revision is
+    run or made executable.
+    """
+    path = os.path.abspath(os.path.join(archive_dir, location.lstrip("/")))
+    root = os.path.realpath(archive_dir)
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root.rstrip("/") + "/"):
+        return None
+    return Path(path)
 
 
 def _plan(
