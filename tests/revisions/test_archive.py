@@ -6,7 +6,9 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import stat
+import subprocess
 import tarfile
 import tracemalloc
 import zipfile
@@ -472,7 +474,7 @@ def test_zip_bomb_ratio_is_refused_and_the_check_can_be_turned_off(layout: Layou
         layout,
         bundle,
         "zip",
-        r"'zeros' expands to \d+ bytes from \d+ compressed.*zip bomb",
+        r"'zeros' expands to \d+ bytes from \d+ bytes of the archive.*zip bomb",
         limits=ExtractLimits(max_compression_ratio=100),
     )
     unpack_bundle(bundle, "zip", layout.dest, limits=ExtractLimits(max_compression_ratio=None))
@@ -485,9 +487,70 @@ def test_gzip_bomb_ratio_is_refused_while_streaming(layout: Layout) -> None:
         layout,
         bundle,
         "tgz",
-        r"'zeros' expands to \d+ bytes from \d+ compressed",
+        r"'zeros' expands to \d+ bytes from \d+ bytes of the archive",
         limits=ExtractLimits(max_compression_ratio=100),
     )
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar to write a sparse member")
+@pytest.mark.parametrize("tar_format", ["gnu", "pax"])
+def test_a_sparse_tar_member_is_held_to_the_ratio_check(layout: Layout, tar_format: str) -> None:
+    # 10 KiB of tar that would write 256 MiB of holes: the bytes read from the archive per
+    # entry are counted for a plain tar too, so it stops after about 10 MiB.
+    source = layout.root / "src"
+    source.mkdir()
+    (source / "appspec.yml").write_text("version: 0.0\nos: linux\n")
+    with open(source / "holes", "wb") as handle:
+        handle.truncate(256 * 1024 * 1024)
+    bundle = layout.root / "sparse.tar"
+    subprocess.run(
+        ["tar", "--sparse", f"--format={tar_format}", "-cf", str(bundle), "-C", str(source),
+         "appspec.yml", "holes"],
+        check=True,
+    )  # fmt: skip
+    assert bundle.stat().st_size < 64 * 1024
+    shutil.rmtree(source)
+    refused(layout, bundle, "tar", r"'holes' expands to \d+ bytes from \d+ bytes of the archive")
+
+
+def test_a_plain_tar_entry_over_a_mib_passes_the_ratio_check(layout: Layout) -> None:
+    payload = os.urandom(3 * 1024 * 1024)
+    bundle, _ = _tar(layout.root, [file("appspec.yml"), file("big.bin", payload)])
+    unpack_bundle(bundle, "tar", layout.dest, limits=ExtractLimits(max_compression_ratio=2))
+    assert (layout.dest / "big.bin").read_bytes() == payload
+
+
+def test_a_tgz_with_a_wrong_gzip_crc_is_refused(layout: Layout) -> None:
+    # Reading stops at the tar end marker; the CRC is in the gzip trailer after it.
+    bundle, _ = _tgz(layout.root, [file("appspec.yml"), file("app.txt", b"hello")])
+    data = bytearray(bundle.read_bytes())
+    data[-8] ^= 0xFF  # the CRC32 of the gzip trailer
+    bundle.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="corrupt.*CRC check failed"):
+        unpack_bundle(bundle, "tgz", layout.dest)
+    layout.assert_clean_failure(bundle)
+
+
+def test_a_tgz_with_a_wrong_gzip_length_is_refused(layout: Layout) -> None:
+    bundle, _ = _tgz(layout.root, [file("appspec.yml")])
+    data = bytearray(bundle.read_bytes())
+    data[-1] ^= 0x01  # ISIZE, the length modulo 2**32
+    bundle.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="corrupt"):
+        unpack_bundle(bundle, "tgz", layout.dest)
+    layout.assert_clean_failure(bundle)
+
+
+def test_bytes_after_the_tar_end_of_a_tgz_count_against_the_size_limit(layout: Layout) -> None:
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w") as tar:
+        info = tarfile.TarInfo("appspec.yml")
+        tar.addfile(info, io.BytesIO(b""))
+    bundle = layout.root / "trail.tgz"
+    bundle.write_bytes(gzip.compress(inner.getvalue() + bytes(4 * 1024 * 1024)))
+    with pytest.raises(UnsafeArchiveError, match="bytes after the end of its tar archive"):
+        unpack_bundle(bundle, "tgz", layout.dest, limits=ExtractLimits(max_total_bytes=1 << 20))
+    layout.assert_clean_failure(bundle)
 
 
 def test_small_compressible_entries_skip_the_ratio_check(layout: Layout) -> None:

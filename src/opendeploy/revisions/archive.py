@@ -373,8 +373,9 @@ class _Writer:
         if size > limit * max(compressed, 1):
             raise self.refuse(
                 name,
-                f"expands to {size} bytes from {compressed} compressed, a ratio over "
-                f"{limit:g} (ExtractLimits.max_compression_ratio); this looks like a zip bomb",
+                f"expands to {size} bytes from {compressed} bytes of the archive, a ratio over "
+                f"{limit:g} (ExtractLimits.max_compression_ratio); this looks like a zip bomb "
+                "(or a sparse-file bomb in a tar)",
             )
 
 
@@ -566,8 +567,13 @@ def _unpack_tar(bundle: Path, writer: _Writer, *, compressed: bool) -> None:
                     stack.callback(stream.close)
                 # "r|": one forward pass, one member at a time, nothing read twice or seeked.
                 tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
+                # The ratio check counts the archive bytes read for each entry: for a tgz the
+                # compressed bytes, for a tar its own bytes, so a GNU sparse member that writes
+                # gigabytes of holes from a few KiB is stopped like a zip bomb.
                 for member in _members(tar):
-                    _tar_entry(tar, member, writer, raw.tell if compressed else None)
+                    _tar_entry(tar, member, writer, raw.tell)
+                if isinstance(stream, gzip.GzipFile):
+                    _drain_gzip(stream, writer)
         except tarfile.ReadError as exc:
             raise BundleError(
                 f"bundle {bundle} is not {what} or is corrupt (declared type {declared}): {exc}"
@@ -576,6 +582,21 @@ def _unpack_tar(bundle: Path, writer: _Writer, *, compressed: bool) -> None:
             raise BundleError(
                 f"bundle {bundle} is corrupt (declared type {declared}): {exc}"
             ) from exc
+
+
+def _drain_gzip(stream: gzip.GzipFile, writer: _Writer) -> None:
+    """Read a tgz to its end, past the tar end marker, so gzip checks its CRC and length (as
+    ``tar -xzf`` does through gzip): a corrupted tgz must not deploy. What follows the marker
+    counts against the size limit."""
+    trailing = 0
+    while chunk := stream.read(_CHUNK):
+        trailing += len(chunk)
+        if writer.total_bytes + trailing > writer.limits.max_total_bytes:
+            raise UnsafeArchiveError(
+                f"bundle {writer.bundle} holds {trailing} bytes after the end of its tar archive, "
+                f"over the limit of {writer.limits.max_total_bytes} bytes "
+                "(ExtractLimits.max_total_bytes)"
+            )
 
 
 _TAR_SPECIAL = {
