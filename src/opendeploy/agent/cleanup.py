@@ -14,11 +14,18 @@ never listed, so they are never touched.
 
 Memory stays bounded whatever the bundle size: ``run_cleanup`` reads the file backwards in blocks
 instead of loading every line.
+
+Unlike the official agent, links are never followed on the way to a recorded path: the writer
+records each path with its directory resolved (``/srv/www/x`` for ``/var/www/x`` when
+``/var/www`` links to ``/srv/www``), and the replay skips, with a warning, a path whose directory
+no longer resolves to itself -- a symbolic link put there since would otherwise make the next
+deployment delete files elsewhere.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import stat
@@ -36,6 +43,8 @@ CONTEXT_PREFIX = "semanage\0"
 """Prefix of a cleanup line that names an SELinux file-context rule rather than a path."""
 
 _BLOCK = 64 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 def read_cleanup_file(path: Path) -> list[str]:
@@ -93,10 +102,24 @@ def run_cleanup(path: Path) -> int:
     ``InstallError`` and leaves the cleanup file in place, so the next attempt retries it.
     """
     removed = 0
+    real_dirs: dict[str, str] = {}
     for line in iter_cleanup_lines_reversed(path):
         if line.startswith(CONTEXT_PREFIX):
             _remove_context(line[len(CONTEXT_PREFIX) :])
-        elif _remove_path(line):
+            continue
+        parent = os.path.dirname(line)
+        real = real_dirs.get(parent)
+        if real is None:
+            real = real_dirs[parent] = os.path.realpath(parent)
+        if real != parent:
+            logger.warning(
+                "cleanup: not removing %s: its directory now resolves to %s through a symbolic "
+                "link, which was not there when it was installed",
+                line,
+                real,
+            )
+            continue
+        if _remove_path(line):
             removed += 1
     path.unlink(missing_ok=True)
     return removed
@@ -146,6 +169,7 @@ class CleanupWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._handle: BufferedWriter | None = None
+        self._real_dirs: dict[str, str] = {}
 
     def __enter__(self) -> CleanupWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,8 +186,13 @@ class CleanupWriter:
         self.close()
 
     def record(self, path: str) -> None:
-        """List ``path`` (a file, symlink or directory this deployment created)."""
-        self._write(path)
+        """List ``path`` (a file, symlink or directory this deployment created), its directory
+        resolved to its real path."""
+        parent, name = os.path.split(path)
+        real = self._real_dirs.get(parent)
+        if real is None:
+            real = self._real_dirs[parent] = os.path.realpath(parent)
+        self._write(os.path.join(real, name))
 
     def record_context(self, path: str) -> None:
         """List an SELinux file-context rule added for ``path`` (``semanage\\0<path>``)."""

@@ -351,6 +351,7 @@ def _install(
         deployment_group_id=spec.deployment_group_id,
         # The appspec's own file_exists_behavior wins over the deployment's, as officially.
         file_exists_behavior=appspec.file_exists_behavior or spec.file_exists_behavior,
+        protected=(root.root,),
     )
     # Written at the end of Install, not of the deployment: the official agent's rule, which
     # makes this revision's ApplicationStop the one the next deployment runs.
