@@ -680,3 +680,53 @@ def test_a_line_written_one_character_at_a_time_is_one_line(
 ) -> None:
     write(archive, "trickle.sh", "#!/bin/bash\nfor i in {1..200}; do printf x; done\necho\n")
     assert run(archive, script_log, Script("trickle.sh")) == [("stdout", "x" * 200)]
+
+
+# --- the log: written in blocks, visible as it comes, a full disk named ------------------------
+
+
+def test_output_reaches_scripts_log_while_the_script_runs(archive: Path, tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "scripts.log"
+    log = ScriptLog(path, deployments_log=tmp_path / "deployments.log", deployment_id="d-1")
+    write(archive, "slow.sh", "#!/bin/sh\necho ready\nsleep 0.3\necho done\n")
+    on_disk: list[str] = []
+
+    def on_output(stream: str, line: str) -> None:
+        if line == "done":  # by then "ready" must have been flushed, a read earlier
+            on_disk.append(path.read_text())
+            on_disk.append((tmp_path / "deployments.log").read_text())
+
+    run_scripts(
+        [Script("slow.sh", timeout=30)],
+        event="ApplicationStart",
+        archive_dir=archive,
+        env=ENV,
+        script_log=log,
+        on_output=on_output,
+        settings=FAST,
+    )
+    assert "[stdout]ready\n" in on_disk[0]
+    assert "[d-1][stdout]ready\n" in on_disk[1]
+    assert path.read_text().endswith("[stdout]done\n")
+
+
+def test_many_lines_arrive_complete_and_in_order(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "chatty.sh", "#!/bin/sh\nseq 1 50000\n")
+    seen = run(archive, script_log, Script("chatty.sh"))
+    assert [line for _, line in seen] == [str(n) for n in range(1, 50001)]
+    logged = [
+        line.split("[stdout]", 1)[1]
+        for line in script_log.path.read_text().splitlines()
+        if "[stdout]" in line
+    ]
+    assert logged == [str(n) for n in range(1, 50001)]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_while_logging_names_the_log_file(archive: Path, tmp_path: Path) -> None:
+    log = ScriptLog(tmp_path / "scripts.log", deployments_log=Path("/dev/full"))
+    write(archive, "talk.sh", "#!/bin/sh\necho hello\n")
+    with pytest.raises(ScriptError) as caught:
+        run(archive, log, Script("talk.sh"))
+    assert caught.value.code == "UnknownError"
+    assert caught.value.message == ("cannot write the hook log /dev/full: No space left on device")

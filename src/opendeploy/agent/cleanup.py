@@ -24,6 +24,7 @@ deployment delete files elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -205,8 +206,13 @@ class CleanupWriter:
         try:
             handle.flush()
             os.fsync(handle.fileno())
+        except OSError as exc:
+            raise InstallError(
+                f"cannot write the cleanup file {self.path}: {exc.strerror or exc}"
+            ) from exc
         finally:
-            handle.close()
+            with contextlib.suppress(OSError):
+                handle.close()
 
     def _write(self, line: str) -> None:
         if self._handle is None:
@@ -215,5 +221,10 @@ class CleanupWriter:
             raise InstallError(
                 f"cannot record {line!r} in the cleanup file: paths may not contain a newline"
             )
-        self._handle.write(os.fsencode(line) + b"\n")
-        self._handle.flush()
+        try:
+            self._handle.write(os.fsencode(line) + b"\n")
+            self._handle.flush()
+        except OSError as exc:
+            raise InstallError(
+                f"cannot write the cleanup file {self.path}: {exc.strerror or exc}"
+            ) from exc

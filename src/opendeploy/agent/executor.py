@@ -253,7 +253,13 @@ def _fetch_bundle(spec: DeploymentSpec, deployment: DeploymentDir, config: Agent
         settings=source_settings(config),
         github_access_token=spec.github_access_token,
     )
-    source.fetch(deployment.bundle)
+    try:
+        source.fetch(deployment.bundle)
+    except OSError as exc:
+        # A full disk while writing the download: say where (the error itself has no path).
+        raise AgentError(
+            f"cannot download the bundle to {deployment.bundle}: {_describe(exc)}"
+        ) from exc
     return deployment.bundle
 
 

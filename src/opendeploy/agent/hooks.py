@@ -188,30 +188,32 @@ def run_scripts(
     """
     if not scripts:
         return
-    script_log.event(event)
     inherited = {k: v for k, v in os.environ.items() if k not in REVISION_VARIABLES}
-    for script in scripts:
-        location = script.location.strip()
-        try:
-            _run_script(
-                script,
-                location,
-                archive_dir=Path(archive_dir),
-                inherited=inherited,
-                deployment_env=env,
-                script_log=script_log,
-                on_output=on_output,
-                settings=settings,
-            )
-        except ScriptError:
-            raise
-        except Exception as exc:
-            raise ScriptError(
-                LifecycleErrorCode.UNKNOWN_ERROR.value,
-                str(exc) or type(exc).__name__,
-                script=location,
-                log_tail=script_log.tail,
-            ) from exc
+    location = ""
+    try:
+        with script_log.batch():
+            script_log.event(event)
+            for script in scripts:
+                location = script.location.strip()
+                _run_script(
+                    script,
+                    location,
+                    archive_dir=Path(archive_dir),
+                    inherited=inherited,
+                    deployment_env=env,
+                    script_log=script_log,
+                    on_output=on_output,
+                    settings=settings,
+                )
+    except ScriptError:
+        raise
+    except Exception as exc:
+        raise ScriptError(
+            LifecycleErrorCode.UNKNOWN_ERROR.value,
+            str(exc) or type(exc).__name__,
+            script=location,
+            log_tail=script_log.tail,
+        ) from exc
 
 
 # --- one script ------------------------------------------------------------------------------
@@ -293,7 +295,7 @@ def _run_script(
             f"{failed} with error {type(exc).__name__} with message {exc}",
         ) from exc
 
-    outcome = _supervise(proc, float(script.timeout), emit, settings)
+    outcome = _supervise(proc, float(script.timeout), emit, settings, script_log.flush)
 
     if outcome.timed_out:
         raise fail(
@@ -485,14 +487,17 @@ def _supervise(
     timeout: float,
     emit: Callable[[str, str, bool], None],
     settings: HookSettings,
+    flush_log: Callable[[], None] = lambda: None,
 ) -> _Outcome:
-    """Stream the output of ``proc`` until it ends, times out, or leaves its output open."""
+    """Stream the output of ``proc`` until it ends, times out, or leaves its output open.
+
+    ``flush_log`` is called after each read of output has been emitted, line by line."""
     deadline = time.monotonic() + timeout
     exited_at: float | None = None
     pump: _OutputPump | None = None
     flush = True
     try:
-        pump = _OutputPump(proc, emit)
+        pump = _OutputPump(proc, emit, flush_log)
         while True:
             now = time.monotonic()
             returncode = proc.poll()
@@ -643,7 +648,13 @@ class _LineSplitter:
 class _OutputPump:
     """Reads a process's stdout and stderr as they come, waking up when the process exits."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], emit: Callable[[str, str, bool], None]):
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        emit: Callable[[str, str, bool], None],
+        flush: Callable[[], None] = lambda: None,
+    ):
+        self._flush = flush
         self._selector = selectors.DefaultSelector()
         self._files: dict[int, IO[bytes]] = {}
         for name, file in (("stdout", proc.stdout), ("stderr", proc.stderr)):
@@ -674,6 +685,7 @@ class _OutputPump:
         """Handle output for up to ``timeout`` seconds; return early when the process exits."""
         if self._pidfd is None and not self._exited:
             timeout = min(timeout, _POLL_SECONDS)
+        fed = False
         for key, _events in self._selector.select(max(timeout, 0.0)):
             if key.data is None:
                 self._close_pidfd()
@@ -684,12 +696,15 @@ class _OutputPump:
                 data = os.read(key.fd, _READ_SIZE)
             except BlockingIOError:
                 continue
+            fed = True
             if data:
                 splitter.feed(data)
             else:
                 splitter.finish()
                 self._selector.unregister(key.fd)
                 self._files.pop(key.fd).close()
+        if fed:
+            self._flush()
 
     def hand_off(self) -> None:
         """Stop reading the open streams; a daemon thread drains them until their holder ends."""

@@ -558,6 +558,8 @@ def _write_instructions(path: Path, instructions: Iterator[Instruction]) -> int:
                 count += 1
             handle.write("]}\n")
         os.replace(partial, path)
+    except OSError as exc:
+        raise InstallError(f"cannot write the install plan {path}: {exc.strerror or exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
     return count

@@ -140,7 +140,10 @@ def unpack_bundle(
             os.rename(staging / top if top else staging, dest)
             writer.apply_dir_metadata(dest, top)
         except OSError as exc:
-            raise BundleError(f"cannot unpack bundle {bundle} into {dest}: {exc}") from exc
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise BundleError(
+                f"cannot unpack bundle {bundle} into {dest}: {exc.strerror or exc}{where}"
+            ) from exc
     except BaseException:
         # Leave nothing half-written: neither dest nor the staging directory.
         with contextlib.suppress(OSError):
