@@ -730,3 +730,86 @@ def test_a_full_disk_while_logging_names_the_log_file(archive: Path, tmp_path: P
         run(archive, log, Script("talk.sh"))
     assert caught.value.code == "UnknownError"
     assert caught.value.message == ("cannot write the hook log /dev/full: No space left on device")
+
+
+# --- what is killed when (see the module docstring of opendeploy.agent.hooks) -----------------
+
+
+def test_a_fork_loop_is_killed_whole_at_the_deadline(
+    archive: Path, script_log: ScriptLog, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    write(
+        archive,
+        "forks.sh",
+        f'#!/bin/sh\ni=0\nwhile [ $i -lt 40 ]; do sleep 60 & echo $! >> "{pids}"; '
+        "i=$((i+1)); done\nwhile :; do sleep 60; done\n",
+    )
+    with pytest.raises(ScriptError, match="failed to complete in 1 seconds"):
+        run(archive, script_log, Script("forks.sh", timeout=1))
+    children = [int(line) for line in pids.read_text().split()]
+    assert len(children) == 40
+    assert not any(alive(pid) for pid in children)
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_what_a_script_leaves_running_when_it_exits_is_kept(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int], exit_code: int
+) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    write(
+        archive,
+        "start.sh",
+        f'#!/bin/sh\nsleep 60 > /dev/null 2>&1 &\necho $! > "{pidfile}"\nexit {exit_code}\n',
+    )
+    if exit_code:
+        with pytest.raises(ScriptError, match="exit code 3"):
+            run(archive, script_log, Script("start.sh", timeout=10))
+    else:
+        run(archive, script_log, Script("start.sh", timeout=10))
+    leftovers.append(read_pid(pidfile))
+    assert alive(leftovers[0])
+
+
+def test_a_daemon_holding_output_is_drained_until_the_deadline_then_cut_off(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int]
+) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    write(
+        archive,
+        "chatty.sh",
+        f'#!/bin/sh\n(while :; do echo tick; sleep 0.05; done) &\necho $! > "{pidfile}"\n',
+    )
+    started = time.monotonic()
+    run(archive, script_log, Script("chatty.sh", timeout=2))
+    leftovers.append(read_pid(pidfile))
+    assert time.monotonic() - started < 1.5
+    assert alive(leftovers[0])  # drained, not killed, while the script's time lasts
+    while alive(leftovers[0]) and time.monotonic() - started < 6:
+        time.sleep(0.05)
+    # At the deadline the pipe is closed: the next write of the daemon ends it (SIGPIPE).
+    assert not alive(leftovers[0])
+    assert time.monotonic() - started >= 2
+
+
+def test_a_process_that_left_the_group_does_not_keep_a_timed_out_script_open(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int]
+) -> None:
+    pidfile = tmp_path / "escaped.pid"
+    write(
+        archive,
+        "escape.sh",
+        f'#!/bin/sh\nsetsid sh -c \'echo $$ > "{pidfile}"; while :; do echo x; sleep 0.05; '
+        "done' &\nsleep 60\n",
+    )
+    started = time.monotonic()
+    with pytest.raises(ScriptError, match="failed to complete in 1 seconds"):
+        run(archive, script_log, Script("escape.sh", timeout=1))
+    leftovers.append(read_pid(pidfile))
+    assert (
+        time.monotonic() - started
+        < 1 + FAST.kill_grace_seconds + FAST.output_close_grace_seconds + 1
+    )
+    while alive(leftovers[0]) and time.monotonic() - started < 5:
+        time.sleep(0.05)
+    assert not alive(leftovers[0])  # its pipe was closed; it died writing to it

@@ -14,7 +14,10 @@ Where the official agent hurts users, we do better (each choice is a :class:`Hoo
   deployment until the timeout (the official agent waits the full timeout and then fails with
   OutputsLeftOpen): we wait ``output_close_grace_seconds`` after the script exits, then continue
   with a warning in ``scripts.log`` (``"warn"``) or fail at once (``"fail"``). The leftover process
-  is not killed and its output is drained in the background, so it does not die of SIGPIPE;
+  is not killed; its output is drained in the background until the script's own deadline (start
+  + ``timeout``), when the official agent would give up too, and then the pipes are closed: a
+  daemon that still writes to them gets SIGPIPE/EPIPE then, and the agent does not drain it
+  forever;
 * ``runas`` switches user directly (setuid/setgid/initgroups) instead of ``su <user> -c``, so it
   needs no terminal and no sudo. By default (``login_environment``) the script gets what
   ``su - <user>`` / ``runuser -l <user>`` gives: it runs through the user's login shell
@@ -28,6 +31,18 @@ Where the official agent hurts users, we do better (each choice is a :class:`Hoo
   shell would, instead of failing to spawn;
 * inherited ``BUNDLE_*`` variables of the agent's own environment never leak into a script: the
   revision variables are exactly the ones the caller passes.
+
+What is killed, and when (the official agent: ``kill -TERM -<pgid>`` at the deadline, nothing
+else). Each script runs in a new session and process group, which its children inherit:
+
+* at the deadline, the whole group: SIGTERM, then SIGKILL after ``kill_grace_seconds`` -- the
+  script, everything it forked that stayed in the group, a fork loop included;
+* when an error of ours (or of ``on_output``) interrupts a script: the whole group, SIGKILL;
+* when the script exits, by itself, successfully or not: nothing. What it left running is
+  taken to be on purpose (ApplicationStart starting a daemon is the common case);
+* a process that left the group (``setsid``, a double fork into a new session) is out of
+  reach: the agent does not track it and never kills it. Its hold on the script's output ends
+  at the deadline, as above.
 """
 
 from __future__ import annotations
@@ -509,7 +524,7 @@ def _supervise(
                 limit = min(exited_at + settings.output_close_grace_seconds, deadline)
                 if now >= limit:
                     left_open = pump.open_streams
-                    pump.hand_off()
+                    pump.hand_off(until=deadline)
                     return _Outcome(returncode, left_open=left_open)
             elif now >= deadline:
                 _terminate_group(proc, pump, settings)
@@ -549,8 +564,9 @@ def _terminate_group(
     while pump.open_streams and (remaining := drain_end - time.monotonic()) > 0:
         pump.wait(remaining)
     if pump.open_streams:
-        # Held by a process that left the group (setsid); don't let it die of SIGPIPE.
-        pump.hand_off()
+        # Held by a process that left the group (setsid): the deadline has passed, so close
+        # the pipes now, as the official agent does once it gives up.
+        pump.hand_off(until=time.monotonic())
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
@@ -706,13 +722,20 @@ class _OutputPump:
         if fed:
             self._flush()
 
-    def hand_off(self) -> None:
-        """Stop reading the open streams; a daemon thread drains them until their holder ends."""
+    def hand_off(self, *, until: float) -> None:
+        """Stop reading the open streams; a daemon thread drains them until their holder ends
+        or ``until`` (a ``time.monotonic()`` value) passes, then closes them."""
         keys = [self._selector.unregister(fd) for fd in list(self._files)]
         files = [self._files.pop(key.fd) for key in keys]
-        if files:
+        if files and until <= time.monotonic():
+            for file in files:
+                file.close()
+        elif files:
             threading.Thread(
-                target=_discard_until_eof, args=(files,), name="hook-output-drain", daemon=True
+                target=_discard_until_eof,
+                args=(files, until),
+                name="hook-output-drain",
+                daemon=True,
             ).start()
         for key in keys:
             key.data.finish()
@@ -738,17 +761,23 @@ class _OutputPump:
             self._pidfd = None
 
 
-def _discard_until_eof(files: list[IO[bytes]]) -> None:
-    """Read and drop the output of a process a script left behind, so it never gets SIGPIPE."""
+def _discard_until_eof(files: list[IO[bytes]], until: float) -> None:
+    """Read and drop the output of a process a script left behind until it closes it or
+    ``until`` passes; then close what is left (its next write gets SIGPIPE/EPIPE)."""
     with selectors.DefaultSelector() as selector:
         for file in files:
             selector.register(file.fileno(), selectors.EVENT_READ, file)
-        while selector.get_map():
-            for key, _events in selector.select():
-                try:
-                    data = os.read(key.fd, _READ_SIZE)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    selector.unregister(key.fd)
-                    key.data.close()
+        try:
+            while selector.get_map() and (remaining := until - time.monotonic()) > 0:
+                for key, _events in selector.select(remaining):
+                    try:
+                        data = os.read(key.fd, _READ_SIZE)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        selector.unregister(key.fd)
+                        key.data.close()
+        finally:
+            for key in list(selector.get_map().values()):
+                selector.unregister(key.fd)
+                key.data.close()
