@@ -291,6 +291,11 @@ def _run_script(
             LifecycleErrorCode.SCRIPT_MISSING,
             f"Script does not exist at specified location: {path}",
         )
+    if path.is_dir():
+        raise fail(
+            LifecycleErrorCode.SCRIPT_FAILED,
+            f"{failed}: {path} is a directory, not a script",
+        )
     if not os.access(path, os.X_OK):
         logger.warning("script %s is not executable; setting its execute bits", path)
         try:
@@ -305,9 +310,13 @@ def _run_script(
     try:
         proc = _spawn(launch)
     except OSError as exc:
+        # The official wording, with the errno's name where the official agent has Ruby's
+        # exception class (Errno::EACCES).
+        name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        where = f": {exc.filename}" if exc.filename else ""
         raise fail(
             LifecycleErrorCode.SCRIPT_FAILED,
-            f"{failed} with error {type(exc).__name__} with message {exc}",
+            f"{failed} with error {name} with message {exc.strerror or exc}{where}",
         ) from exc
 
     outcome = _supervise(proc, float(script.timeout), emit, settings, script_log.flush)

@@ -571,10 +571,12 @@ def _unpack_tar(bundle: Path, writer: _Writer, *, compressed: bool) -> None:
                 # "r|": one forward pass, one member at a time, nothing read twice or seeked.
                 tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
                 # The ratio check counts the archive bytes read for each entry: for a tgz the
-                # compressed bytes, for a tar its own bytes, so a GNU sparse member that writes
-                # gigabytes of holes from a few KiB is stopped like a zip bomb.
+                # compressed bytes, for a tar its own bytes (as the tar reader consumes them,
+                # not as the file is read ahead), so a GNU sparse member that writes gigabytes
+                # of holes from a few KiB is stopped like a zip bomb.
+                position = raw.tell if compressed else tar.fileobj.tell
                 for member in _members(tar):
-                    _tar_entry(tar, member, writer, raw.tell)
+                    _tar_entry(tar, member, writer, position)
                 if isinstance(stream, gzip.GzipFile):
                     _drain_gzip(stream, writer)
         except tarfile.ReadError as exc:
