@@ -35,6 +35,7 @@ class Places:
 
     base: Path
     group: str
+    root_name: str = "root"  # the deployment root, beside dest and canary
 
     @property
     def dest(self) -> Path:
@@ -46,7 +47,7 @@ class Places:
 
     @property
     def root(self) -> Path:
-        return self.base / "root"
+        return self.base / self.root_name
 
     @property
     def instructions(self) -> Path:
