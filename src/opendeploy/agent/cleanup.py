@@ -167,10 +167,11 @@ class CleanupWriter:
     contains a newline cannot be represented in the file's format and is refused.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, real_dirs: dict[str, str] | None = None) -> None:
         self.path = path
         self._handle: BufferedWriter | None = None
-        self._real_dirs: dict[str, str] = {}
+        # Directory -> real path; the installer passes what its plan already resolved.
+        self._real_dirs: dict[str, str] = {} if real_dirs is None else real_dirs
 
     def __enter__(self) -> CleanupWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)

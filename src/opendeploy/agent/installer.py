@@ -234,6 +234,7 @@ class Planner:
         self.permission_targets = 0
         #: Every directory an instruction writes in -> its real path when planned.
         self.real_dirs: dict[str, str] = {}
+        self._roots: dict[int, str] = {}  # files[] index -> its destination
         self._protected = tuple(os.path.realpath(path) for path in protected)
 
     def instructions(self) -> Iterator[Instruction]:
@@ -382,23 +383,11 @@ class Planner:
     def _confine(self, index: int, path: str) -> None:
         """Refuse ``path`` if a link below its files[] destination leads it elsewhere, or if it
         lands in one of the agent's own directories; remember its directory's real path."""
-        root = self._destination(index)
         parent = os.path.dirname(path)
-        if parent not in self.real_dirs:
-            if parent.startswith(root.rstrip("/") + "/"):
-                # Walk down from the destination: each existing component must be a real
-                # directory (components checked for an earlier path are not checked again).
-                current = root
-                for part in os.path.relpath(parent, root).split("/"):
-                    current = os.path.join(current, part)
-                    if current in self.real_dirs:
-                        continue
-                    if os.path.islink(current):
-                        raise self._through_link(index, current)
-                    if not os.path.lexists(current):
-                        break
-            self.real_dirs[parent] = os.path.realpath(parent)
-        real = os.path.join(self.real_dirs[parent], os.path.basename(path))
+        real_parent = self.real_dirs.get(parent)
+        if real_parent is None:
+            real_parent = self._real_dir(index, parent)
+        real = os.path.join(real_parent, os.path.basename(path))
         for protected in self._protected:
             if real == protected or real.startswith(protected.rstrip("/") + "/"):
                 raise InstallError(
@@ -406,6 +395,32 @@ class Planner:
                     "own deployment root (its cleanup files decide what the next deployment "
                     "deletes); choose a destination outside it"
                 )
+
+    def _real_dir(self, index: int, directory: str) -> str:
+        """The real path of ``directory``, refusing a link below the files[] destination.
+
+        At or above the destination the operating system resolves it; below, each component
+        must be a real directory or not exist yet, so its real path is its parent's plus its
+        name: one lstat per new directory, not a realpath.
+        """
+        root = self._roots.get(index)
+        if root is None:
+            root = self._roots[index] = self._destination(index)
+        below = root.rstrip("/") + "/"
+        missing: list[str] = []
+        current = directory
+        while current not in self.real_dirs:
+            if not current.startswith(below):
+                self.real_dirs[current] = os.path.realpath(current)
+                break
+            missing.append(current)
+            current = os.path.dirname(current)
+        for component in reversed(missing):
+            if os.path.islink(component):
+                raise self._through_link(index, component)
+            parent, name = os.path.split(component)
+            self.real_dirs[component] = os.path.join(self.real_dirs[parent], name)
+        return self.real_dirs[directory]
 
     def _through_link(self, index: int, link: str) -> InstallError:
         try:
@@ -468,7 +483,7 @@ def install(
     copied = created = 0
     overwrite = behaviour is FileExistsBehavior.OVERWRITE
     rechecked: set[str] = set()
-    with CleanupWriter(cleanup_path) as cleanup:
+    with CleanupWriter(cleanup_path, real_dirs=planner.real_dirs) as cleanup:
         for instruction in read_instructions(install_path):
             if isinstance(instruction, Copy | Mkdir):
                 _recheck(planner, instruction, rechecked)
@@ -503,7 +518,16 @@ def _recheck(planner: Planner, instruction: Copy | Mkdir, rechecked: set[str]) -
     if parent in rechecked:
         return
     expected = planner.real_dirs.get(parent)
-    real = os.path.realpath(parent)
+    grand, name = os.path.split(parent)
+    if (
+        expected is not None
+        and grand in rechecked
+        and expected == os.path.join(planner.real_dirs[grand], name)
+    ):
+        # Its parent was checked just before: it is enough that it is no link itself.
+        real = expected if not os.path.islink(parent) else os.path.realpath(parent)
+    else:
+        real = os.path.realpath(parent)
     if expected is None or real != expected:
         raise InstallError(
             f"cannot install {path}: its directory {parent} now resolves to {real}, not "
