@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -155,3 +156,18 @@ def test_a_group_dir_spreads_its_deployment_dirs(tmp_path: Path) -> None:
     (deployment.path / "keep").write_text("x")
     assert root.make_deployment_dir(DG, "d-1") == deployment
     assert (deployment.path / "keep").read_text() == "x"
+
+
+def test_a_full_disk_while_writing_a_record_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    root = DeploymentRoot(tmp_path / "root")
+    with pytest.raises(AgentError) as caught:
+        root.start_tracking("d-123456789", "cmd")
+    path = tmp_path / "root" / "ongoing-deployment" / "d-123456789"
+    assert str(caught.value) == f"cannot write {path}: No space left on device"
+    assert os.listdir(path.parent) == []  # the temporary file is gone

@@ -188,11 +188,13 @@ def execute_event(
         )
     except Exception as exc:
         # As the official agent: whatever goes wrong outside a script is an UnknownError whose
-        # message is the exception's, so the server (or the local CLI) can show it.
+        # message is the exception's, so the server (or the local CLI) can show it. An OS error
+        # without a path (a full disk while writing) says at least where the event was working.
+        message = _describe(exc)
+        if isinstance(exc, OSError) and not exc.filename:
+            message += f" (during {event} in {root.root})"
         return done(
-            EventStatus.FAILED,
-            error_code=LifecycleErrorCode.UNKNOWN_ERROR,
-            message=_describe(exc),
+            EventStatus.FAILED, error_code=LifecycleErrorCode.UNKNOWN_ERROR, message=message
         )
 
 
