@@ -171,3 +171,16 @@ def test_a_full_disk_while_writing_a_record_names_the_file(
     path = tmp_path / "root" / "ongoing-deployment" / "d-123456789"
     assert str(caught.value) == f"cannot write {path}: No space left on device"
     assert os.listdir(path.parent) == []  # the temporary file is gone
+
+
+def test_an_old_revision_nested_deeper_than_python_recurses_is_removed(tmp_path: Path) -> None:
+    root = DeploymentRoot(tmp_path / "root")
+    old, *_ = make_deployments(root, "d-1", "d-2", "d-3")
+    deep = str(old / "deployment-archive")
+    for _ in range(1500):  # (pathlib's mkdir(parents=True) recurses too)
+        deep += "/d"
+        os.mkdir(deep)
+    Path(deep, "leaf").write_text("x")
+    removed = root.cleanup_old_deployments(DG, "d-4", max_revisions=3)
+    assert old in removed
+    assert not old.exists()

@@ -259,3 +259,16 @@ def test_declared_os_survives_hostile_yaml(tmp_path: Path) -> None:
     path = tmp_path / "appspec.yml"
     path.write_text("os: windows\nx: " + "[" * 5000 + "]" * 5000 + "\n")
     assert opendeploy.appspec.parse.declared_os(path) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (MINIMAL + 'files:\n  - source: "a\\0b"\n    destination: /x\n', "files[0].source"),
+        (MINIMAL + 'hooks:\n  BeforeInstall:\n    - location: "a\\0"\n', "hooks.BeforeInstall"),
+        (MINIMAL + '"k\\0": 1\n', "(a key)"),
+    ],
+)
+def test_a_nul_made_by_an_escape_is_refused_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(AppSpecError, match=re.escape(field) + r".* contains a NUL character"):
+        parse_appspec(text)

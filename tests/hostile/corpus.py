@@ -106,6 +106,8 @@ ARCHIVE_ENTRIES: list[tuple[str, list[Entry], str]] = [
     ("char-device", [("chr", "app/null")], r"character device"),
     ("block-device", [("blk", "app/disk")], r"block device"),
     ("appspec-fifo", [("fifo", "x/appspec.yml")], r"FIFO"),
+    ("name-too-long", [("file", "app/" + "n" * 300, b"x")], r"File name too long"),
+    ("path-too-long", [("file", "app/" + "d/" * 3000 + "x", b"x")], r"File name too long"),
     (
         "dir-then-file",
         [("dir", "app/d"), ("file", "app/d", b"x")],
@@ -134,8 +136,10 @@ def archive_cases() -> Iterator[Case]:
                 continue
             if name == "backslash-dotdot" and kind != "zip":
                 continue
-            if kind == "directory" and name.startswith(("write-through", "dir-then", "file-as")):
-                continue  # a directory holds one thing per name, and writing it follows links
+            if kind == "directory" and name.startswith(
+                ("write-through", "dir-then", "file-as", "name-too", "path-too")
+            ):
+                continue  # a directory holds one thing per name, follows links, and has limits
             if name == "symlink-empty-target" and kind == "directory":
                 continue  # a file system holds no link with an empty target
             if name == "appspec-fifo" and kind == "zip":
@@ -331,7 +335,7 @@ APPSPECS: list[tuple[Any, ...]] = [
     (
         "destination-nul",
         HEAD + 'files:\n  - source: app\n    destination: "{dest}/a\\0b"\n',
-        r"newline or NUL",
+        r"files\[0\]\.destination: .* contains a NUL character",
     ),
     (
         "destination-newline",
@@ -469,6 +473,79 @@ APPSPECS: list[tuple[Any, ...]] = [
         HEAD + FILES + HOOK + "    - location: scripts/data.bin\n",
         r"scripts/data.bin",
         [("file", "scripts/data.bin", b"\x7fELF\x02\x01\x01garbage", 0o755)],
+    ),
+    # NUL characters made by YAML escapes, and names no file system takes
+    (
+        "location-nul",
+        HEAD + FILES + HOOK + '    - location: "scripts/ok.sh\\0x"\n',
+        r"hooks\.AfterInstall\[0\]\.location: .* contains a NUL character",
+    ),
+    (
+        "runas-nul",
+        HEAD + FILES + HOOK + '    - location: scripts/ok.sh\n      runas: "ro\\0ot"\n',
+        r"hooks\.AfterInstall\[0\]\.runas: .* contains a NUL character",
+    ),
+    (
+        "source-nul",
+        HEAD + 'files:\n  - source: "ap\\0p"\n    destination: {dest}\n',
+        r"files\[0\]\.source: .* contains a NUL character",
+    ),
+    (
+        "object-nul",
+        HEAD + FILES + 'permissions:\n  - object: "{dest}/\\0"\n    mode: 644\n',
+        r"permissions\[0\]\.object: .* contains a NUL character",
+    ),
+    (
+        "owner-nul",
+        HEAD + FILES + 'permissions:\n  - object: {dest}\n    owner: "ro\\0ot"\n',
+        r"permissions\[0\]\.owner: .* contains a NUL character",
+    ),
+    ("key-nul", HEAD + FILES + '"a\\0": 1\n', r"contains a NUL character"),
+    (
+        "location-too-long",
+        HEAD + FILES + HOOK + "    - location: " + "a" * 5000 + "\n",
+        r"Script does not exist at specified location: .*/aaaa",
+    ),
+    (
+        "destination-too-long",
+        HEAD + "files:\n  - source: app\n    destination: {dest}/" + "a" * 300 + "\n",
+        r"cannot create directory .*/dest/aaaa.*: File name too long",
+    ),
+    # values of the wrong YAML type
+    (
+        "destination-binary",
+        HEAD + "files:\n  - source: app\n    destination: !!binary L3RtcA==\n",
+        r"files\[0\]\.destination: .* must be a non-empty path string",
+    ),
+    (
+        "destination-set",
+        HEAD + "files:\n  - source: app\n    destination: !!set {a, b}\n",
+        r"files\[0\]\.destination: .* must be a non-empty path string",
+    ),
+    (
+        "destination-int",
+        HEAD + "files:\n  - source: app\n    destination: 5\n",
+        r"files\[0\]\.destination: 5: must be a non-empty path string",
+    ),
+    (
+        "source-int",
+        HEAD + "files:\n  - source: 5\n    destination: {dest}\n",
+        r"files\[0\]\.source: 5: must be a non-empty path string",
+    ),
+    ("os-binary", "version: 0.0\nos: !!binary aGVsbG8=\n", r"os: .*must be linux or windows"),
+    ("version-date", "version: 2001-12-14\nos: linux\n", r"version: .*must be the number 0\.0"),
+    (
+        "timeout-bool",
+        HEAD + HOOK + "    - location: scripts/ok.sh\n      timeout: yes\n",
+        r"timeout: true: must be a whole number",
+    ),
+    ("list-as-key", HEAD + "? [a]\n: 1\n", r"invalid YAML at line 3.*unhashable key"),
+    ("file-exists-list", HEAD + "file_exists_behavior: [OVERWRITE]\n", r"file_exists_behavior"),
+    ("hook-null-item", HEAD + HOOK + "    -\n", r"hooks\.AfterInstall\[0\]: null: must be a"),
+    (
+        "mode-float",
+        HEAD + FILES + "permissions:\n  - object: {dest}\n    mode: 6.44\n",
+        r"permissions\[0\]\.mode: 6\.44",
     ),
     # permissions
     ("permissions-string", HEAD + FILES + "permissions: all\n", r"permissions"),

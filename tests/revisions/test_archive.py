@@ -20,7 +20,7 @@ import pytest
 
 import opendeploy.revisions
 from opendeploy.errors import BundleError, UnsafeArchiveError
-from opendeploy.revisions.archive import ExtractLimits, sha256_file, unpack_bundle
+from opendeploy.revisions.archive import ExtractLimits, remove_tree, sha256_file, unpack_bundle
 
 # --- builders: hostile and friendly bundles, written with the stdlib writers ------------
 
@@ -780,3 +780,34 @@ def test_tar_member_data_is_never_read_whole(layout: Layout, kind: str) -> None:
     assert (layout.dest / "big").stat().st_size == size
     assert sha256_file(layout.dest / "big") == sha256_file(source)
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.0f} MB member"
+
+
+def test_a_tree_nested_deeper_than_python_recurses_unpacks_and_is_removed(
+    layout: Layout,
+) -> None:
+    # 1,500 levels: within PATH_MAX, but deeper than shutil.rmtree and os.walk can recurse
+    # (Python 3.11), so removing the revision again used to fail with RecursionError.
+    deep = "d/" * 1500 + "leaf.txt"
+    bundle, _ = _tar(layout.root, [file("appspec.yml"), file(deep, b"deep")])
+    unpack_bundle(bundle, "tar", layout.dest)
+    assert (layout.dest / deep).read_bytes() == b"deep"
+    unpack_bundle(bundle, "tar", layout.dest)  # removes the previous unpack first
+    assert (layout.dest / deep).read_bytes() == b"deep"
+    remove_tree(layout.dest)
+    assert not layout.dest.exists()
+
+
+def test_remove_tree_removes_links_without_following_them(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "link").symlink_to(outside)
+    (tree / "a" / "file").write_text("x")
+    (tree / "ro").mkdir()
+    (tree / "ro" / "f").write_text("x")
+    (tree / "ro").chmod(0o555)
+    remove_tree(tree)
+    assert not tree.exists()
+    assert (outside / "keep").read_text() == "keep"

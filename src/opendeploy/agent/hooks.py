@@ -223,9 +223,12 @@ def run_scripts(
     except ScriptError:
         raise
     except Exception as exc:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
         raise ScriptError(
             LifecycleErrorCode.UNKNOWN_ERROR.value,
-            str(exc) or type(exc).__name__,
+            message,
             script=location,
             log_tail=script_log.tail,
         ) from exc
@@ -286,7 +289,7 @@ def _run_script(
             f"({os.path.realpath(os.path.join(archive_dir, location.lstrip('/')))} is not under "
             f"{archive_dir}); a hook script must be a file of the bundle",
         )
-    if not path.exists():
+    if not os.path.exists(path):  # False, not an error, for a name too long as well
         raise fail(
             LifecycleErrorCode.SCRIPT_MISSING,
             f"Script does not exist at specified location: {path}",

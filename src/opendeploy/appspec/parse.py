@@ -22,7 +22,7 @@ from typing import Final
 
 import yaml
 
-from opendeploy.appspec._rules import one_line
+from opendeploy.appspec._rules import one_line, show
 from opendeploy.appspec.model import AppSpec
 from opendeploy.appspec.schema import build_appspec
 from opendeploy.errors import AppSpecError
@@ -220,6 +220,27 @@ def _load_yaml_pure(text: str, source: str) -> object:
         loader.dispose()
 
 
+def _refuse_nul(data: object, source: str) -> None:
+    """Refuse a NUL in any string: YAML escapes (``"a\\0b"``) make one, and no path, user name
+    or other value of an AppSpec file can hold it (the system calls would refuse it later with
+    a Python error)."""
+    todo: list[tuple[str, object]] = [("", data)]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, str) and "\0" in value:
+            field = where.lstrip(".") or "the document"
+            raise AppSpecError(
+                f"{source}: {field}: {show(value)} contains a NUL character, which no path, "
+                "name or other AppSpec value can hold"
+            )
+        if isinstance(value, dict):
+            for key, item in value.items():
+                todo.append((f"{where} (a key)", key))
+                todo.append((f"{where}.{key}", item))
+        elif isinstance(value, list):
+            todo.extend((f"{where}[{index}]", item) for index, item in enumerate(value))
+
+
 def parse_appspec(
     text: str,
     *,
@@ -237,8 +258,10 @@ def parse_appspec(
     >>> parse_appspec("version: 0.0\\nos: linux\\n").os
     'linux'
     """
+    data = _load_yaml(text, source)
+    _refuse_nul(data, source)
     return build_appspec(
-        _load_yaml(text, source),
+        data,
         source=source,
         max_event_timeout=max_event_timeout,
         allowed_events=allowed_events,
