@@ -106,6 +106,11 @@ ARCHIVE_ENTRIES: list[tuple[str, list[Entry], str]] = [
     ("char-device", [("chr", "app/null")], r"character device"),
     ("block-device", [("blk", "app/disk")], r"block device"),
     ("appspec-fifo", [("fifo", "x/appspec.yml")], r"FIFO"),
+    (
+        "newline-in-name",
+        [("file", "app/a\nb", b"x")],
+        r"files\[0\]: .*/dest/a\\nb' contains a newline",
+    ),
     ("name-too-long", [("file", "app/" + "n" * 300, b"x")], r"File name too long"),
     ("path-too-long", [("file", "app/" + "d/" * 3000 + "x", b"x")], r"File name too long"),
     (

@@ -383,6 +383,11 @@ class Planner:
     def _confine(self, index: int, path: str) -> None:
         """Refuse ``path`` if a link below its files[] destination leads it elsewhere, or if it
         lands in one of the agent's own directories; remember its directory's real path."""
+        if "\n" in path:
+            raise InstallError(
+                f"files[{index}]: {path!r} contains a newline, which the cleanup file (one path "
+                "per line) cannot record; rename it in the bundle"
+            )
         parent = os.path.dirname(path)
         real_parent = self.real_dirs.get(parent)
         if real_parent is None:
