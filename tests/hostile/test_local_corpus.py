@@ -14,6 +14,8 @@ import hashlib
 import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,39 @@ def test_the_corpus_is_large_and_names_are_unique() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
     kinds = {case.kind for case in CASES}
     assert kinds == {"zip", "tar", "tgz", "directory"}
+
+
+CLI_SAMPLE = ("deep-flow-list-zip", "dotdot-file-tgz", "hook-location-dotdot-directory")
+
+
+@pytest.mark.parametrize("name", CLI_SAMPLE)
+def test_the_command_line_reports_a_hostile_bundle_in_one_clear_line(
+    name: str, tmp_path: Path
+) -> None:
+    # The same cases through the real `opendeploy local` process: exit status 1, the error on
+    # stderr, no traceback anywhere.
+    case = next(case for case in CASES if case.id == name)
+    places = Places(tmp_path, DEFAULT_DEPLOYMENT_GROUP_ID)
+    make_canary(places)
+    bundle = build(case, places)
+    config = tmp_path / "codedeployagent.yml"
+    config.write_text(f":root_dir: {places.root}\n:log_dir: {tmp_path / 'logs'}\n")
+    before = snapshot(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    done = subprocess.run(
+        [sys.executable, "-m", "opendeploy", "local", "-c", str(config)]
+        + ["--bundle-location", str(bundle), "--type", case.kind],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 1, done
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    assert re.search(places.fill(case.expect), done.stderr), done.stderr
+    assert PYTHON_TEXT.search(output) is None, output
+    assert {k: v for k, v in snapshot(tmp_path).items() if k != "codedeployagent.yml"} == {
+        k: v for k, v in before.items() if k != "codedeployagent.yml"
+    }
