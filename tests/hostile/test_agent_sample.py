@@ -5,15 +5,21 @@ deployed by ``create_deployment`` to one host whose ``opendeploy agent`` runs th
 must fail, the failed lifecycle event's diagnostics must carry the expected message (no Python
 exception text, no UnknownError with one), and the canary beside the host's destination must be
 exactly as before. One server and one agent serve every case.
+
+And a full disk on a real agent (its deployment root on a 1 MiB tmpfs; skipped where mounting
+is not allowed): the failure names the path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +141,73 @@ def test_hostile_bundle_fails_clearly_on_a_real_agent(host: Host, case: Case) ->
     assert leaked is None, f"Python exception text {leaked.group()!r} in: {message}"
     assert snapshot(places.canary) == before
     assert not (places.canary / "ran").exists()
+
+
+@contextmanager
+def _small_file_system(path: Path, size: str) -> Iterator[None]:
+    path.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_disk_on_a_real_agent_names_the_path(tmp_path: Path) -> None:
+    # The agent's deployment root is a 1 MiB file system and the bundle 3 MiB: DownloadBundle
+    # fails, and its message says where the disk filled up.
+    root = tmp_path / "small-root"
+    with ExitStack() as stack:
+        stack.enter_context(_small_file_system(root, "1m"))
+        server = stack.enter_context(running_server(tmp_path / "server"))
+        s3 = server.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        (agent,) = stack.enter_context(
+            running_agents(
+                server, tmp_path / "hosts", 1, tags={"role": "full"},
+                extra_config={"root_dir": str(root)},
+            )
+        )  # fmt: skip
+        client = server.client()
+        client.create_application(applicationName=APP)
+        client.create_deployment_group(
+            applicationName=APP,
+            deploymentGroupName=GROUP,
+            serviceRoleArn="arn:aws:iam::000000000000:role/opendeploy",
+            onPremisesInstanceTagFilters=[
+                {"Key": "role", "Value": "full", "Type": "KEY_AND_VALUE"}
+            ],
+        )
+        places = Places(tmp_path, "unused")
+        bundle = write_bundle(
+            "zip",
+            (("file", "appspec.yml", b"version: 0.0\nos: linux\n"),
+             ("file", "big.bin", os.urandom(3 << 20))),
+            tmp_path / "big.zip",
+            places,
+        )  # fmt: skip
+        s3.put_object(Bucket=BUCKET, Key="big.zip", Body=bundle.read_bytes())
+        deployment_id = client.create_deployment(
+            applicationName=APP,
+            deploymentGroupName=GROUP,
+            revision={
+                "revisionType": "S3",
+                "s3Location": {"bucket": BUCKET, "key": "big.zip", "bundleType": "zip"},
+            },
+        )["deploymentId"]
+        info = finished_deployment(client, deployment_id, timeout=120)
+        assert info["status"] == "Failed", info
+        event = _failed_event(client, deployment_id, agent.name)
+        message = event["diagnostics"]["message"]
+        assert event["lifecycleEventName"] == "DownloadBundle"
+        assert re.fullmatch(
+            rf"cannot download the bundle to {re.escape(str(root))}/\S+/{deployment_id}/"
+            r"bundle\.tar: No space left on device",
+            message,
+        ), message
