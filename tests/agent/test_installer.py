@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import tracemalloc
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from opendeploy.agent.installer import (
     InstallResult,
     Instruction,
     Mkdir,
+    Planner,
     install,
     instruction_from_json,
 )
@@ -734,3 +736,19 @@ def test_cleanup_does_not_delete_through_a_link_put_in_its_way(
     (dest / "lib").symlink_to(canary)
     run(spec(("config", str(tmp_path / "other"))), bundle, instructions)
     assert (canary / "util.py").read_text() == "not ours"
+
+
+def test_the_root_directory_as_destination_is_planned(tmp_path: Path) -> None:
+    # Only planned, never run: "/" as the destination (every path is below it).
+    name = f"opendeploy-test-{uuid.uuid4().hex}"
+    bundle = tmp_path / "bundle"
+    write(bundle / "site" / name / "f.txt")
+    planner = Planner(
+        spec(("site", "/")),
+        archive_dir=bundle,
+        file_exists_behavior=FileExistsBehavior.DISALLOW,
+    )
+    assert list(planner.instructions()) == [
+        Mkdir(f"/{name}"),
+        Copy(str(bundle / "site" / name / "f.txt"), f"/{name}/f.txt"),
+    ]

@@ -415,7 +415,7 @@ class Planner:
         missing: list[str] = []
         current = directory
         while current not in self.real_dirs:
-            if not current.startswith(below):
+            if current == root or not current.startswith(below):
                 self.real_dirs[current] = os.path.realpath(current)
                 break
             missing.append(current)
