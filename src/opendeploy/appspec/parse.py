@@ -143,6 +143,14 @@ def _check_structure(text: str, source: str) -> None:
     for loader_class in loaders:
         try:
             _scan_events(loader_class(text), source)
+        except yaml.MarkedYAMLError as exc:
+            if "maximum nesting depth" in str(exc.problem):
+                # libyaml stops at 1,000 levels: deeper than our limit, and the pure-Python
+                # scanner would take quadratic time to say so.
+                mark = exc.problem_mark
+                where = f" line {mark.line + 1}:" if mark is not None else ""
+                raise AppSpecError(_too_deep(source, where)) from None
+            continue
         except yaml.YAMLError:
             continue
         return
@@ -155,11 +163,7 @@ def _scan_events(loader: yaml.SafeLoader | yaml.CSafeLoader, source: str) -> Non
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise AppSpecError(
-                        f"{source}:{_line(event)} lists and mappings are "
-                        f"nested more than {MAX_NESTING} levels deep; an AppSpec file needs far "
-                        "fewer"
-                    )
+                    raise AppSpecError(_too_deep(source, _line(event)))
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
             elif (
@@ -175,6 +179,13 @@ def _scan_events(loader: yaml.SafeLoader | yaml.CSafeLoader, source: str) -> Non
                 )
     finally:
         loader.dispose()
+
+
+def _too_deep(source: str, where: str) -> str:
+    return (
+        f"{source}:{where} lists and mappings are nested more than {MAX_NESTING} levels deep; "
+        "an AppSpec file needs far fewer"
+    )
 
 
 def _line(event: yaml.Event) -> str:
