@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,13 +176,19 @@ def test_a_full_disk_while_writing_a_record_names_the_file(
 
 
 def test_an_old_revision_nested_deeper_than_python_recurses_is_removed(tmp_path: Path) -> None:
+    # shutil.rmtree needs a frame per level; the recursion limit is lowered to keep this small.
     root = DeploymentRoot(tmp_path / "root")
     old, *_ = make_deployments(root, "d-1", "d-2", "d-3")
     deep = str(old / "deployment-archive")
-    for _ in range(1500):  # (pathlib's mkdir(parents=True) recurses too)
+    for _ in range(300):
         deep += "/d"
         os.mkdir(deep)
     Path(deep, "leaf").write_text("x")
-    removed = root.cleanup_old_deployments(DG, "d-4", max_revisions=3)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        removed = root.cleanup_old_deployments(DG, "d-4", max_revisions=3)
+    finally:
+        sys.setrecursionlimit(limit)
     assert old in removed
     assert not old.exists()

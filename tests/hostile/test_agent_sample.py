@@ -159,43 +159,38 @@ def _small_file_system(path: Path, size: str) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def test_a_full_disk_on_a_real_agent_names_the_path(tmp_path: Path) -> None:
-    # The agent's deployment root is a 1 MiB file system and the bundle 3 MiB: DownloadBundle
-    # fails, and its message says where the disk filled up.
+def test_a_full_disk_on_a_real_agent_names_the_path(host: Host, tmp_path: Path) -> None:
+    # A second host whose deployment root is a 1 MiB file system, and a 3 MiB bundle:
+    # DownloadBundle fails, and its message says where the disk filled up.
     root = tmp_path / "small-root"
     with ExitStack() as stack:
         stack.enter_context(_small_file_system(root, "1m"))
-        server = stack.enter_context(running_server(tmp_path / "server"))
-        s3 = server.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
         (agent,) = stack.enter_context(
             running_agents(
-                server, tmp_path / "hosts", 1, tags={"role": "full"},
+                host.server, tmp_path / "hosts", 1, name_prefix="full", tags={"role": "full"},
                 extra_config={"root_dir": str(root)},
             )
         )  # fmt: skip
-        client = server.client()
-        client.create_application(applicationName=APP)
+        client = host.server.client()
         client.create_deployment_group(
             applicationName=APP,
-            deploymentGroupName=GROUP,
+            deploymentGroupName="full",
             serviceRoleArn="arn:aws:iam::000000000000:role/opendeploy",
             onPremisesInstanceTagFilters=[
                 {"Key": "role", "Value": "full", "Type": "KEY_AND_VALUE"}
             ],
         )
-        places = Places(tmp_path, "unused")
         bundle = write_bundle(
             "zip",
             (("file", "appspec.yml", b"version: 0.0\nos: linux\n"),
              ("file", "big.bin", os.urandom(3 << 20))),
             tmp_path / "big.zip",
-            places,
+            Places(tmp_path, "unused"),
         )  # fmt: skip
-        s3.put_object(Bucket=BUCKET, Key="big.zip", Body=bundle.read_bytes())
+        host.s3.put_object(Bucket=BUCKET, Key="big.zip", Body=bundle.read_bytes())
         deployment_id = client.create_deployment(
             applicationName=APP,
-            deploymentGroupName=GROUP,
+            deploymentGroupName="full",
             revision={
                 "revisionType": "S3",
                 "s3Location": {"bucket": BUCKET, "key": "big.zip", "bundleType": "zip"},
