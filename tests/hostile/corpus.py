@@ -305,18 +305,38 @@ APPSPECS: list[tuple[Any, ...]] = [
     ("two-documents", HEAD + "---\nversion: 0.0\n", r"invalid YAML|expected a single document"),
     ("unknown-tag", HEAD + "x: !!python/object:os.system ls\n", r"invalid YAML.*python/object"),
     # top-level fields
-    ("version-1", "version: 1\nos: linux\n", r"version"),
-    ("version-string", "version: '0.0'\nos: linux\n", r"version"),
-    ("version-missing", "os: linux\n", r"version"),
-    ("os-windows", "version: 0.0\nos: windows\n", r"windows"),
-    ("os-missing", "version: 0.0\n", r"\bos\b"),
-    ("os-plan9", "version: 0.0\nos: plan9\n", r"plan9"),
-    ("file-exists-bogus", HEAD + "file_exists_behavior: BOGUS\n", r"BOGUS"),
+    ("version-1", "version: 1\nos: linux\n", r"version: 1: must be the number 0\.0"),
+    (
+        "version-string",
+        "version: '0.0'\nos: linux\n",
+        r"version: \"0\.0\": must be the number 0\.0 \(unquoted\)",
+    ),
+    ("version-missing", "os: linux\n", r"version: missing: must be the number 0\.0"),
+    ("os-windows", "version: 0.0\nos: windows\n", r"os: \"windows\": this host runs Linux"),
+    ("os-missing", "version: 0.0\n", r"os: missing: must be linux or windows"),
+    ("os-plan9", "version: 0.0\nos: plan9\n", r"os: \"plan9\": must be linux or windows"),
+    (
+        "file-exists-bogus",
+        HEAD + "file_exists_behavior: BOGUS\n",
+        r"file_exists_behavior: \"BOGUS\": must be exactly DISALLOW, OVERWRITE or RETAIN",
+    ),
     # files
-    ("files-string", HEAD + "files: app\n", r"files"),
-    ("files-item-string", HEAD + "files:\n  - app\n", r"files\[0\]"),
-    ("files-no-source", HEAD + "files:\n  - destination: {dest}\n", r"source"),
-    ("files-no-destination", HEAD + "files:\n  - source: app\n", r"destination"),
+    ("files-string", HEAD + "files: app\n", r"files: \"app\": must be a list"),
+    (
+        "files-item-string",
+        HEAD + "files:\n  - app\n",
+        r"files\[0\]: \"app\": must be a mapping with source and destination",
+    ),
+    (
+        "files-no-source",
+        HEAD + "files:\n  - destination: {dest}\n",
+        r"files\[0\]\.source: missing: every files entry needs a source",
+    ),
+    (
+        "files-no-destination",
+        HEAD + "files:\n  - source: app\n",
+        r"files\[0\]\.destination: missing: every files entry needs a destination",
+    ),
     (
         "source-dotdot",
         HEAD + "files:\n  - source: ../../../../canary\n    destination: {dest}\n",
@@ -379,12 +399,32 @@ APPSPECS: list[tuple[Any, ...]] = [
         "existing-file",
     ),
     # hooks
-    ("hooks-list", HEAD + "hooks:\n  - AfterInstall\n", r"hooks"),
-    ("hook-string", HEAD + "hooks:\n  AfterInstall: scripts/ok.sh\n", r"AfterInstall"),
-    ("hook-item-string", HEAD + HOOK + "    - scripts/ok.sh\n", r"AfterInstall\[0\]"),
+    (
+        "hooks-list",
+        HEAD + "hooks:\n  - AfterInstall\n",
+        r"hooks: .*must be a mapping of lifecycle event to scripts",
+    ),
+    (
+        "hook-string",
+        HEAD + "hooks:\n  AfterInstall: scripts/ok.sh\n",
+        r"hooks\.AfterInstall: \"scripts/ok\.sh\": must be a list of scripts",
+    ),
+    (
+        "hook-item-string",
+        HEAD + HOOK + "    - scripts/ok.sh\n",
+        r"hooks\.AfterInstall\[0\]: \"scripts/ok\.sh\": must be a mapping with location",
+    ),
     ("hook-no-location", HEAD + HOOK + "    - timeout: 5\n", r"no location value"),
-    ("hook-empty-location", HEAD + HOOK + "    - location: ''\n", r"location"),
-    ("hook-location-list", HEAD + HOOK + "    - location: [a]\n", r"location"),
+    (
+        "hook-empty-location",
+        HEAD + HOOK + "    - location: ''\n",
+        r"hooks\.AfterInstall\[0\]\.location: \"\": every script needs a location",
+    ),
+    (
+        "hook-location-list",
+        HEAD + HOOK + "    - location: [a]\n",
+        r"hooks\.AfterInstall\[0\]\.location: \[\"a\"\]: must be a path string",
+    ),
     (
         "hook-location-dotdot",
         HEAD + FILES + HOOK + "    - location: {up}/canary/evil.sh\n",
@@ -408,7 +448,7 @@ APPSPECS: list[tuple[Any, ...]] = [
     (
         "hook-location-directory",
         HEAD + FILES + HOOK + "    - location: scripts\n",
-        r"scripts",
+        r"Script at specified location: scripts failed: .*/scripts is a directory, not a script",
     ),
     (
         "hook-timeout-zero",
@@ -423,28 +463,28 @@ APPSPECS: list[tuple[Any, ...]] = [
     (
         "hook-timeout-text",
         HEAD + HOOK + "    - location: scripts/ok.sh\n      timeout: soon\n",
-        r"timeout",
+        r"timeout: \"soon\": must be a whole number of seconds above 0",
     ),
     (
         "hook-timeout-infinite",
         HEAD + HOOK + "    - location: scripts/ok.sh\n      timeout: .inf\n",
-        r"timeout",
+        r"timeout: Infinity: must be a whole number of seconds above 0",
     ),
     (
         "hook-timeout-nan",
         HEAD + HOOK + "    - location: scripts/ok.sh\n      timeout: .nan\n",
-        r"timeout",
+        r"timeout: NaN: must be a whole number of seconds above 0",
     ),
     (
         "hook-timeout-huge",
         HEAD + HOOK + "    - location: scripts/ok.sh\n      timeout: " + "9" * 60 + "\n",
-        r"timeout",
+        r"timeout: 9{60} exceeds 3600 s for the event",
     ),
     (
         "hook-timeout-sum",
         HEAD + HOOK + "    - location: scripts/ok.sh\n      timeout: 3000\n"
         "    - location: scripts/ok.sh\n      timeout: 3000\n",
-        r"3600",
+        r"brings the event.s total to 6000 s, which exceeds 3600 s",
     ),
     (
         "hook-runas-nobody-here",
@@ -454,12 +494,12 @@ APPSPECS: list[tuple[Any, ...]] = [
     (
         "hook-runas-list",
         HEAD + HOOK + "    - location: scripts/ok.sh\n      runas: [root]\n",
-        r"runas",
+        r"hooks\.AfterInstall\[0\]\.runas: \[\"root\"\]: must be a user name",
     ),
     (
         "hook-unknown-event",
         HEAD + "hooks:\n  NoSuchEvent:\n    - location: scripts/ok.sh\n",
-        r"NoSuchEvent",
+        r"hooks: \[\"NoSuchEvent\"\]: unknown lifecycle events for this deployment",
     ),
     (
         "hook-fails",
@@ -476,7 +516,7 @@ APPSPECS: list[tuple[Any, ...]] = [
     (
         "hook-not-a-program",
         HEAD + FILES + HOOK + "    - location: scripts/data.bin\n",
-        r"scripts/data.bin",
+        r"Script at specified location: scripts/data\.bin failed with exit code 127",
         [("file", "scripts/data.bin", b"\x7fELF\x02\x01\x01garbage", 0o755)],
     ),
     # NUL characters made by YAML escapes, and names no file system takes
@@ -545,7 +585,11 @@ APPSPECS: list[tuple[Any, ...]] = [
         r"timeout: true: must be a whole number",
     ),
     ("list-as-key", HEAD + "? [a]\n: 1\n", r"invalid YAML at line 3.*unhashable key"),
-    ("file-exists-list", HEAD + "file_exists_behavior: [OVERWRITE]\n", r"file_exists_behavior"),
+    (
+        "file-exists-list",
+        HEAD + "file_exists_behavior: [OVERWRITE]\n",
+        r"file_exists_behavior: \[\"OVERWRITE\"\]: must be exactly",
+    ),
     ("hook-null-item", HEAD + HOOK + "    -\n", r"hooks\.AfterInstall\[0\]: null: must be a"),
     (
         "mode-float",
@@ -553,52 +597,60 @@ APPSPECS: list[tuple[Any, ...]] = [
         r"permissions\[0\]\.mode: 6\.44",
     ),
     # permissions
-    ("permissions-string", HEAD + FILES + "permissions: all\n", r"permissions"),
-    ("permissions-no-object", HEAD + FILES + "permissions:\n  - mode: 644\n", r"object"),
+    (
+        "permissions-string",
+        HEAD + FILES + "permissions: all\n",
+        r"permissions: \"all\": must be a list of entries with an object",
+    ),
+    (
+        "permissions-no-object",
+        HEAD + FILES + "permissions:\n  - mode: 644\n",
+        r"permissions\[0\]\.object: missing: every permissions entry needs an object",
+    ),
     (
         "permissions-relative",
         HEAD + FILES + "permissions:\n  - object: dest\n    mode: 644\n",
-        r"object",
+        r"permissions\[0\]\.object: .dest. is not an absolute path",
     ),
     (
         "permissions-mode-999",
         HEAD + FILES + "permissions:\n  - object: {dest}\n    mode: 999\n",
-        r"mode",
+        r"permissions\[0\]\.mode: 999: invalid character .9. \(octal digits only\)",
     ),
     (
         "permissions-mode-text",
         HEAD + FILES + "permissions:\n  - object: {dest}\n    mode: rwx\n",
-        r"mode",
+        r"permissions\[0\]\.mode: \"rwx\": invalid character .r.",
     ),
     (
         "permissions-owner",
         HEAD + FILES + "permissions:\n  - object: {dest}\n    owner: no-such-user-x\n",
-        r"no-such-user-x",
+        r"permissions owner: .no-such-user-x. for .* is not a user on this host",
     ),
     (
         "permissions-group",
         HEAD + FILES + "permissions:\n  - object: {dest}\n    group: no-such-group-x\n",
-        r"no-such-group-x",
+        r"permissions group: .no-such-group-x. for .* is not a group on this host",
     ),
     (
         "permissions-acl",
         HEAD + FILES + "permissions:\n  - object: {dest}\n    acls:\n      - 'u:bob:rwz'\n",
-        r"acls",
+        r"permissions\[0\]\.acls\[0\]: \"u:bob:rwz\": invalid permission character .z.",
     ),
     (
         "permissions-type",
         HEAD + FILES + "permissions:\n  - object: {dest}\n    type: [socket]\n",
-        r"socket",
+        r"permissions\[0\]\.type\[0\]: \"socket\": must be file or directory",
     ),
     (
         "permissions-except",
         HEAD + FILES + "permissions:\n  - object: {dest}\n    except: x\n",
-        r"except",
+        r"permissions\[0\]\.except: \"x\": must be a list of glob strings",
     ),
     (
         "permissions-context",
         HEAD + FILES + "permissions:\n  - object: {dest}\n    context:\n      type: [x]\n",
-        r"context",
+        r"permissions\[0\]\.context\.type: \[\"x\"\]: must be a non-empty string",
     ),
 ]
 
