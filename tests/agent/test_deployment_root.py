@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import inspect
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +158,37 @@ def test_a_group_dir_spreads_its_deployment_dirs(tmp_path: Path) -> None:
     (deployment.path / "keep").write_text("x")
     assert root.make_deployment_dir(DG, "d-1") == deployment
     assert (deployment.path / "keep").read_text() == "x"
+
+
+def test_a_full_disk_while_writing_a_record_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    root = DeploymentRoot(tmp_path / "root")
+    with pytest.raises(AgentError) as caught:
+        root.start_tracking("d-123456789", "cmd")
+    path = tmp_path / "root" / "ongoing-deployment" / "d-123456789"
+    assert str(caught.value) == f"cannot write {path}: No space left on device"
+    assert os.listdir(path.parent) == []  # the temporary file is gone
+
+
+def test_an_old_revision_nested_deeper_than_python_recurses_is_removed(tmp_path: Path) -> None:
+    # shutil.rmtree needs a frame per level; the recursion limit is lowered to keep this small.
+    root = DeploymentRoot(tmp_path / "root")
+    old, *_ = make_deployments(root, "d-1", "d-2", "d-3")
+    deep = str(old / "deployment-archive")
+    for _ in range(300):
+        deep += "/d"
+        os.mkdir(deep)
+    Path(deep, "leaf").write_text("x")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        removed = root.cleanup_old_deployments(DG, "d-4", max_revisions=3)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert old in removed
+    assert not old.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import opendeploy.agent.executor as executor_module
 from opendeploy.agent.config import AgentConfig
 from opendeploy.agent.executor import (
     EventStatus,
@@ -595,3 +597,20 @@ def test_an_appspec_edited_between_events_is_read_afresh(
     for _ in range(2):
         result = execute_event(spec, "ValidateService", config=config)
         assert result.failed and "invalid YAML" in result.message, result
+
+
+def test_a_full_disk_during_the_download_names_the_path(
+    config: AgentConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FullDisk:
+        def fetch(self, dest_file: Path) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(executor_module, "source_for_revision", lambda *a, **k: FullDisk())
+    spec = _remote_spec(
+        {"RevisionType": "S3", "S3Revision": {"Bucket": "b", "Key": "k", "BundleType": "zip"}}
+    )
+    result = execute_event(spec, "DownloadBundle", config=config)
+    assert result.failed
+    bundle = config.root_dir / DG / "d-1" / "bundle.tar"
+    assert result.message == f"cannot download the bundle to {bundle}: No space left on device"

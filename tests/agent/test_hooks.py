@@ -7,6 +7,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -239,6 +240,40 @@ def test_missing_script_reports_the_absolute_path(archive: Path, script_log: Scr
     )
     assert error.script == "/opt/app/start.sh"
     assert error.log_tail.endswith("Script - /opt/app/start.sh\n")
+
+
+@pytest.mark.parametrize("location", ["../outside.sh", "/../outside.sh", "a/../../outside.sh"])
+def test_a_location_outside_the_bundle_is_refused_and_not_touched(
+    archive: Path, script_log: ScriptLog, location: str
+) -> None:
+    outside = archive.parent / "outside.sh"
+    outside.write_text("#!/bin/sh\ntouch ran\n")
+    outside.chmod(0o644)
+    (archive / "a").mkdir()
+    with pytest.raises(ScriptError) as caught:
+        run(archive, script_log, Script(location))
+    assert caught.value.code == "ScriptMissing"
+    assert f"Script location {location!r} points outside the revision" in caught.value.message
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644  # never chmod +x outside the bundle
+    assert not (archive / "ran").exists()
+
+
+def test_a_link_in_the_bundle_to_a_script_outside_is_refused(
+    archive: Path, script_log: ScriptLog
+) -> None:
+    outside = archive.parent / "outside.sh"
+    outside.write_text("#!/bin/sh\nexit 0\n")
+    outside.chmod(0o644)
+    (archive / "link.sh").symlink_to(outside)
+    with pytest.raises(ScriptError, match="points outside the revision"):
+        run(archive, script_log, Script("link.sh"))
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+
+
+def test_a_link_inside_the_bundle_still_runs(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "real/start.sh", "#!/bin/sh\necho linked\n")
+    (archive / "start.sh").symlink_to("real/start.sh")
+    assert run(archive, script_log, Script("start.sh")) == [("stdout", "linked")]
 
 
 def test_script_without_execute_bit_is_made_executable_and_runs(
@@ -645,3 +680,136 @@ def test_a_line_written_one_character_at_a_time_is_one_line(
 ) -> None:
     write(archive, "trickle.sh", "#!/bin/bash\nfor i in {1..200}; do printf x; done\necho\n")
     assert run(archive, script_log, Script("trickle.sh")) == [("stdout", "x" * 200)]
+
+
+# --- the log: written in blocks, visible as it comes, a full disk named ------------------------
+
+
+def test_output_reaches_scripts_log_while_the_script_runs(archive: Path, tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "scripts.log"
+    log = ScriptLog(path, deployments_log=tmp_path / "deployments.log", deployment_id="d-1")
+    write(archive, "slow.sh", "#!/bin/sh\necho ready\nsleep 0.3\necho done\n")
+    on_disk: list[str] = []
+
+    def on_output(stream: str, line: str) -> None:
+        if line == "done":  # by then "ready" must have been flushed, a read earlier
+            on_disk.append(path.read_text())
+            on_disk.append((tmp_path / "deployments.log").read_text())
+
+    run_scripts(
+        [Script("slow.sh", timeout=30)],
+        event="ApplicationStart",
+        archive_dir=archive,
+        env=ENV,
+        script_log=log,
+        on_output=on_output,
+        settings=FAST,
+    )
+    assert "[stdout]ready\n" in on_disk[0]
+    assert "[d-1][stdout]ready\n" in on_disk[1]
+    assert path.read_text().endswith("[stdout]done\n")
+
+
+def test_many_lines_arrive_complete_and_in_order(archive: Path, script_log: ScriptLog) -> None:
+    write(archive, "chatty.sh", "#!/bin/sh\nseq 1 50000\n")
+    seen = run(archive, script_log, Script("chatty.sh"))
+    assert [line for _, line in seen] == [str(n) for n in range(1, 50001)]
+    logged = [
+        line.split("[stdout]", 1)[1]
+        for line in script_log.path.read_text().splitlines()
+        if "[stdout]" in line
+    ]
+    assert logged == [str(n) for n in range(1, 50001)]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_while_logging_names_the_log_file(archive: Path, tmp_path: Path) -> None:
+    log = ScriptLog(tmp_path / "scripts.log", deployments_log=Path("/dev/full"))
+    write(archive, "talk.sh", "#!/bin/sh\necho hello\n")
+    with pytest.raises(ScriptError) as caught:
+        run(archive, log, Script("talk.sh"))
+    assert caught.value.code == "UnknownError"
+    assert caught.value.message == ("cannot write the hook log /dev/full: No space left on device")
+
+
+# --- what is killed when (see the module docstring of opendeploy.agent.hooks) -----------------
+
+
+def test_a_fork_loop_is_killed_whole_at_the_deadline(
+    archive: Path, script_log: ScriptLog, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    write(
+        archive,
+        "forks.sh",
+        f'#!/bin/sh\ni=0\nwhile [ $i -lt 40 ]; do sleep 60 & echo $! >> "{pids}"; '
+        "i=$((i+1)); done\nwhile :; do sleep 60; done\n",
+    )
+    with pytest.raises(ScriptError, match="failed to complete in 1 seconds"):
+        run(archive, script_log, Script("forks.sh", timeout=1))
+    children = [int(line) for line in pids.read_text().split()]
+    assert len(children) == 40
+    assert not any(alive(pid) for pid in children)
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_what_a_script_leaves_running_when_it_exits_is_kept(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int], exit_code: int
+) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    write(
+        archive,
+        "start.sh",
+        f'#!/bin/sh\nsleep 60 > /dev/null 2>&1 &\necho $! > "{pidfile}"\nexit {exit_code}\n',
+    )
+    if exit_code:
+        with pytest.raises(ScriptError, match="exit code 3"):
+            run(archive, script_log, Script("start.sh", timeout=10))
+    else:
+        run(archive, script_log, Script("start.sh", timeout=10))
+    leftovers.append(read_pid(pidfile))
+    assert alive(leftovers[0])
+
+
+def test_a_daemon_holding_output_is_drained_until_the_deadline_then_cut_off(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int]
+) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    write(
+        archive,
+        "chatty.sh",
+        f'#!/bin/sh\n(while :; do echo tick; sleep 0.05; done) &\necho $! > "{pidfile}"\n',
+    )
+    started = time.monotonic()
+    run(archive, script_log, Script("chatty.sh", timeout=2))
+    leftovers.append(read_pid(pidfile))
+    assert time.monotonic() - started < 1.5
+    assert alive(leftovers[0])  # drained, not killed, while the script's time lasts
+    while alive(leftovers[0]) and time.monotonic() - started < 6:
+        time.sleep(0.05)
+    # At the deadline the pipe is closed: the next write of the daemon ends it (SIGPIPE).
+    assert not alive(leftovers[0])
+    assert time.monotonic() - started >= 2
+
+
+def test_a_process_that_left_the_group_does_not_keep_a_timed_out_script_open(
+    archive: Path, script_log: ScriptLog, tmp_path: Path, leftovers: list[int]
+) -> None:
+    pidfile = tmp_path / "escaped.pid"
+    write(
+        archive,
+        "escape.sh",
+        f'#!/bin/sh\nsetsid sh -c \'echo $$ > "{pidfile}"; while :; do echo x; sleep 0.05; '
+        "done' &\nsleep 60\n",
+    )
+    started = time.monotonic()
+    with pytest.raises(ScriptError, match="failed to complete in 1 seconds"):
+        run(archive, script_log, Script("escape.sh", timeout=1))
+    leftovers.append(read_pid(pidfile))
+    assert (
+        time.monotonic() - started
+        < 1 + FAST.kill_grace_seconds + FAST.output_close_grace_seconds + 1
+    )
+    while alive(leftovers[0]) and time.monotonic() - started < 5:
+        time.sleep(0.05)
+    assert not alive(leftovers[0])  # its pipe was closed; it died writing to it

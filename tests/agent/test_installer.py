@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import tracemalloc
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from opendeploy.agent.installer import (
     InstallResult,
     Instruction,
     Mkdir,
+    Planner,
     install,
     instruction_from_json,
 )
@@ -575,3 +577,178 @@ def test_every_instruction_survives_the_round_trip_through_install_json() -> Non
         "type": "httpd_sys_content_t",
         "range": "s0",
     }
+
+
+# --- nothing is written outside the destinations -------------------------------------------
+
+
+def test_a_link_left_in_a_destination_by_another_group_is_not_installed_through(
+    tmp_path: Path, instructions: Path
+) -> None:
+    # Group A's bundle maps a subdirectory whose link points inside its bundle but, once
+    # installed one level down, outside the destination: that is allowed (links are copied as
+    # they are), but group B's bundle must not write through it.
+    canary = tmp_path / "canary"
+    write(canary / "keep.txt", "keep")
+    dest = tmp_path / "srv" / "app"
+    bundle_a = tmp_path / "a"
+    write(bundle_a / "site" / "index.html")
+    (bundle_a / "site" / "data").symlink_to("../../canary")  # bundle/canary: inside the bundle
+    write(bundle_a / "canary" / "x")
+    install(
+        spec(("site", str(dest))),
+        archive_dir=bundle_a,
+        instructions_dir=instructions,
+        deployment_group_id="group-a",
+    )
+    assert (dest / "data").resolve() == canary.resolve()
+    bundle_b = tmp_path / "b"
+    write(bundle_b / "data" / "evil.txt", "evil")
+    before = sorted(p.name for p in canary.iterdir())
+    with pytest.raises(InstallError) as caught:
+        install(
+            spec(("/", str(dest))),
+            archive_dir=bundle_b,
+            instructions_dir=instructions,
+            deployment_group_id="group-b",
+        )
+    assert caught.value.args[0] == (
+        f"files[0]: {dest}/data is a symbolic link (to ../../canary) below the destination "
+        f"{dest}; installing through it could write outside the destination, so it is "
+        "refused. Remove the link, or name the directory it points to as the destination"
+    )
+    assert sorted(p.name for p in canary.iterdir()) == before
+    assert not (instructions / "group-b-cleanup").exists() or not read_cleanup_file(
+        instructions / "group-b-cleanup"
+    )
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [FileExistsBehavior.OVERWRITE, FileExistsBehavior.RETAIN, FileExistsBehavior.DISALLOW],
+)
+def test_a_link_below_the_destination_is_refused_whatever_the_file_exists_behaviour(
+    tmp_path: Path, instructions: Path, behaviour: FileExistsBehavior
+) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    dest = tmp_path / "dest"
+    (dest / "a").mkdir(parents=True)
+    (dest / "a" / "b").symlink_to(canary)
+    bundle = tmp_path / "bundle"
+    write(bundle / "a" / "b" / "c" / "evil.txt")
+    with pytest.raises(InstallError, match=r"files\[0\]: .*/dest/a/b is a symbolic link"):
+        run(spec(("/", str(dest))), bundle, instructions, behaviour)
+    assert list(canary.iterdir()) == []
+
+
+def test_a_link_as_the_named_destination_or_above_it_is_followed(
+    tmp_path: Path, bundle: Path, instructions: Path
+) -> None:
+    # The destination as the appspec names it is the author's choice, links included (e.g.
+    # /var/www -> /srv/www); the cleanup file records the real paths.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "www").symlink_to(real)
+    run(spec(("config", str(tmp_path / "www" / "conf"))), bundle, instructions)
+    assert (real / "conf" / "app.conf").read_text() == "port=80\n"
+    assert cleanup_lines(instructions) == [str(real / "conf"), str(real / "conf" / "app.conf")]
+    run(spec(("config", str(tmp_path / "www" / "conf"))), bundle, instructions)
+    assert (real / "conf" / "app.conf").read_text() == "port=80\n"
+
+
+def test_a_bundle_cannot_install_over_its_own_cleanup_file(
+    tmp_path: Path, instructions: Path
+) -> None:
+    victim = write(tmp_path / "victim.txt", "precious")
+    bundle = tmp_path / "bundle"
+    write(bundle / f"{DG}-cleanup", f"{victim}\n")
+    first = tmp_path / "first"
+    write(first / "x.txt")
+    run(spec(("x.txt", str(tmp_path / "app"))), first, instructions)
+    with pytest.raises(InstallError, match=r"files\[0\]: installing .* would write into .*"):
+        run(
+            spec((f"{DG}-cleanup", str(instructions))),
+            bundle,
+            instructions,
+            FileExistsBehavior.OVERWRITE,
+        )
+    # The next deployment's cleanup removes what the first installed, and nothing else.
+    run(spec(("x.txt", str(tmp_path / "app"))), first, instructions)
+    assert victim.read_text() == "precious"
+
+
+def test_nothing_is_installed_into_the_protected_deployment_root(
+    tmp_path: Path, instructions: Path
+) -> None:
+    root = tmp_path / "root"
+    bundle = tmp_path / "bundle"
+    write(bundle / "root" / "group" / "d-1" / "deployment-archive" / "evil.sh")
+    with pytest.raises(InstallError, match=rf"would write into {root}, the agent's own"):
+        install(
+            spec(("/", str(tmp_path))),
+            archive_dir=bundle,
+            instructions_dir=instructions,
+            deployment_group_id=DG,
+            protected=(root,),
+        )
+    assert not root.exists()
+
+
+def test_a_link_swapped_in_after_planning_is_not_written_through(
+    tmp_path: Path, bundle: Path, instructions: Path
+) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    dest = tmp_path / "dest"
+    (dest / "lib").mkdir(parents=True)
+
+    def swap(message: str) -> None:
+        if message.startswith("planned"):
+            (dest / "lib").rmdir()
+            (dest / "lib").symlink_to(canary)
+
+    with pytest.raises(InstallError, match=r"its directory .*/dest/lib now resolves to"):
+        install(
+            spec(("app", str(dest))),
+            archive_dir=bundle,
+            instructions_dir=instructions,
+            deployment_group_id=DG,
+            on_progress=swap,
+            file_exists_behavior=FileExistsBehavior.OVERWRITE,
+        )
+    assert list(canary.iterdir()) == []
+
+
+def test_cleanup_does_not_delete_through_a_link_put_in_its_way(
+    tmp_path: Path, bundle: Path, instructions: Path
+) -> None:
+    dest = tmp_path / "dest"
+    run(spec(("app", str(dest))), bundle, instructions)
+    canary = tmp_path / "canary"
+    write(canary / "util.py", "not ours")
+    # Someone replaces an installed directory with a link to a directory holding a same-named
+    # file: replaying the cleanup must not delete it.
+    for name in ("deep/core.py", "deep", "util.py"):
+        path = dest / "lib" / name
+        path.rmdir() if path.is_dir() else path.unlink()
+    (dest / "lib").rmdir()
+    (dest / "lib").symlink_to(canary)
+    run(spec(("config", str(tmp_path / "other"))), bundle, instructions)
+    assert (canary / "util.py").read_text() == "not ours"
+
+
+def test_the_root_directory_as_destination_is_planned(tmp_path: Path) -> None:
+    # Only planned, never run: "/" as the destination (every path is below it).
+    name = f"opendeploy-test-{uuid.uuid4().hex}"
+    bundle = tmp_path / "bundle"
+    write(bundle / "site" / name / "f.txt")
+    planner = Planner(
+        spec(("site", "/")),
+        archive_dir=bundle,
+        file_exists_behavior=FileExistsBehavior.DISALLOW,
+    )
+    assert list(planner.instructions()) == [
+        Mkdir(f"/{name}"),
+        Copy(str(bundle / "site" / name / "f.txt"), f"/{name}/f.txt"),
+    ]

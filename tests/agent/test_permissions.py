@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from opendeploy.agent.permissions import (
     PermissionTarget,
+    _glob,
     acl_entries,
     apply_permissions,
     plan_permissions,
@@ -83,6 +88,30 @@ def test_a_glob_pattern_matches_direct_children_only() -> None:
 def test_only_star_is_special_in_a_glob() -> None:
     assert targets(Permission(object="/srv/app", pattern="index.htm?")) == []
     assert targets(Permission(object="/srv/app", pattern="index.*")) == ["/srv/app/index.html"]
+
+
+def test_a_glob_that_would_backtrack_exponentially_is_matched_at_once() -> None:
+    # As a regular expression, ".*a" twelve times then "b" against 250 "a"s runs for ages: an
+    # appspec pattern must not be able to hang the Install.
+    name = "/srv/app/" + "a" * 250
+    started = time.monotonic()
+    plan = plan_permissions(
+        [Permission(object="/srv/app", pattern="*a" * 12 + "b")],
+        copied_files=(*COPIED, name),
+        created_dirs=CREATED,
+        is_dir=lambda path: False,
+    )
+    assert [target.path for target in plan] == []
+    assert time.monotonic() - started < 1
+
+
+@given(
+    pattern=st.text(alphabet="ab*.", max_size=8),
+    name=st.text(alphabet="ab.", max_size=10),
+)
+def test_a_glob_matches_exactly_as_the_regular_expression_would(pattern: str, name: str) -> None:
+    regex = re.compile("".join(".*" if c == "*" else re.escape(c) for c in pattern), re.DOTALL)
+    assert _glob(pattern).fullmatch(name) == bool(regex.fullmatch(name))
 
 
 def test_except_drops_direct_children_only() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -193,4 +194,81 @@ def test_an_alias_is_left_to_the_python_parser_which_names_it() -> None:
     text = "version: 0.0\nos: linux\nbase: &b x\nother: *b\n"
     assert parse_module._load_yaml_fast(text) == (False, None)
     with pytest.raises(AppSpecError, match=r"line 4, column 8: YAML alias \*b is not allowed"):
+        parse_appspec(text)
+
+
+# -- hostile input: a clear AppSpecError, never a Python exception ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (MINIMAL + "files:\n  - source: a\0b\n", "line 4, column 14: the character U+0000"),
+        (MINIMAL + "x: \x01\n", "line 3, column 4: the character U+0001"),
+        (MINIMAL + "x: \x7f\n", "the character U+007F"),
+        (MINIMAL + "x: \ufffe\n", "the character U+FFFE"),
+        (MINIMAL + "x: " + "9" * 10_000 + "\n", "has 10000 digits"),
+        (MINIMAL + "x: -" + "1_" * 3000 + "1\n", "digits; numbers in an AppSpec"),
+        (MINIMAL + "x: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 64 levels"),
+        (MINIMAL + "x: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "nested more than 64"),
+        (MINIMAL + "x:\n" + "".join(" " * i + "- \n" for i in range(0, 400, 2)), "nested"),
+        (MINIMAL + "x: " + "[" * 2000 + "\n", "nested more than 64 levels"),
+    ],
+    ids=[
+        "nul",
+        "control",
+        "del",
+        "noncharacter",
+        "bigint",
+        "bigint-underscores",
+        "deep-flow-list",
+        "deep-flow-map",
+        "deep-block",
+        "deep-unclosed",
+    ],  # fmt: skip
+)
+def test_hostile_yaml_is_refused_with_a_clear_message(text: str, message: str) -> None:
+    with pytest.raises(AppSpecError, match=re.escape(message)):
+        parse_appspec(text)
+
+
+def test_a_long_quoted_number_is_a_string_not_refused() -> None:
+    text = MINIMAL + f"x: '{'9' * 10_000}'\n"
+    assert parse_appspec(text).os == "linux"
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    depth = opendeploy.appspec.parse.MAX_NESTING - 1  # the top-level mapping is one level
+    assert parse_appspec(MINIMAL + "x: " + "[" * depth + "]" * depth + "\n").os == "linux"
+
+
+def test_an_oversized_appspec_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    limit = opendeploy.appspec.parse.MAX_APPSPEC_BYTES
+    path = tmp_path / "appspec.yml"
+    path.write_text(MINIMAL + "#" * limit)
+    with pytest.raises(
+        AppSpecError, match=rf"appspec.yml: the AppSpec file is {limit + len(MINIMAL)} bytes"
+    ):
+        load_appspec(path)
+    with pytest.raises(AppSpecError, match="over the limit of"):
+        parse_appspec(MINIMAL + "#" * limit)
+    assert opendeploy.appspec.parse.declared_os(path) is None
+
+
+def test_declared_os_survives_hostile_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "appspec.yml"
+    path.write_text("os: windows\nx: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert opendeploy.appspec.parse.declared_os(path) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (MINIMAL + 'files:\n  - source: "a\\0b"\n    destination: /x\n', "files[0].source"),
+        (MINIMAL + 'hooks:\n  BeforeInstall:\n    - location: "a\\0"\n', "hooks.BeforeInstall"),
+        (MINIMAL + '"k\\0": 1\n', "(a key)"),
+    ],
+)
+def test_a_nul_made_by_an_escape_is_refused_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(AppSpecError, match=re.escape(field) + r".* contains a NUL character"):
         parse_appspec(text)

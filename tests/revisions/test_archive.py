@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import io
 import os
+import shutil
 import stat
+import subprocess
+import sys
 import tarfile
 import tracemalloc
 import zipfile
@@ -18,7 +22,7 @@ import pytest
 
 import opendeploy.revisions
 from opendeploy.errors import BundleError, UnsafeArchiveError
-from opendeploy.revisions.archive import ExtractLimits, sha256_file, unpack_bundle
+from opendeploy.revisions.archive import ExtractLimits, remove_tree, sha256_file, unpack_bundle
 
 # --- builders: hostile and friendly bundles, written with the stdlib writers ------------
 
@@ -472,7 +476,7 @@ def test_zip_bomb_ratio_is_refused_and_the_check_can_be_turned_off(layout: Layou
         layout,
         bundle,
         "zip",
-        r"'zeros' expands to \d+ bytes from \d+ compressed.*zip bomb",
+        r"'zeros' expands to \d+ bytes from \d+ bytes of the archive.*zip bomb",
         limits=ExtractLimits(max_compression_ratio=100),
     )
     unpack_bundle(bundle, "zip", layout.dest, limits=ExtractLimits(max_compression_ratio=None))
@@ -485,9 +489,70 @@ def test_gzip_bomb_ratio_is_refused_while_streaming(layout: Layout) -> None:
         layout,
         bundle,
         "tgz",
-        r"'zeros' expands to \d+ bytes from \d+ compressed",
+        r"'zeros' expands to \d+ bytes from \d+ bytes of the archive",
         limits=ExtractLimits(max_compression_ratio=100),
     )
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar to write a sparse member")
+@pytest.mark.parametrize("tar_format", ["gnu", "pax"])
+def test_a_sparse_tar_member_is_held_to_the_ratio_check(layout: Layout, tar_format: str) -> None:
+    # 10 KiB of tar that would write 256 MiB of holes: the bytes read from the archive per
+    # entry are counted for a plain tar too, so it stops after about 10 MiB.
+    source = layout.root / "src"
+    source.mkdir()
+    (source / "appspec.yml").write_text("version: 0.0\nos: linux\n")
+    with open(source / "holes", "wb") as handle:
+        handle.truncate(256 * 1024 * 1024)
+    bundle = layout.root / "sparse.tar"
+    subprocess.run(
+        ["tar", "--sparse", f"--format={tar_format}", "-cf", str(bundle), "-C", str(source),
+         "appspec.yml", "holes"],
+        check=True,
+    )  # fmt: skip
+    assert bundle.stat().st_size < 64 * 1024
+    shutil.rmtree(source)
+    refused(layout, bundle, "tar", r"'holes' expands to \d+ bytes from \d+ bytes of the archive")
+
+
+def test_a_plain_tar_entry_over_a_mib_passes_the_ratio_check(layout: Layout) -> None:
+    payload = os.urandom(3 * 1024 * 1024)
+    bundle, _ = _tar(layout.root, [file("appspec.yml"), file("big.bin", payload)])
+    unpack_bundle(bundle, "tar", layout.dest, limits=ExtractLimits(max_compression_ratio=2))
+    assert (layout.dest / "big.bin").read_bytes() == payload
+
+
+def test_a_tgz_with_a_wrong_gzip_crc_is_refused(layout: Layout) -> None:
+    # Reading stops at the tar end marker; the CRC is in the gzip trailer after it.
+    bundle, _ = _tgz(layout.root, [file("appspec.yml"), file("app.txt", b"hello")])
+    data = bytearray(bundle.read_bytes())
+    data[-8] ^= 0xFF  # the CRC32 of the gzip trailer
+    bundle.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="corrupt.*CRC check failed"):
+        unpack_bundle(bundle, "tgz", layout.dest)
+    layout.assert_clean_failure(bundle)
+
+
+def test_a_tgz_with_a_wrong_gzip_length_is_refused(layout: Layout) -> None:
+    bundle, _ = _tgz(layout.root, [file("appspec.yml")])
+    data = bytearray(bundle.read_bytes())
+    data[-1] ^= 0x01  # ISIZE, the length modulo 2**32
+    bundle.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="corrupt"):
+        unpack_bundle(bundle, "tgz", layout.dest)
+    layout.assert_clean_failure(bundle)
+
+
+def test_bytes_after_the_tar_end_of_a_tgz_count_against_the_size_limit(layout: Layout) -> None:
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w") as tar:
+        info = tarfile.TarInfo("appspec.yml")
+        tar.addfile(info, io.BytesIO(b""))
+    bundle = layout.root / "trail.tgz"
+    bundle.write_bytes(gzip.compress(inner.getvalue() + bytes(4 * 1024 * 1024)))
+    with pytest.raises(UnsafeArchiveError, match="bytes after the end of its tar archive"):
+        unpack_bundle(bundle, "tgz", layout.dest, limits=ExtractLimits(max_total_bytes=1 << 20))
+    layout.assert_clean_failure(bundle)
 
 
 def test_small_compressible_entries_skip_the_ratio_check(layout: Layout) -> None:
@@ -717,3 +782,39 @@ def test_tar_member_data_is_never_read_whole(layout: Layout, kind: str) -> None:
     assert (layout.dest / "big").stat().st_size == size
     assert sha256_file(layout.dest / "big") == sha256_file(source)
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.0f} MB member"
+
+
+def test_a_tree_nested_deeper_than_python_recurses_unpacks_and_is_removed(
+    layout: Layout,
+) -> None:
+    # A revision nested deeper than shutil.rmtree and os.walk can recurse (they need a frame
+    # per level: 1,100 levels, within PATH_MAX, break them at Python's default limit) could be
+    # unpacked but never removed. The recursion limit is lowered to keep the tree small.
+    deep = "d/" * 300 + "leaf.txt"
+    bundle, _ = _tar(layout.root, [file("appspec.yml"), file(deep, b"deep")])
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        unpack_bundle(bundle, "tar", layout.dest)
+        assert (layout.dest / deep).read_bytes() == b"deep"
+        unpack_bundle(bundle, "tar", layout.dest)  # removes the previous unpack first
+        remove_tree(layout.dest)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert not layout.dest.exists()
+
+
+def test_remove_tree_removes_links_without_following_them(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "link").symlink_to(outside)
+    (tree / "a" / "file").write_text("x")
+    (tree / "ro").mkdir()
+    (tree / "ro" / "f").write_text("x")
+    (tree / "ro").chmod(0o555)
+    remove_tree(tree)
+    assert not tree.exists()
+    assert (outside / "keep").read_text() == "keep"

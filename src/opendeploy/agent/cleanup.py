@@ -14,11 +14,19 @@ never listed, so they are never touched.
 
 Memory stays bounded whatever the bundle size: ``run_cleanup`` reads the file backwards in blocks
 instead of loading every line.
+
+Unlike the official agent, links are never followed on the way to a recorded path: the writer
+records each path with its directory resolved (``/srv/www/x`` for ``/var/www/x`` when
+``/var/www`` links to ``/srv/www``), and the replay skips, with a warning, a path whose directory
+no longer resolves to itself -- a symbolic link put there since would otherwise make the next
+deployment delete files elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import shutil
 import stat
@@ -36,6 +44,8 @@ CONTEXT_PREFIX = "semanage\0"
 """Prefix of a cleanup line that names an SELinux file-context rule rather than a path."""
 
 _BLOCK = 64 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 def read_cleanup_file(path: Path) -> list[str]:
@@ -93,10 +103,24 @@ def run_cleanup(path: Path) -> int:
     ``InstallError`` and leaves the cleanup file in place, so the next attempt retries it.
     """
     removed = 0
+    real_dirs: dict[str, str] = {}
     for line in iter_cleanup_lines_reversed(path):
         if line.startswith(CONTEXT_PREFIX):
             _remove_context(line[len(CONTEXT_PREFIX) :])
-        elif _remove_path(line):
+            continue
+        parent = os.path.dirname(line)
+        real = real_dirs.get(parent)
+        if real is None:
+            real = real_dirs[parent] = os.path.realpath(parent)
+        if real != parent:
+            logger.warning(
+                "cleanup: not removing %s: its directory now resolves to %s through a symbolic "
+                "link, which was not there when it was installed",
+                line,
+                real,
+            )
+            continue
+        if _remove_path(line):
             removed += 1
     path.unlink(missing_ok=True)
     return removed
@@ -143,9 +167,11 @@ class CleanupWriter:
     contains a newline cannot be represented in the file's format and is refused.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, real_dirs: dict[str, str] | None = None) -> None:
         self.path = path
         self._handle: BufferedWriter | None = None
+        # Directory -> real path; the installer passes what its plan already resolved.
+        self._real_dirs: dict[str, str] = {} if real_dirs is None else real_dirs
 
     def __enter__(self) -> CleanupWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,8 +188,13 @@ class CleanupWriter:
         self.close()
 
     def record(self, path: str) -> None:
-        """List ``path`` (a file, symlink or directory this deployment created)."""
-        self._write(path)
+        """List ``path`` (a file, symlink or directory this deployment created), its directory
+        resolved to its real path."""
+        parent, name = os.path.split(path)
+        real = self._real_dirs.get(parent)
+        if real is None:
+            real = self._real_dirs[parent] = os.path.realpath(parent)
+        self._write(os.path.join(real, name))
 
     def record_context(self, path: str) -> None:
         """List an SELinux file-context rule added for ``path`` (``semanage\\0<path>``)."""
@@ -176,8 +207,13 @@ class CleanupWriter:
         try:
             handle.flush()
             os.fsync(handle.fileno())
+        except OSError as exc:
+            raise InstallError(
+                f"cannot write the cleanup file {self.path}: {exc.strerror or exc}"
+            ) from exc
         finally:
-            handle.close()
+            with contextlib.suppress(OSError):
+                handle.close()
 
     def _write(self, line: str) -> None:
         if self._handle is None:
@@ -186,5 +222,10 @@ class CleanupWriter:
             raise InstallError(
                 f"cannot record {line!r} in the cleanup file: paths may not contain a newline"
             )
-        self._handle.write(os.fsencode(line) + b"\n")
-        self._handle.flush()
+        try:
+            self._handle.write(os.fsencode(line) + b"\n")
+            self._handle.flush()
+        except OSError as exc:
+            raise InstallError(
+                f"cannot write the cleanup file {self.path}: {exc.strerror or exc}"
+            ) from exc

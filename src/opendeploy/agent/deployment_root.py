@@ -23,7 +23,6 @@ CodeDeploy finds their way and the usual fix ("delete ``…_last_successful_inst
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opendeploy.errors import AgentError
+from opendeploy.revisions.archive import remove_tree
 
 __all__ = ["DeploymentDir", "DeploymentRoot", "check_path_component", "spread_subdirectories"]
 
@@ -248,7 +248,7 @@ def _mtime(path: Path) -> float:
 def _remove(path: Path) -> None:
     try:
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+            remove_tree(path)  # not shutil.rmtree: a revision may nest deeper than it recurses
         else:
             path.unlink(missing_ok=True)
     except OSError as exc:
@@ -272,12 +272,17 @@ def _write_record(path: Path, deployment_dir: Path) -> None:
 
 def _atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise AgentError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, say: name the file
+            raise AgentError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise

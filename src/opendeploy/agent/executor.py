@@ -41,7 +41,7 @@ from opendeploy.agent.installer import install
 from opendeploy.agent.script_log import ScriptLog
 from opendeploy.agent.spec import DeploymentSpec, LocalRevision
 from opendeploy.appspec.model import AppSpec
-from opendeploy.appspec.parse import declared_os, find_appspec, load_appspec, parse_appspec
+from opendeploy.appspec.parse import declared_os, find_appspec, parse_appspec, read_appspec_text
 from opendeploy.appspec.schema import SUPPORTED_OSES, check_host_os
 from opendeploy.domain.lifecycle import (
     LOCAL_DEFAULT_ORDER,
@@ -188,11 +188,13 @@ def execute_event(
         )
     except Exception as exc:
         # As the official agent: whatever goes wrong outside a script is an UnknownError whose
-        # message is the exception's, so the server (or the local CLI) can show it.
+        # message is the exception's, so the server (or the local CLI) can show it. An OS error
+        # without a path (a full disk while writing) says at least where the event was working.
+        message = _describe(exc)
+        if isinstance(exc, OSError) and not exc.filename:
+            message += f" (during {event} in {root.root})"
         return done(
-            EventStatus.FAILED,
-            error_code=LifecycleErrorCode.UNKNOWN_ERROR,
-            message=_describe(exc),
+            EventStatus.FAILED, error_code=LifecycleErrorCode.UNKNOWN_ERROR, message=message
         )
 
 
@@ -253,7 +255,13 @@ def _fetch_bundle(spec: DeploymentSpec, deployment: DeploymentDir, config: Agent
         settings=source_settings(config),
         github_access_token=spec.github_access_token,
     )
-    source.fetch(deployment.bundle)
+    try:
+        source.fetch(deployment.bundle)
+    except OSError as exc:
+        # A full disk while writing the download: say where (the error itself has no path).
+        raise AgentError(
+            f"cannot download the bundle to {deployment.bundle}: {_describe(exc)}"
+        ) from exc
     return deployment.bundle
 
 
@@ -351,6 +359,7 @@ def _install(
         deployment_group_id=spec.deployment_group_id,
         # The appspec's own file_exists_behavior wins over the deployment's, as officially.
         file_exists_behavior=appspec.file_exists_behavior or spec.file_exists_behavior,
+        protected=(root.root,),
     )
     # Written at the end of Install, not of the deployment: the official agent's rule, which
     # makes this revision's ApplicationStop the one the next deployment runs.
@@ -397,13 +406,8 @@ def _load_appspec(archive: Path, spec: DeploymentSpec, config: AgentConfig) -> A
     path = find_appspec(archive, spec.appspec_filename)
     allowed = spec.all_possible_lifecycle_events
     cap = config.hook_event_timeout_cap
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        # load_appspec reads it again and raises with its own wording.
-        appspec = load_appspec(path, max_event_timeout=cap, allowed_events=allowed)
-    else:
-        appspec = _parse_appspec(text, path.name, cap, allowed)
+    text = read_appspec_text(path)
+    appspec = _parse_appspec(text, path.name, cap, allowed)
     check_host_os(appspec.os)
     if allowed is not None:
         missing = [

@@ -14,7 +14,10 @@ Where the official agent hurts users, we do better (each choice is a :class:`Hoo
   deployment until the timeout (the official agent waits the full timeout and then fails with
   OutputsLeftOpen): we wait ``output_close_grace_seconds`` after the script exits, then continue
   with a warning in ``scripts.log`` (``"warn"``) or fail at once (``"fail"``). The leftover process
-  is not killed and its output is drained in the background, so it does not die of SIGPIPE;
+  is not killed; its output is drained in the background until the script's own deadline (start
+  + ``timeout``), when the official agent would give up too, and then the pipes are closed: a
+  daemon that still writes to them gets SIGPIPE/EPIPE then, and the agent does not drain it
+  forever;
 * ``runas`` switches user directly (setuid/setgid/initgroups) instead of ``su <user> -c``, so it
   needs no terminal and no sudo. By default (``login_environment``) the script gets what
   ``su - <user>`` / ``runuser -l <user>`` gives: it runs through the user's login shell
@@ -28,6 +31,18 @@ Where the official agent hurts users, we do better (each choice is a :class:`Hoo
   shell would, instead of failing to spawn;
 * inherited ``BUNDLE_*`` variables of the agent's own environment never leak into a script: the
   revision variables are exactly the ones the caller passes.
+
+What is killed, and when (the official agent: ``kill -TERM -<pgid>`` at the deadline, nothing
+else). Each script runs in a new session and process group, which its children inherit:
+
+* at the deadline, the whole group: SIGTERM, then SIGKILL after ``kill_grace_seconds`` -- the
+  script, everything it forked that stayed in the group, a fork loop included;
+* when an error of ours (or of ``on_output``) interrupts a script: the whole group, SIGKILL;
+* when the script exits, by itself, successfully or not: nothing. What it left running is
+  taken to be on purpose (ApplicationStart starting a daemon is the common case);
+* a process that left the group (``setsid``, a double fork into a new session) is out of
+  reach: the agent does not track it and never kills it. Its hold on the script's output ends
+  at the deadline, as above.
 """
 
 from __future__ import annotations
@@ -188,30 +203,35 @@ def run_scripts(
     """
     if not scripts:
         return
-    script_log.event(event)
     inherited = {k: v for k, v in os.environ.items() if k not in REVISION_VARIABLES}
-    for script in scripts:
-        location = script.location.strip()
-        try:
-            _run_script(
-                script,
-                location,
-                archive_dir=Path(archive_dir),
-                inherited=inherited,
-                deployment_env=env,
-                script_log=script_log,
-                on_output=on_output,
-                settings=settings,
-            )
-        except ScriptError:
-            raise
-        except Exception as exc:
-            raise ScriptError(
-                LifecycleErrorCode.UNKNOWN_ERROR.value,
-                str(exc) or type(exc).__name__,
-                script=location,
-                log_tail=script_log.tail,
-            ) from exc
+    location = ""
+    try:
+        with script_log.batch():
+            script_log.event(event)
+            for script in scripts:
+                location = script.location.strip()
+                _run_script(
+                    script,
+                    location,
+                    archive_dir=Path(archive_dir),
+                    inherited=inherited,
+                    deployment_env=env,
+                    script_log=script_log,
+                    on_output=on_output,
+                    settings=settings,
+                )
+    except ScriptError:
+        raise
+    except Exception as exc:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+        raise ScriptError(
+            LifecycleErrorCode.UNKNOWN_ERROR.value,
+            message,
+            script=location,
+            log_tail=script_log.tail,
+        ) from exc
 
 
 # --- one script ------------------------------------------------------------------------------
@@ -261,12 +281,23 @@ def _run_script(
     failed = f"{subject} run as user {runas} failed" if runas else f"{subject} failed"
 
     script_log.script(location)
-    # As the official agent (File.join): an absolute location is joined under the archive.
-    path = Path(os.path.abspath(os.path.join(archive_dir, location.lstrip("/"))))
-    if not path.exists():
+    path = _script_path(archive_dir, location)
+    if path is None:
+        raise fail(
+            LifecycleErrorCode.SCRIPT_MISSING,
+            f"Script location {location!r} points outside the revision "
+            f"({os.path.realpath(os.path.join(archive_dir, location.lstrip('/')))} is not under "
+            f"{archive_dir}); a hook script must be a file of the bundle",
+        )
+    if not os.path.exists(path):  # False, not an error, for a name too long as well
         raise fail(
             LifecycleErrorCode.SCRIPT_MISSING,
             f"Script does not exist at specified location: {path}",
+        )
+    if path.is_dir():
+        raise fail(
+            LifecycleErrorCode.SCRIPT_FAILED,
+            f"{failed}: {path} is a directory, not a script",
         )
     if not os.access(path, os.X_OK):
         logger.warning("script %s is not executable; setting its execute bits", path)
@@ -282,12 +313,16 @@ def _run_script(
     try:
         proc = _spawn(launch)
     except OSError as exc:
+        # The official wording, with the errno's name where the official agent has Ruby's
+        # exception class (Errno::EACCES).
+        name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        where = f": {exc.filename}" if exc.filename else ""
         raise fail(
             LifecycleErrorCode.SCRIPT_FAILED,
-            f"{failed} with error {type(exc).__name__} with message {exc}",
+            f"{failed} with error {name} with message {exc.strerror or exc}{where}",
         ) from exc
 
-    outcome = _supervise(proc, float(script.timeout), emit, settings)
+    outcome = _supervise(proc, float(script.timeout), emit, settings, script_log.flush)
 
     if outcome.timed_out:
         raise fail(
@@ -317,6 +352,21 @@ def _run_script(
         )
     if returncode:
         raise fail(LifecycleErrorCode.SCRIPT_FAILED, f"{failed} with exit code {returncode}")
+
+
+def _script_path(archive_dir: Path, location: str) -> Path | None:
+    """The script's path under ``archive_dir``; None if it, symlinks resolved, leaves it.
+
+    As the official agent (``File.join``), an absolute location is joined under the archive;
+    unlike it, ``..`` or a link that climbs out is refused, so no file outside the revision is
+    run or made executable.
+    """
+    path = os.path.abspath(os.path.join(archive_dir, location.lstrip("/")))
+    root = os.path.realpath(archive_dir)
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root.rstrip("/") + "/"):
+        return None
+    return Path(path)
 
 
 def _plan(
@@ -464,14 +514,17 @@ def _supervise(
     timeout: float,
     emit: Callable[[str, str, bool], None],
     settings: HookSettings,
+    flush_log: Callable[[], None] = lambda: None,
 ) -> _Outcome:
-    """Stream the output of ``proc`` until it ends, times out, or leaves its output open."""
+    """Stream the output of ``proc`` until it ends, times out, or leaves its output open.
+
+    ``flush_log`` is called after each read of output has been emitted, line by line."""
     deadline = time.monotonic() + timeout
     exited_at: float | None = None
     pump: _OutputPump | None = None
     flush = True
     try:
-        pump = _OutputPump(proc, emit)
+        pump = _OutputPump(proc, emit, flush_log)
         while True:
             now = time.monotonic()
             returncode = proc.poll()
@@ -483,7 +536,7 @@ def _supervise(
                 limit = min(exited_at + settings.output_close_grace_seconds, deadline)
                 if now >= limit:
                     left_open = pump.open_streams
-                    pump.hand_off()
+                    pump.hand_off(until=deadline)
                     return _Outcome(returncode, left_open=left_open)
             elif now >= deadline:
                 _terminate_group(proc, pump, settings)
@@ -523,8 +576,9 @@ def _terminate_group(
     while pump.open_streams and (remaining := drain_end - time.monotonic()) > 0:
         pump.wait(remaining)
     if pump.open_streams:
-        # Held by a process that left the group (setsid); don't let it die of SIGPIPE.
-        pump.hand_off()
+        # Held by a process that left the group (setsid): the deadline has passed, so close
+        # the pipes now, as the official agent does once it gives up.
+        pump.hand_off(until=time.monotonic())
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
@@ -622,7 +676,13 @@ class _LineSplitter:
 class _OutputPump:
     """Reads a process's stdout and stderr as they come, waking up when the process exits."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], emit: Callable[[str, str, bool], None]):
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        emit: Callable[[str, str, bool], None],
+        flush: Callable[[], None] = lambda: None,
+    ):
+        self._flush = flush
         self._selector = selectors.DefaultSelector()
         self._files: dict[int, IO[bytes]] = {}
         for name, file in (("stdout", proc.stdout), ("stderr", proc.stderr)):
@@ -653,6 +713,7 @@ class _OutputPump:
         """Handle output for up to ``timeout`` seconds; return early when the process exits."""
         if self._pidfd is None and not self._exited:
             timeout = min(timeout, _POLL_SECONDS)
+        fed = False
         for key, _events in self._selector.select(max(timeout, 0.0)):
             if key.data is None:
                 self._close_pidfd()
@@ -663,20 +724,30 @@ class _OutputPump:
                 data = os.read(key.fd, _READ_SIZE)
             except BlockingIOError:
                 continue
+            fed = True
             if data:
                 splitter.feed(data)
             else:
                 splitter.finish()
                 self._selector.unregister(key.fd)
                 self._files.pop(key.fd).close()
+        if fed:
+            self._flush()
 
-    def hand_off(self) -> None:
-        """Stop reading the open streams; a daemon thread drains them until their holder ends."""
+    def hand_off(self, *, until: float) -> None:
+        """Stop reading the open streams; a daemon thread drains them until their holder ends
+        or ``until`` (a ``time.monotonic()`` value) passes, then closes them."""
         keys = [self._selector.unregister(fd) for fd in list(self._files)]
         files = [self._files.pop(key.fd) for key in keys]
-        if files:
+        if files and until <= time.monotonic():
+            for file in files:
+                file.close()
+        elif files:
             threading.Thread(
-                target=_discard_until_eof, args=(files,), name="hook-output-drain", daemon=True
+                target=_discard_until_eof,
+                args=(files, until),
+                name="hook-output-drain",
+                daemon=True,
             ).start()
         for key in keys:
             key.data.finish()
@@ -702,17 +773,23 @@ class _OutputPump:
             self._pidfd = None
 
 
-def _discard_until_eof(files: list[IO[bytes]]) -> None:
-    """Read and drop the output of a process a script left behind, so it never gets SIGPIPE."""
+def _discard_until_eof(files: list[IO[bytes]], until: float) -> None:
+    """Read and drop the output of a process a script left behind until it closes it or
+    ``until`` passes; then close what is left (its next write gets SIGPIPE/EPIPE)."""
     with selectors.DefaultSelector() as selector:
         for file in files:
             selector.register(file.fileno(), selectors.EVENT_READ, file)
-        while selector.get_map():
-            for key, _events in selector.select():
-                try:
-                    data = os.read(key.fd, _READ_SIZE)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    selector.unregister(key.fd)
-                    key.data.close()
+        try:
+            while selector.get_map() and (remaining := until - time.monotonic()) > 0:
+                for key, _events in selector.select(remaining):
+                    try:
+                        data = os.read(key.fd, _READ_SIZE)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        selector.unregister(key.fd)
+                        key.data.close()
+        finally:
+            for key in list(selector.get_map().values()):
+                selector.unregister(key.fd)
+                key.data.close()

@@ -20,6 +20,14 @@ Differences from the official agent, deliberate: a missing source, a source outs
 relative destination and a bundle entry that is neither file, directory nor symlink fail while
 planning with a message naming ``files[i]``; a dangling symlink at a destination counts as an
 existing file; under OVERWRITE an existing directory is never replaced by a file.
+
+Nothing is written outside the destinations. A ``files`` destination is taken as the appspec
+names it (links in it and above it are the host's business), but below it no symbolic link is
+followed: a link placed there earlier -- by another deployment group's bundle, say -- would let
+this bundle write anywhere, so installing through it is refused while planning, and checked
+again for each directory before writing (a link swapped in meanwhile is refused too). Files are
+created with ``O_EXCL | O_NOFOLLOW``. The agent's own directories (``protected``: the deployment
+root, with the cleanup files whose paths the next deployment deletes) are never written to.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,8 +152,10 @@ def _copy_file(source: str, destination: str, *, chown: bool) -> None:
         before = os.fstat(infd)
         if not stat.S_ISREG(before.st_mode):
             raise InstallError(f"cannot copy {source} to {destination}: not a regular file")
-        # As open(destination, "wb") in shutil.copyfile.
-        outfd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        # As open(destination, "wb") in shutil.copyfile, but the destination was removed (or was
+        # absent) at the plan's check: never follow or truncate what appeared there since.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        outfd = os.open(destination, flags, 0o666)
         try:
             _copy_data(infd, outfd, before.st_size)
             # Read after the copy, as copystat does: reading may have moved the source's atime.
@@ -208,7 +218,12 @@ class Planner:
     """
 
     def __init__(
-        self, appspec: AppSpec, *, archive_dir: Path, file_exists_behavior: FileExistsBehavior
+        self,
+        appspec: AppSpec,
+        *,
+        archive_dir: Path,
+        file_exists_behavior: FileExistsBehavior,
+        protected: Sequence[Path] = (),
     ) -> None:
         self.appspec = appspec
         self.archive_dir = os.path.normpath(os.path.abspath(archive_dir))
@@ -217,6 +232,10 @@ class Planner:
         self.mkdir_targets: dict[str, None] = {}  # an ordered set
         self.files_skipped = 0
         self.permission_targets = 0
+        #: Every directory an instruction writes in -> its real path when planned.
+        self.real_dirs: dict[str, str] = {}
+        self._roots: dict[int, str] = {}  # files[] index -> its destination
+        self._protected = tuple(os.path.realpath(path) for path in protected)
 
     def instructions(self) -> Iterator[Instruction]:
         """Yield copies and mkdirs for ``files`` in order, then the ``permissions`` steps."""
@@ -302,6 +321,8 @@ class Planner:
                 )
 
     def _mkdir_unless_dir(self, index: int, directory: str) -> Iterator[Instruction]:
+        if os.path.islink(directory):
+            raise self._through_link(index, directory)
         if os.path.isdir(directory):
             return  # an existing directory is reused, and never recorded for cleanup
         if os.path.lexists(directory):
@@ -318,6 +339,7 @@ class Planner:
             )
         if directory in self.mkdir_targets:
             return
+        self._confine(index, directory)
         self.mkdir_targets[directory] = None
         yield Mkdir(directory)
 
@@ -329,6 +351,7 @@ class Planner:
                 f"files[{index}].source: {source} is not a regular file, directory or symlink; "
                 "only those can be installed"
             )
+        self._confine(index, destination)
         if os.path.lexists(destination):
             if self.behaviour is FileExistsBehavior.DISALLOW:
                 raise InstallError(_exists_message(destination))
@@ -357,6 +380,65 @@ class Planner:
         self.copy_targets[destination] = index
         yield Copy(source, destination)
 
+    def _confine(self, index: int, path: str) -> None:
+        """Refuse ``path`` if a link below its files[] destination leads it elsewhere, or if it
+        lands in one of the agent's own directories; remember its directory's real path."""
+        if "\n" in path:
+            raise InstallError(
+                f"files[{index}]: {path!r} contains a newline, which the cleanup file (one path "
+                "per line) cannot record; rename it in the bundle"
+            )
+        parent = os.path.dirname(path)
+        real_parent = self.real_dirs.get(parent)
+        if real_parent is None:
+            real_parent = self._real_dir(index, parent)
+        real = os.path.join(real_parent, os.path.basename(path))
+        for protected in self._protected:
+            if real == protected or real.startswith(protected.rstrip("/") + "/"):
+                raise InstallError(
+                    f"files[{index}]: installing {path} would write into {protected}, the agent's "
+                    "own deployment root (its cleanup files decide what the next deployment "
+                    "deletes); choose a destination outside it"
+                )
+
+    def _real_dir(self, index: int, directory: str) -> str:
+        """The real path of ``directory``, refusing a link below the files[] destination.
+
+        At or above the destination the operating system resolves it; below, each component
+        must be a real directory or not exist yet, so its real path is its parent's plus its
+        name: one lstat per new directory, not a realpath.
+        """
+        root = self._roots.get(index)
+        if root is None:
+            root = self._roots[index] = self._destination(index)
+        below = root.rstrip("/") + "/"
+        missing: list[str] = []
+        current = directory
+        while current not in self.real_dirs:
+            if current == root or not current.startswith(below):
+                self.real_dirs[current] = os.path.realpath(current)
+                break
+            missing.append(current)
+            current = os.path.dirname(current)
+        for component in reversed(missing):
+            if os.path.islink(component):
+                raise self._through_link(index, component)
+            parent, name = os.path.split(component)
+            self.real_dirs[component] = os.path.join(self.real_dirs[parent], name)
+        return self.real_dirs[directory]
+
+    def _through_link(self, index: int, link: str) -> InstallError:
+        try:
+            target = os.readlink(link)
+        except OSError:
+            target = "?"
+        return InstallError(
+            f"files[{index}]: {link} is a symbolic link (to {target}) below the destination "
+            f"{self._destination(index)}; installing through it could write outside the "
+            "destination, so it is refused. Remove the link, or name the directory it points to "
+            "as the destination"
+        )
+
     def _copy_source(self, destination: str) -> str:
         """The bundle path that ``destination`` is copied from, rebuilt from its files[] entry."""
         index = self.copy_targets[destination]
@@ -374,10 +456,13 @@ def install(
     deployment_group_id: str,
     file_exists_behavior: FileExistsBehavior = FileExistsBehavior.DISALLOW,
     on_progress: Callable[[str], None] | None = None,
+    protected: Sequence[Path] = (),
 ) -> InstallResult:
     """Run the Install event for ``appspec`` from the bundle unpacked at ``archive_dir``.
 
     ``file_exists_behavior`` is the deployment's setting; the appspec's own, when present, wins.
+    Nothing is installed into ``protected`` (the agent's deployment root) nor into
+    ``instructions_dir``, which are always protected.
     Raises ``InstallError`` or ``PermissionsError``; what was created before a failure stays
     recorded in the cleanup file, so the next deployment of the group removes it.
     """
@@ -391,14 +476,22 @@ def install(
         removed = run_cleanup(cleanup_path)
         progress(f"removed {removed} paths left by the previous deployment")
 
-    planner = Planner(appspec, archive_dir=archive_dir, file_exists_behavior=behaviour)
+    planner = Planner(
+        appspec,
+        archive_dir=archive_dir,
+        file_exists_behavior=behaviour,
+        protected=(instructions_dir, *protected),
+    )
     count = _write_instructions(install_path, planner.instructions())
     progress(f"planned {count} instructions in {install_path}")
 
     copied = created = 0
     overwrite = behaviour is FileExistsBehavior.OVERWRITE
-    with CleanupWriter(cleanup_path) as cleanup:
+    rechecked: set[str] = set()
+    with CleanupWriter(cleanup_path, real_dirs=planner.real_dirs) as cleanup:
         for instruction in read_instructions(install_path):
+            if isinstance(instruction, Copy | Mkdir):
+                _recheck(planner, instruction, rechecked)
             if isinstance(instruction, Copy):
                 instruction.execute(cleanup, overwrite=overwrite)
                 copied += 1
@@ -420,6 +513,33 @@ def install(
         f"{result.files_skipped} existing files kept, permissions on {result.permissions_applied}"
     )
     return result
+
+
+def _recheck(planner: Planner, instruction: Copy | Mkdir, rechecked: set[str]) -> None:
+    """Before the first write in a directory, check it still resolves where it did when the
+    install was planned: a link swapped in since then is not written through."""
+    path = instruction.destination if isinstance(instruction, Copy) else instruction.directory
+    parent = os.path.dirname(path)
+    if parent in rechecked:
+        return
+    expected = planner.real_dirs.get(parent)
+    grand, name = os.path.split(parent)
+    if (
+        expected is not None
+        and grand in rechecked
+        and expected == os.path.join(planner.real_dirs[grand], name)
+    ):
+        # Its parent was checked just before: it is enough that it is no link itself.
+        real = expected if not os.path.islink(parent) else os.path.realpath(parent)
+    else:
+        real = os.path.realpath(parent)
+    if expected is None or real != expected:
+        raise InstallError(
+            f"cannot install {path}: its directory {parent} now resolves to {real}, not "
+            f"{expected} as when the install was planned; a symbolic link was put in the way, "
+            "and nothing is written through it"
+        )
+    rechecked.add(parent)
 
 
 def read_instructions(path: Path) -> Iterator[Instruction]:
@@ -467,6 +587,8 @@ def _write_instructions(path: Path, instructions: Iterator[Instruction]) -> int:
                 count += 1
             handle.write("]}\n")
         os.replace(partial, path)
+    except OSError as exc:
+        raise InstallError(f"cannot write the install plan {path}: {exc.strerror or exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
     return count

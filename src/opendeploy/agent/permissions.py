@@ -31,7 +31,6 @@ import grp
 import json
 import os
 import pwd
-import re
 import shutil
 import stat
 import subprocess
@@ -412,10 +411,39 @@ def _require_selinux(obj: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _glob(pattern: str) -> re.Pattern[str]:
+class _Glob:
     """The official agent's simple glob: ``*`` matches any run of characters, nothing else is
-    special."""
-    return re.compile("".join(".*" if c == "*" else re.escape(c) for c in pattern), re.DOTALL)
+    special.
+
+    Matched without a regular expression: ``.*a.*a.*a…b`` backtracks exponentially, so an
+    appspec pattern such as ``*a*a*a*a*a*a*a*a*b`` and a long file name would hang the
+    Install. Here the literal pieces are found left to right (the leftmost place each fits
+    is always as good as any later one), in time linear in the name per piece.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pieces = pattern.split("*")
+
+    def fullmatch(self, text: str) -> bool:
+        pieces = self.pieces
+        if len(pieces) == 1:
+            return text == pieces[0]
+        first, *middle, last = pieces
+        if len(text) < len(first) + len(last):
+            return False
+        if not (text.startswith(first) and text.endswith(last)):
+            return False
+        position, end = len(first), len(text) - len(last)
+        for piece in middle:
+            found = text.find(piece, position, end)
+            if found < 0:
+                return False
+            position = found + len(piece)
+        return True
+
+
+def _glob(pattern: str) -> _Glob:
+    return _Glob(pattern)
 
 
 def _normalise(path: str) -> str:

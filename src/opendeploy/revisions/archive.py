@@ -28,7 +28,6 @@ import gzip
 import hashlib
 import os
 import secrets
-import shutil
 import stat
 import struct
 import tarfile
@@ -42,7 +41,14 @@ from typing import IO, Literal
 
 from opendeploy.errors import BundleError, UnsafeArchiveError
 
-__all__ = ["BUNDLE_TYPES", "ExtractLimits", "normalize_bundle_type", "sha256_file", "unpack_bundle"]
+__all__ = [
+    "BUNDLE_TYPES",
+    "ExtractLimits",
+    "normalize_bundle_type",
+    "remove_tree",
+    "sha256_file",
+    "unpack_bundle",
+]
 
 #: The bundle types CodeDeploy accepts, in the order codedeploy-local lists them.
 BUNDLE_TYPES: tuple[str, ...] = ("tgz", "tar", "zip", "directory")
@@ -140,7 +146,10 @@ def unpack_bundle(
             os.rename(staging / top if top else staging, dest)
             writer.apply_dir_metadata(dest, top)
         except OSError as exc:
-            raise BundleError(f"cannot unpack bundle {bundle} into {dest}: {exc}") from exc
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise BundleError(
+                f"cannot unpack bundle {bundle} into {dest}: {exc.strerror or exc}{where}"
+            ) from exc
     except BaseException:
         # Leave nothing half-written: neither dest nor the staging directory.
         with contextlib.suppress(OSError):
@@ -373,8 +382,9 @@ class _Writer:
         if size > limit * max(compressed, 1):
             raise self.refuse(
                 name,
-                f"expands to {size} bytes from {compressed} compressed, a ratio over "
-                f"{limit:g} (ExtractLimits.max_compression_ratio); this looks like a zip bomb",
+                f"expands to {size} bytes from {compressed} bytes of the archive, a ratio over "
+                f"{limit:g} (ExtractLimits.max_compression_ratio); this looks like a zip bomb "
+                "(or a sparse-file bomb in a tar)",
             )
 
 
@@ -566,8 +576,15 @@ def _unpack_tar(bundle: Path, writer: _Writer, *, compressed: bool) -> None:
                     stack.callback(stream.close)
                 # "r|": one forward pass, one member at a time, nothing read twice or seeked.
                 tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
+                # The ratio check counts the archive bytes read for each entry: for a tgz the
+                # compressed bytes, for a tar its own bytes (as the tar reader consumes them,
+                # not as the file is read ahead), so a GNU sparse member that writes gigabytes
+                # of holes from a few KiB is stopped like a zip bomb.
+                position = raw.tell if compressed else tar.fileobj.tell
                 for member in _members(tar):
-                    _tar_entry(tar, member, writer, raw.tell if compressed else None)
+                    _tar_entry(tar, member, writer, position)
+                if isinstance(stream, gzip.GzipFile):
+                    _drain_gzip(stream, writer)
         except tarfile.ReadError as exc:
             raise BundleError(
                 f"bundle {bundle} is not {what} or is corrupt (declared type {declared}): {exc}"
@@ -576,6 +593,21 @@ def _unpack_tar(bundle: Path, writer: _Writer, *, compressed: bool) -> None:
             raise BundleError(
                 f"bundle {bundle} is corrupt (declared type {declared}): {exc}"
             ) from exc
+
+
+def _drain_gzip(stream: gzip.GzipFile, writer: _Writer) -> None:
+    """Read a tgz to its end, past the tar end marker, so gzip checks its CRC and length (as
+    ``tar -xzf`` does through gzip): a corrupted tgz must not deploy. What follows the marker
+    counts against the size limit."""
+    trailing = 0
+    while chunk := stream.read(_CHUNK):
+        trailing += len(chunk)
+        if writer.total_bytes + trailing > writer.limits.max_total_bytes:
+            raise UnsafeArchiveError(
+                f"bundle {writer.bundle} holds {trailing} bytes after the end of its tar archive, "
+                f"over the limit of {writer.limits.max_total_bytes} bytes "
+                "(ExtractLimits.max_total_bytes)"
+            )
 
 
 _TAR_SPECIAL = {
@@ -745,13 +777,36 @@ def _remove(path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         path.unlink()
         return
-    try:
-        shutil.rmtree(path)
-    except PermissionError:
-        os.chmod(path, 0o700)
-        for current, dirs, _files in os.walk(path):
-            for d in dirs:
-                sub = os.path.join(current, d)
-                if not os.path.islink(sub):
-                    os.chmod(sub, 0o700)
-        shutil.rmtree(path)
+    remove_tree(path)
+
+
+def remove_tree(path: Path | str) -> None:
+    """``rm -rf`` a directory without recursion, so no depth of nesting can stop it.
+
+    ``shutil.rmtree`` (and ``os.walk``) recurse once per level before Python 3.12: a bundle
+    nested 1,500 levels deep (3,000 characters, well within PATH_MAX) unpacks fine, and then
+    could never be removed -- RecursionError -- breaking every later deployment of its group.
+    Links are removed, never followed. A directory that refuses a listing or a removal (a
+    read-only one, for an agent that is not root) is made writable and tried again.
+    """
+    stack: list[tuple[str, bool]] = [(os.fspath(path), False)]
+    while stack:
+        directory, emptied = stack.pop()
+        if emptied:
+            os.rmdir(directory)
+            continue
+        stack.append((directory, True))
+        try:
+            entries = list(os.scandir(directory))
+        except PermissionError:
+            os.chmod(directory, 0o700)
+            entries = list(os.scandir(directory))
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, False))
+                continue
+            try:
+                os.unlink(entry.path)
+            except PermissionError:
+                os.chmod(directory, 0o700)
+                os.unlink(entry.path)
