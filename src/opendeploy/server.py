@@ -65,6 +65,8 @@ from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
 from opendeploy.blocking import POOL_SIZE
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
+from opendeploy.engine.effectors.haproxy import HAProxyTrafficController
+from opendeploy.engine.effectors.load_balancers import declared
 from opendeploy.engine.effectors.runner import EffectorRunner
 from opendeploy.engine.effectors.traffic import (
     NoTrafficController,
@@ -310,6 +312,8 @@ def create_server(
     try:
         credentials = bootstrap_credentials(store, settings)
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
+        if traffic is None and settings.load_balancers_file is not None:
+            traffic = HAProxyTrafficController(declared(settings.load_balancers_file))
         traffic_effector = TrafficEffector(traffic or NoTrafficController())
         effectors = EffectorRunner(
             ServerSteps(store),

@@ -53,6 +53,9 @@ class ServerSettings:
     #: termination wait (``terminationWaitTimeInMinutes``). 60 is AWS's; a smaller value runs
     #: those waits in seconds, for tests, demos and benchmarks (the API still shows minutes).
     minute_seconds: float = 60.0
+    #: The load balancers behind deployment groups' target group names (see
+    #: ``engine.effectors.load_balancers``); None: traffic steps change nothing.
+    load_balancers_file: Path | None = None
 
     @property
     def minute(self) -> timedelta:

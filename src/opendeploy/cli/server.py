@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from click.decorators import FC
 
+from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
 
@@ -139,6 +140,17 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     ),
 )
 @click.option(
+    "--load-balancers",
+    "load_balancers",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "YAML file declaring the target groups deployment groups may name (each an HAProxy "
+        "backend driven through its runtime API socket): BlockTraffic drains an instance's "
+        "server there and AllowTraffic readies it. Without it, traffic steps change nothing."
+    ),
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -162,6 +174,7 @@ def server(
     event_start_timeout: float,
     poll_timeout: float,
     minute_seconds: float,
+    load_balancers: Path | None,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -197,8 +210,12 @@ def server(
         event_start_timeout_seconds=event_start_timeout,
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
+        load_balancers_file=load_balancers,
     )
-    built = server_module.create_server(settings)
+    try:
+        built = server_module.create_server(settings)
+    except LoadBalancerDeclarationError as e:
+        raise click.UsageError(f"--load-balancers: {e}") from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")

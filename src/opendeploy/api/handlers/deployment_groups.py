@@ -21,7 +21,8 @@ from typing import Any
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
 from opendeploy.domain.configs import DEFAULT_CONFIG_BY_PLATFORM, PREDEFINED, ComputePlatform
-from opendeploy.domain.records import DeploymentStyle
+from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
+from opendeploy.engine.effectors.load_balancers import declared as declared_load_balancers
 from opendeploy.engine.targets import TagFilter
 from opendeploy.errors import ServiceError
 from opendeploy.service_errors import (
@@ -35,6 +36,7 @@ from opendeploy.service_errors import (
     InvalidEC2TagCombinationError,
     InvalidEC2TagError,
     InvalidECSServiceError,
+    InvalidLoadBalancerInfoError,
     InvalidOnPremisesTagCombinationError,
     InvalidTagError,
     RoleRequiredError,
@@ -192,6 +194,7 @@ def settings_from(
         raise InvalidDeploymentStyleError(
             f"deploymentStyle: {style!r} is not a valid style"
         ) from None
+    _check_target_groups(ctx, params.get("loadBalancerInfo"))
     if params.get("deploymentConfigName") is not None:
         config_exists(ctx, params["deploymentConfigName"], str(platform))
     out = {column: params[member] for member, column in _PLAIN.items() if member in params}
@@ -350,3 +353,25 @@ HANDLERS: dict[str, Handler] = {
     "UpdateDeploymentGroup": update_deployment_group,
     "DeleteDeploymentGroup": delete_deployment_group,
 }
+
+
+def _check_target_groups(ctx: RequestContext, raw: Any) -> None:
+    """Target group names must be declared when the server declares its load balancers
+    (``--load-balancers``); InvalidLoadBalancerInfoException names the unknown and the known."""
+    path = ctx.settings.load_balancers_file
+    if raw is None or path is None:
+        return
+    info = LoadBalancerInfo.from_wire(raw)
+    declared = declared_load_balancers(path)
+    unknown = declared.unknown(list(info.target_groups))
+    if unknown:
+        known = ", ".join(sorted(declared.target_groups)) or "none"
+        raise InvalidLoadBalancerInfoError(
+            f"Target group {', '.join(unknown)} is not declared on this server "
+            f"(--load-balancers {path}); declared target groups: {known}."
+        )
+    if info.elb_names:
+        raise InvalidLoadBalancerInfoError(
+            f"Classic load balancer {', '.join(info.elb_names)}: this server drives target "
+            "groups only; name them in targetGroupInfoList."
+        )

@@ -1,0 +1,137 @@
+"""Which real load balancer each target group name stands for: the server's declaration.
+
+A deployment group names target groups exactly as with AWS (``loadBalancerInfo.
+targetGroupInfoList[].name``); ``opendeploy server --load-balancers FILE`` says what each name
+is on this site. The file is YAML (or JSON)::
+
+    target_groups:
+      web:                              # the name groups use in targetGroupInfoList
+        haproxy:
+          socket: /run/haproxy/admin.sock   # HAProxy's runtime API ("stats socket … level admin")
+          backend: be_web                   # the backend the instances are servers of
+        servers:                            # instance name -> server name in that backend
+          web-1: web1                       # (an instance not listed is the server of its name)
+        drain_timeout_seconds: 30           # BlockTraffic: at most this long for in-flight requests
+        healthy_timeout_seconds: 300        # AllowTraffic: at most this long for the health check
+
+A group that names a target group the file does not declare is refused when it is created or
+updated, with the names that exist. Without a file, names are not checked and the traffic steps
+leave traffic alone (and say so in their diagnostics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from opendeploy.errors import OpenDeployError
+
+#: AWS's default deregistration delay for a target group is 300 s; ours is shorter because a
+#: deployment waits through it for every batch.
+DEFAULT_DRAIN_TIMEOUT_SECONDS = 30.0
+#: AWS waits up to an hour for a registered instance to turn healthy.
+DEFAULT_HEALTHY_TIMEOUT_SECONDS = 3600.0
+
+
+class LoadBalancerDeclarationError(OpenDeployError, ValueError):
+    """The load balancer declaration file is unreadable or breaks a rule (says where)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HAProxyPool:
+    """A backend of an HAProxy, driven through its runtime API socket."""
+
+    socket: Path
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetGroup:
+    """One declared target group: its pool, and how each instance is named in it."""
+
+    name: str
+    haproxy: HAProxyPool
+    servers: Mapping[str, str] = field(default_factory=dict)
+    drain_timeout_seconds: float = DEFAULT_DRAIN_TIMEOUT_SECONDS
+    healthy_timeout_seconds: float = DEFAULT_HEALTHY_TIMEOUT_SECONDS
+
+    def server_of(self, instance: str) -> str:
+        """The instance's server name in the pool."""
+        return self.servers.get(instance, instance)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancerDeclarations:
+    """Every declared target group by name."""
+
+    target_groups: Mapping[str, TargetGroup]
+
+    def unknown(self, names: list[str]) -> list[str]:
+        """Those of ``names`` that are not declared."""
+        return [n for n in names if n not in self.target_groups]
+
+    @classmethod
+    def load(cls, path: Path) -> LoadBalancerDeclarations:
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise LoadBalancerDeclarationError(f"{path}: cannot read it: {e}") from None
+        return cls.parse(raw, where=str(path))
+
+    @classmethod
+    def parse(cls, raw: Any, *, where: str = "load balancers") -> LoadBalancerDeclarations:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("target_groups"), Mapping):
+            raise LoadBalancerDeclarationError(f"{where}: expected a 'target_groups' mapping")
+        groups: dict[str, TargetGroup] = {}
+        for name, spec in raw["target_groups"].items():
+            at = f"{where}: target_groups.{name}"
+            if not isinstance(spec, Mapping):
+                raise LoadBalancerDeclarationError(f"{at}: expected a mapping")
+            ha = spec.get("haproxy")
+            if not isinstance(ha, Mapping) or not ha.get("socket") or not ha.get("backend"):
+                raise LoadBalancerDeclarationError(
+                    f"{at}: expected 'haproxy' with 'socket' and 'backend'"
+                )
+            servers = spec.get("servers") or {}
+            if not isinstance(servers, Mapping):
+                raise LoadBalancerDeclarationError(f"{at}.servers: expected a mapping")
+            groups[str(name)] = TargetGroup(
+                name=str(name),
+                haproxy=HAProxyPool(Path(str(ha["socket"])), str(ha["backend"])),
+                servers={str(k): str(v) for k, v in servers.items()},
+                drain_timeout_seconds=_seconds(spec, "drain_timeout_seconds", at),
+                healthy_timeout_seconds=_seconds(spec, "healthy_timeout_seconds", at),
+            )
+        return cls(groups)
+
+
+def _seconds(spec: Mapping[str, Any], key: str, at: str) -> float:
+    default = {
+        "drain_timeout_seconds": DEFAULT_DRAIN_TIMEOUT_SECONDS,
+        "healthy_timeout_seconds": DEFAULT_HEALTHY_TIMEOUT_SECONDS,
+    }[key]
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise LoadBalancerDeclarationError(f"{at}.{key}: {value!r} is not a positive number")
+    return float(value)
+
+
+_CACHE: dict[Path, tuple[float, LoadBalancerDeclarations]] = {}
+
+
+def declared(path: Path) -> LoadBalancerDeclarations:
+    """The declarations in ``path``, read again only when the file changed."""
+    try:
+        mtime = path.stat().st_mtime
+    except OSError as e:
+        raise LoadBalancerDeclarationError(f"{path}: cannot read it: {e.strerror}") from None
+    cached = _CACHE.get(path)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    loaded = LoadBalancerDeclarations.load(path)
+    _CACHE[path] = (mtime, loaded)
+    return loaded
