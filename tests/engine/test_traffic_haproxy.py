@@ -23,7 +23,6 @@ from tests.engine._haproxy import Backend, HAProxy, LoadGenerator, running_hapro
 from tests.engine.agent_sim import S3_V1, Cluster, ScriptedAgent, running_cluster, settings_for
 from tests.engine.test_effectors import LB_AGENT_EVENTS
 
-
 #: How long a host's Install takes: its application is down from ApplicationStop to
 #: ApplicationStart, long enough for requests sent to it to fail if it were still in rotation.
 INSTALL_SECONDS = 0.3
