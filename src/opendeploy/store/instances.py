@@ -151,15 +151,18 @@ class OnPremisesInstances(Repository):
         *,
         registration_status: str | None,
         tag_predicate: Callable[[Mapping[str, str]], bool] | None,
-        offset: int,
+        after: str | None,
         limit: int,
     ) -> tuple[list[str], bool]:
-        """One page of names (name order) by status ("Registered"/"Deregistered") and tags.
+        """One page of names (name order, after ``after``) by status ("Registered" or
+        "Deregistered") and tags.
 
         ``tag_predicate`` (e.g. tag filters from ``engine.targets``) keeps the instances whose
         tags it accepts.
         """
         query = select(_T.c.name).order_by(_T.c.name)
+        if after is not None:
+            query = query.where(_T.c.name > after)
         if registration_status == "Registered":
             query = query.where(_T.c.deregister_time.is_(None))
         elif registration_status == "Deregistered":
@@ -169,8 +172,7 @@ class OnPremisesInstances(Repository):
             if tag_predicate is not None:
                 tags = _tags_of(conn, names)
                 names = [n for n in names if tag_predicate(tags[n])]
-        page = names[offset : offset + limit + 1]
-        return page[:limit], len(page) > limit
+        return names[:limit], len(names) > limit
 
     def registered_with_tags(self) -> list[tuple[str, str, dict[str, str]]]:
         """Every registered instance as (name, arn, tags): the fleet that targeting looks at."""

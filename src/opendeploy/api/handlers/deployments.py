@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
-from opendeploy.api.handlers.deployment_groups import config_exists, group_name
+from opendeploy.api.handlers.deployment_groups import config_exists, default_style, group_name
 from opendeploy.api.handlers.revisions import check_description, check_revision
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES, DeploymentStatus
@@ -118,7 +118,7 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         "autoRollbackConfiguration": row["auto_rollback_configuration"],
         "updateOutdatedInstancesOnly": bool(row["update_outdated_instances_only"]),
         "rollbackInfo": row["rollback_info"],
-        "deploymentStyle": row["deployment_style"],
+        "deploymentStyle": row["deployment_style"] or default_style(row["compute_platform"]),
         "targetInstances": row["target_instances"],
         "instanceTerminationWaitTimeStarted": bool(row["instance_termination_wait_time_started"]),
         "blueGreenDeploymentConfiguration": row["blue_green_deployment_configuration"],
@@ -148,6 +148,8 @@ def _check_auto_rollback(config: Any) -> None:
 
 def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     app_name = c.app_name(params.get("applicationName"))
+    # As AWS: a missing application is reported before a missing or invalid group name.
+    app = ctx.store.applications.require(app_name)
     if params.get("deploymentGroupName") is None:
         raise DeploymentGroupNameRequiredError("The deployment group name was not specified.")
     name = group_name(params["deploymentGroupName"])
@@ -158,7 +160,6 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
             f"fileExistsBehavior: {behavior!r} is not one of DISALLOW, OVERWRITE, RETAIN"
         )
     _check_auto_rollback(params.get("autoRollbackConfiguration"))
-    app = ctx.store.applications.require(app_name)
     group = ctx.store.deployment_groups.get(app["application_id"], name)
     if group is None:
         raise group_does_not_exist(app_name, name)
@@ -250,7 +251,7 @@ def list_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
     start, end = _time(time_range.get("start")), _time(time_range.get("end"))
     if start and end and start > end:
         raise InvalidTimeRangeError("createTimeRange: start is after end")
-    offset = c.decode_token(params.get("nextToken"))
+    after = c.decode_token(params.get("nextToken"))
     ids, more = ctx.store.deployments.list_ids(
         application_id=application_id,
         deployment_group_name=group_param,
@@ -258,10 +259,10 @@ def list_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
         created_after=start,
         created_before=end,
         external_id=params.get("externalId"),
-        offset=offset,
+        after=after,
         limit=PAGE_SIZE,
     )
-    return {"deployments": ids, "nextToken": c.page(ids, more, offset)}
+    return {"deployments": ids, "nextToken": c.page(ids, more)}
 
 
 def stop_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
