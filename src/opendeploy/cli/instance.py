@@ -134,12 +134,18 @@ def write_agent_files(
 
 
 def _parse_tags(values: tuple[str, ...]) -> list[dict[str, str]]:
+    """``--tags role=web,env=test --tags tier=1`` as [{Key, Value}]: commas separate tags when
+    every part is KEY=VALUE (else the comma belongs to the value: ``note=a,b``)."""
     tags = []
     for value in values:
-        key, sep, tag_value = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--tags")
-        tags.append({"Key": key, "Value": tag_value})
+        parts = value.split(",")
+        if len(parts) > 1 and not all("=" in p and not p.startswith("=") for p in parts):
+            parts = [value]
+        for part in parts:
+            key, sep, tag_value = part.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{part!r} is not KEY=VALUE", param_hint="--tags")
+            tags.append({"Key": key, "Value": tag_value})
     return tags
 
 
@@ -188,7 +194,11 @@ def instance() -> None:
 @instance.command("register")
 @click.argument("name")
 @click.option(
-    "--tags", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the instance (repeatable)."
+    "--tags",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE[,KEY=VALUE…]",
+    help="Tag the instance: role=web,env=test (repeatable).",
 )
 @click.option(
     "--output-dir",
