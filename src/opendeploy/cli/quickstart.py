@@ -175,7 +175,8 @@ def _what_next(directory: Path, data_dir: Path, port: int, ids: dict[str, str]) 
             f"  the key pair in {data_dir}/credentials; `--keep` leaves this run's server up).",
             "  then, in another shell:",
             f"    export {env}",
-            f"    opendeploy list-deployments --application-name {APPLICATION}",
+            f"    opendeploy list-deployments --application-name {APPLICATION} "
+            f"--deployment-group-name {GROUP}",
             f"    opendeploy watch {ids.get('broken', 'd-…')}      # the summary of the failure",
             f"    opendeploy logs {ids.get('broken', 'd-…')} --event ValidateService",
             f"    opendeploy deploy --application-name {APPLICATION} "
