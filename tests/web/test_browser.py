@@ -279,10 +279,18 @@ def test_watch_a_deployment_progress_live_to_success(stage: Stage) -> None:
     expect(status).to_contain_text("Succeeded")
     expect(page.locator("#count-Succeeded")).to_have_text("2")
     expect(page.locator("#instance-host-2")).to_contain_text("Succeeded")
+    # The live box keeps the output of the instance that ran last once the deployment ends.
+    expect(page.locator("#output-instance")).to_have_text("host-2")
+    expect(page.locator("#region-output")).to_contain_text("ValidateService (Succeeded)")
     assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
     hold.unlink()
     (stage.proof(0) / "release").unlink()
     stage.shot("deployment-succeeded")
+    # Opened afresh, the finished deployment shows that output too (not an empty box).
+    page.goto(f"/ui/deployments/{deployment_id}")
+    expect(page.locator("#output-instance")).to_have_text("host-2")
+    expect(page.locator("#region-output")).to_contain_text("ApplicationStart of v1")
+    expect(page.locator("#region-output")).to_contain_text("healthy")
 
 
 def test_hook_output_streams_to_the_page(stage: Stage) -> None:

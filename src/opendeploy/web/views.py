@@ -136,6 +136,11 @@ def deployment(
     watched = instance or queries.first_target_with(store, deployment_id, ["InProgress"])
     if watched is None and failures:
         watched = str(failures[0]["target_id"])
+    if watched is None:
+        # Nothing in progress and nothing failed (e.g. a finished deployment): the instance that
+        # started last, the one a live page was following when the deployment ended.
+        started = order or queries.start_order(store, deployment_id)
+        watched = max(started, key=lambda name: started[name]) if started else None
     commands = store.commands.output(deployment_id, watched) if watched else []
     rollback = row["rollback_info"] or {}
     status = str(row["status"])
