@@ -336,8 +336,8 @@ def _held_revision(cluster: Cluster, base: Path) -> tuple[Path, Path]:
     return revision, gate
 
 
-#: ``<host> <event> | <line>``: the held hook's streamed line, in a pipe and on the screen.
-HELD_LINE = re.compile(r"host-\d AfterInstall \| waiting for the gate")
+#: ``<host> <event> | [stdout]<line>``: the held hook's streamed line, in a pipe and on the screen.
+HELD_LINE = re.compile(r"host-\d AfterInstall \| \[stdout\]waiting for the gate")
 
 
 @pytest.mark.e2e
