@@ -183,6 +183,15 @@ def _unpack(argument: _Argument, value: Any, operation_kebab: str) -> Any:
         raise _ParamError(f"Error parsing parameter '{argument.cli_name}': {exc}") from exc
 
 
+def parse_member(operation_name: str, member: str, value: str) -> Any:
+    """``value`` for ``member`` of ``operation_name``'s input, parsed as aws-cli parses it
+    (shorthand, JSON or ``file://``): for commands of our own that take a structure."""
+    operation = service_model().operation_model(operation_name)
+    shape = operation.input_shape.members[member]
+    argument = _Argument(xform_name(member, "-"), member, shape, False)
+    return _unpack(argument, value, xform_name(operation_name, "-"))
+
+
 def _arguments(input_shape: Any, hidden: Iterable[str] = ()) -> list[_Argument]:
     if input_shape is None:
         return []
