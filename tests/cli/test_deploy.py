@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +142,42 @@ def test_deploy_passes_the_create_deployment_options(cluster: Cluster, tmp_path:
     assert (www / "index.html").exists() and not (www / ".hidden").exists()
     bad = cluster.deploy(source, "--auto-rollback-configuration", "enabled=maybe")
     assert bad.returncode == 255 and "enabled" in bad.stderr
+
+
+def test_update_outdated_instances_only_leaves_out_the_up_to_date_hosts(cluster: Cluster) -> None:
+    group = cluster.client.get_deployment_group(
+        applicationName="quickstart", deploymentGroupName="demo"
+    )["deploymentGroupInfo"]
+    last = group["lastSuccessfulDeployment"]["deploymentId"]
+    revision = cluster.client.get_deployment(deploymentId=last)["deploymentInfo"]["revision"]
+    # A host added since (no agent): the only one not running that revision yet.
+    cluster.client.register_on_premises_instance(
+        instanceName="host-new", iamUserArn="arn:aws:iam::123456789012:user/host-new"
+    )
+    cluster.client.add_tags_to_on_premises_instances(
+        instanceNames=["host-new"], tags=[{"Key": "quickstart", "Value": "demo"}]
+    )
+    try:
+        created = cluster.cli(
+            "create-deployment",
+            "--application-name",
+            "quickstart",
+            "--deployment-group-name",
+            "demo",
+            "--revision",
+            json.dumps(revision),
+            "--update-outdated-instances-only",
+            "--query",
+            "deploymentId",
+            "--output",
+            "text",
+        )
+        assert created.returncode == 0, created.stderr
+        dep = created.stdout.strip()
+        targets = cluster.cli("list-deployment-targets", "--deployment-id", dep)
+        assert json.loads(targets.stdout)["targetIds"] == ["host-new"]
+        status = cluster.client.get_deployment(deploymentId=dep)["deploymentInfo"]["status"]
+        if status not in ("Succeeded", "Failed", "Stopped"):
+            cluster.client.stop_deployment(deploymentId=dep)
+    finally:
+        cluster.client.deregister_on_premises_instance(instanceName="host-new")

@@ -24,6 +24,8 @@ from opendeploy.store._base import Repository
 
 _T = tables.on_premises_instances
 _TAGS = tables.instance_tags
+_TG = tables.deployment_targets
+_D = tables.deployments
 
 _TOUCH = (
     update(_T)
@@ -174,6 +176,11 @@ class OnPremisesInstances(Repository):
                 names = [n for n in names if tag_predicate(tags[n])]
         return names[:limit], len(names) > limit
 
+    def up_to_date(self, deployment_group_id: str, revision: dict[str, Any]) -> set[str]:
+        """The instances already running ``revision`` in the group (:func:`running_revision`)."""
+        with self.db.read() as conn:
+            return running_revision(conn, deployment_group_id, revision)
+
     def registered_with_tags(self) -> list[tuple[str, str, dict[str, str]]]:
         """Every registered instance as (name, arn, tags): the fleet that targeting looks at."""
         with self.db.read() as conn:
@@ -259,3 +266,25 @@ def registered_with_tags(conn: Connection) -> list[tuple[str, str, dict[str, str
     ).all()
     tags = _tags_of(conn, [r[0] for r in rows])
     return [(r[0], r[1], tags[r[0]]) for r in rows]
+
+
+def running_revision(
+    conn: Connection, deployment_group_id: str, revision: dict[str, Any]
+) -> set[str]:
+    """The instances whose last successful deployment in the group installed ``revision``: the
+    ones CreateDeployment's ``updateOutdatedInstancesOnly`` leaves out."""
+    from opendeploy.store.revisions import location_key
+
+    wanted = location_key(revision)
+    rows = conn.execute(
+        select(_TG.c.target_id, _D.c.revision)
+        .join(_D, _D.c.deployment_id == _TG.c.deployment_id)
+        .where(_D.c.deployment_group_id == deployment_group_id, _TG.c.status == "Succeeded")
+        .order_by(_TG.c.last_updated_at, _D.c.create_time)
+    ).all()
+    last: dict[str, Any] = {}
+    for name, installed in rows:
+        last[str(name)] = installed
+    return {
+        name for name, installed in last.items() if installed and location_key(installed) == wanted
+    }

@@ -202,8 +202,19 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         "deployment_status_messages": [],
     }
     pick = selector(group, target_instances) if group["compute_platform"] == "Server" else None
+    if pick is not None and params.get("updateOutdatedInstancesOnly"):
+        # Only the instances not already running this revision from the group, as AWS does.
+        current = ctx.store.instances.up_to_date(group["deployment_group_id"], revision)
+        pick = _without(pick, current)
     created = ctx.store.deployments.create(deployment=row, select_targets=pick, now=now)
     return {"deploymentId": created["deployment_id"]}
+
+
+def _without(pick: TargetSelector, names: set[str]) -> TargetSelector:
+    def choose(fleet: list[tuple[str, str, dict[str, str]]]) -> list[tuple[str, str, str | None]]:
+        return [target for target in pick(fleet) if target[0] not in names]
+
+    return choose
 
 
 def get_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
