@@ -156,6 +156,21 @@ class Commands(Repository):
             return None
         return str(row.secret_access_key)
 
+    def revoked_instance(self, access_key_id: str) -> tuple[str, datetime] | None:
+        """(name, deregister time) when ``access_key_id`` is the key of an instance that was
+        deregistered since it was issued; None otherwise."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(_I.c.name, _I.c.deregister_time)
+                .select_from(_K.join(_I, _I.c.instance_arn == _K.c.principal))
+                .where(
+                    _K.c.access_key_id == access_key_id,
+                    _K.c.kind == "instance",
+                    _I.c.deregister_time.is_not(None),
+                )
+            ).first()
+        return None if row is None else (str(row.name), row.deregister_time)
+
     def key_kind(self, access_key_id: str) -> str | None:
         """``"admin"`` or ``"instance"`` for a known key, else None."""
         with self.db.read() as conn:
