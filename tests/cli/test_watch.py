@@ -185,6 +185,37 @@ def test_summary_of_a_failure_names_host_event_script_code_log_tail_and_rollback
     assert "Rollback: d-ROLLBACK1 (The deployment failed; rolling back.)" in out
 
 
+def test_skipped_hosts_are_listed_as_skipped_not_waiting() -> None:
+    out = _render(live_view(FAILED))
+    assert "Waiting" not in out
+    skipped = next(i for i, line in enumerate(out.splitlines()) if line.strip() == "Skipped")
+    skipped = out.index("\n".join(out.splitlines()[skipped : skipped + 1]))
+    assert out.index("host-2") > skipped and out.index("host-3") > skipped
+
+
+def test_the_last_frame_leaves_the_result_to_the_summary() -> None:
+    out = _render(live_view(SUCCEEDED, header=False))
+    assert "Deployment d-ABCDEFGHI" not in out and "host-3" in out
+
+
+def test_a_stop_message_is_printed_once() -> None:
+    stopped_text = "The deployment was stopped by a user request."
+    stopped = _snapshot(
+        "Stopped",
+        (
+            InstanceView(
+                "host-1",
+                "Failed",
+                (EventView("ApplicationStop", "Failed", _at(0), _at(1), message=stopped_text),),
+            ),
+        ),
+        now=2,
+        error_code="MANUAL_STOP",
+        error_message=stopped_text,
+    )
+    assert _render(summary(stopped)).count("stopped by a user request") == 1
+
+
 def test_batches_follow_start_times() -> None:
     assert [[i.instance_id for i in b] for b in batches(RUNNING.instances)] == [
         ["host-1"],
@@ -203,11 +234,15 @@ def test_changes_are_one_plain_line_per_transition() -> None:
     first = changes(None, RUNNING)
     assert "host-1 ValidateService Succeeded (1.0s)" in first
     assert "host-2 BeforeInstall InProgress" in first
-    assert first[-1].startswith("d-ABCDEFGHI InProgress (")
+    # The deployment's first line comes first, before any instance's.
+    assert first[0].startswith("d-ABCDEFGHI InProgress (")
     assert changes(RUNNING, RUNNING) == []
     later = changes(RUNNING, FAILED)
     assert "host-2 Skipped" in later and not any("host-2 Install" in x for x in later)
-    assert later[-1].startswith("d-ABCDEFGHI Failed (")
+    # Its end is the summary's to state (once, with the duration), not a line of its own.
+    assert not any(line.startswith("d-ABCDEFGHI") for line in later)
+    created = _snapshot("Created", (_instance("host-1", "Pending", 0, 0),), now=0)
+    assert changes(None, created)[0].startswith("d-ABCDEFGHI Created (")
 
 
 def _out(host: str, event: str, line: str) -> OutputLine:
@@ -306,7 +341,7 @@ def test_watch_in_a_pipe_exits_1_for_a_failure_and_0_for_its_rollback(cluster: C
     followed = cluster.cli("watch", rollback, "--interval", "0.2")
     assert followed.returncode == 0, followed.stdout + followed.stderr
     assert f"This is the rollback of {dep}" in followed.stdout
-    assert f"{rollback} Succeeded (" in followed.stdout
+    assert f"Deployment {rollback} Succeeded in " in followed.stdout
 
 
 @pytest.mark.e2e
@@ -377,7 +412,7 @@ def test_watch_in_a_pipe_prints_hook_output_while_the_hook_runs(
             watcher.wait()
     assert watcher.returncode == 0, "".join(before_gate) + rest + errors
     assert "\x1b" not in "".join(before_gate) + rest
-    assert re.search(r"^host-\d AfterInstall \| through the gate$", rest, re.M), rest
+    assert re.search(r"^host-\d AfterInstall \| \[stdout\]through the gate$", rest, re.M), rest
     assert f"Deployment {dep} Succeeded" in rest
 
 

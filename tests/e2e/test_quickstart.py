@@ -55,6 +55,11 @@ def test_quickstart_tells_the_story_and_stops_everything(tmp_path: Path) -> None
     out, _ = process.communicate(timeout=180)
     assert process.returncode == 0, out
     assert "\x1b" not in out
+    # A pipe gets whole lines, not lines wrapped at 80 columns.
+    assert (
+        "\napplication quickstart, deployment group demo (quickstart=demo, "
+        "CodeDeployDefault.HalfAtATime, rollback on failure)\n"
+    ) in out
     ids = dict(re.findall(r"^(good|broken|rollback) +(d-\w{9}) ", out, re.MULTILINE))
     assert set(ids) == {"good", "broken", "rollback"}, out
     assert f"good      {ids['good']}  Succeeded (as expected)" in out

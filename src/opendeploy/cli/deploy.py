@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from opendeploy.cli.logs import codedeploy_client, connection_options, service_errors
 from opendeploy.cli.push import (
@@ -25,6 +24,7 @@ from opendeploy.cli.push import (
     upload_bundle,
     write_bundle,
 )
+from opendeploy.cli.render import cli_console
 from opendeploy.cli.watch import EXIT_INTERRUPTED, exit_status, watch_deployment
 
 __all__ = ["deploy", "push_and_create"]
@@ -173,7 +173,7 @@ def deploy(
 
     Example: opendeploy deploy --application-name web --deployment-group-name prod ./build
     """
-    console = Console()
+    console = cli_console()
     options: dict[str, Any] = {}
     if ignore_application_stop_failures:
         options["ignoreApplicationStopFailures"] = True

@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from opendeploy.cli.logs import service_errors
+from opendeploy.cli.render import cli_console
 from opendeploy.errors import OpenDeployError
 from opendeploy.web import DASHBOARD_PATH, dashboard_hint
 
@@ -356,7 +357,7 @@ def quickstart(
         )
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = cli_console()
     ok = False
     with _signals_interrupt(), ExitStack() as stack, service_errors():
         try:
