@@ -497,3 +497,56 @@ def _spawn(cluster: Cluster, args: list[str], rows: int, columns: int) -> pexpec
         encoding="utf-8",
         timeout=60,
     )
+
+
+@pytest.mark.e2e
+def test_a_host_busy_with_a_stopped_deployments_script_says_so(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    revision, gate = _held_revision(cluster, tmp_path)
+    stopped = deployment_id(cluster.deploy(revision, "--no-watch").stdout)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            held = cluster.cli("logs", stopped, "--event", "AfterInstall")
+            if "waiting for the gate" in held.stdout:
+                break
+            assert time.monotonic() < deadline, held.stdout + held.stderr
+            time.sleep(0.2)
+        host = held.stdout.split()[0]
+        assert cluster.cli("stop-deployment", "--deployment-id", stopped).returncode == 0
+        info = cluster.client.get_deployment(deploymentId=stopped)["deploymentInfo"]
+        assert info["status"] == "Stopped"
+        assert f"{host}: AfterInstall was still running when this deployment ended" in " ".join(
+            info["deploymentStatusMessages"]
+        )
+        # The next deployment waits for that script on that host, and says so.
+        waiting = deployment_id(cluster.deploy(cluster.good, "--no-watch").stdout)
+        busy = f"{host} is busy: AfterInstall of {stopped} (Stopped) still runs there"
+        deadline = time.monotonic() + 60
+        while True:
+            shown = cluster.cli("get-deployment", "--deployment-id", waiting)
+            if busy in shown.stdout:
+                break
+            assert time.monotonic() < deadline, shown.stdout
+            time.sleep(0.2)
+        # In a pipe, watch prints it as a line of the deployment's.
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "opendeploy", "watch", waiting, "--interval", "0.2"],
+            env=cluster.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        assert watcher.stdout is not None
+        first = [watcher.stdout.readline() for _ in range(3)]
+        assert any(line.startswith(f"{waiting}: {busy}") for line in first), first
+        gate.touch()
+        rest, errors = watcher.communicate(timeout=120)
+        assert watcher.returncode == 0, "".join(first) + rest + errors
+    finally:
+        gate.touch()
+    # Once the host has taken the next deployment's events, nothing waits any more.
+    after = cluster.client.get_deployment(deploymentId=waiting)["deploymentInfo"]
+    assert not any("is busy" in m for m in after.get("deploymentStatusMessages", []))

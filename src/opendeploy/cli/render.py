@@ -132,6 +132,8 @@ class DeploymentView:
     rollback_deployment_id: str | None = None
     rollback_of: str | None = None
     rollback_message: str | None = None
+    #: ``deploymentStatusMessages``, e.g. what a host waits for before it starts its events.
+    messages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ def snapshot_from_api(
         rollback_deployment_id=rollback.get("rollbackDeploymentId"),
         rollback_of=rollback.get("rollbackTriggeringDeploymentId"),
         rollback_message=rollback.get("rollbackMessage"),
+        messages=tuple(str(m) for m in info.get("deploymentStatusMessages") or ()),
     )
     instances = []
     for target in targets:
@@ -319,6 +322,8 @@ def _header(snapshot: Snapshot) -> Text:
     if dep.rollback_of:
         text.append(f"\nrollback of {dep.rollback_of}", style="magenta")
     text.append(f"\n{_overview_text(dep.overview)}")
+    for message in dep.messages:
+        text.append(f"\n{message}", style="yellow")
     return text
 
 
@@ -450,12 +455,15 @@ def plain_lines(
     # which states the result once, with the duration.
     dep = current.deployment
     before = previous.deployment if previous else None
+    known = set(before.messages) if before else set()
+    news = [f"{dep.deployment_id}: {m}" for m in dep.messages if m not in known]
     line = f"{dep.deployment_id} {dep.status} ({_overview_text(dep.overview)})"
     if before is None:
-        if not current.finished:
-            lines.insert(0, line)
+        lines[:0] = news if current.finished else [line, *news]
     elif (before.status != dep.status or before.overview != dep.overview) and not current.finished:
-        lines.append(line)
+        lines.extend([line, *news])
+    else:
+        lines.extend(news)
     return lines, tuple(held)
 
 
@@ -491,6 +499,8 @@ def summary(snapshot: Snapshot, *, log_tail_lines: int = 20) -> RenderableType:
         text.append(f"\n{dep.error_code or 'Error'}: {dep.error_message}", style="red")
     if found is not None and dep.error_message and dep.error_message != found[1].message:
         text.append(f"\n{dep.error_message}", style="dim")
+    for message in dep.messages:
+        text.append(f"\n{message}", style="yellow")
     if dep.rollback_deployment_id:
         text.append("\nRollback: ", style="bold magenta")
         text.append(dep.rollback_deployment_id)

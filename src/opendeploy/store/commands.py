@@ -355,6 +355,42 @@ class Commands(Repository):
         with self.db.read() as conn:
             return open_commands(conn, deployment_id)
 
+    def still_running(self, instance_names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per instance, the command it started last if, as far as the server knows, the host is
+        still running it: the engine closed it (its deployment was stopped, or failed elsewhere)
+        before the agent reported its end. A stopped deployment's script is not killed (as in
+        CodeDeploy), so that host takes no other command of the group until the script ends.
+
+        Values: ``deployment_id``, ``lifecycle_event``, ``acknowledged_at``, ``status`` (of
+        the deployment).
+        """
+        if not instance_names:
+            return {}
+        last = (
+            select(_C.c.instance_name, func.max(_C.c.acknowledged_at).label("at"))
+            .where(_C.c.instance_name.in_(list(instance_names)), _C.c.acknowledged_at.is_not(None))
+            .group_by(_C.c.instance_name)
+            .subquery()
+        )
+        query = (
+            select(
+                _C.c.instance_name,
+                _C.c.deployment_id,
+                _C.c.lifecycle_event,
+                _C.c.acknowledged_at,
+                _D.c.status,
+            )
+            .join(
+                last,
+                and_(_C.c.instance_name == last.c.instance_name, _C.c.acknowledged_at == last.c.at),
+            )
+            .join(_D, _D.c.deployment_id == _C.c.deployment_id)
+            .where(_C.c.completed_at.is_(None), _C.c.closed_at.is_not(None))
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return {str(r["instance_name"]): dict(r) for r in rows}
+
 
 def _claim(instance_name: str, now: datetime) -> Callable[[Connection], dict[str, Any] | None]:
     """The write of :meth:`Commands.claim_next`."""

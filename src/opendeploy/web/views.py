@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opendeploy.api.handlers.deployments import busy_hosts
 from opendeploy.store.database import Store
 from opendeploy.web import present, queries
 
@@ -157,6 +158,7 @@ def deployment(
         "selected": instance,
         "output": present.output_text(commands),
         "rollback": rollback,
+        "busy": busy_hosts(store, row),
         "live": status not in present.TERMINAL,
         "can_stop": status not in present.TERMINAL,
         "can_continue": status == "Ready",

@@ -39,6 +39,7 @@ from opendeploy.service_errors import (
     RevisionRequiredError,
     UnsupportedActionForDeploymentTypeError,
 )
+from opendeploy.store.database import Store
 from opendeploy.store.deployment_groups import does_not_exist as group_does_not_exist
 from opendeploy.store.deployments import TargetSelector
 from opendeploy.store.deployments import does_not_exist as deployment_does_not_exist
@@ -217,12 +218,56 @@ def _without(pick: TargetSelector, names: set[str]) -> TargetSelector:
     return choose
 
 
+#: Deployments whose hosts may wait for a script another deployment left running, or that may
+#: have left one running themselves.
+_BUSY_CHECKED = {"Created", "Queued", "InProgress", "Ready", "Stopped", "Failed"}
+#: Up to this many targets; beyond, the lines are left out (one query per GetDeployment).
+_BUSY_CHECK_LIMIT = 500
+
+
+def busy_hosts(store: Store, row: dict[str, Any]) -> list[str]:
+    """What the deployment's hosts are busy with, as ``deploymentStatusMessages`` lines.
+
+    A stopped deployment's running script is not killed (as in CodeDeploy): its host finishes it
+    before it takes the next deployment's events, which meanwhile show nothing. These lines say
+    so, on the deployment that waits and on the one that left the script running.
+    """
+    if row["status"] not in _BUSY_CHECKED or row["compute_platform"] != "Server":
+        return []
+    ident = row["deployment_id"]
+    names, more = store.deployments.list_target_ids(ident, limit=_BUSY_CHECK_LIMIT)
+    if more:
+        return []  # a fleet this large is watched through its targets, not this summary
+    messages = []
+    for name, command in sorted(store.commands.still_running(names).items()):
+        event, other = command["lifecycle_event"], command["deployment_id"]
+        if other == ident:
+            messages.append(
+                f"{name}: {event} was still running when this deployment ended; its script is "
+                f"not stopped, so {name} finishes it before it runs another deployment's events."
+            )
+        elif row["status"] not in TERMINAL_DEPLOYMENT_STATUSES:
+            messages.append(
+                f"{name} is busy: {event} of {other} ({command['status']}) still runs there; "
+                f"this deployment's events on {name} start when it ends."
+            )
+    return messages
+
+
+def _with_busy_hosts(ctx: RequestContext, row: dict[str, Any]) -> dict[str, Any]:
+    info = render(row)
+    busy = busy_hosts(ctx.store, row)
+    if busy:
+        info["deploymentStatusMessages"] = [*info["deploymentStatusMessages"], *busy]
+    return info
+
+
 def get_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     ident = deployment_id(params.get("deploymentId"))
     row = ctx.store.deployments.get(ident)
     if row is None:
         raise deployment_does_not_exist(ident)
-    return {"deploymentInfo": render(row)}
+    return {"deploymentInfo": _with_busy_hosts(ctx, row)}
 
 
 def batch_get_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +276,7 @@ def batch_get_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         raise DeploymentIdRequiredError("At least one deployment ID must be specified.")
     ids = [deployment_id(i) for i in ids]
     rows = ctx.store.deployments.get_many(ids)
-    return {"deploymentsInfo": [render(r) for r in rows if r is not None]}
+    return {"deploymentsInfo": [_with_busy_hosts(ctx, r) for r in rows if r is not None]}
 
 
 def _time(value: Any) -> datetime | None:
