@@ -198,6 +198,13 @@ def test_the_last_frame_leaves_the_result_to_the_summary() -> None:
     assert "Deployment d-ABCDEFGHI" not in out and "host-3" in out
 
 
+def test_a_long_wait_before_the_first_event_is_told_apart() -> None:
+    late = _snapshot("Failed", (_instance("host-1", "Failed", 0, 25.8, failed=True),), now=26.3)
+    first = _render(summary(late)).splitlines()[0]
+    assert first == "Deployment d-ABCDEFGHI Failed in 26s, 25s of it before the first event started"
+    assert _render(summary(SUCCEEDED)).splitlines()[0].endswith("Succeeded in 20s")
+
+
 def test_a_stop_message_is_printed_once() -> None:
     stopped_text = "The deployment was stopped by a user request."
     stopped = _snapshot(

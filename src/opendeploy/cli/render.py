@@ -225,6 +225,10 @@ def _event(event: Mapping[str, Any]) -> EventView:
 # -- small pieces ----------------------------------------------------------------------------
 
 
+#: The summary says how long the deployment waited for its first event from this long on.
+WAIT_NOTE_SECONDS = 10.0
+
+
 def cli_console(**kwargs: Any) -> Console:
     """The console of a CLI command: in a pipe (not a terminal) lines are never wrapped at its
     assumed 80 columns, so a long line, a path or a URL reaches ``grep`` whole."""
@@ -478,6 +482,12 @@ def summary(snapshot: Snapshot, *, log_tail_lines: int = 20) -> RenderableType:
     text.append(dep.status, style=_STATUS_STYLE.get(dep.status, ""))
     if dep.created is not None:
         text.append(f" in {_duration(dep.created, dep.completed, snapshot.now)}")
+        starts = [e.start for i in snapshot.instances for e in i.events if e.start is not None]
+        waited = (min(starts) - dep.created).total_seconds() if starts else 0.0
+        if waited >= WAIT_NOTE_SECONDS:
+            # E.g. a host that first finished a stopped deployment's script: the time is not
+            # the events' own.
+            text.append(f", {format_duration(waited)} of it before the first event started")
     text.append(f"\n{_overview_text(dep.overview)}")
     found = failure(snapshot)
     if found is not None:
