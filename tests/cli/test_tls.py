@@ -8,6 +8,8 @@ request goes beside the botocore calls.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +61,40 @@ def test_aws_ca_bundle_is_honoured(server: RunningServer, tmp_path: Path) -> Non
 def test_local_server_certificate_is_trusted(server: RunningServer, tmp_path: Path) -> None:
     env = local_server_env(server, tmp_path / "home")
     _register("tls-local", env, tmp_path / "host")
+
+
+def test_register_says_how_the_agent_trusts_the_server(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    env = shared_files_env(server, tmp_path / "home")
+    out = tmp_path / "host"
+    result = run(OPENDEPLOY, "instance", "register", "tls-hint", "--output-dir", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"start it with: AWS_CA_BUNDLE={server.ca_bundle} opendeploy agent --config "
+        f"{out.absolute() / 'codedeployagent.yml'}"
+    ) in result.stdout
+    # And the agent started that way polls the server over TLS.
+    agent = subprocess.Popen(
+        [str(OPENDEPLOY), "agent", "--config", str(out / "codedeployagent.yml")],
+        env={**env, "AWS_CA_BUNDLE": str(server.ca_bundle)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        log = out / "logs" / "codedeploy-agent.log"
+        deadline = time.monotonic() + 30
+        while "Polling" not in (log.read_text() if log.exists() else ""):
+            assert agent.poll() is None and time.monotonic() < deadline, "the agent never polled"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        text = log.read_text()
+        assert "Cannot reach InstanceService" not in text and "CERTIFICATE" not in text, text
+        info = server.client().get_on_premises_instance(instanceName="tls-hint")["instanceInfo"]
+        assert info["instanceName"] == "tls-hint"
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
 
 
 def test_untrusted_certificate_still_fails(server: RunningServer, tmp_path: Path) -> None:

@@ -132,6 +132,17 @@ class Connection:
             return self._local_ca_bundle
         return None
 
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle the server's certificate is checked with, if one is named anywhere."""
+        verify = self.verify
+        if isinstance(verify, str):
+            return verify
+        if verify is None:
+            found = self.session.get_config_variable("ca_bundle")
+            return str(found) if found else None
+        return None
+
     def client(self, service: str = "codedeploy") -> Any:
         """A botocore client for ``service`` with these settings."""
         retries: dict[str, Any] = {}
