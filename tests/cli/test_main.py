@@ -69,6 +69,15 @@ def test_help_groups_the_commands_with_whole_summaries(tmp_path: Path) -> None:
     assert "Amazon Web Services account" not in out
 
 
+def test_subcommand_summaries_are_whole(tmp_path: Path) -> None:
+    env = clean_env(tmp_path / "home")
+    result = run(OPENDEPLOY, "instance", "--help", env=env)
+    assert result.returncode == 0, result.stderr
+    flat = _flat(result.stdout)
+    assert "Register NAME, issue its key, and write the agent's configuration files." in flat
+    assert "..." not in result.stdout.split("Commands:", 1)[1]
+
+
 def test_every_option_has_help(tmp_path: Path) -> None:
     env = clean_env(tmp_path / "home")
     for command in ("list-applications", "server", "create-deployment-group"):

@@ -44,6 +44,18 @@ class SuggestingGroup(click.Group):
             ctx.fail(f"No such command '{name}'.{did_you_mean(name, self.list_commands(ctx))}")
         return super().resolve_command(ctx, args)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The subcommands, each with its whole one-line summary (click cuts them at ~45
+        characters, mid-sentence)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, summary(command)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 #: ``opendeploy --help`` lists the project's own commands first, by task; then the API's.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
