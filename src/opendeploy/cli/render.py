@@ -460,10 +460,13 @@ def plain_lines(
     dep = current.deployment
     before = previous.deployment if previous else None
     known = set(before.messages) if before else set()
-    news = [f"{dep.deployment_id}: {m}" for m in dep.messages if m not in known]
+    # Once it has ended the summary lists the messages; before, each is printed once, as it comes.
+    news = [
+        f"{dep.deployment_id}: {m}" for m in dep.messages if m not in known and not current.finished
+    ]
     line = f"{dep.deployment_id} {dep.status} ({_overview_text(dep.overview)})"
     if before is None:
-        lines[:0] = news if current.finished else [line, *news]
+        lines[:0] = [] if current.finished else [line, *news]
     elif (before.status != dep.status or before.overview != dep.overview) and not current.finished:
         lines.extend([line, *news])
     else:
