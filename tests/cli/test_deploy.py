@@ -31,6 +31,9 @@ def test_deploy_pushes_creates_and_follows_to_success_in_plain_lines(cluster: Cl
         assert f"{host} ValidateService Succeeded" in out
         assert f"{host} Succeeded" in lines
     assert f"Deployment {dep} Succeeded in " in out
+    # The deployment's own first line comes before any instance's; its end is said once.
+    assert lines[0] == f"Created deployment {dep}" and lines[1].startswith(f"{dep} ")
+    assert f"{dep} Succeeded (" not in out
     info = cluster.client.get_deployment(deploymentId=dep)["deploymentInfo"]
     assert info["description"] == "first"
     assert info["deploymentConfigName"] == "CodeDeployDefault.HalfAtATime"
