@@ -467,6 +467,11 @@ def _revoked_key_reason(store: Store) -> Callable[[str], str | None]:
         if revoked is None:
             return None
         name, when = revoked
+        if when is None:
+            return (
+                f"it is the key of on-premises instance {name} as it was before it was "
+                "deregistered and registered again; the new registration has its own key"
+            )
         return (
             f"it is the key of on-premises instance {name}, deregistered at "
             f"{when.isoformat(timespec='seconds')}; register the instance again for a new key"

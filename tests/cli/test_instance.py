@@ -185,3 +185,27 @@ def test_agent_of_a_deregistered_instance_says_so_and_stops(
     assert "on-premises instance gone-1, deregistered at" in stderr
     assert "Not retrying; register the instance again" in stderr
     assert "Cannot reach InstanceService" not in log.read_text()
+
+
+def test_agent_with_the_key_of_an_earlier_registration_says_so(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    url = ("--endpoint-url", server.endpoint)
+    first = _cli(server, "register", "again-1", "--output-dir", str(old), *url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert _cli(server, "deregister", "again-1", *url, cwd=tmp_path).returncode == 0
+    again = _cli(server, "register", "again-1", "--output-dir", str(new), *url, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    # The agent still configured with the first registration's key.
+    agent = subprocess.run(
+        [sys.executable, "-m", "opendeploy", "agent", "--config", str(old / "codedeployagent.yml")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **server.env()},
+        timeout=60,
+    )
+    assert agent.returncode == 1
+    assert "instance again-1 as it was before it was deregistered and registered again" in (
+        agent.stderr
+    )

@@ -156,20 +156,27 @@ class Commands(Repository):
             return None
         return str(row.secret_access_key)
 
-    def revoked_instance(self, access_key_id: str) -> tuple[str, datetime] | None:
+    def revoked_instance(self, access_key_id: str) -> tuple[str, datetime | None] | None:
         """(name, deregister time) when ``access_key_id`` is the key of an instance that was
-        deregistered since it was issued; None otherwise."""
+        deregistered since it was issued; (name, None) when the name was registered again since
+        (a new registration, with a new key); None otherwise."""
         with self.db.read() as conn:
-            row = conn.execute(
-                select(_I.c.name, _I.c.deregister_time)
-                .select_from(_K.join(_I, _I.c.instance_arn == _K.c.principal))
-                .where(
-                    _K.c.access_key_id == access_key_id,
-                    _K.c.kind == "instance",
-                    _I.c.deregister_time.is_not(None),
+            key = conn.execute(
+                select(_K.c.principal).where(
+                    _K.c.access_key_id == access_key_id, _K.c.kind == "instance"
                 )
             ).first()
-        return None if row is None else (str(row.name), row.deregister_time)
+            if key is None:
+                return None
+            row = conn.execute(
+                select(_I.c.name, _I.c.deregister_time).where(_I.c.instance_arn == key.principal)
+            ).first()
+            if row is not None:
+                return None if row.deregister_time is None else (str(row.name), row.deregister_time)
+            # The ARN is ``…:instance/<name>_<suffix>``; a new registration has a new suffix.
+            name = str(key.principal).rpartition(":instance/")[2].rpartition("_")[0]
+            again = conn.execute(select(_I.c.name).where(_I.c.name == name)).first()
+        return (name, None) if again is not None else None
 
     def key_kind(self, access_key_id: str) -> str | None:
         """``"admin"`` or ``"instance"`` for a known key, else None."""
