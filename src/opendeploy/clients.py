@@ -30,6 +30,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.exceptions import BotoCoreError
 
 from opendeploy.errors import OpenDeployError
 
@@ -178,8 +179,9 @@ def request_instance_credentials(
 
     ``client`` is a :func:`codedeploy_client`; its endpoint, region and credentials are reused,
     so the request is signed exactly like the control-API calls (service ``codedeploy``).
-    ``verify`` is taken as :func:`codedeploy_client` takes it (``None``: ``AWS_CA_BUNDLE``), so
-    a server with a self-signed certificate is trusted here as by the client.
+    With ``verify`` None the request goes through the client's own HTTP session, so it trusts
+    what the client trusts (``AWS_CA_BUNDLE``, the profile's ``ca_bundle``, ``--no-verify-ssl``);
+    a path or a bool overrides that.
     """
     endpoint = client.meta.endpoint_url.rstrip("/")
     url = endpoint + INSTANCE_CREDENTIALS_PATH
@@ -199,12 +201,20 @@ def request_instance_credentials(
         url, data=body, headers=dict(prepared.headers.items()), method="POST"
     )
     try:
-        context = _ssl_context(verify) if url.startswith("https:") else None
-        with urllib.request.urlopen(http_request, timeout=timeout, context=context) as response:
-            answer = json.loads(response.read() or b"{}")
+        if verify is None:
+            # The client's own HTTP session: its verify (AWS_CA_BUNDLE, the profile's ca_bundle,
+            # --no-verify-ssl) and proxies, exactly as for the control-API calls.
+            response = client._endpoint.http_session.send(prepared)
+            if response.status_code >= 300:
+                raise ClientError(_describe_error(url, response.status_code, response.content))
+            answer = json.loads(response.content or b"{}")
+        else:
+            context = _ssl_context(verify) if url.startswith("https:") else None
+            with urllib.request.urlopen(http_request, timeout=timeout, context=context) as reply:
+                answer = json.loads(reply.read() or b"{}")
     except urllib.error.HTTPError as exc:
         raise ClientError(_describe_error(url, exc.code, exc.read())) from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, BotoCoreError) as exc:
         raise ClientError(f"cannot reach {url}: {exc}") from exc
     try:
         return InstanceCredentials(

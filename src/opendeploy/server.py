@@ -347,7 +347,9 @@ def create_server(
         control["StopDeployment"] = _control_handler(
             key_kind, "StopDeployment", engine_stop_deployment(StopRequests(engine)), wakeup
         )
-        lookup_secret = SecretCache(store.commands.lookup_secret)
+        lookup_secret = SecretCache(
+            store.commands.lookup_secret, explain=_revoked_key_reason(store)
+        )
         signer = SpecSigner.load_or_create(settings.data_dir, settings.region)
         command_api = CommandApi(
             notifier=notifier,
@@ -503,3 +505,24 @@ def run(server: Server) -> None:
             signal.signal(signum, handler)
     if received:
         log.info("stopped signal=%s", signal.Signals(received[0]).name)
+
+
+def _revoked_key_reason(store: Store) -> Callable[[str], str | None]:
+    """The reason given for a deregistered instance's key, so that its agent can say so."""
+
+    def explain(access_key_id: str) -> str | None:
+        revoked = store.commands.revoked_instance(access_key_id)
+        if revoked is None:
+            return None
+        name, when = revoked
+        if when is None:
+            return (
+                f"it is the key of on-premises instance {name} as it was before it was "
+                "deregistered and registered again; the new registration has its own key"
+            )
+        return (
+            f"it is the key of on-premises instance {name}, deregistered at "
+            f"{when.isoformat(timespec='seconds')}; register the instance again for a new key"
+        )
+
+    return explain

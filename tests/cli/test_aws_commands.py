@@ -443,7 +443,7 @@ def test_continue_deployment_errors_and_success(
     assert unknown.stdout == ""
     assert unknown.stderr == (
         "\nAn error occurred (DeploymentDoesNotExistException) when calling the "
-        "ContinueDeployment operation: Deployment d-NOSUCH000 does not exist.\n"
+        "ContinueDeployment operation: The deployment d-NOSUCH000 could not be found.\n"
     )
 
     # An in-place deployment, kept in progress by a registered host that runs no agent.

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +151,61 @@ def test_written_files_round_trip_with_extra_keys(tmp_path: Path) -> None:
     on_premises = load_on_premises_config(files.on_premises_config)
     assert on_premises.aws_secret_access_key == 'se"cr#et: x'
     assert on_premises.region == "eu-west-1"
+
+
+def test_agent_of_a_deregistered_instance_says_so_and_stops(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "host"
+    args = ("--output-dir", str(out), "--endpoint-url", server.endpoint)
+    assert _cli(server, "register", "gone-1", *args, cwd=tmp_path).returncode == 0
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "opendeploy", "agent", "--config", str(out / "codedeployagent.yml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **server.env()},
+    )
+    try:
+        log = out / "logs" / "codedeploy-agent.log"
+        deadline = time.monotonic() + 30
+        while "Polling" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the agent never polled"
+            time.sleep(0.1)
+        result = _cli(
+            server, "deregister", "gone-1", "--endpoint-url", server.endpoint, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        _, stderr = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == 1
+    assert "on-premises instance gone-1, deregistered at" in stderr
+    assert "Not retrying; register the instance again" in stderr
+    assert "Cannot reach InstanceService" not in log.read_text()
+
+
+def test_agent_with_the_key_of_an_earlier_registration_says_so(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    url = ("--endpoint-url", server.endpoint)
+    first = _cli(server, "register", "again-1", "--output-dir", str(old), *url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert _cli(server, "deregister", "again-1", *url, cwd=tmp_path).returncode == 0
+    again = _cli(server, "register", "again-1", "--output-dir", str(new), *url, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    # The agent still configured with the first registration's key.
+    agent = subprocess.run(
+        [sys.executable, "-m", "opendeploy", "agent", "--config", str(old / "codedeployagent.yml")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **server.env()},
+        timeout=60,
+    )
+    assert agent.returncode == 1
+    assert "instance again-1 as it was before it was deregistered and registered again" in (
+        agent.stderr
+    )

@@ -38,6 +38,37 @@ def test_logs_prints_the_hook_output_of_one_event_as_plain_lines(
     assert "\x1b" not in result.stdout
 
 
+def test_logs_keeps_the_stdout_and_stderr_markers(
+    cluster: Cluster, deployments: dict[str, str]
+) -> None:
+    result = cluster.cli("logs", deployments["broken"], "--event", "ValidateService")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("host-1 ValidateService | [stdout]") for line in lines), lines
+    assert any(
+        line.startswith("host-1 ValidateService | [stderr]health check failed") for line in lines
+    ), lines
+
+
+def test_logs_refuses_a_misspelt_event(cluster: Cluster, deployments: dict[str, str]) -> None:
+    result = cluster.cli("logs", deployments["broken"], "--event", "ValidateServce")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "'ValidateServce' is not a lifecycle event. Did you mean ValidateService?" in (
+        result.stderr
+    )
+
+
+def test_logs_refuses_an_instance_that_is_not_a_target(
+    cluster: Cluster, deployments: dict[str, str]
+) -> None:
+    result = cluster.cli("logs", deployments["broken"], "--instance", "host-9")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"host-9: not an instance of {deployments['broken']}" in result.stderr
+    assert "host-1, host-2, host-3" in result.stderr
+
+
 def test_logs_filters_by_instance(cluster: Cluster, deployments: dict[str, str]) -> None:
     result = cluster.cli("logs", deployments["broken"], "--instance", "host-1")
     assert result.returncode == 0, result.stderr
@@ -59,7 +90,7 @@ def test_streamed_output_of_real_agents_is_recorded(
     cluster: Cluster, deployments: dict[str, str]
 ) -> None:
     lines, _ = fetch_output(cluster.client, deployments["good"], event="ValidateService")
-    assert any(line.line == "healthy" for line in lines)
+    assert any(line.line == "[stdout]healthy" for line in lines)
 
 
 def test_logs_of_an_unknown_deployment_exits_255(cluster: Cluster) -> None:

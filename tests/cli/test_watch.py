@@ -185,6 +185,44 @@ def test_summary_of_a_failure_names_host_event_script_code_log_tail_and_rollback
     assert "Rollback: d-ROLLBACK1 (The deployment failed; rolling back.)" in out
 
 
+def test_skipped_hosts_are_listed_as_skipped_not_waiting() -> None:
+    out = _render(live_view(FAILED))
+    assert "Waiting" not in out
+    skipped = next(i for i, line in enumerate(out.splitlines()) if line.strip() == "Skipped")
+    skipped = out.index("\n".join(out.splitlines()[skipped : skipped + 1]))
+    assert out.index("host-2") > skipped and out.index("host-3") > skipped
+
+
+def test_the_last_frame_leaves_the_result_to_the_summary() -> None:
+    out = _render(live_view(SUCCEEDED, header=False))
+    assert "Deployment d-ABCDEFGHI" not in out and "host-3" in out
+
+
+def test_a_long_wait_before_the_first_event_is_told_apart() -> None:
+    late = _snapshot("Failed", (_instance("host-1", "Failed", 0, 25.8, failed=True),), now=26.3)
+    first = _render(summary(late)).splitlines()[0]
+    assert first == "Deployment d-ABCDEFGHI Failed in 26s, 25s of it before the first event started"
+    assert _render(summary(SUCCEEDED)).splitlines()[0].endswith("Succeeded in 20s")
+
+
+def test_a_stop_message_is_printed_once() -> None:
+    stopped_text = "The deployment was stopped by a user request."
+    stopped = _snapshot(
+        "Stopped",
+        (
+            InstanceView(
+                "host-1",
+                "Failed",
+                (EventView("ApplicationStop", "Failed", _at(0), _at(1), message=stopped_text),),
+            ),
+        ),
+        now=2,
+        error_code="MANUAL_STOP",
+        error_message=stopped_text,
+    )
+    assert _render(summary(stopped)).count("stopped by a user request") == 1
+
+
 def test_batches_follow_start_times() -> None:
     assert [[i.instance_id for i in b] for b in batches(RUNNING.instances)] == [
         ["host-1"],
@@ -203,11 +241,15 @@ def test_changes_are_one_plain_line_per_transition() -> None:
     first = changes(None, RUNNING)
     assert "host-1 ValidateService Succeeded (1.0s)" in first
     assert "host-2 BeforeInstall InProgress" in first
-    assert first[-1].startswith("d-ABCDEFGHI InProgress (")
+    # The deployment's first line comes first, before any instance's.
+    assert first[0].startswith("d-ABCDEFGHI InProgress (")
     assert changes(RUNNING, RUNNING) == []
     later = changes(RUNNING, FAILED)
     assert "host-2 Skipped" in later and not any("host-2 Install" in x for x in later)
-    assert later[-1].startswith("d-ABCDEFGHI Failed (")
+    # Its end is the summary's to state (once, with the duration), not a line of its own.
+    assert not any(line.startswith("d-ABCDEFGHI") for line in later)
+    created = _snapshot("Created", (_instance("host-1", "Pending", 0, 0),), now=0)
+    assert changes(None, created)[0].startswith("d-ABCDEFGHI Created (")
 
 
 def _out(host: str, event: str, line: str) -> OutputLine:
@@ -306,7 +348,7 @@ def test_watch_in_a_pipe_exits_1_for_a_failure_and_0_for_its_rollback(cluster: C
     followed = cluster.cli("watch", rollback, "--interval", "0.2")
     assert followed.returncode == 0, followed.stdout + followed.stderr
     assert f"This is the rollback of {dep}" in followed.stdout
-    assert f"{rollback} Succeeded (" in followed.stdout
+    assert f"Deployment {rollback} Succeeded in " in followed.stdout
 
 
 @pytest.mark.e2e
@@ -336,8 +378,8 @@ def _held_revision(cluster: Cluster, base: Path) -> tuple[Path, Path]:
     return revision, gate
 
 
-#: ``<host> <event> | <line>``: the held hook's streamed line, in a pipe and on the screen.
-HELD_LINE = re.compile(r"host-\d AfterInstall \| waiting for the gate")
+#: ``<host> <event> | [stdout]<line>``: the held hook's streamed line, in a pipe and on the screen.
+HELD_LINE = re.compile(r"host-\d AfterInstall \| \[stdout\]waiting for the gate")
 
 
 @pytest.mark.e2e
@@ -377,7 +419,7 @@ def test_watch_in_a_pipe_prints_hook_output_while_the_hook_runs(
             watcher.wait()
     assert watcher.returncode == 0, "".join(before_gate) + rest + errors
     assert "\x1b" not in "".join(before_gate) + rest
-    assert re.search(r"^host-\d AfterInstall \| through the gate$", rest, re.M), rest
+    assert re.search(r"^host-\d AfterInstall \| \[stdout\]through the gate$", rest, re.M), rest
     assert f"Deployment {dep} Succeeded" in rest
 
 
@@ -462,3 +504,56 @@ def _spawn(cluster: Cluster, args: list[str], rows: int, columns: int) -> pexpec
         encoding="utf-8",
         timeout=60,
     )
+
+
+@pytest.mark.e2e
+def test_a_host_busy_with_a_stopped_deployments_script_says_so(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    revision, gate = _held_revision(cluster, tmp_path)
+    stopped = deployment_id(cluster.deploy(revision, "--no-watch").stdout)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            held = cluster.cli("logs", stopped, "--event", "AfterInstall")
+            if "waiting for the gate" in held.stdout:
+                break
+            assert time.monotonic() < deadline, held.stdout + held.stderr
+            time.sleep(0.2)
+        host = held.stdout.split()[0]
+        assert cluster.cli("stop-deployment", "--deployment-id", stopped).returncode == 0
+        info = cluster.client.get_deployment(deploymentId=stopped)["deploymentInfo"]
+        assert info["status"] == "Stopped"
+        assert f"{host}: AfterInstall was still running when this deployment ended" in " ".join(
+            info["deploymentStatusMessages"]
+        )
+        # The next deployment waits for that script on that host, and says so.
+        waiting = deployment_id(cluster.deploy(cluster.good, "--no-watch").stdout)
+        busy = f"{host} is busy: AfterInstall of {stopped} (Stopped) still runs there"
+        deadline = time.monotonic() + 60
+        while True:
+            shown = cluster.cli("get-deployment", "--deployment-id", waiting)
+            if busy in shown.stdout:
+                break
+            assert time.monotonic() < deadline, shown.stdout
+            time.sleep(0.2)
+        # In a pipe, watch prints it as a line of the deployment's.
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "opendeploy", "watch", waiting, "--interval", "0.2"],
+            env=cluster.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        assert watcher.stdout is not None
+        first = [watcher.stdout.readline() for _ in range(3)]
+        assert any(line.startswith(f"{waiting}: {busy}") for line in first), first
+        gate.touch()
+        rest, errors = watcher.communicate(timeout=120)
+        assert watcher.returncode == 0, "".join(first) + rest + errors
+    finally:
+        gate.touch()
+    # Once the host has taken the next deployment's events, nothing waits any more.
+    after = cluster.client.get_deployment(deploymentId=waiting)["deploymentInfo"]
+    assert not any("is busy" in m for m in after.get("deploymentStatusMessages", []))

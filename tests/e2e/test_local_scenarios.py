@@ -555,11 +555,18 @@ SAMPLE_TARGET = Path("/tmp/opendeploy-sample")
 
 def test_the_bundled_sample_app_deploys_twice(host: Host) -> None:
     # What the README tells a new user to type, with the deployment root of a tmp config.
-    # OVERWRITE: the sample installs to a fixed /tmp path that an earlier run may have filled.
     with removed_afterwards(SAMPLE_TARGET):
-        first = ok(host.local("-l", str(SAMPLE_APP), "-b", "OVERWRITE"))
+        # Another host on this machine (another deployment root) installed the sample first:
+        # the appspec's file_exists_behavior OVERWRITE takes its files over.
+        (SAMPLE_TARGET / "app" / "bin").mkdir(parents=True)
+        (SAMPLE_TARGET / "app" / "index.html").write_text("another host's copy\n")
+        (SAMPLE_TARGET / "app" / "bin" / "status.sh").write_text("#!/bin/sh\n")
+        first = ok(host.local("--bundle-location", str(SAMPLE_APP)))
         assert "ValidateService [stdout] service is valid" in first.stdout
-        second = ok(host.local("--bundle-location", str(SAMPLE_APP), "-b", "OVERWRITE"))
+        assert (SAMPLE_TARGET / "app" / "index.html").read_text() == (
+            SAMPLE_APP / "app" / "index.html"
+        ).read_text()
+        second = ok(host.local("--bundle-location", str(SAMPLE_APP)))
         assert "ApplicationStop [stdout] stopped the previous revision" in second.stdout
         ids = [p.name for p in host.deployments()]
         logged = (SAMPLE_TARGET / "events.log").read_text().splitlines()

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,11 @@ def test_quickstart_tells_the_story_and_stops_everything(tmp_path: Path) -> None
     out, _ = process.communicate(timeout=180)
     assert process.returncode == 0, out
     assert "\x1b" not in out
+    # A pipe gets whole lines, not lines wrapped at 80 columns.
+    assert (
+        "\napplication quickstart, deployment group demo (quickstart=demo, "
+        "CodeDeployDefault.HalfAtATime, rollback on failure)\n"
+    ) in out
     ids = dict(re.findall(r"^(good|broken|rollback) +(d-\w{9}) ", out, re.MULTILINE))
     assert set(ids) == {"good", "broken", "rollback"}, out
     assert f"good      {ids['good']}  Succeeded (as expected)" in out
@@ -83,6 +89,37 @@ def test_quickstart_tells_the_story_and_stops_everything(tmp_path: Path) -> None
         assert f"ValidateService {ids['rollback']}" in events
     assert "version 1" in (directory / "www" / "index.html").read_text()
     assert _processes_naming(directory) == []
+    _suggested_commands_work(out, directory, set(ids.values()))
+
+
+def _suggested_commands_work(out: str, directory: Path, ids: set[str]) -> None:
+    """The "What next" commands, typed as printed: the server again, then list-deployments."""
+    serve = re.search(r"^    (opendeploy server .*) &$", out, re.MULTILINE)
+    listing = re.search(r"^    (opendeploy list-deployments .*)$", out, re.MULTILINE)
+    export = re.search(r"^    export (OPENDEPLOY_DATA_DIR=\S+)$", out, re.MULTILINE)
+    assert serve and listing and export, out
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPENDEPLOY_"))}
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
+    name, _, value = export.group(1).partition("=")
+    env[name] = value
+    server = subprocess.Popen(
+        serve.group(1).split(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        listed = subprocess.CompletedProcess[str]([], 1, "", "")
+        for _ in range(100):
+            listed = subprocess.run(
+                listing.group(1).split(), env=env, capture_output=True, text=True, timeout=30
+            )
+            if listed.returncode == 0 or "Could not connect" not in listed.stderr:
+                break
+            time.sleep(0.2)
+        assert listed.returncode == 0, (listed.stdout, listed.stderr)
+        assert ids <= set(re.findall(r"d-\w{9}", listed.stdout)), listed.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_quickstart_interrupted_stops_what_it_started(tmp_path: Path) -> None:

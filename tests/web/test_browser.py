@@ -279,10 +279,18 @@ def test_watch_a_deployment_progress_live_to_success(stage: Stage) -> None:
     expect(status).to_contain_text("Succeeded")
     expect(page.locator("#count-Succeeded")).to_have_text("2")
     expect(page.locator("#instance-host-2")).to_contain_text("Succeeded")
+    # The live box keeps the output of the instance that ran last once the deployment ends.
+    expect(page.locator("#output-instance")).to_have_text("host-2")
+    expect(page.locator("#region-output")).to_contain_text("ValidateService (Succeeded)")
     assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
     hold.unlink()
     (stage.proof(0) / "release").unlink()
     stage.shot("deployment-succeeded")
+    # Opened afresh, the finished deployment shows that output too (not an empty box).
+    page.goto(f"/ui/deployments/{deployment_id}")
+    expect(page.locator("#output-instance")).to_have_text("host-2")
+    expect(page.locator("#region-output")).to_contain_text("ApplicationStart of v1")
+    expect(page.locator("#region-output")).to_contain_text("healthy")
 
 
 def test_hook_output_streams_to_the_page(stage: Stage) -> None:
@@ -347,10 +355,22 @@ def test_stop_a_deployment_whose_hook_waits(stage: Stage) -> None:
     expect(page.locator("#flash")).to_contain_text("Stop requested")
     expect(page.locator("#deployment-status")).to_contain_text("Stopped")
     expect(page.locator(".error-info")).to_contain_text("MANUAL_STOP")
+    # The script goes on (as in CodeDeploy), and the page says so.
+    expect(page.locator("#busy-hosts")).to_contain_text(
+        "host-1: AfterInstall was still running when this deployment ended"
+    )
     stage.shot("deployment-stopped")
+    # The next deployment waits for that script on host-1, and its page says what for.
+    (proof / "hold").unlink()
+    waiting = stage.deploy(stage.upload("v1"))
+    page.goto(f"/ui/deployments/{waiting}")
+    expect(page.locator("#busy-hosts")).to_contain_text(
+        f"host-1 is busy: AfterInstall of {deployment_id} (Stopped) still runs there"
+    )
     # Let the held hook end so the agent is free for the next deployment.
     (proof / "release").touch()
-    (proof / "hold").unlink()
+    expect(page.locator("#deployment-status")).to_contain_text("Succeeded")
+    expect(page.locator("#busy-hosts")).to_have_count(0)
 
 
 def test_redeploy_an_old_revision(stage: Stage) -> None:

@@ -110,6 +110,16 @@ def _envelope(payload: str) -> dict[str, str]:
     return {"Format": "JSON", "Payload": payload}
 
 
+def _deregistered(exc: BaseException) -> bool:
+    """Whether the server refused the call because this host's instance was deregistered."""
+    if not isinstance(exc, BotoClientError):
+        return False
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "UnrecognizedClientException" and "deregistered" in str(
+        error.get("Message", "")
+    )
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, BotoClientError):
         error = exc.response.get("Error", {})
@@ -307,6 +317,8 @@ class Poller:
         self.update_interval = update_interval
         self.first_poll_sent = threading.Event()
         self._stop = threading.Event()
+        #: Why the agent stopped by itself (its instance was deregistered), else None.
+        self.fatal: str | None = None
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="command")
         self._futures: set[Future[None]] = set()
         self._futures_lock = threading.Lock()
@@ -426,6 +438,16 @@ class Poller:
                 self._pause(max(0.0, self.config.wait_between_runs - (time.monotonic() - started)))
 
     def _failed_call(self, what: str, exc: BaseException) -> None:
+        if _deregistered(exc):
+            # Retrying cannot help: the key is revoked for good. Say so and stop polling.
+            self.fatal = (
+                f"The server at {self.connection.endpoint} no longer accepts this host's key: "
+                f"{_describe(exc)}. Not retrying; register the instance again (opendeploy "
+                "instance register) and restart the agent with the new configuration."
+            )
+            log.error("%s", self.fatal)
+            self.request_stop()
+            return
         delay = self.backoff.next()
         log.error(
             "Cannot reach InstanceService at %s to %s: %s; retrying in %.1f s",

@@ -35,13 +35,20 @@ class SecretCache:
         ttl: float = DEFAULT_TTL_SECONDS,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        explain: Callable[[str], str | None] | None = None,
     ) -> None:
         self._lookup = lookup
+        self._explain = explain
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock
         self._lock = threading.Lock()
         self._found: dict[str, tuple[float, str]] = {}
+
+    def explain_unknown(self, access_key_id: str) -> str | None:
+        """Why a key is not accepted, when there is more to say than "invalid" (e.g. the key
+        of a deregistered instance); read by ``sigv4.verify`` for its error message."""
+        return self._explain(access_key_id) if self._explain is not None else None
 
     def __call__(self, access_key_id: str) -> str | None:
         remembered = self.peek(access_key_id)

@@ -204,6 +204,10 @@ def _decode_map(
 def _decode_string(shape: Any, value: Any, path: str, chain: MemberChain) -> str:
     if not isinstance(value, str):
         _fail(path, chain, value, "Member must be a string")
+    if value == "" and (shape.metadata.get("min") or 0) >= 1:
+        # AWS reads an empty name as a missing one: ApplicationNameRequiredException, not
+        # InvalidApplicationNameException.
+        _fail(path, chain, value, "Member must not be empty", missing=True)
     _check_count(shape, len(value), value, path, chain, "length")
     enum = shape.metadata.get("enum")
     if enum and value not in enum:

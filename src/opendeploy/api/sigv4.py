@@ -172,7 +172,12 @@ def verify(
 
     secret = lookup_secret(claim.access_key_id)
     if secret is None:
-        raise UnrecognizedClientError("The security token included in the request is invalid.")
+        explain = getattr(lookup_secret, "explain_unknown", None)
+        reason = explain(claim.access_key_id) if explain is not None else None
+        raise UnrecognizedClientError(
+            "The security token included in the request is invalid"
+            + (f": {reason}" if reason else ".")
+        )
 
     signing_key = derive_signing_key(secret, claim.date, claim.region, claim.service)
     scope = f"{claim.date}/{claim.region}/{claim.service}/aws4_request"

@@ -148,3 +148,6 @@ def agent(config_path: Path | None, stop_timeout: float | None) -> None:
     if not finished:
         # Workers are not daemon threads: leave without waiting for the abandoned command.
         os._exit(0)
+    if poller.fatal is not None:
+        click.echo(poller.fatal, err=True)
+        sys.exit(1)

@@ -87,10 +87,24 @@ def _waiters() -> Mapping[str, Any]:
     return result
 
 
+#: The model's "… with the user or Amazon Web Services account", and the verb before it.
+_ACCOUNT = re.compile(
+    r"(?:(associated|registered|unique) )?with the (?:applicable )?"
+    r"(?:Amazon Web Services )?user or Amazon Web Services account"
+)
+
+
+def _on_this_server(match: re.Match[str]) -> str:
+    verb = match.group(1)
+    return "on this server" if verb in (None, "associated") else f"{verb} on this server"
+
+
 def _plain(documentation: str) -> str:
-    """Model documentation (HTML) as one plain paragraph."""
+    """Model documentation (HTML) as one plain paragraph, in this server's words."""
     text = re.sub(r"<[^>]+>", " ", documentation or "")
-    return re.sub(r"\s+", " ", html.unescape(text)).strip()
+    text = re.sub(r"\s+", " ", html.unescape(text)).strip()
+    text = _ACCOUNT.sub(_on_this_server, text)
+    return re.sub(r"(?:your |the )?Amazon Web Services account", "the account", text)
 
 
 def _first_sentence(text: str) -> str:
@@ -183,6 +197,15 @@ def _unpack(argument: _Argument, value: Any, operation_kebab: str) -> Any:
         raise _ParamError(f"Error parsing parameter '{argument.cli_name}': {exc}") from exc
 
 
+def parse_member(operation_name: str, member: str, value: str) -> Any:
+    """``value`` for ``member`` of ``operation_name``'s input, parsed as aws-cli parses it
+    (shorthand, JSON or ``file://``): for commands of our own that take a structure."""
+    operation = service_model().operation_model(operation_name)
+    shape = operation.input_shape.members[member]
+    argument = _Argument(xform_name(member, "-"), member, shape, False)
+    return _unpack(argument, value, xform_name(operation_name, "-"))
+
+
 def _arguments(input_shape: Any, hidden: Iterable[str] = ()) -> list[_Argument]:
     if input_shape is None:
         return []
@@ -269,10 +292,21 @@ def _global_options(paginated: bool) -> list[click.Option]:
             help="Do not verify the server's TLS certificate.",
         ),
         click.Option(
-            ["--color", "_color"], type=click.Choice(["on", "off", "auto"]), default="auto"
+            ["--color", "_color"],
+            type=click.Choice(["on", "off", "auto"]),
+            default="auto",
+            help="Color in the table output: auto (on a terminal), on or off.",
         ),
-        click.Option(["--cli-read-timeout", "_cli_read_timeout"], type=float),
-        click.Option(["--cli-connect-timeout", "_cli_connect_timeout"], type=float),
+        click.Option(
+            ["--cli-read-timeout", "_cli_read_timeout"],
+            type=float,
+            help="Seconds to wait for an answer (default 60).",
+        ),
+        click.Option(
+            ["--cli-connect-timeout", "_cli_connect_timeout"],
+            type=float,
+            help="Seconds to wait for the connection (default 60).",
+        ),
         click.Option(
             ["--cli-input-json", "_cli_input_json"],
             help="All arguments as one JSON document (or file://path); flags given too win.",

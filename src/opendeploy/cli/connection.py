@@ -11,7 +11,9 @@ Order, for each setting (first found wins):
   chosen explicitly, its own key is used, so a default profile holding real AWS keys does not
   shadow it;
 - region: ``--region`` > ``AWS_REGION``/``AWS_DEFAULT_REGION`` > the profile > the local server's
-  config > ``us-east-1``.
+  config > ``us-east-1``;
+- TLS trust: ``--no-verify-ssl`` > ``AWS_CA_BUNDLE`` > the profile's ``ca_bundle`` > the local
+  server's ``ca_bundle`` (when its endpoint is used) > the system's CAs.
 
 The data directory is ``OPENDEPLOY_DATA_DIR`` or the server's default (``default_data_dir()`` in
 ``opendeploy.server``, not imported here because it loads the whole server). Every choice keeps a
@@ -78,6 +80,8 @@ class LocalServer:
     secret_access_key: str | None
     region: str | None
     endpoint_url: str | None
+    #: The certificate a ``--tls`` server with a self-signed certificate names for clients.
+    ca_bundle: str | None = None
 
     @property
     def credentials_path(self) -> Path:
@@ -98,6 +102,7 @@ class LocalServer:
             secret_access_key=credentials.get("aws_secret_access_key"),
             region=config.get("region"),
             endpoint_url=config.get("endpoint_url"),
+            ca_bundle=config.get("ca_bundle"),
         )
 
 
@@ -113,6 +118,30 @@ class Connection:
     credentials_source: str
     options: ConnectionOptions
     _explicit_credentials: tuple[str, str] | None = None
+    #: The local server's CA bundle, when its endpoint is used and nothing else names one.
+    _local_ca_bundle: str | None = None
+
+    @property
+    def verify(self) -> bool | str | None:
+        """``verify`` for botocore: False for ``--no-verify-ssl``; otherwise None, so that botocore
+        reads ``AWS_CA_BUNDLE`` and the profile's ``ca_bundle`` itself (an explicit True would
+        make it ignore both), or the local server's certificate when it is that server."""
+        if not self.options.verify_ssl:
+            return False
+        if self._local_ca_bundle and not self.session.get_config_variable("ca_bundle"):
+            return self._local_ca_bundle
+        return None
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle the server's certificate is checked with, if one is named anywhere."""
+        verify = self.verify
+        if isinstance(verify, str):
+            return verify
+        if verify is None:
+            found = self.session.get_config_variable("ca_bundle")
+            return str(found) if found else None
+        return None
 
     def client(self, service: str = "codedeploy") -> Any:
         """A botocore client for ``service`` with these settings."""
@@ -136,7 +165,7 @@ class Connection:
             service,
             region_name=self.region,
             endpoint_url=self.endpoint_url,
-            verify=self.options.verify_ssl,
+            verify=self.verify,
             config=config,
             **keys,
         )
@@ -209,6 +238,7 @@ def resolve_connection(
         credentials_source=credentials_source,
         options=options,
         _explicit_credentials=explicit_keys,
+        _local_ca_bundle=local.ca_bundle if from_local else None,
     )
 
 

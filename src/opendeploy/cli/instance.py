@@ -134,23 +134,36 @@ def write_agent_files(
 
 
 def _parse_tags(values: tuple[str, ...]) -> list[dict[str, str]]:
+    """``--tags role=web,env=test --tags tier=1`` as [{Key, Value}]: commas separate tags when
+    every part is KEY=VALUE (else the comma belongs to the value: ``note=a,b``)."""
     tags = []
     for value in values:
-        key, sep, tag_value = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--tags")
-        tags.append({"Key": key, "Value": tag_value})
+        parts = value.split(",")
+        if len(parts) > 1 and not all("=" in p and not p.startswith("=") for p in parts):
+            parts = [value]
+        for part in parts:
+            key, sep, tag_value = part.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{part!r} is not KEY=VALUE", param_hint="--tags")
+            tags.append({"Key": key, "Value": tag_value})
     return tags
 
 
 def _client(endpoint_url: str | None, profile: str | None, region: str | None) -> Any:
+    return _connect(endpoint_url, profile, region)[0]
+
+
+def _connect(
+    endpoint_url: str | None, profile: str | None, region: str | None
+) -> tuple[Any, str | None]:
+    """A CodeDeploy client, and the CA bundle it trusts the server with (None: the system's)."""
     from opendeploy.cli.connection import ConnectionOptions, resolve_connection
 
     try:
         connection = resolve_connection(
             ConnectionOptions(endpoint_url=endpoint_url, profile=profile, region=region)
         )
-        return connection.client("codedeploy")
+        return connection.client("codedeploy"), connection.ca_bundle
     except (OpenDeployError, BotoCoreError) as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -188,7 +201,11 @@ def instance() -> None:
 @instance.command("register")
 @click.argument("name")
 @click.option(
-    "--tags", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the instance (repeatable)."
+    "--tags",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE[,KEY=VALUE…]",
+    help="Tag the instance: role=web,env=test (repeatable).",
 )
 @click.option(
     "--output-dir",
@@ -231,7 +248,7 @@ def register(
     from opendeploy.clients import request_instance_credentials
 
     tag_list = _parse_tags(tags)
-    client = _client(endpoint_url, profile, region)
+    client, ca_bundle = _connect(endpoint_url, profile, region)
     arn = iam_user_arn or iam_user_arn_for(name, account_id)
     _call(client, "register_on_premises_instance", instanceName=name, iamUserArn=arn)
     if tag_list:
@@ -254,7 +271,11 @@ def register(
     click.echo(f"Registered {name} as {credentials.iam_user_arn}")
     click.echo(f"agent config: {files.agent_config}")
     click.echo(f"credentials:  {files.on_premises_config} (mode 0600)")
-    click.echo(f"start it with: opendeploy agent --config {files.agent_config}")
+    trust = ""
+    if ca_bundle and str(client.meta.endpoint_url).startswith("https:"):
+        # The agent reads no profile: it trusts the server's certificate through its environment.
+        trust = f"AWS_CA_BUNDLE={ca_bundle} "
+    click.echo(f"start it with: {trust}opendeploy agent --config {files.agent_config}")
     if files.signer_ca is not None:
         click.echo(
             f"official agent: copy {files.signer_ca} over its certs/{files.signer_ca.name}"

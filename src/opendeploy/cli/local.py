@@ -31,6 +31,7 @@ from opendeploy.agent.local import (
 )
 from opendeploy.agent.spec import DeploymentSpec
 from opendeploy.cli.agent import _AgentFormatter
+from opendeploy.cli.render import cli_console
 from opendeploy.errors import OpenDeployError
 
 __all__ = ["PlainReporter", "RichReporter", "local"]
@@ -270,7 +271,7 @@ def local(
     ignore_application_stop_failures: bool,
 ) -> None:
     """Deploy a revision on this machine, without a server (like codedeploy-local)."""
-    console = Console(file=sys.stdout)
+    console = cli_console(file=sys.stdout)
     reporter: PlainReporter | RichReporter = (
         RichReporter(console) if console.is_terminal else PlainReporter(sys.stdout)
     )

@@ -2,10 +2,12 @@
 
 The lines come from the server's output endpoint (``api/output_routes.py``), one per line as
 ``<instance> <event> | <line>``, so ``grep``/``awk`` work on it. ``--follow`` keeps printing new
-lines until the deployment ends. When the server recorded no streamed output (or does not offer
+lines until the deployment ends. Each line keeps its stream's marker (``[stdout]``/``[stderr]``,
+as in scripts.log and the log tails). When the server recorded no streamed output (or does not offer
 the endpoint), the lifecycle events' ``diagnostics.logTail`` from the public API is printed
-instead, with a note on stderr. Exit status: 0, or 255 when the service cannot be asked (like
-every other command).
+instead, with a note on stderr. Exit status: 0; 2 for an ``--event`` that is no lifecycle event or
+an ``--instance`` that is not one of the deployment's; 255 when the service cannot be asked
+(like every other command).
 
 This module also holds what the other deployment commands share: the connection options
 (:func:`connection_options`), the signed output client (:func:`fetch_output`), target listing
@@ -14,6 +16,7 @@ This module also holds what the other deployment commands share: the connection 
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 import time
@@ -191,6 +194,46 @@ def log_tail_lines(
     return lines
 
 
+def _check_event(event: str | None) -> None:
+    """A misspelt ``--event`` would match nothing and print nothing: refuse it, naming the
+    events there are (the closest first)."""
+    from opendeploy.domain.lifecycle import LifecycleEvent
+
+    names = [str(e) for e in LifecycleEvent]
+    if event is None or event in names:
+        return
+    close = difflib.get_close_matches(event, names, n=1, cutoff=0.5) or difflib.get_close_matches(
+        event.lower(), [n.lower() for n in names], n=1, cutoff=0.5
+    )
+    hint = ""
+    if close:
+        match = next(n for n in names if n.lower() == close[0].lower())
+        hint = f" Did you mean {match}?"
+    raise click.BadParameter(
+        f"{event!r} is not a lifecycle event.{hint} The events: {', '.join(names)}.",
+        param_hint="--event",
+    )
+
+
+def _check_instances(client: Any, deployment_id: str, instances: Sequence[str]) -> None:
+    """Every ``--instance`` must be a target of the deployment (else nothing would print)."""
+    targets: list[str] = []
+    for page in client.get_paginator("list_deployment_targets").paginate(
+        deploymentId=deployment_id
+    ):
+        targets.extend(page.get("targetIds") or ())
+    unknown = [name for name in instances if name not in targets]
+    if unknown:
+        shown = ", ".join(targets[:20]) + (
+            f" and {len(targets) - 20} more" if len(targets) > 20 else ""
+        )
+        raise click.BadParameter(
+            f"{', '.join(unknown)}: not an instance of {deployment_id} "
+            f"(its instances: {shown or 'none'}).",
+            param_hint="--instance",
+        )
+
+
 def _print(lines: Sequence[OutputLine]) -> None:
     for line in lines:
         click.echo(output_line(line))
@@ -218,9 +261,12 @@ def logs(
 
     Example: opendeploy logs d-ABCDEFGHI --instance web-1 --event ValidateService
     """
+    _check_event(event)
     with service_errors():
         client = codedeploy_client(endpoint_url, profile, region, no_verify_ssl)
         client.get_deployment(deploymentId=deployment_id)  # unknown ids fail here, aws-cli style
+        if instances:
+            _check_instances(client, deployment_id, instances)
         cursor: str | None = None
         printed = 0
         try:

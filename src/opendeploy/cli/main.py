@@ -44,10 +44,62 @@ class SuggestingGroup(click.Group):
             ctx.fail(f"No such command '{name}'.{did_you_mean(name, self.list_commands(ctx))}")
         return super().resolve_command(ctx, args)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The subcommands, each with its whole one-line summary (click cuts them at ~45
+        characters, mid-sentence)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, summary(command)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+#: ``opendeploy --help`` lists the project's own commands first, by task; then the API's.
+_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Get started", ("quickstart", "local")),
+    ("Deploy and follow", ("deploy", "push", "watch", "logs")),
+    ("Run the server and the hosts", ("server", "agent", "instance")),
+    ("Shell", ("completion",)),
+)
+_API_SECTION = "AWS CodeDeploy API (the `aws deploy` commands, same options)"
+
+
+def summary(command: click.Command) -> str:
+    """A command's one-line summary: its short help, else its help's first line, whole."""
+    if command.short_help:
+        return command.short_help
+    return (command.help or "").strip().split("\n", 1)[0].strip()
+
 
 class _LazyGroup(SuggestingGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands in sections (the project's own first), each with its whole summary."""
+        names = self.list_commands(ctx)
+        listed: set[str] = set()
+        for title, members in _SECTIONS:
+            rows = self._rows(ctx, [n for n in members if n in names])
+            listed.update(members)
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        rest = self._rows(ctx, [n for n in names if n not in listed])
+        if rest:
+            with formatter.section(_API_SECTION):
+                formatter.write_dl(rest)
+
+    def _rows(self, ctx: click.Context, names: list[str]) -> list[tuple[str, str]]:
+        rows = []
+        for name in names:
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, summary(command)))
+        return rows
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _COMMANDS:

@@ -199,6 +199,11 @@ def push(
             f"Uploaded by opendeploy push {datetime.now(UTC).replace(tzinfo=None).isoformat()} UTC"
         )
     codedeploy, s3 = _clients(endpoint_url, profile, region, not no_verify_ssl)
+    try:
+        # A misspelt application fails here, before anything is uploaded.
+        codedeploy.get_application(applicationName=application_name)
+    except Exception as exc:
+        _fail(str(exc))
     with tempfile.TemporaryDirectory(prefix="opendeploy-push-") as tmp:
         bundle = Path(tmp) / "bundle.zip"
         with bundle.open("wb") as out:

@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from opendeploy.cli.logs import service_errors
+from opendeploy.cli.render import cli_console
 from opendeploy.errors import OpenDeployError
 from opendeploy.web import DASHBOARD_PATH, dashboard_hint
 
@@ -175,7 +176,8 @@ def _what_next(directory: Path, data_dir: Path, port: int, ids: dict[str, str]) 
             f"  the key pair in {data_dir}/credentials; `--keep` leaves this run's server up).",
             "  then, in another shell:",
             f"    export {env}",
-            f"    opendeploy list-deployments --application-name {APPLICATION}",
+            f"    opendeploy list-deployments --application-name {APPLICATION} "
+            f"--deployment-group-name {GROUP}",
             f"    opendeploy watch {ids.get('broken', 'd-…')}      # the summary of the failure",
             f"    opendeploy logs {ids.get('broken', 'd-…')} --event ValidateService",
             f"    opendeploy deploy --application-name {APPLICATION} "
@@ -355,7 +357,7 @@ def quickstart(
         )
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = cli_console()
     ok = False
     with _signals_interrupt(), ExitStack() as stack, service_errors():
         try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -132,6 +132,8 @@ class DeploymentView:
     rollback_deployment_id: str | None = None
     rollback_of: str | None = None
     rollback_message: str | None = None
+    #: ``deploymentStatusMessages``, e.g. what a host waits for before it starts its events.
+    messages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ def snapshot_from_api(
         rollback_deployment_id=rollback.get("rollbackDeploymentId"),
         rollback_of=rollback.get("rollbackTriggeringDeploymentId"),
         rollback_message=rollback.get("rollbackMessage"),
+        messages=tuple(str(m) for m in info.get("deploymentStatusMessages") or ()),
     )
     instances = []
     for target in targets:
@@ -222,6 +225,19 @@ def _event(event: Mapping[str, Any]) -> EventView:
 # -- small pieces ----------------------------------------------------------------------------
 
 
+#: The summary says how long the deployment waited for its first event from this long on.
+WAIT_NOTE_SECONDS = 10.0
+
+
+def cli_console(**kwargs: Any) -> Console:
+    """The console of a CLI command: in a pipe (not a terminal) lines are never wrapped at its
+    assumed 80 columns, so a long line, a path or a URL reaches ``grep`` whole."""
+    console = Console(**kwargs)
+    if not console.is_terminal:
+        console.soft_wrap = True
+    return console
+
+
 def format_duration(seconds: float) -> str:
     """``0.4s``, ``12s``, ``3m05s``, ``1h02m``: short enough for a table cell."""
     seconds = max(seconds, 0.0)
@@ -245,7 +261,7 @@ def batches(instances: Sequence[InstanceView]) -> list[list[InstanceView]]:
     """Instances grouped by when they started: a batch begins once the previous one finished.
 
     The API does not name batches; this reads them off the event times. Instances that have not
-    started yet form the last group.
+    started yet form the next group, and the skipped ones (which never will) the last.
     """
     started = sorted(
         (i for i in instances if i.started_at is not None),
@@ -262,9 +278,12 @@ def batches(instances: Sequence[InstanceView]) -> list[list[InstanceView]]:
             groups.append([instance])
         ends = [i.ended_at if i.status not in _RUNNING else None for i in groups[-1]]
         batch_end = None if any(e is None for e in ends) else max(e for e in ends if e)
-    waiting = [i for i in instances if i.started_at is None]
+    waiting = [i for i in instances if i.started_at is None and i.status != "Skipped"]
     if waiting:
         groups.append(waiting)
+    skipped = [i for i in instances if i.started_at is None and i.status == "Skipped"]
+    if skipped:
+        groups.append(skipped)
     return groups
 
 
@@ -307,6 +326,8 @@ def _header(snapshot: Snapshot) -> Text:
     if dep.rollback_of:
         text.append(f"\nrollback of {dep.rollback_of}", style="magenta")
     text.append(f"\n{_overview_text(dep.overview)}")
+    for message in dep.messages:
+        text.append(f"\n{message}", style="yellow")
     return text
 
 
@@ -316,8 +337,12 @@ def _batch_table(number: int, instances: Sequence[InstanceView], now: datetime) 
         for event in instance.events:
             if event.name not in names:
                 names.append(event.name)
-    waiting = all(i.started_at is None for i in instances)
-    title = "Waiting" if waiting else f"Batch {number}"
+    if all(i.started_at is None and i.status == "Skipped" for i in instances):
+        title = "Skipped"
+    elif all(i.started_at is None for i in instances):
+        title = "Waiting"
+    else:
+        title = f"Batch {number}"
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
     # Who and in what state are what a reader looks for: when the terminal is narrow, the
     # event columns give way first (a long duration in one of them squeezed "InProgress").
@@ -350,9 +375,15 @@ def _batch_table(number: int, instances: Sequence[InstanceView], now: datetime) 
     return table
 
 
-def live_view(snapshot: Snapshot, *, output_lines: int = LIVE_OUTPUT_LINES) -> RenderableType:
-    """The terminal view: header, one table per batch, the newest output lines."""
-    parts: list[RenderableType] = [_header(snapshot)]
+def live_view(
+    snapshot: Snapshot, *, output_lines: int = LIVE_OUTPUT_LINES, header: bool = True
+) -> RenderableType:
+    """The terminal view: header, one table per batch, the newest output lines.
+
+    The last frame, which stays on the screen above the :func:`summary`, goes without the header
+    (``header=False``), so that the result is stated once.
+    """
+    parts: list[RenderableType] = [_header(snapshot)] if header else []
     for number, group in enumerate(batches(snapshot.instances), start=1):
         parts.append(_batch_table(number, group, snapshot.now))
     if not snapshot.instances:
@@ -423,11 +454,23 @@ def plain_lines(
             lines.append(f"{instance.instance_id} {instance.status}")
     for rest in by_event.values():
         lines.extend(map(output_line, rest))
-    # The deployment's line comes last: its new status is the consequence of the lines above.
+    # The deployment's line comes last: its new status is the consequence of the lines above;
+    # the first one comes first (nothing happened before it). Its end is left to the summary,
+    # which states the result once, with the duration.
     dep = current.deployment
     before = previous.deployment if previous else None
-    if before is None or before.status != dep.status or before.overview != dep.overview:
-        lines.append(f"{dep.deployment_id} {dep.status} ({_overview_text(dep.overview)})")
+    known = set(before.messages) if before else set()
+    # Once it has ended the summary lists the messages; before, each is printed once, as it comes.
+    news = [
+        f"{dep.deployment_id}: {m}" for m in dep.messages if m not in known and not current.finished
+    ]
+    line = f"{dep.deployment_id} {dep.status} ({_overview_text(dep.overview)})"
+    if before is None:
+        lines[:0] = [] if current.finished else [line, *news]
+    elif (before.status != dep.status or before.overview != dep.overview) and not current.finished:
+        lines.extend([line, *news])
+    else:
+        lines.extend(news)
     return lines, tuple(held)
 
 
@@ -442,6 +485,12 @@ def summary(snapshot: Snapshot, *, log_tail_lines: int = 20) -> RenderableType:
     text.append(dep.status, style=_STATUS_STYLE.get(dep.status, ""))
     if dep.created is not None:
         text.append(f" in {_duration(dep.created, dep.completed, snapshot.now)}")
+        starts = [e.start for i in snapshot.instances for e in i.events if e.start is not None]
+        waited = (min(starts) - dep.created).total_seconds() if starts else 0.0
+        if waited >= WAIT_NOTE_SECONDS:
+            # E.g. a host that first finished a stopped deployment's script: the time is not
+            # the events' own.
+            text.append(f", {format_duration(waited)} of it before the first event started")
     text.append(f"\n{_overview_text(dep.overview)}")
     found = failure(snapshot)
     if found is not None:
@@ -461,8 +510,10 @@ def summary(snapshot: Snapshot, *, log_tail_lines: int = 20) -> RenderableType:
                 text.append(f"\n    {line}")
     elif dep.status != "Succeeded" and dep.error_message:
         text.append(f"\n{dep.error_code or 'Error'}: {dep.error_message}", style="red")
-    if found is not None and dep.error_message:
+    if found is not None and dep.error_message and dep.error_message != found[1].message:
         text.append(f"\n{dep.error_message}", style="dim")
+    for message in dep.messages:
+        text.append(f"\n{message}", style="yellow")
     if dep.rollback_deployment_id:
         text.append("\nRollback: ", style="bold magenta")
         text.append(dep.rollback_deployment_id)

@@ -48,7 +48,13 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
 
 @click.command("server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port",
+    default=8443,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port for the API, the agents, the bundle store and the dashboard.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -155,6 +161,7 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log messages to print.",
 )
 def server(
     host: str,

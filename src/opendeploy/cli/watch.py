@@ -40,6 +40,7 @@ from opendeploy.cli.render import (
     LIVE_OUTPUT_LINES,
     OutputLine,
     Snapshot,
+    cli_console,
     live_view,
     plain_lines,
     snapshot_from_api,
@@ -140,6 +141,8 @@ def _follow_live(
         while not snapshot.finished and not stop.wait(interval):
             snapshot, _ = follower.poll()
             view.update(live_view(snapshot), refresh=True)
+        # The frame left on the screen: the summary printed below it states the result.
+        view.update(live_view(snapshot, header=False), refresh=True)
     return snapshot
 
 
@@ -164,7 +167,7 @@ def watch(
 
     Example: opendeploy watch d-ABCDEFGHI
     """
-    console = Console()
+    console = cli_console()
     with service_errors():
         client = codedeploy_client(endpoint_url, profile, region, no_verify_ssl)
         try:

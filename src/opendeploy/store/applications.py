@@ -65,14 +65,16 @@ class Applications(Repository):
         by_name = {r["name"]: dict(r) for r in rows}
         return [by_name[n] for n in dict.fromkeys(names) if n in by_name]
 
-    def list_names(self, *, offset: int, limit: int) -> tuple[list[str], bool]:
-        """One page of names in name order, and whether more follow."""
+    def list_names(
+        self, *, after: str | None = None, offset: int = 0, limit: int
+    ) -> tuple[list[str], bool]:
+        """One page of names in name order (after ``after``, skipping ``offset`` for the
+        dashboard's numbered pages), and whether more follow."""
+        query = select(_T.c.name).order_by(_T.c.name).offset(offset).limit(limit + 1)
+        if after is not None:
+            query = query.where(_T.c.name > after)
         with self.db.read() as conn:
-            names: list[str] = list(
-                conn.execute(
-                    select(_T.c.name).order_by(_T.c.name).offset(offset).limit(limit + 1)
-                ).scalars()
-            )
+            names: list[str] = list(conn.execute(query).scalars())
         return names[:limit], len(names) > limit
 
     def count(self) -> int:

@@ -162,6 +162,28 @@ class Commands(Repository):
             return None
         return str(row.secret_access_key)
 
+    def revoked_instance(self, access_key_id: str) -> tuple[str, datetime | None] | None:
+        """(name, deregister time) when ``access_key_id`` is the key of an instance that was
+        deregistered since it was issued; (name, None) when the name was registered again since
+        (a new registration, with a new key); None otherwise."""
+        with self.db.read() as conn:
+            key = conn.execute(
+                select(_K.c.principal).where(
+                    _K.c.access_key_id == access_key_id, _K.c.kind == "instance"
+                )
+            ).first()
+            if key is None:
+                return None
+            row = conn.execute(
+                select(_I.c.name, _I.c.deregister_time).where(_I.c.instance_arn == key.principal)
+            ).first()
+            if row is not None:
+                return None if row.deregister_time is None else (str(row.name), row.deregister_time)
+            # The ARN is ``…:instance/<name>_<suffix>``; a new registration has a new suffix.
+            name = str(key.principal).rpartition(":instance/")[2].rpartition("_")[0]
+            again = conn.execute(select(_I.c.name).where(_I.c.name == name)).first()
+        return (name, None) if again is not None else None
+
     def key_kind(self, access_key_id: str) -> str | None:
         """``"admin"`` or ``"instance"`` for a known key, else None."""
         with self.db.read() as conn:
@@ -345,6 +367,42 @@ class Commands(Repository):
     def open_commands(self, deployment_id: str) -> dict[str, dict[str, Any]]:
         with self.db.read() as conn:
             return open_commands(conn, deployment_id)
+
+    def still_running(self, instance_names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per instance, the command it started last if, as far as the server knows, the host is
+        still running it: the engine closed it (its deployment was stopped, or failed elsewhere)
+        before the agent reported its end. A stopped deployment's script is not killed (as in
+        CodeDeploy), so that host takes no other command of the group until the script ends.
+
+        Values: ``deployment_id``, ``lifecycle_event``, ``acknowledged_at``, ``status`` (of
+        the deployment).
+        """
+        if not instance_names:
+            return {}
+        last = (
+            select(_C.c.instance_name, func.max(_C.c.acknowledged_at).label("at"))
+            .where(_C.c.instance_name.in_(list(instance_names)), _C.c.acknowledged_at.is_not(None))
+            .group_by(_C.c.instance_name)
+            .subquery()
+        )
+        query = (
+            select(
+                _C.c.instance_name,
+                _C.c.deployment_id,
+                _C.c.lifecycle_event,
+                _C.c.acknowledged_at,
+                _D.c.status,
+            )
+            .join(
+                last,
+                and_(_C.c.instance_name == last.c.instance_name, _C.c.acknowledged_at == last.c.at),
+            )
+            .join(_D, _D.c.deployment_id == _C.c.deployment_id)
+            .where(_C.c.completed_at.is_(None), _C.c.closed_at.is_not(None))
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return {str(r["instance_name"]): dict(r) for r in rows}
 
 
 def _claim(instance_name: str, now: datetime) -> Callable[[Connection], dict[str, Any] | None]:

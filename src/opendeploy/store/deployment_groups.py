@@ -117,18 +117,21 @@ class DeploymentGroups(Repository):
             )
         return [dict(r) for r in rows]
 
-    def list_names(self, application_id: str, *, offset: int, limit: int) -> tuple[list[str], bool]:
-        """One page of the application's group names in name order, and whether more follow."""
+    def list_names(
+        self, application_id: str, *, after: str | None, limit: int
+    ) -> tuple[list[str], bool]:
+        """One page of the application's group names in name order after ``after``, and whether
+        more follow."""
+        query = (
+            select(_T.c.name)
+            .where(_T.c.application_id == application_id)
+            .order_by(_T.c.name)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(_T.c.name > after)
         with self.db.read() as conn:
-            names: list[str] = list(
-                conn.execute(
-                    select(_T.c.name)
-                    .where(_T.c.application_id == application_id)
-                    .order_by(_T.c.name)
-                    .offset(offset)
-                    .limit(limit + 1)
-                ).scalars()
-            )
+            names: list[str] = list(conn.execute(query).scalars())
         return names[:limit], len(names) > limit
 
     def update(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from opendeploy.domain.status import (
     TERMINAL_DEPLOYMENT_STATUSES,
@@ -49,7 +49,7 @@ TargetSelector = Callable[
 
 
 def does_not_exist(deployment_id: str) -> DeploymentDoesNotExistError:
-    return DeploymentDoesNotExistError(f"Deployment {deployment_id} does not exist.")
+    return DeploymentDoesNotExistError(f"The deployment {deployment_id} could not be found.")
 
 
 def _overviews(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -138,7 +138,11 @@ class Deployments(Repository):
                 conn.execute(
                     update(_G)
                     .where(_G.c.deployment_group_id == group_id)
-                    .values(last_attempted_deployment_id=row["deployment_id"])
+                    .values(
+                        last_attempted_deployment_id=row["deployment_id"],
+                        # AWS sets the group's targetRevision from each deployment.
+                        **({"target_revision": row["revision"]} if row.get("revision") else {}),
+                    )
                 )
             if row.get("revision"):
                 upsert_revision(
@@ -148,6 +152,9 @@ class Deployments(Repository):
                     description=None,
                     now=now,
                     used=True,
+                    first_description=(
+                        f"Application revision registered by Deployment ID: {row['deployment_id']}"
+                    ),
                 )
         found = self.get(row["deployment_id"])
         assert found is not None
@@ -193,10 +200,12 @@ class Deployments(Repository):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         external_id: str | None = None,
-        offset: int,
+        after: str | None = None,
+        offset: int = 0,
         limit: int,
     ) -> tuple[list[str], bool]:
-        """One page of ids, newest first, filtered as ListDeployments asks."""
+        """One page of ids, newest first, after the deployment ``after``, filtered as
+        ListDeployments asks."""
         query = select(_D.c.deployment_id)
         if application_id is not None:
             query = query.where(_D.c.application_id == application_id)
@@ -210,6 +219,14 @@ class Deployments(Repository):
             query = query.where(_D.c.create_time <= created_before)
         if external_id is not None:
             query = query.where(_D.c.external_id == external_id)
+        if after is not None:
+            created = select(_D.c.create_time).where(_D.c.deployment_id == after).scalar_subquery()
+            query = query.where(
+                or_(
+                    _D.c.create_time < created,
+                    and_(_D.c.create_time == created, _D.c.deployment_id < after),
+                )
+            )
         query = (
             query.order_by(_D.c.create_time.desc(), _D.c.deployment_id.desc())
             .offset(offset)
@@ -260,15 +277,19 @@ class Deployments(Repository):
         *,
         statuses: Sequence[str] = (),
         labels: Sequence[str] = (),
-        offset: int,
+        after: str | None = None,
+        offset: int = 0,
         limit: int,
     ) -> tuple[list[str], bool]:
-        """One page of the deployment's target ids (id order), filtered by status and label."""
+        """One page of the deployment's target ids (id order, after ``after``), filtered by
+        status and label."""
         query = select(_TG.c.target_id).where(_TG.c.deployment_id == deployment_id)
         if statuses:
             query = query.where(_TG.c.status.in_(list(statuses)))
         if labels:
             query = query.where(_TG.c.instance_label.in_(list(labels)))
+        if after is not None:
+            query = query.where(_TG.c.target_id > after)
         query = query.order_by(_TG.c.target_id).offset(offset).limit(limit + 1)
         with self.db.read() as conn:
             ids: list[str] = list(conn.execute(query).scalars())

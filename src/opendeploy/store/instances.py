@@ -24,6 +24,8 @@ from opendeploy.store._base import Repository
 
 _T = tables.on_premises_instances
 _TAGS = tables.instance_tags
+_TG = tables.deployment_targets
+_D = tables.deployments
 
 _TOUCH = (
     update(_T)
@@ -151,15 +153,18 @@ class OnPremisesInstances(Repository):
         *,
         registration_status: str | None,
         tag_predicate: Callable[[Mapping[str, str]], bool] | None,
-        offset: int,
+        after: str | None,
         limit: int,
     ) -> tuple[list[str], bool]:
-        """One page of names (name order) by status ("Registered"/"Deregistered") and tags.
+        """One page of names (name order, after ``after``) by status ("Registered" or
+        "Deregistered") and tags.
 
         ``tag_predicate`` (e.g. tag filters from ``engine.targets``) keeps the instances whose
         tags it accepts.
         """
         query = select(_T.c.name).order_by(_T.c.name)
+        if after is not None:
+            query = query.where(_T.c.name > after)
         if registration_status == "Registered":
             query = query.where(_T.c.deregister_time.is_(None))
         elif registration_status == "Deregistered":
@@ -169,8 +174,12 @@ class OnPremisesInstances(Repository):
             if tag_predicate is not None:
                 tags = _tags_of(conn, names)
                 names = [n for n in names if tag_predicate(tags[n])]
-        page = names[offset : offset + limit + 1]
-        return page[:limit], len(page) > limit
+        return names[:limit], len(names) > limit
+
+    def up_to_date(self, deployment_group_id: str, revision: dict[str, Any]) -> set[str]:
+        """The instances already running ``revision`` in the group (:func:`running_revision`)."""
+        with self.db.read() as conn:
+            return running_revision(conn, deployment_group_id, revision)
 
     def registered_with_tags(self) -> list[tuple[str, str, dict[str, str]]]:
         """Every registered instance as (name, arn, tags): the fleet that targeting looks at."""
@@ -257,3 +266,25 @@ def registered_with_tags(conn: Connection) -> list[tuple[str, str, dict[str, str
     ).all()
     tags = _tags_of(conn, [r[0] for r in rows])
     return [(r[0], r[1], tags[r[0]]) for r in rows]
+
+
+def running_revision(
+    conn: Connection, deployment_group_id: str, revision: dict[str, Any]
+) -> set[str]:
+    """The instances whose last successful deployment in the group installed ``revision``: the
+    ones CreateDeployment's ``updateOutdatedInstancesOnly`` leaves out."""
+    from opendeploy.store.revisions import location_key
+
+    wanted = location_key(revision)
+    rows = conn.execute(
+        select(_TG.c.target_id, _D.c.revision)
+        .join(_D, _D.c.deployment_id == _TG.c.deployment_id)
+        .where(_D.c.deployment_group_id == deployment_group_id, _TG.c.status == "Succeeded")
+        .order_by(_TG.c.last_updated_at, _D.c.create_time)
+    ).all()
+    last: dict[str, Any] = {}
+    for name, installed in rows:
+        last[str(name)] = installed
+    return {
+        name for name, installed in last.items() if installed and location_key(installed) == wanted
+    }

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from opendeploy.store import tables
-from opendeploy.store._base import Repository
+from opendeploy.store._base import Repository, page_after
 
 _T = tables.revisions
 
@@ -67,11 +67,14 @@ def upsert(
     description: str | None,
     now: datetime,
     used: bool = False,
+    first_description: str | None = None,
 ) -> None:
     """Register (or re-register) a revision inside an open write transaction.
 
     Re-registering keeps the first registration time and replaces the description when one is
-    given; ``used`` records a deployment of it (first/last used times).
+    given; ``used`` records a deployment of it (first/last used times). ``first_description`` is
+    the description of a revision registered here for the first time without one (AWS's
+    "Application revision registered by Deployment ID: d-…" for CreateDeployment's).
     """
     loc = normalize_location(location)
     key = location_key(loc)
@@ -87,7 +90,7 @@ def upsert(
                 location=loc,
                 s3_bucket=s3.get("bucket"),
                 s3_key=s3.get("key"),
-                description=description,
+                description=description if description is not None else first_description,
                 register_time=now,
                 first_used_time=now if used else None,
                 last_used_time=now if used else None,
@@ -173,17 +176,19 @@ class Revisions(Repository):
         s3_bucket: str | None,
         s3_key_prefix: str | None,
         deployed: str | None,
-        offset: int,
+        after: str | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of locations, filtered and sorted as ListApplicationRevisions asks.
 
         ``sort_by`` is a column (register_time, first_used_time, last_used_time) or None for
-        registration order; ``deployed`` is "include", "exclude" or "ignore"/None.
+        registration order; ``deployed`` is "include", "exclude" or "ignore"/None. ``after`` is
+        the key of the last location of the previous page; the answer is the page and the key of
+        its last location when more follow.
         """
         column = _T.c[sort_by] if sort_by else _T.c.register_time
         order = column.desc() if descending else column.asc()
-        query = select(_T.c.location).where(_T.c.application_id == application_id)
+        query = select(_T.c.revision_id, _T.c.location).where(_T.c.application_id == application_id)
         if s3_bucket:
             query = query.where(_T.c.s3_bucket == s3_bucket)
         if s3_key_prefix:
@@ -192,7 +197,10 @@ class Revisions(Repository):
             query = query.where(_T.c.first_used_time.is_not(None))
         elif deployed == "exclude":
             query = query.where(_T.c.first_used_time.is_(None))
-        query = query.order_by(order, _T.c.revision_id).offset(offset).limit(limit + 1)
+        query = query.order_by(order, _T.c.revision_id)
         with self.db.read() as conn:
-            rows: list[dict[str, Any]] = list(conn.execute(query).scalars())
-        return rows[:limit], len(rows) > limit
+            rows = {str(r.revision_id): r.location for r in conn.execute(query)}
+        # The sort columns may be NULL (never deployed), so the page continues after the last
+        # row's key in this order rather than after a value.
+        keys, more = page_after(list(rows), after, limit)
+        return [rows[k] for k in keys], (keys[-1] if more and keys else None)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opendeploy.api.handlers.deployments import busy_hosts
 from opendeploy.store.database import Store
 from opendeploy.web import present, queries
 
@@ -136,6 +137,11 @@ def deployment(
     watched = instance or queries.first_target_with(store, deployment_id, ["InProgress"])
     if watched is None and failures:
         watched = str(failures[0]["target_id"])
+    if watched is None:
+        # Nothing in progress and nothing failed (e.g. a finished deployment): the instance that
+        # started last, the one a live page was following when the deployment ended.
+        started = order or queries.start_order(store, deployment_id)
+        watched = max(started, key=lambda name: started[name]) if started else None
     commands = store.commands.output(deployment_id, watched) if watched else []
     rollback = row["rollback_info"] or {}
     status = str(row["status"])
@@ -152,6 +158,7 @@ def deployment(
         "selected": instance,
         "output": present.output_text(commands),
         "rollback": rollback,
+        "busy": busy_hosts(store, row),
         "live": status not in present.TERMINAL,
         "can_stop": status not in present.TERMINAL,
         "can_continue": status == "Ready",

@@ -603,9 +603,16 @@ def _has_deliverable(commands: cmd_store.Commands, name: str) -> bool:
 
 
 def _output_line(entry: object) -> str | None:
-    """One streamed output line from a PostHostCommandUpdate payload entry, if it is one."""
+    """One streamed output line from a PostHostCommandUpdate payload entry, if it is one.
+
+    A line of a known stream keeps its marker as scripts.log and the lifecycle events' logTail
+    write it (``[stdout]healthy``, ``[stderr]HTTP 503``), so every reader can tell them apart.
+    """
     if isinstance(entry, str):
         return entry
     if isinstance(entry, dict) and isinstance(entry.get("line"), str):
+        stream = entry.get("stream")
+        if stream in ("stdout", "stderr"):
+            return f"[{stream}]{entry['line']}"
         return str(entry["line"])
     return None

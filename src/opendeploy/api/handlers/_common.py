@@ -14,7 +14,7 @@ from opendeploy.service_errors import (
     BatchLimitExceededError,
     InvalidApplicationNameError,
 )
-from opendeploy.store._base import decode_token, encode_token
+from opendeploy.store._base import decode_token, encode_token, page_after
 
 #: AWS's pattern and length for application, group and configuration names.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9+=,.@_-]{1,100}")
@@ -41,7 +41,7 @@ def _page_size() -> int:
 #: Items per page of every List* operation (see :func:`_page_size`).
 PAGE_SIZE = _page_size()
 
-__all__ = ["PAGE_SIZE", "PAGE_SIZE_ENV", "decode_token", "encode_token"]
+__all__ = ["PAGE_SIZE", "PAGE_SIZE_ENV", "decode_token", "encode_token", "page_after"]
 
 
 def now() -> datetime:
@@ -84,9 +84,9 @@ def check_batch(items: Any, *, limit: int, what: str) -> list[Any]:
     return found
 
 
-def page(names: list[Any], more: bool, offset: int) -> str | None:
-    """The ``nextToken`` after a page of ``names`` that started at ``offset``."""
-    return encode_token(offset + len(names)) if more else None
+def page(keys: list[str], more: bool) -> str | None:
+    """The ``nextToken`` after a page whose items have the (sort) ``keys``."""
+    return encode_token(keys[-1]) if more and keys else None
 
 
 def arn(ctx: RequestContext, resource: str) -> str:

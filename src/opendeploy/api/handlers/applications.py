@@ -75,9 +75,9 @@ def batch_get_applications(ctx: RequestContext, params: dict[str, Any]) -> dict[
 
 
 def list_applications(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    offset = c.decode_token(params.get("nextToken"))
-    names, more = ctx.store.applications.list_names(offset=offset, limit=PAGE_SIZE)
-    return {"applications": names, "nextToken": c.page(names, more, offset)}
+    after = c.decode_token(params.get("nextToken"))
+    names, more = ctx.store.applications.list_names(after=after, limit=PAGE_SIZE)
+    return {"applications": names, "nextToken": c.page(names, more)}
 
 
 def update_application(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

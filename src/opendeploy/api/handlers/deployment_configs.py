@@ -123,11 +123,10 @@ def get_deployment_config(ctx: RequestContext, params: dict[str, Any]) -> dict[s
 
 
 def list_deployment_configs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    offset = c.decode_token(params.get("nextToken"))
+    after = c.decode_token(params.get("nextToken"))
     names = [*PREDEFINED, *ctx.store.deployment_configs.list_names()]
-    chunk = names[offset : offset + PAGE_SIZE]
-    more = offset + PAGE_SIZE < len(names)
-    return {"deploymentConfigsList": chunk, "nextToken": c.page(chunk, more, offset)}
+    chunk, more = c.page_after(names, after, PAGE_SIZE)
+    return {"deploymentConfigsList": chunk, "nextToken": c.page(chunk, more)}
 
 
 def delete_deployment_config(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

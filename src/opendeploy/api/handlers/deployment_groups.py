@@ -217,16 +217,48 @@ def _summary(ctx: RequestContext, deployment_id: str | None) -> dict[str, Any] |
     }
 
 
+def default_style(platform: str) -> dict[str, str]:
+    """The deploymentStyle AWS reports for a group or deployment that was given none."""
+    if platform == "Server":
+        return {"deploymentType": "IN_PLACE", "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"}
+    return {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
+
+
+def _defaults(platform: str) -> dict[str, Any]:
+    """The members AWS always returns in DeploymentGroupInfo, with the values of an unset one
+    (aws-cli's batch-get-deployment-groups example): clients read them without checking."""
+    out: dict[str, Any] = {
+        "deploymentStyle": default_style(platform),
+        "autoRollbackConfiguration": {"enabled": False},
+        "alarmConfiguration": {"enabled": False, "ignorePollAlarmFailure": False, "alarms": []},
+        "triggerConfigurations": [],
+        "autoScalingGroups": [],
+    }
+    if platform == "Server":
+        out.update(
+            {
+                "ec2TagFilters": [],
+                "onPremisesInstanceTagFilters": [],
+                "onPremisesTagSet": {"onPremisesTagSetList": []},
+                "outdatedInstancesStrategy": "UPDATE",
+            }
+        )
+    return out
+
+
 def render(ctx: RequestContext, app: str, row: dict[str, Any]) -> dict[str, Any]:
     """DeploymentGroupInfo."""
     info = {member: row[column] for member, column in _PLAIN.items()}
+    for member, value in _defaults(row["compute_platform"]).items():
+        if info.get(member) is None:
+            info[member] = value
     info.update(
         {
             "applicationName": app,
             "deploymentGroupId": row["deployment_group_id"],
             "deploymentGroupName": row["name"],
             "computePlatform": row["compute_platform"],
-            "autoScalingGroups": row["auto_scaling_groups"],
+            "autoScalingGroups": row["auto_scaling_groups"] or [],
             "targetRevision": row["target_revision"],
             "lastSuccessfulDeployment": _summary(ctx, row["last_successful_deployment_id"]),
             "lastAttemptedDeployment": _summary(ctx, row["last_attempted_deployment_id"]),
@@ -285,21 +317,21 @@ def batch_get_deployment_groups(ctx: RequestContext, params: dict[str, Any]) -> 
     missing = [n for n in names if n not in rows]
     return {
         "deploymentGroupsInfo": [render(ctx, app_name, rows[n]) for n in names if n in rows],
-        "errorMessage": (f"Deployment groups not found: {', '.join(missing)}" if missing else None),
+        "errorMessage": (f"Deployment groups not found: {', '.join(missing)}" if missing else ""),
     }
 
 
 def list_deployment_groups(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     app_name = c.app_name(params.get("applicationName"))
     app = ctx.store.applications.require(app_name)
-    offset = c.decode_token(params.get("nextToken"))
+    after = c.decode_token(params.get("nextToken"))
     names, more = ctx.store.deployment_groups.list_names(
-        app["application_id"], offset=offset, limit=PAGE_SIZE
+        app["application_id"], after=after, limit=PAGE_SIZE
     )
     return {
         "applicationName": app_name,
         "deploymentGroups": names,
-        "nextToken": c.page(names, more, offset),
+        "nextToken": c.page(names, more),
     }
 
 

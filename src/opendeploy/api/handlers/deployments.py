@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
-from opendeploy.api.handlers.deployment_groups import config_exists, group_name
+from opendeploy.api.handlers.deployment_groups import config_exists, default_style, group_name
 from opendeploy.api.handlers.revisions import check_description, check_revision
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.records import DeploymentStyle
@@ -45,6 +45,7 @@ from opendeploy.service_errors import (
     RevisionRequiredError,
     UnsupportedActionForDeploymentTypeError,
 )
+from opendeploy.store.database import Store
 from opendeploy.store.deployment_groups import does_not_exist as group_does_not_exist
 from opendeploy.store.deployments import TargetSelector
 from opendeploy.store.deployments import does_not_exist as deployment_does_not_exist
@@ -117,7 +118,7 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         "autoRollbackConfiguration": row["auto_rollback_configuration"],
         "updateOutdatedInstancesOnly": bool(row["update_outdated_instances_only"]),
         "rollbackInfo": row["rollback_info"],
-        "deploymentStyle": row["deployment_style"],
+        "deploymentStyle": row["deployment_style"] or default_style(row["compute_platform"]),
         "targetInstances": row["target_instances"],
         "instanceTerminationWaitTimeStarted": bool(row["instance_termination_wait_time_started"]),
         "blueGreenDeploymentConfiguration": row["blue_green_deployment_configuration"],
@@ -232,6 +233,8 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     that configuration tools (Terraform, CloudFormation-like ones) can manage it.
     """
     app_name = c.app_name(params.get("applicationName"))
+    # As AWS: a missing application is reported before a missing or invalid group name.
+    app = ctx.store.applications.require(app_name)
     if params.get("deploymentGroupName") is None:
         raise DeploymentGroupNameRequiredError("The deployment group name was not specified.")
     name = group_name(params["deploymentGroupName"])
@@ -242,7 +245,6 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
             f"fileExistsBehavior: {behavior!r} is not one of DISALLOW, OVERWRITE, RETAIN"
         )
     _check_auto_rollback(params.get("autoRollbackConfiguration"))
-    app = ctx.store.applications.require(app_name)
     group = ctx.store.deployment_groups.get(app["application_id"], name)
     if group is None:
         raise group_does_not_exist(app_name, name)
@@ -281,8 +283,63 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         "deployment_status_messages": [],
     }
     pick = selector(group) if group["compute_platform"] == "Server" else None
+    if pick is not None and params.get("updateOutdatedInstancesOnly"):
+        # Only the instances not already running this revision from the group, as AWS does.
+        current = ctx.store.instances.up_to_date(group["deployment_group_id"], revision)
+        pick = _without(pick, current)
     created = ctx.store.deployments.create(deployment=row, select_targets=pick, now=now)
     return {"deploymentId": created["deployment_id"]}
+
+
+def _without(pick: TargetSelector, names: set[str]) -> TargetSelector:
+    def choose(fleet: list[tuple[str, str, dict[str, str]]]) -> list[tuple[str, str, str | None]]:
+        return [target for target in pick(fleet) if target[0] not in names]
+
+    return choose
+
+
+#: Deployments whose hosts may wait for a script another deployment left running, or that may
+#: have left one running themselves.
+_BUSY_CHECKED = {"Created", "Queued", "InProgress", "Ready", "Stopped", "Failed"}
+#: Up to this many targets; beyond, the lines are left out (one query per GetDeployment).
+_BUSY_CHECK_LIMIT = 500
+
+
+def busy_hosts(store: Store, row: dict[str, Any]) -> list[str]:
+    """What the deployment's hosts are busy with, as ``deploymentStatusMessages`` lines.
+
+    A stopped deployment's running script is not killed (as in CodeDeploy): its host finishes it
+    before it takes the next deployment's events, which meanwhile show nothing. These lines say
+    so, on the deployment that waits and on the one that left the script running.
+    """
+    if row["status"] not in _BUSY_CHECKED or row["compute_platform"] != "Server":
+        return []
+    ident = row["deployment_id"]
+    names, more = store.deployments.list_target_ids(ident, limit=_BUSY_CHECK_LIMIT)
+    if more:
+        return []  # a fleet this large is watched through its targets, not this summary
+    messages = []
+    for name, command in sorted(store.commands.still_running(names).items()):
+        event, other = command["lifecycle_event"], command["deployment_id"]
+        if other == ident:
+            messages.append(
+                f"{name}: {event} was still running when this deployment ended; its script is "
+                f"not stopped, so {name} finishes it before it runs another deployment's events."
+            )
+        elif row["status"] not in TERMINAL_DEPLOYMENT_STATUSES:
+            messages.append(
+                f"{name} is busy: {event} of {other} ({command['status']}) still runs there; "
+                f"this deployment's events on {name} start when it ends."
+            )
+    return messages
+
+
+def _with_busy_hosts(ctx: RequestContext, row: dict[str, Any]) -> dict[str, Any]:
+    info = render(row)
+    busy = busy_hosts(ctx.store, row)
+    if busy:
+        info["deploymentStatusMessages"] = [*info["deploymentStatusMessages"], *busy]
+    return info
 
 
 def get_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -290,7 +347,7 @@ def get_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any
     row = ctx.store.deployments.get(ident)
     if row is None:
         raise deployment_does_not_exist(ident)
-    return {"deploymentInfo": render(row)}
+    return {"deploymentInfo": _with_busy_hosts(ctx, row)}
 
 
 def batch_get_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -299,7 +356,7 @@ def batch_get_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         raise DeploymentIdRequiredError("At least one deployment ID must be specified.")
     ids = [deployment_id(i) for i in ids]
     rows = ctx.store.deployments.get_many(ids)
-    return {"deploymentsInfo": [render(r) for r in rows if r is not None]}
+    return {"deploymentsInfo": [_with_busy_hosts(ctx, r) for r in rows if r is not None]}
 
 
 def _time(value: Any) -> datetime | None:
@@ -330,7 +387,7 @@ def list_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
     start, end = _time(time_range.get("start")), _time(time_range.get("end"))
     if start and end and start > end:
         raise InvalidTimeRangeError("createTimeRange: start is after end")
-    offset = c.decode_token(params.get("nextToken"))
+    after = c.decode_token(params.get("nextToken"))
     ids, more = ctx.store.deployments.list_ids(
         application_id=application_id,
         deployment_group_name=group_param,
@@ -338,10 +395,10 @@ def list_deployments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
         created_after=start,
         created_before=end,
         external_id=params.get("externalId"),
-        offset=offset,
+        after=after,
         limit=PAGE_SIZE,
     )
-    return {"deployments": ids, "nextToken": c.page(ids, more, offset)}
+    return {"deployments": ids, "nextToken": c.page(ids, more)}
 
 
 def stop_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -15,11 +15,10 @@ PAGE_SIZE = c.PAGE_SIZE
 
 
 def list_github_account_token_names(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    offset = c.decode_token(params.get("nextToken"))
+    after = c.decode_token(params.get("nextToken"))
     names = ctx.store.github_tokens.list_names()
-    chunk = names[offset : offset + PAGE_SIZE]
-    more = offset + PAGE_SIZE < len(names)
-    return {"tokenNameList": chunk, "nextToken": c.page(chunk, more, offset)}
+    chunk, more = c.page_after(names, after, PAGE_SIZE)
+    return {"tokenNameList": chunk, "nextToken": c.page(chunk, more)}
 
 
 def delete_github_account_token(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

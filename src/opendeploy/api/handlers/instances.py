@@ -87,15 +87,15 @@ def list_deployment_targets(ctx: RequestContext, params: dict[str, Any]) -> dict
                 f"targetFilters: {key!r} is not TargetStatus or ServerInstanceLabel"
             )
     _existing(ctx, ident)
-    offset = c.decode_token(params.get("nextToken"))
+    after = c.decode_token(params.get("nextToken"))
     ids, more = ctx.store.deployments.list_target_ids(
         ident,
         statuses=filters.get("TargetStatus") or [],
         labels=filters.get("ServerInstanceLabel") or [],
-        offset=offset,
+        after=after,
         limit=PAGE_SIZE,
     )
-    return {"targetIds": ids, "nextToken": c.page(ids, more, offset)}
+    return {"targetIds": ids, "nextToken": c.page(ids, more)}
 
 
 def batch_get_deployment_targets(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -140,11 +140,11 @@ def list_deployment_instances(ctx: RequestContext, params: dict[str, Any]) -> di
                 f"instanceTypeFilter: {label!r} is not Blue or Green"
             )
     _existing(ctx, ident)
-    offset = c.decode_token(params.get("nextToken"))
+    after = c.decode_token(params.get("nextToken"))
     ids, more = ctx.store.deployments.list_target_ids(
-        ident, statuses=statuses, labels=labels, offset=offset, limit=PAGE_SIZE
+        ident, statuses=statuses, labels=labels, after=after, limit=PAGE_SIZE
     )
-    return {"instancesList": ids, "nextToken": c.page(ids, more, offset)}
+    return {"instancesList": ids, "nextToken": c.page(ids, more)}
 
 
 def batch_get_deployment_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def batch_get_deployment_instances(ctx: RequestContext, params: dict[str, Any]) 
     missing = [i for i, t in zip(ids, targets, strict=True) if t is None]
     return {
         "instancesSummary": [render_instance(t) for t in targets if t is not None],
-        "errorMessage": f"Instances not found: {', '.join(missing)}" if missing else None,
+        "errorMessage": f"Instances not found: {', '.join(missing)}" if missing else "",
     }
 
 

@@ -115,14 +115,14 @@ def list_on_premises_instances(ctx: RequestContext, params: dict[str, Any]) -> d
         filters = [TagFilter.from_wire(f) for f in params.get("tagFilters") or []]
     except ValueError as exc:
         raise InvalidTagFilterError(f"tagFilters: {exc}") from None
-    offset = c.decode_token(params.get("nextToken"))
+    after = c.decode_token(params.get("nextToken"))
     names, more = ctx.store.instances.list_names(
         registration_status=status,
         tag_predicate=(lambda tags: matches_any(tags, filters)) if filters else None,
-        offset=offset,
+        after=after,
         limit=PAGE_SIZE,
     )
-    return {"instanceNames": names, "nextToken": c.page(names, more, offset)}
+    return {"instanceNames": names, "nextToken": c.page(names, more)}
 
 
 def _tags_and_names(params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:

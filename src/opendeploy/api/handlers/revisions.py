@@ -123,7 +123,7 @@ def batch_get_application_revisions(ctx: RequestContext, params: dict[str, Any])
     missing = [loc for loc, row in zip(locations, rows, strict=True) if row is None]
     return {
         "applicationName": app_name,
-        "errorMessage": f"Revisions not found: {missing}" if missing else None,
+        "errorMessage": f"Revisions not found: {missing}" if missing else "",
         "revisions": [
             {"revisionLocation": row["location"], "genericRevisionInfo": render_generic(row)}
             for row in rows
@@ -150,18 +150,18 @@ def list_application_revisions(ctx: RequestContext, params: dict[str, Any]) -> d
     if params.get("s3KeyPrefix") and not params.get("s3Bucket"):
         raise BucketNameFilterRequiredError("s3KeyPrefix needs s3Bucket as well.")
     app = ctx.store.applications.require(app_name)
-    offset = c.decode_token(params.get("nextToken"))
-    rows, more = ctx.store.revisions.list_locations(
+    after = c.decode_token(params.get("nextToken"))
+    rows, last = ctx.store.revisions.list_locations(
         app["application_id"],
         sort_by=_SORT_COLUMNS.get(sort_by or ""),
         descending=order == "descending",
         s3_bucket=params.get("s3Bucket"),
         s3_key_prefix=params.get("s3KeyPrefix"),
         deployed=deployed,
-        offset=offset,
+        after=after,
         limit=PAGE_SIZE,
     )
-    return {"revisions": rows, "nextToken": c.page(rows, more, offset)}
+    return {"revisions": rows, "nextToken": c.encode_token(last) if last else None}
 
 
 HANDLERS: dict[str, Handler] = {

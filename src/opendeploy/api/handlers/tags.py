@@ -71,8 +71,10 @@ def untag_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any
 
 def list_tags_for_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     arn = resource_arn(ctx, params.get("ResourceArn"))
-    tags = ctx.store.tags.list_tags(arn)
-    return {"Tags": [{"Key": k, "Value": v} for k, v in tags]}
+    after = c.decode_token(params.get("NextToken"))
+    tags = dict(ctx.store.tags.list_tags(arn))
+    keys, more = c.page_after(list(tags), after, c.PAGE_SIZE)
+    return {"Tags": [{"Key": k, "Value": tags[k]} for k in keys], "NextToken": c.page(keys, more)}
 
 
 HANDLERS: dict[str, Handler] = {
