@@ -193,7 +193,7 @@ def verify(
                 )
             )
             expected = signature_for(signing_key, claim.timestamp, scope, canonical_request)
-            if hmac.compare_digest(expected, claim.signature):
+            if same_text(expected, claim.signature):
                 return VerifiedRequest(
                     access_key_id=claim.access_key_id,
                     date=claim.date,
@@ -232,6 +232,16 @@ def signature_for(signing_key: bytes, timestamp: str, scope: str, canonical_requ
         )
     )
     return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def same_text(given: str, expected: str) -> bool:
+    """Constant-time equality of two strings, whatever characters they hold.
+
+    ``hmac.compare_digest`` on ``str`` raises TypeError for non-ASCII text, which a client
+    chooses (a forged signature, cookie or token): that was a 500 instead of a refusal."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -520,7 +530,7 @@ def _payload_candidates(
         raise InvalidSignatureError(
             f"x-amz-content-sha256 '{claimed}' is neither a hex SHA-256 nor a known marker."
         )
-    if not hmac.compare_digest(claimed, actual):
+    if not same_text(claimed, actual):
         raise InvalidSignatureError(
             "The provided x-amz-content-sha256 header does not match what was computed."
         )
