@@ -4,6 +4,7 @@ and refused before they cost the server memory."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,6 +43,10 @@ def _with_signature(headers: dict[str, str], signature: str) -> dict[bytes, byte
     out = _as_bytes(headers)
     out[b"Authorization"] = f"{head}Signature={signature}".encode()
     return out
+
+
+def _text(headers: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in headers.items()}
 
 
 def _as_bytes(headers: dict[str, str]) -> dict[bytes, bytes]:
@@ -102,3 +107,68 @@ def test_a_non_ascii_signature_or_payload_hash_to_the_s3_front_is_refused(
         url, headers=_with_signature(_signed(server, "GET", url, b"", {}, True), "ö")
     )
     assert 400 <= response.status_code < 500, response.text
+
+
+# -- memory before authentication ----------------------------------------------------------------
+
+BIG = 300 * 1024 * 1024
+#: What an unsigned request may add to the server's peak resident memory.
+PREAUTH_GROWTH_LIMIT = 32 * 1024 * 1024
+
+
+def _chunks(total: int, size: int = 1 << 20) -> Iterator[bytes]:
+    chunk = b"x" * size
+    for _ in range(total // size):
+        yield chunk
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_an_unsigned_300_mib_body_is_refused_before_it_is_read(server: RunningServer) -> None:
+    """Every route that takes a body (awsJson, CBOR, an S3 upload), with and without a length,
+    and a forged signature by a real key: refused as 4xx, the server's peak memory barely
+    moves."""
+    server.client("s3").create_bucket(Bucket="hostile-big")
+    json_headers = {
+        "X-Amz-Target": "CodeDeploy_20141006.ListApplications",
+        "Content-Type": "application/x-amz-json-1.1",
+    }
+    cbor_url = f"{server.endpoint}/service/CodeDeploy_20141006/operation/ListApplications"
+    forged = _text(
+        _with_signature(
+            _signed(server, "POST", f"{server.endpoint}/", b"", json_headers, s3=False), "0" * 64
+        )
+    )
+    s3_url = f"{server.endpoint}/hostile-big/big.zip"
+    forged_s3 = _text(_with_signature(_signed(server, "PUT", s3_url, b"x", {}, s3=True), "0" * 64))
+    before = peak_rss(server.process.pid)
+    with httpx.Client(timeout=120) as http:
+        cases: tuple[tuple[str, str, dict[str, str], bool], ...] = (
+            ("POST", f"{server.endpoint}/", json_headers, True),
+            ("POST", f"{server.endpoint}/", json_headers, False),
+            ("POST", f"{server.endpoint}/", {"Content-Length": str(10 << 20)}, True),
+            ("POST", cbor_url, {"Content-Type": "application/cbor"}, False),
+            ("POST", f"{server.endpoint}/", forged, False),
+            ("PUT", s3_url, {}, True),
+            ("PUT", s3_url, {}, False),
+            ("PUT", s3_url, forged_s3, False),
+        )
+        for method, url, headers, length in cases:
+            size = BIG
+            sent = dict(headers)
+            if length:
+                declared = sent.get("Content-Length") or str(BIG)
+                size = int(declared)
+                sent["Content-Length"] = declared
+            response = http.request(method, url, content=_chunks(size), headers=sent)
+            assert 400 <= response.status_code < 500, (method, url, response.text[:300])
+    growth = peak_rss(server.process.pid) - before
+    assert growth < PREAUTH_GROWTH_LIMIT, f"peak grew by {growth / 2**20:.1f} MiB"
+    assert not list((server.data_dir / "bundles").rglob(".s3-body-*"))

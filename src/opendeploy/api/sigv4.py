@@ -130,49 +130,26 @@ def verify(
     allow_streaming_payload: bool = False,
     normalize_path: bool = True,
     max_skew: timedelta = MAX_CLOCK_SKEW,
+    body_sha256: str | None = None,
 ) -> VerifiedRequest:
     """Check the request's SigV4 signature and return who signed it.
 
     ``allow_unsigned_payload`` / ``allow_streaming_payload`` say whether ``UNSIGNED-PAYLOAD`` and
     the ``STREAMING-…`` markers may stand in for the body hash (S3 only; the CodeDeploy API signs
     its bodies). ``normalize_path`` is False for S3, which signs its path without normalizing.
+    ``body_sha256``: the body's hex SHA-256 when the caller has it (``request.body`` is then not
+    hashed); an S3 upload passes its signed ``x-amz-content-sha256`` to verify the signature
+    before it receives the body, and checks the body against that hash as it arrives.
     Raises one of the auth errors of ``opendeploy.service_errors``.
     """
-    headers = request.header_map()
-    query = _split_query(request.raw_query)
-    query_names = {unquote(name) for name, _ in query}
-    if "authorization" in headers:
-        claim = _parse_authorization(headers["authorization"], headers)
-        presigned = False
-    elif "X-Amz-Algorithm" in query_names or "X-Amz-Signature" in query_names:
-        claim = _parse_presigned(query)
-        presigned = True
-    else:
-        raise MissingAuthenticationTokenError("Missing Authentication Token")
-
-    _check_time(claim, now, max_skew)
-    if "host" not in claim.signed_headers:
-        raise IncompleteSignatureError(
-            "'Host' must be a 'SignedHeader' in the AWS Authorization; "
-            f"SignedHeaders={';'.join(claim.signed_headers)}"
-        )
-    missing = [name for name in claim.signed_headers if name not in headers]
-    if missing:
-        raise InvalidSignatureError(
-            f"Signed header(s) {', '.join(missing)} are not present in the request."
-        )
-
+    headers, query, claim, presigned, secret = _check_claim(request, lookup_secret, now, max_skew)
     payload_candidates = _payload_candidates(
-        request.body,
+        request.body if body_sha256 is None else body_sha256,
         headers.get("x-amz-content-sha256"),
         presigned=presigned,
         allow_unsigned=allow_unsigned_payload,
         allow_streaming=allow_streaming_payload,
     )
-
-    secret = lookup_secret(claim.access_key_id)
-    if secret is None:
-        raise UnrecognizedClientError("The security token included in the request is invalid.")
 
     signing_key = derive_signing_key(secret, claim.date, claim.region, claim.service)
     scope = f"{claim.date}/{claim.region}/{claim.service}/aws4_request"
@@ -206,6 +183,56 @@ def verify(
                     presigned=presigned,
                 )
     raise InvalidSignatureError(_SIGNATURE_MISMATCH)
+
+
+def check_claim(
+    request: SignedRequest,
+    lookup_secret: SecretLookup,
+    *,
+    now: datetime,
+    max_skew: timedelta = MAX_CLOCK_SKEW,
+) -> str:
+    """Everything :func:`verify` checks before it needs the body: the request is signed
+    (header or presigned query), well formed, current, signs ``host`` and every header it names,
+    by a known access key. Returns that key id; raises as :func:`verify` does.
+
+    A server calls it before it reads a large body, so that an unsigned or forged request costs
+    no more than its headers (the signature itself covers the body and is checked after)."""
+    return _check_claim(request, lookup_secret, now, max_skew)[2].access_key_id
+
+
+def _check_claim(
+    request: SignedRequest, lookup_secret: SecretLookup, now: datetime, max_skew: timedelta
+) -> tuple[dict[str, str], list[tuple[str, str]], _Claim, bool, str]:
+    """(headers, query, claim, presigned, secret) of a request whose claim holds."""
+    headers = request.header_map()
+    query = _split_query(request.raw_query)
+    query_names = {unquote(name) for name, _ in query}
+    if "authorization" in headers:
+        claim = _parse_authorization(headers["authorization"], headers)
+        presigned = False
+    elif "X-Amz-Algorithm" in query_names or "X-Amz-Signature" in query_names:
+        claim = _parse_presigned(query)
+        presigned = True
+    else:
+        raise MissingAuthenticationTokenError("Missing Authentication Token")
+
+    _check_time(claim, now, max_skew)
+    if "host" not in claim.signed_headers:
+        raise IncompleteSignatureError(
+            "'Host' must be a 'SignedHeader' in the AWS Authorization; "
+            f"SignedHeaders={';'.join(claim.signed_headers)}"
+        )
+    missing = [name for name in claim.signed_headers if name not in headers]
+    if missing:
+        raise InvalidSignatureError(
+            f"Signed header(s) {', '.join(missing)} are not present in the request."
+        )
+
+    secret = lookup_secret(claim.access_key_id)
+    if secret is None:
+        raise UnrecognizedClientError("The security token included in the request is invalid.")
+    return headers, query, claim, presigned, secret
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -497,7 +524,7 @@ def _check_time(claim: _Claim, now: datetime, max_skew: timedelta) -> None:
 
 
 def _payload_candidates(
-    body: bytes,
+    body: bytes | str,
     claimed: str | None,
     *,
     presigned: bool,
@@ -509,7 +536,7 @@ def _payload_candidates(
     A claimed hex hash must be the body's; the markers only where the caller allows them.
     A presigned URL may sign ``UNSIGNED-PAYLOAD`` (S3) or the body hash (other services).
     """
-    actual = hashlib.sha256(body).hexdigest()
+    actual = body if isinstance(body, str) else hashlib.sha256(body).hexdigest()
     if claimed is None:
         if presigned and allow_unsigned:
             return [UNSIGNED_PAYLOAD, actual]
