@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -187,6 +188,9 @@ def server(
         event_start_timeout_seconds=event_start_timeout,
         poll_timeout_seconds=poll_timeout,
     )
+    # Everything the server writes is in its data directory, and all of it is private (keys,
+    # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
+    os.umask(0o077)
     built = server_module.create_server(settings)
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")

@@ -63,7 +63,7 @@ class BodySpool:
     """
 
     def __init__(self, directory: Path, *, max_size: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, name = tempfile.mkstemp(dir=directory, prefix=".s3-body-")
         self.path = Path(name)
         self._file: IO[bytes] = os.fdopen(fd, "w+b")
