@@ -2,9 +2,10 @@
 
 A session is what a login with an admin access key pair buys: a cookie holding the key id, a
 random nonce and an expiry, signed with HMAC-SHA256. The signing key is derived from the server's
-admin secret, so every replica sharing the database accepts the same cookies and issuing a new
-admin key would not silently keep old sessions alive. Each request re-checks that the key still
-exists and is an admin key (a revoked key ends its sessions at once).
+admin secret, so every replica sharing the database accepts the same cookies. The cookie alone
+is not enough: each sign-in is recorded server-side (``store.dashboard_sessions``) and every
+request checks that record, joined to its key, so signing out, or revoking the key, ends the
+session at once, on every replica, even for a copy of the cookie.
 
 CSRF: every POST form carries ``csrf_token`` = HMAC(key, "csrf:" + nonce) of the session; the
 cookie is also ``SameSite=Strict``.
