@@ -48,6 +48,9 @@ from opendeploy.api.commands.agent_version import HEADER as AGENT_VERSION_HEADER
 from opendeploy.api.commands.agent_version import agent_version
 from opendeploy.api.commands.credentials import instance_credentials_route
 from opendeploy.api.commands.handlers import CommandApi
+from opendeploy.api.commands.received import HEADER as RECEIVED_HEADER
+from opendeploy.api.commands.received import MAX_CHARS as RECEIVED_MAX_CHARS
+from opendeploy.api.commands.received import received_commands
 from opendeploy.api.commands.signing import (
     SpecSigner,
     endpoint_subject,
@@ -420,7 +423,11 @@ def create_server(settings: ServerSettings, *, extra_routes: Sequence[BaseRoute]
             ],
             lifespan=lifespan,
             backlog=backlog,
-            context_headers={AGENT_VERSION_HEADER: agent_version},
+            context_headers={
+                AGENT_VERSION_HEADER: agent_version,
+                RECEIVED_HEADER: received_commands,
+            },
+            context_header_limits={RECEIVED_HEADER: RECEIVED_MAX_CHARS},
         )
         # Instead of uvicorn's own (see run): here it wraps every route but the agents' POST /,
         # which needs neither the client's address nor its scheme.

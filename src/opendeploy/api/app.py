@@ -307,13 +307,15 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     backlog: Backlog | None = None,
     context_headers: Mapping[bytes, ContextVar[str | None]] | None = None,
+    context_header_limits: Mapping[bytes, int] | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``services`` in both protocols, plus ``extra_routes``.
 
     ``backlog``, when given, counts each call from its arrival until it is handled (what the
     engine's dead-agent rule allows for; see :mod:`opendeploy.api.backlog`).
     ``context_headers``: request headers (lower-case names) whose value a call's handler reads
-    from a context variable (the agent's version), set for that call only, in both protocols.
+    from a context variable (the agent's version), set for that call only, in both protocols;
+    each value is cut to ``context_header_limits[name]`` characters (default 64).
 
     Example::
 
@@ -325,6 +327,7 @@ def create_app(
     """
     dispatch = _Dispatcher(services, lookup_secret, context_factory, clock, backlog)
     header_variables = dict(context_headers or {})
+    header_limits = dict(context_header_limits or {})
 
     async def read_body(
         scope: Scope, receive: Receive, protocol: WireProtocol
@@ -379,7 +382,10 @@ def create_app(
         arrival = backlog.arrived() if backlog is not None else None
         request_id = _request_id()
         header_tokens = [
-            (variable, variable.set(value.decode("latin-1")[:_HEADER_LIMIT]))
+            (
+                variable,
+                variable.set(value.decode("latin-1")[: header_limits.get(name, _HEADER_LIMIT)]),
+            )
             for name, value in (scope["headers"] if header_variables else ())
             if (variable := header_variables.get(name)) is not None
         ]

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from opendeploy.api.app import AsyncHandler, client_gone
 from opendeploy.api.commands.agent_version import agent_version
+from opendeploy.api.commands.received import parse as parse_received
+from opendeploy.api.commands.received import received_commands
 from opendeploy.api.commands.signing import SpecSigner
 from opendeploy.api.commands.spec import ClientError, envelope, spec_format, spec_payload
 from opendeploy.api.context import Handler, RequestContext
@@ -272,6 +274,11 @@ class CommandApi:
     _calling: threading.local = field(default_factory=threading.local, repr=False)
     _sweeper: Sweeper | None = field(default=None, repr=False)
     _deregistered_at: datetime | None = field(default=None, repr=False)
+    #: Instance name -> the last command this process handed to it, until the agent's next
+    #: poll shows whether it arrived (see :meth:`_release_lost_deliveries`).
+    _handed_out: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Instances whose deliveries this process has checked once (after a start).
+    _checked: set[str] = field(default_factory=set, repr=False)
 
     def heard(self) -> dict[str, datetime]:
         """When this process last heard from each agent (for the engine's dead-agent rule)."""
@@ -443,6 +450,9 @@ class CommandApi:
                 log.exception("automatic deployment to new instance failed instance=%s", name)
         settings = ctx.settings
         commands = ctx.store.commands
+        received = received_commands.get()
+        if received is not None:
+            await self._release_lost_deliveries(commands, name, parse_received(received))
 
         async def claim(woken: bool) -> dict[str, Any] | None:
             # Not woken for a command: a read first (in a thread), as claim_next does.
@@ -463,6 +473,9 @@ class CommandApi:
             await run_blocking(self._write_seen, ctx, name)
         if not isinstance(found, dict):
             return {}
+        if received is not None:
+            with self._lock:
+                self._handed_out[name] = str(found["command_id"])
         return {
             "HostCommand": {
                 "HostCommandIdentifier": found["command_id"],
@@ -474,6 +487,37 @@ class CommandApi:
                 "Nonce": int(found["nonce"]),
             }
         }
+
+    async def _release_lost_deliveries(
+        self, commands: cmd_store.Commands, name: str, received: frozenset[str]
+    ) -> None:
+        """Hand out again, at once, the commands this agent shows it never received.
+
+        The agent lists the commands it received (:mod:`opendeploy.api.commands.received`). The
+        last command this process handed to it must be among them by its next poll; if not,
+        the answer was lost on the way. After a start the process knows nothing it handed out,
+        so an agent's first poll here is checked against the database once (the previous
+        process may have recorded a delivery and died before the answer left). Without the
+        list (the official agent), a lost delivery waits for ``REDELIVER_AFTER``."""
+        with self._lock:
+            last = self._handed_out.pop(name, None)
+            first = name not in self._checked
+            if first:
+                self._checked.add(name)
+        lost = [] if last is None or last in received else [last]
+        if first:
+            delivered = await run_blocking(commands.delivered_unacknowledged, name)
+            lost += [c for c in delivered if c not in received and c not in lost]
+        if not lost:
+            return
+        released: int = await run_blocking(commands.release, name, lost)
+        if released:
+            log.info(
+                "redelivering host commands instance=%s commands=%s: the agent's poll shows it"
+                " never received them",
+                name,
+                ",".join(lost),
+            )
 
     def get_deployment_specification(
         self, ctx: RequestContext, params: dict[str, Any]
