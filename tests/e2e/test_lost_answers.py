@@ -58,6 +58,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         ("PutHostCommandAcknowledgement", 4),
         ("GetDeploymentSpecification", 4),
         ("PutHostCommandComplete", 4),
+        # The bundle's download (S3 GetObject from the server): lost answers, then a cut body.
+        ("GET", 5),
+        ("GET-cut", 2),
     ],
 )
 def test_a_lost_answer_costs_a_retry_not_the_deployment(
@@ -65,7 +68,7 @@ def test_a_lost_answer_costs_a_retry_not_the_deployment(
 ) -> None:
     destination = tmp_path / "www"
     bundle = _bundle(destination)
-    bucket = f"lost-{operation.lower()}-{times}"
+    bucket = f"lost-{operation.lower()}-{times}".replace("_", "-")
     s3 = server.client("s3")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="app.zip", Body=bundle)
@@ -76,13 +79,20 @@ def test_a_lost_answer_costs_a_retry_not_the_deployment(
         with running_agents(
             proxied, tmp_path / "hosts", 1, name_prefix=tag, tags={"role": tag}
         ) as (agent,):
-            proxy.drop(operation, times=times)
+            if operation == "GET-cut":
+                proxy.cut("GET", after_bytes=100, times=times)
+            else:
+                proxy.drop(operation, times=times)
             started = time.monotonic()
             deployment_id = _deploy(cd, bucket, tag)
             info = finished_deployment(cd, deployment_id, timeout=120)
             elapsed = time.monotonic() - started
             assert info["status"] == "Succeeded", (info, _agent_log(agent))
-            assert proxy.dropped[operation] == times, proxy.seen
+            if operation == "GET-cut":
+                ranges = [r for op, r in proxy.requests if op == "GET"]
+                assert ranges[-3:] == [None, "bytes=100-", "bytes=200-"], ranges
+            else:
+                assert proxy.dropped[operation] == times, proxy.seen
             assert elapsed < WITHIN_SECONDS, (elapsed, _agent_log(agent))
             assert (destination / "index.html").read_text() == "<p>hello</p>\n"
 

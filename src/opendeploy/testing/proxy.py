@@ -8,7 +8,10 @@ Requests go through unchanged (the ``Host`` header too, so SigV4 signatures made
 proxy's address still hold at the server, which checks the Host it receives). For an operation
 told to :meth:`drop`, the request reaches the server and the server answers, but the proxy
 closes the client's connection instead of passing the answer on: the client sees the connection
-cut after its request was taken, exactly the case where retrying must be safe.
+cut after its request was taken, exactly the case where retrying must be safe. For one told to
+:meth:`cut`, the answer's status, headers and first bytes go through, then the connection
+closes (a download cut midway). Requests without ``X-Amz-Target`` (S3) are named by their
+method (``GET``, ``PUT`` …).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class AnswerDroppingProxy:
         self._upstream = (parts.hostname, parts.port or 80)
         self._lock = threading.Lock()
         self._to_drop: Counter[str] = Counter()
+        self._to_cut: dict[str, list[int]] = {}
+        #: (operation, Range header or None) of every request, in order.
+        self.requests: list[tuple[str, str | None]] = []
         #: Operation -> answers dropped so far.
         self.dropped: Counter[str] = Counter()
         #: Operation -> requests forwarded (dropped ones included).
@@ -51,7 +57,7 @@ class AnswerDroppingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 target = self.headers.get("X-Amz-Target", "")
-                operation = target.rsplit(".", 1)[-1] if target else f"{self.command} (other)"
+                operation = target.rsplit(".", 1)[-1] if target else self.command
                 upstream = http.client.HTTPConnection(*proxy._upstream, timeout=300)
                 try:
                     headers = {
@@ -62,9 +68,12 @@ class AnswerDroppingProxy:
                     payload = response.read()
                 finally:
                     upstream.close()
+                with proxy._lock:
+                    proxy.requests.append((operation, self.headers.get("Range")))
                 if proxy._take_drop(operation):
                     self.close_connection = True
                     return  # the answer is lost: the connection closes without it
+                cut = proxy._take_cut(operation)
                 self.send_response_only(response.status, response.reason)
                 for name, value in response.getheaders():
                     if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
@@ -72,7 +81,10 @@ class AnswerDroppingProxy:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(payload)
+                    self.wfile.write(payload if cut is None else payload[:cut])
+                if cut is not None:
+                    self.wfile.flush()
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _forward
 
@@ -92,6 +104,17 @@ class AnswerDroppingProxy:
         operation name such as ``PutHostCommandAcknowledgement``)."""
         with self._lock:
             self._to_drop[operation] += times
+
+    def cut(self, operation: str, *, after_bytes: int, times: int = 1) -> None:
+        """Pass on only the first ``after_bytes`` of the next ``times`` answers to
+        ``operation`` (declaring their whole length), then close the connection."""
+        with self._lock:
+            self._to_cut.setdefault(operation, []).extend([after_bytes] * times)
+
+    def _take_cut(self, operation: str) -> int | None:
+        with self._lock:
+            pending = self._to_cut.get(operation)
+            return pending.pop(0) if pending else None
 
     def _take_drop(self, operation: str) -> bool:
         with self._lock:
