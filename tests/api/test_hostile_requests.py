@@ -132,9 +132,9 @@ def peak_rss(pid: int) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_an_unsigned_300_mib_body_is_refused_before_it_is_read(server: RunningServer) -> None:
-    """Every route that takes a body (awsJson, CBOR, an S3 upload), with and without a length,
-    and a forged signature by a real key: refused as 4xx, the server's peak memory barely
-    moves."""
+    """Every route that reads a body (awsJson, CBOR, an S3 upload, instance credentials, hook
+    output), with and without a length, and a forged signature by a real key: refused as 4xx,
+    the server's peak memory barely moves."""
     server.client("s3").create_bucket(Bucket="hostile-big")
     json_headers = {
         "X-Amz-Target": "CodeDeploy_20141006.ListApplications",
@@ -159,6 +159,9 @@ def test_an_unsigned_300_mib_body_is_refused_before_it_is_read(server: RunningSe
             ("PUT", s3_url, {}, True),
             ("PUT", s3_url, {}, False),
             ("PUT", s3_url, forged_s3, False),
+            ("POST", f"{server.endpoint}/opendeploy/v1/instance-credentials", {}, True),
+            ("POST", f"{server.endpoint}/opendeploy/v1/instance-credentials", {}, False),
+            ("GET", f"{server.endpoint}/opendeploy/v1/deployments/d-AAAAAAAAA/output", {}, False),
         )
         for method, url, headers, length in cases:
             size = BIG

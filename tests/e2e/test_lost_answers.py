@@ -120,3 +120,35 @@ def _deploy(cd: object, bucket: str, tag: str) -> str:
 
 def _agent_log(agent: RunningAgent) -> str:
     return agent.output()[-4000:]
+
+
+def test_a_poll_answer_lost_as_the_server_dies_is_handed_out_again_after_restart(
+    tmp_path: Path,
+) -> None:
+    """The server records the delivery, its answer never reaches the agent, the server is
+    killed: the restarted server sees on the agent's first poll that the agent never received
+    the command, and hands it out at once (not after REDELIVER_AFTER, 60 s)."""
+    destination = tmp_path / "www"
+    with running_server(tmp_path / "server") as first:
+        s3 = first.client("s3")
+        s3.create_bucket(Bucket="restart")
+        s3.put_object(Bucket="restart", Key="app.zip", Body=_bundle(destination))
+        with AnswerDroppingProxy(first.endpoint) as proxy:
+            proxied = replace(first, endpoint=proxy.endpoint, _log_file=None)
+            with running_agents(proxied, tmp_path / "hosts", 1, tags={"role": "r"}) as (agent,):
+                proxy.drop("PollHostCommand")
+                deployment_id = _deploy(first.client("codedeploy"), "restart", "r")
+                deadline = time.monotonic() + 30
+                while not proxy.dropped["PollHostCommand"]:
+                    assert time.monotonic() < deadline, "no poll answer was dropped"
+                    time.sleep(0.02)
+                first.process.kill()
+                first.process.wait()
+                killed = time.monotonic()
+                with running_server(first.data_dir, port=first.port) as again:
+                    cd = again.client("codedeploy")
+                    info = finished_deployment(cd, deployment_id, timeout=120)
+                    elapsed = time.monotonic() - killed
+                    assert info["status"] == "Succeeded", (info, _agent_log(agent))
+                    assert elapsed < WITHIN_SECONDS, (elapsed, _agent_log(agent))
+                    assert "never received" in again.log_text()
