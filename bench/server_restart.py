@@ -7,7 +7,9 @@ over its expected duration, so every step is hit: polls held, downloads, acknowl
 hooks running, completions), restarted at once on the same port and data directory, and the
 deployment is followed to its end. Printed per trial: the final status, the time from the kill
 to the end, and from the restarted server's first answer to the end; then the maximum and the
-median over the trials.
+median over the trials. Between trials a deployment without a kill brings every agent back in
+step (one that was still backing off from the last restart would otherwise add its wait to the
+next trial).
 
     python bench/server_restart.py [--trials 20] [--hosts 2] [--hook-seconds 0.2]
                                    [--database sqlite|postgresql]
@@ -99,10 +101,13 @@ def main() -> None:
             statuses.append(str(info["status"]))
             after_kill.append(ended - killed)
             after_restart.append(ended - restarted)
+            # Every agent back in step before the next trial (a kill that came after the
+            # deployment ended leaves them backing off, and the next kill would add to that).
+            resync, _ = cluster.deploy(revision)
             print(
                 f"trial {trial:2d}: killed {delay:.2f} s in, {info['status']}; "
                 f"{ended - killed:.2f} s after the kill, {ended - restarted:.2f} s after the "
-                f"restart (restart {restarted - killed:.2f} s)"
+                f"restart (restart {restarted - killed:.2f} s); next deployment {resync}"
             )
         cluster.server = server  # stopped on exit
         failed = [s for s in statuses if s != "Succeeded"]

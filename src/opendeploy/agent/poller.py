@@ -25,8 +25,9 @@ Where we differ from the official agent, on purpose:
   agent's requests (a specification that fails to parse is asked for again next time);
 - after a poll that took at least ``wait_between_runs`` (a long poll) the next poll goes out at
   once; only a poll answered faster waits out the rest of ``wait_between_runs``;
-- errors reaching the server back off exponentially with jitter from 1 s to 30 s (official:
-  up to 90 s), and every such log line names the endpoint;
+- errors reaching the server back off exponentially with jitter from 0.5 s to 30 s (official:
+  up to 90 s), and every such log line names the endpoint (a restarted server is found within
+  about twice the time it was away);
 - every call of a command's flow is retried when the server could not be reached or its
   answer was lost (the server answers a repeated call as it answered the first: an
   acknowledgement of a command already acknowledged is ``InProgress`` again, a repeated
@@ -96,6 +97,9 @@ RECOVERY_MAX_AGE_SECONDS = 86400
 SPEC_CACHE_SIZE = 32
 #: The official agent's thread pool size.
 MAX_WORKERS = 16
+#: The poll loop's backoff while the server cannot be reached (see Backoff).
+POLL_RETRY_BASE = 0.5
+POLL_RETRY_CAP = 30.0
 #: How long a command's calls (specification, acknowledgement, completion) are retried while
 #: the server cannot be reached or loses answers (a server restart takes seconds).
 CALL_RETRY_SECONDS = 300.0
@@ -332,7 +336,7 @@ class Poller:
             agent_version=agent_version or default_agent_version(),
             on_client=self._watch_client,
         )
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(POLL_RETRY_BASE, POLL_RETRY_CAP)
         self.update_interval = update_interval
         self.first_poll_sent = threading.Event()
         self._stop = threading.Event()
