@@ -20,6 +20,7 @@ import pytest
 from opendeploy.testing.agents import RunningAgent, running_agents
 from opendeploy.testing.proxy import AnswerDroppingProxy
 from opendeploy.testing.server import RunningServer, running_server
+from tests._stored import server_store
 from tests.e2e.polling import finished_deployment
 
 #: Far below the event timeouts (minutes) that a lost answer used to cost.
@@ -58,6 +59,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         ("PutHostCommandAcknowledgement", 4),
         ("GetDeploymentSpecification", 4),
         ("PutHostCommandComplete", 4),
+        # Hook output: botocore sends the batch again, the server keeps it once.
+        ("PostHostCommandUpdate", 2),
         # The bundle's download (S3 GetObject from the server): lost answers, then a cut body.
         ("GET", 5),
         ("GET-cut", 2),
@@ -95,6 +98,14 @@ def test_a_lost_answer_costs_a_retry_not_the_deployment(
                 assert proxy.dropped[operation] == times, proxy.seen
             assert elapsed < WITHIN_SECONDS, (elapsed, _agent_log(agent))
             assert (destination / "index.html").read_text() == "<p>hello</p>\n"
+            store = server_store(server)
+            try:
+                output = "".join(
+                    c["output"] or "" for c in store.commands.output(deployment_id, agent.name)
+                )
+            finally:
+                store.close()
+            assert output.count("after-install ran") == 1, output
 
 
 def _deploy(cd: object, bucket: str, tag: str) -> str:

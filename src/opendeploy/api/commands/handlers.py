@@ -17,7 +17,8 @@ commands. Anything else is ``AccessDeniedException``; the admin key may not poll
   completions are accepted and ignored.
 - PostHostCommandUpdate carries hook output while it runs: ``Diagnostics`` =
   ``{"Format": "JSON", "Payload": "{\\"output\\": [\\"line\\", …]}"}`` (an OpenDeploy use of the
-  official envelope); the lines are kept, bounded, on the command.
+  official envelope); the lines are kept, bounded, on the command. A payload's ``seq`` (our
+  agent numbers its batches) makes a batch sent again after a lost answer count once.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ IDENTITY_CACHE_SIZE = 100_000
 #: command's completion, or anything else, wakes it first). A hook shorter than this costs one
 #: engine pass instead of two, and the completion is not queued behind the acknowledgement's pass.
 ACK_PASS_DELAY_SECONDS = 0.05
+
+#: Commands whose newest output batch number is remembered (enough for every running hook).
+UPDATE_SEQ_CACHE_SIZE = 100_000
 
 #: Signed deployment specifications kept in memory, per deployment and envelope format.
 SPEC_CACHE_SIZE = 64
@@ -279,6 +283,8 @@ class CommandApi:
     _handed_out: dict[str, str] = field(default_factory=dict, repr=False)
     #: Instances whose deliveries this process has checked once (after a start).
     _checked: set[str] = field(default_factory=set, repr=False)
+    #: Command id -> the ``seq`` of its newest output batch kept (our agent numbers them).
+    _update_seqs: OrderedDict[str, int] = field(default_factory=OrderedDict, repr=False)
 
     def heard(self) -> dict[str, datetime]:
         """When this process last heard from each agent (for the engine's dead-agent rule)."""
@@ -610,6 +616,13 @@ class CommandApi:
             self.wakeup.set()
         return {}
 
+    def _update_seen(self, command_id: str, seq: int) -> bool:
+        """Whether output batch ``seq`` of the command was kept already (see
+        :meth:`post_host_command_update`; remembered in this process only)."""
+        with self._lock:
+            last = self._update_seqs.get(command_id)
+        return last is not None and seq <= last
+
     @classmethod
     def _refuse_bad_status(
         cls, ctx: RequestContext, command_id: str, identity: _Identity, status: object
@@ -624,7 +637,14 @@ class CommandApi:
     ) -> dict[str, Any]:
         identity = self._caller(ctx)
         command_id = params["HostCommandIdentifier"]
-        lines = _payload(params.get("Diagnostics")).get("output")
+        data = _payload(params.get("Diagnostics"))
+        seq = data.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            seq = None
+        elif self._update_seen(command_id, seq):
+            # A batch sent again (its answer was lost): kept once, answered as before.
+            data = {}
+        lines = data.get("output")
         text = ""
         if isinstance(lines, list):
             # Our agent sends {"stream": "stdout"|"stderr", "line": "…"} objects; plain strings
@@ -635,6 +655,12 @@ class CommandApi:
         status = ctx.store.commands.append_output(command_id, text, owner=identity.name)
         if status is None:
             self._refuse(ctx, command_id, identity)
+        if seq is not None and text:
+            with self._lock:
+                self._update_seqs[command_id] = seq
+                self._update_seqs.move_to_end(command_id)
+                while len(self._update_seqs) > UPDATE_SEQ_CACHE_SIZE:
+                    self._update_seqs.popitem(last=False)
         if text:
             # Output shows the hook running: have the event shown in progress with it, now
             # rather than when the acknowledgement's deferred pass comes.
