@@ -81,35 +81,39 @@ def main() -> None:
         after_kill: list[float] = []
         after_restart: list[float] = []
         statuses: list[str] = []
-        for trial in range(1, args.trials + 1):
-            deployment_id = cluster.client.create_deployment(
-                applicationName="bench",
-                deploymentGroupName="fleet",
-                revision=revision,
-                fileExistsBehavior="OVERWRITE",
-            )["deploymentId"]
-            delay = rng.uniform(0.0, duration)
-            time.sleep(delay)
-            server.process.kill()
-            killed = time.monotonic()
-            server.process.wait()
-            server.stop()  # closes its log file
-            server = start_server(server.data_dir, database_url=url, port=server.port)
-            restarted = time.monotonic()
-            info = wait_terminal(cluster.client, deployment_id, timeout=300)
-            ended = time.monotonic()
-            statuses.append(str(info["status"]))
-            after_kill.append(ended - killed)
-            after_restart.append(ended - restarted)
-            # Every agent back in step before the next trial (a kill that came after the
-            # deployment ended leaves them backing off, and the next kill would add to that).
-            resync, _ = cluster.deploy(revision)
-            print(
-                f"trial {trial:2d}: killed {delay:.2f} s in, {info['status']}; "
-                f"{ended - killed:.2f} s after the kill, {ended - restarted:.2f} s after the "
-                f"restart (restart {restarted - killed:.2f} s); next deployment {resync}"
-            )
-        cluster.server = server  # stopped on exit
+        try:
+            for trial in range(1, args.trials + 1):
+                deployment_id = cluster.client.create_deployment(
+                    applicationName="bench",
+                    deploymentGroupName="fleet",
+                    revision=revision,
+                    fileExistsBehavior="OVERWRITE",
+                )["deploymentId"]
+                delay = rng.uniform(0.0, duration)
+                time.sleep(delay)
+                server.process.kill()
+                killed = time.monotonic()
+                server.process.wait()
+                server.stop()  # closes its log file
+                server = start_server(server.data_dir, database_url=url, port=server.port)
+                restarted = time.monotonic()
+                info = wait_terminal(cluster.client, deployment_id, timeout=300)
+                ended = time.monotonic()
+                statuses.append(str(info["status"]))
+                after_kill.append(ended - killed)
+                after_restart.append(ended - restarted)
+                # Every agent back in step before the next trial (a kill that came after the
+                # deployment ended leaves them backing off, and the next kill would add to that).
+                resync, _ = cluster.deploy(revision)
+                print(
+                    f"trial {trial:2d}: killed {delay:.2f} s in, {info['status']}; "
+                    f"{ended - killed:.2f} s after the kill, {ended - restarted:.2f} s after the "
+                    f"restart (restart {restarted - killed:.2f} s); next deployment {resync}"
+                )
+        finally:
+            # fleet() stops the server it started; the restarted ones are this loop's.
+            if server is not cluster.server:
+                server.stop()
         failed = [s for s in statuses if s != "Succeeded"]
         worst = max(after_kill)
         print(
