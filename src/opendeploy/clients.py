@@ -37,6 +37,7 @@ from opendeploy.errors import OpenDeployError
 __all__ = [
     "AGENT_VERSION_HEADER",
     "DATA_DIR",
+    "RECEIVED_COMMANDS_HEADER",
     "INSTANCE_CREDENTIALS_PATH",
     "ClientError",
     "InstanceCredentials",
@@ -51,6 +52,10 @@ __all__ = [
 DATA_DIR = Path(__file__).resolve().parent / "data"
 #: Every Command API request names the agent's version in this header (as the official agent).
 AGENT_VERSION_HEADER = "x-amz-codedeploy-agent-version"
+#: OpenDeploy's agent lists the host commands it received in this header of PollHostCommand,
+#: so that the server hands out again at once one whose answer was lost (the server's side:
+#: ``opendeploy.api.commands.received``).
+RECEIVED_COMMANDS_HEADER = "x-opendeploy-received-commands"
 #: The route that issues an on-premises instance its access key.
 INSTANCE_CREDENTIALS_PATH = "/opendeploy/v1/instance-credentials"
 

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -47,6 +48,9 @@ from opendeploy.api.commands.agent_version import HEADER as AGENT_VERSION_HEADER
 from opendeploy.api.commands.agent_version import agent_version
 from opendeploy.api.commands.credentials import instance_credentials_route
 from opendeploy.api.commands.handlers import CommandApi
+from opendeploy.api.commands.received import HEADER as RECEIVED_HEADER
+from opendeploy.api.commands.received import MAX_CHARS as RECEIVED_MAX_CHARS
+from opendeploy.api.commands.received import received_commands
 from opendeploy.api.commands.signing import (
     SpecSigner,
     endpoint_subject,
@@ -297,6 +301,61 @@ def _first_poll(store: Store, wake: Wakeup) -> Any:
     return on_first_poll
 
 
+#: The permission bits no file or directory of the data directory may have (group and others).
+_OPEN_BITS = 0o077
+
+
+def prepare_data_dir(data_dir: Path, database_url: str) -> None:
+    """Create the data directory (0700) and make what it holds owner-only.
+
+    Everything in it is a secret or leads to one: the database and its WAL and shared-memory
+    files (access keys), the credentials, the TLS and signing keys, the bundles. A directory
+    created beforehand with a wider mode is kept (it may be the administrator's choice) but
+    named in a warning; files from an earlier start with group or other bits lose them. The
+    SQLite database file is created here, owner-only, before SQLite opens it: SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & _OPEN_BITS:
+        log.warning(
+            "the data directory %s has mode %04o: other users may list it; its files are made"
+            " owner-only, but chmod 700 %s to keep them from seeing even their names",
+            data_dir,
+            mode,
+            data_dir,
+        )
+    for root, dirs, files in os.walk(data_dir):
+        for name in dirs:
+            _remove_open_bits(Path(root, name))
+        for name in files:
+            _remove_open_bits(Path(root, name))
+    database = sqlite_path(database_url)
+    if database is not None:
+        if not database.exists():
+            database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+        for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+            _remove_open_bits(path)
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a ``sqlite:///…`` URL (None for other databases and in-memory SQLite)."""
+    if not database_url.startswith("sqlite:///"):
+        return None
+    path = database_url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _remove_open_bits(path: Path) -> None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode) or not st.st_mode & _OPEN_BITS:
+        return
+    os.chmod(path, stat.S_IMODE(st.st_mode) & ~_OPEN_BITS)
+
+
 def create_server(
     settings: ServerSettings,
     *,
@@ -307,7 +366,7 @@ def create_server(
 
     ``traffic``: the load balancer BlockTraffic and AllowTraffic drive (none by default: the
     steps leave traffic alone and say so)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prepare_data_dir(settings.data_dir, settings.database_url)
     store = Store.open(settings.database_url)
     try:
         credentials = bootstrap_credentials(store, settings)
@@ -412,7 +471,11 @@ def create_server(
             ],
             lifespan=lifespan,
             backlog=backlog,
-            context_headers={AGENT_VERSION_HEADER: agent_version},
+            context_headers={
+                AGENT_VERSION_HEADER: agent_version,
+                RECEIVED_HEADER: received_commands,
+            },
+            context_header_limits={RECEIVED_HEADER: RECEIVED_MAX_CHARS},
         )
         # Instead of uvicorn's own (see run): here it wraps every route but the agents' POST /,
         # which needs neither the client's address nor its scheme.

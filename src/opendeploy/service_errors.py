@@ -719,6 +719,13 @@ class IncompleteSignatureError(ServiceError):
     code = "IncompleteSignatureException"
 
 
+class RequestEntityTooLargeError(ServiceError):
+    """The request body is larger than the server accepts (HTTP 413, read no further)."""
+
+    code = "RequestEntityTooLargeException"
+    status = 413
+
+
 class SerializationError(ServiceError):
     """The request body could not be decoded."""
 

@@ -578,3 +578,30 @@ def test_an_invalid_specification_is_asked_for_again(
         "Failed",
     ]
     assert len(fake.of("GetDeploymentSpecification")) == 2
+
+
+def test_polls_list_the_received_commands_and_a_repeated_delivery_is_not_run_twice(
+    tmp_path: Path, service: tuple[FakeCommandService, str]
+) -> None:
+    """The server may hand a command out again (its poll answer looked lost): while the agent
+    runs it, the repeat is ignored; every poll names the commands received lately."""
+    fake, endpoint = service
+    proof = tmp_path / "ran"
+    bundle = _bundle(tmp_path, {"AfterInstall": f"echo ran >> {proof}; sleep 1"})
+    fake.specs["d-AAAAAAAA7"] = _spec(bundle, "d-AAAAAAAA7")
+    fake.add("cmd-download", "DownloadBundle", "d-AAAAAAAA7")
+    fake.add("cmd-install", "Install", "d-AAAAAAAA7")
+    fake.add("cmd-once", "AfterInstall", "d-AAAAAAAA7")
+    fake.add("cmd-once", "AfterInstall", "d-AAAAAAAA7")
+    config_path = _agent_dir(tmp_path, endpoint)
+    with running_poller(config_path):
+        fake.wait_for(_completes(3))
+        fake.wait_for(lambda calls: len([c for c in calls if c.operation == "PollHostCommand"]) > 3)
+    assert proof.read_text() == "ran\n"
+    acks = [c.body["HostCommandIdentifier"] for c in fake.of("PutHostCommandAcknowledgement")]
+    assert acks == ["cmd-download", "cmd-install", "cmd-once"]
+    polls = fake.of("PollHostCommand")
+    assert polls[0].headers["x-opendeploy-received-commands"] == ""
+    assert polls[-1].headers["x-opendeploy-received-commands"] == (
+        "cmd-once,cmd-install,cmd-download"
+    )

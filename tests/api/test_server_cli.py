@@ -259,3 +259,35 @@ def test_the_self_signed_certificate_covers_the_s3_domains(tmp_path: Path) -> No
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     dns = names.get_values_for_type(x509.DNSName)
     assert "s3.example.test" in dns and "*.s3.example.test" in dns and "localhost" in dns
+
+
+def test_every_file_of_a_fresh_data_dir_is_owner_only_whatever_the_dir_mode(
+    tmp_path: Path,
+) -> None:
+    """Database, WAL and shared memory, keys, credentials, certificates, bundles: 0600 or
+    stricter (directories 0700), in a data directory created beforehand with mode 0755 (kept,
+    and named in a warning); a file left group-readable by an earlier start loses those bits."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    (data_dir / "replica-id").write_text("old-host:0123456789ab")
+    (data_dir / "replica-id").chmod(0o644)
+    with running_server(data_dir, extra_args=("--tls",)) as server:
+        s3 = server.client("s3")
+        s3.create_bucket(Bucket="modes")
+        s3.put_object(Bucket="modes", Key="bundle.zip", Body=b"PK\x05\x06" + b"\0" * 18)
+        server.client("codedeploy").create_application(applicationName="modes")
+        names = {p.name for p in data_dir.iterdir()}
+        assert {"opendeploy.db", "opendeploy.db-wal", "opendeploy.db-shm"} <= names
+        assert {"credentials", "config", "tls-key.pem", "replica-id"} <= names
+        assert any((data_dir / "bundles").rglob("*"))
+        too_open = []
+        for path in data_dir.rglob("*"):
+            if path.name == "server.log":
+                continue  # written by the test harness, not by the server
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            if mode & 0o077:
+                too_open.append(f"{path.relative_to(data_dir)} {mode:04o}")
+        assert not too_open
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o755
+        assert f"the data directory {data_dir} has mode 0755" in server.log_text()

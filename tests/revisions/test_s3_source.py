@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import threading
 import time
 import urllib.request
@@ -27,6 +28,7 @@ from opendeploy.revisions.sources import (
     source_for_revision,
 )
 from opendeploy.revisions.sources.s3 import s3_client
+from opendeploy.testing.proxy import AnswerDroppingProxy
 from tests.revisions.servers import CREDENTIALS, free_port, moto_server, s3
 
 FAST = {"connect_timeout": 2.0, "read_timeout": 5.0, "max_attempts": 1}
@@ -356,3 +358,41 @@ def test_clients_with_the_same_explicit_keys_are_reused_and_rotated_keys_get_a_n
     assert rotated is not a
     assert rotated._request_signer._credentials.secret_key == "secret-2"
     assert s3_client(endpoint_url="http://127.0.0.1:10", credentials=first) is not a
+
+
+# -- retries: a store that restarts or cuts a download ---------------------------------------------
+
+
+def test_a_download_cut_midway_resumes_where_it_stopped(
+    endpoint: str, client: Any, bucket: str, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    client.put_object(Bucket=bucket, Key="cut.zip", Body=data)
+    with AnswerDroppingProxy(endpoint) as proxy:
+        proxy.cut("GET", after_bytes=1024 * 1024)
+        _source(proxy.endpoint, bucket, "cut.zip", retry_seconds=30).fetch(tmp_path / "b")
+        gets = [r for op, r in proxy.requests if op == "GET"]
+    assert (tmp_path / "b").read_bytes() == data
+    assert gets == [None, "bytes=1048576-"]
+    assert not list(tmp_path.glob(".b.*.part"))
+
+
+def test_a_store_that_answers_nothing_for_a_while_is_tried_again(
+    endpoint: str, client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """More lost answers than botocore's own attempts: the source's retries carry it."""
+    client.put_object(Bucket=bucket, Key="later.zip", Body=b"bundle")
+    with AnswerDroppingProxy(endpoint) as proxy:
+        proxy.drop("GET", times=5)
+        with pytest.raises(BundleError, match="cannot"):
+            _source(proxy.endpoint, bucket, "later.zip").fetch(tmp_path / "once")
+        proxy.drop("GET", times=5)
+        _source(proxy.endpoint, bucket, "later.zip", retry_seconds=30).fetch(tmp_path / "b")
+    assert (tmp_path / "b").read_bytes() == b"bundle"
+
+
+def test_a_refusal_is_not_tried_again(endpoint: str, bucket: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(BundleError, match="does not exist"):
+        _source(endpoint, bucket, "missing.zip", retry_seconds=30).fetch(tmp_path / "b")
+    assert time.monotonic() - started < 5

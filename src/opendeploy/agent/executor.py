@@ -267,6 +267,10 @@ def _fetch_bundle(spec: DeploymentSpec, deployment: DeploymentDir, config: Agent
 
 _ON_PREMISES: dict[Path, Reloadable[OnPremisesConfig]] = {}
 
+#: How long DownloadBundle tries a failed S3 download again, resuming it (the bundle store may
+#: be the OpenDeploy server, restarting): well inside the event timeouts (AWS: an hour).
+DOWNLOAD_RETRY_SECONDS = 300.0
+
 
 def source_settings(config: AgentConfig) -> SourceSettings:
     """How this host reaches bundle stores, from the agent configuration.
@@ -295,6 +299,7 @@ def source_settings(config: AgentConfig) -> SourceSettings:
         s3_region=region,
         s3_proxy=config.proxy_uri,
         s3_credentials=credentials,
+        s3_retry_seconds=DOWNLOAD_RETRY_SECONDS,
         git_base_url=config.git_base_url,
     )
 

@@ -25,8 +25,16 @@ Where we differ from the official agent, on purpose:
   agent's requests (a specification that fails to parse is asked for again next time);
 - after a poll that took at least ``wait_between_runs`` (a long poll) the next poll goes out at
   once; only a poll answered faster waits out the rest of ``wait_between_runs``;
-- errors reaching the server back off exponentially with jitter from 1 s to 30 s (official:
-  up to 90 s), and every such log line names the endpoint;
+- errors reaching the server back off exponentially with jitter from 0.5 s to 30 s (official:
+  up to 90 s), and every such log line names the endpoint (a restarted server is found within
+  about twice the time it was away);
+- every call of a command's flow is retried when the server could not be reached or its
+  answer was lost (the server answers a repeated call as it answered the first: an
+  acknowledgement of a command already acknowledged is ``InProgress`` again, a repeated
+  completion is ignored), for up to :data:`CALL_RETRY_SECONDS`; a lost answer costs a retry,
+  not the command. A command delivered again while it runs here is not run twice;
+- every PollHostCommand lists the commands received lately (``x-opendeploy-received-commands``),
+  so that the server hands out again at once a command whose poll answer was lost;
 - the on-premises credentials are re-read when their file changes, without a restart (#354).
 """
 
@@ -37,12 +45,14 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
@@ -60,8 +70,8 @@ from opendeploy.agent.executor import EventResult, EventStatus, deployment_root,
 from opendeploy.agent.executor import is_noop as event_is_noop
 from opendeploy.agent.spec import DeploymentSpec, parse_deployment_spec
 from opendeploy.agent.updates import MAX_PAYLOAD_CHARS, OutputStreamer, fit_payload
+from opendeploy.clients import RECEIVED_COMMANDS_HEADER, command_client
 from opendeploy.clients import agent_version as default_agent_version
-from opendeploy.clients import command_client
 from opendeploy.domain.lifecycle import AGENT_BUILTIN_EVENTS, HOOK_EVENTS
 from opendeploy.domain.status import LifecycleErrorCode
 from opendeploy.errors import AgentError, OpenDeployError
@@ -87,10 +97,23 @@ RECOVERY_MAX_AGE_SECONDS = 86400
 SPEC_CACHE_SIZE = 32
 #: The official agent's thread pool size.
 MAX_WORKERS = 16
+#: The poll loop's backoff while the server cannot be reached (see Backoff).
+POLL_RETRY_BASE = 0.5
+POLL_RETRY_CAP = 30.0
+#: How long a command's calls (specification, acknowledgement, completion) are retried while
+#: the server cannot be reached or loses answers (a server restart takes seconds).
+CALL_RETRY_SECONDS = 300.0
+#: The backoff of those retries: short, so that a restarted server is found within a second or
+#: two (the delay is drawn between half and all of base × 2^n, up to the cap).
+CALL_RETRY_BASE = 0.25
+CALL_RETRY_CAP = 2.0
+#: How many received command ids each poll lists (the server checks the last one it sent).
+RECEIVED_IDS = 32
 #: After a command completes, the server hands the next one to the outstanding poll at once;
 #: a stopping agent waits this long for it rather than leave it to the server's start timeout.
 HANDOFF_GRACE_SECONDS = 2.0
 
+_T = TypeVar("_T")
 _SKIP_STATUSES = ("Succeeded", "Failed")
 # Network and service errors: reaching the server failed, back off and try again.
 _CALL_ERRORS = (BotoCoreError, BotoClientError)
@@ -118,6 +141,16 @@ def _deregistered(exc: BaseException) -> bool:
     return error.get("Code") == "UnrecognizedClientException" and "deregistered" in str(
         error.get("Message", "")
     )
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether a failed call may succeed if repeated: the server was not reached, the answer
+    was lost, or the server failed or throttled (not a refusal such as AccessDenied)."""
+    if isinstance(exc, BotoClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = exc.response.get("Error", {}).get("Code", "")
+        return status >= 500 or status == 429 or code in ("ThrottlingException", "Throttling")
+    return isinstance(exc, BotoCoreError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -313,7 +346,7 @@ class Poller:
             agent_version=agent_version or default_agent_version(),
             on_client=self._watch_client,
         )
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(POLL_RETRY_BASE, POLL_RETRY_CAP)
         self.update_interval = update_interval
         self.first_poll_sent = threading.Event()
         self._stop = threading.Event()
@@ -333,6 +366,11 @@ class Poller:
         # DeploymentExecutionId -> its specification, newest last (insertion order).
         self._specs: dict[str, DeploymentSpec] = {}
         self._specs_lock = threading.Lock()
+        # The commands received lately (newest first; listed on every poll) and those being
+        # carried out now (a repeated delivery of one of them is not run again).
+        self._received: deque[str] = deque(maxlen=RECEIVED_IDS)
+        self._in_flight: set[str] = set()
+        self._received_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -412,6 +450,15 @@ class Poller:
 
         client.meta.events.register("before-send.codedeploy-commands.PollHostCommand", sent)
 
+        def list_received(request: AWSRequest, **_: Any) -> None:
+            with self._received_lock:
+                ids = ",".join(self._received)
+            request.headers[RECEIVED_COMMANDS_HEADER] = ids
+
+        client.meta.events.register(
+            "before-sign.codedeploy-commands.PollHostCommand", list_received
+        )
+
     def _pause(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
@@ -483,11 +530,20 @@ class Poller:
         if not command.get("CommandName"):
             log.error("Command Name missing in %s", command)
             return False
+        command_id = str(command.get("HostCommandIdentifier"))
+        with self._received_lock:
+            if command_id in self._in_flight:
+                log.info("Command %s is running already; not starting it twice", command_id)
+                return False
+            self._in_flight.add(command_id)
+            if command_id in self._received:
+                self._received.remove(command_id)
+            self._received.appendleft(command_id)
         log.info(
             "Received command %s of %s (%s)",
             command["CommandName"],
             command.get("DeploymentExecutionId"),
-            command.get("HostCommandIdentifier"),
+            command_id,
         )
         key = str(command.get("DeploymentExecutionId"))
         ticket = self._turns.ticket(key)
@@ -495,6 +551,7 @@ class Poller:
             future = self._pool.submit(self._handle_safely, command, key, ticket)
         except BaseException:
             self._turns.done(key, ticket)
+            self._finished(command_id)
             raise
         with self._futures_lock:
             self._futures = {f for f in self._futures if not f.done()}
@@ -557,6 +614,35 @@ class Poller:
             log.exception("Command %s failed unexpectedly", command.get("HostCommandIdentifier"))
         finally:
             self._turns.done(key, ticket)
+            self._finished(str(command.get("HostCommandIdentifier")))
+
+    def _finished(self, command_id: str) -> None:
+        with self._received_lock:
+            self._in_flight.discard(command_id)
+
+    def _retrying(self, what: str, call: Callable[[Any], _T]) -> _T:
+        """``call(client)``, repeated with a short backoff while it fails in a way a repeat may
+        cure (see :func:`_retryable`), for up to :data:`CALL_RETRY_SECONDS`; the last error
+        is raised. Only for calls the server answers the same when repeated."""
+        backoff = Backoff(CALL_RETRY_BASE, CALL_RETRY_CAP)
+        deadline = time.monotonic() + CALL_RETRY_SECONDS
+        while True:
+            client, _ = self.connection.get()
+            try:
+                return call(client)
+            except _CALL_ERRORS as exc:
+                delay = backoff.next()
+                if not _retryable(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "Cannot %s at %s (attempt %d): %s; retrying in %.1f s",
+                    what,
+                    self.connection.endpoint,
+                    backoff.failures,
+                    _describe(exc),
+                    delay,
+                )
+                time.sleep(delay)
 
     def handle(self, command: dict[str, Any]) -> EventResult | None:
         """Carry out one host command (the worker's job); returns the result, None if skipped."""
@@ -591,7 +677,10 @@ class Poller:
             known = self._specs.get(execution_id)
         if known is not None:
             return known
-        spec = self._fetch_specification(client, execution_id, host_identifier)
+        spec = self._retrying(
+            f"get the deployment specification of {execution_id}",
+            lambda client: self._fetch_specification(client, execution_id, host_identifier),
+        )
         with self._specs_lock:
             self._specs[execution_id] = spec
             while len(self._specs) > SPEC_CACHE_SIZE:
@@ -616,9 +705,14 @@ class Poller:
         return parse_deployment_spec(text)
 
     def _acknowledge(self, client: Any, command_id: str, *, noop: bool) -> str | None:
-        answer = client.put_host_command_acknowledgement(
-            HostCommandIdentifier=command_id,
-            Diagnostics=_envelope(json.dumps({"IsCommandNoop": noop})),
+        """PutHostCommandAcknowledgement, retried (the server answers a repeated one with the
+        command's status: InProgress again when the lost answer had taken it up)."""
+        answer = self._retrying(
+            f"acknowledge {command_id}",
+            lambda client: client.put_host_command_acknowledgement(
+                HostCommandIdentifier=command_id,
+                Diagnostics=_envelope(json.dumps({"IsCommandNoop": noop})),
+            ),
         )
         status: str | None = answer.get("CommandStatus")
         return status
@@ -679,31 +773,25 @@ class Poller:
     def _complete(
         self, client: Any, command_id: str, diagnostics: dict[str, Any], *, failed: bool
     ) -> None:
-        """PutHostCommandComplete, retried with backoff until the server took it or we stop."""
+        """PutHostCommandComplete, retried (see :meth:`_retrying`; a repeated completion is
+        ignored by the server), also after a stop request: a finished command should be told."""
         payload = fit_payload(diagnostics, MAX_PAYLOAD_CHARS)
-        backoff = Backoff(self.backoff.base, self.backoff.cap)
-        for attempt in range(1, 11):
-            try:
-                client.put_host_command_complete(
+        try:
+            self._retrying(
+                f"report the result of {command_id}",
+                lambda client: client.put_host_command_complete(
                     HostCommandIdentifier=command_id,
                     CommandStatus="Failed" if failed else "Succeeded",
                     Diagnostics=_envelope(payload),
-                )
-                return
-            except _CALL_ERRORS as exc:
-                delay = backoff.next()
-                log.error(
-                    "Cannot report the result of %s to %s (attempt %d): %s; retrying in %.1f s",
-                    command_id,
-                    self.connection.endpoint,
-                    attempt,
-                    _describe(exc),
-                    delay,
-                )
-                # Not interrupted by a stop request: a finished command should still be told.
-                time.sleep(delay)
-                client, _ = self.connection.get()
-        log.error("Giving up reporting the result of %s; the server will time it out", command_id)
+                ),
+            )
+        except _CALL_ERRORS as exc:
+            log.error(
+                "Giving up reporting the result of %s to %s: %s; the server will time it out",
+                command_id,
+                self.connection.endpoint,
+                _describe(exc),
+            )
 
 
 def _failure(event: str, message: str) -> EventResult:

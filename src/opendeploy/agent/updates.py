@@ -2,10 +2,11 @@
 
 - :class:`OutputStreamer` collects hook output lines (the ``on_output`` callback of
   ``execute_event``) and sends them in batches from a background thread through
-  PostHostCommandUpdate, as ``{"output": [{"stream": "stdout", "line": "…"}, …]}`` in a JSON
-  diagnostics envelope. The hook never waits for the network: appending is a bounded,
-  in-memory step, and when the server is slower than the hook the oldest unsent lines are
-  dropped (and counted in the agent log).
+  PostHostCommandUpdate, as ``{"seq": n, "output": [{"stream": "stdout", "line": "…"}, …]}``
+  in a JSON diagnostics envelope (``seq`` counts the batches of one command from 1, so that the
+  server keeps a batch once when a lost answer made botocore send it again). The hook never
+  waits for the network: appending is a bounded, in-memory step, and when the server is slower
+  than the hook the oldest unsent lines are dropped (and counted in the agent log).
 - :func:`fit_payload` renders a completion's diagnostics in the envelope's 8192-character
   limit by cutting the head of the log tail (the end of the output is what explains a failure).
 """
@@ -24,7 +25,7 @@ __all__ = ["MAX_PAYLOAD_CHARS", "OutputStreamer", "fit_payload"]
 
 #: The Command API's limit on an envelope's ``Payload``.
 MAX_PAYLOAD_CHARS = 8192
-_BATCH_OVERHEAD = len('{"output": []}')
+_BATCH_OVERHEAD = len('{"seq": 0000000000, "output": []}')
 # A single line is cut to this many characters before it is queued.
 _MAX_LINE_CHARS = 4096
 
@@ -87,6 +88,7 @@ class OutputStreamer:
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.sent_batches = 0
+        self._seq = 0
         self.sent_lines = 0
 
     def __enter__(self) -> OutputStreamer:
@@ -155,7 +157,8 @@ class OutputStreamer:
                 batch = self._next_batch()
             if not batch:
                 continue
-            payload = '{"output": [' + ", ".join(batch) + "]}"
+            self._seq += 1
+            payload = f'{{"seq": {self._seq}, "output": [' + ", ".join(batch) + "]}"
             last_sent = time.monotonic()
             try:
                 self._send(payload)

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
@@ -47,7 +47,12 @@ from opendeploy.api.protocols.base import WireProtocol
 from opendeploy.api.protocols.rpcv2cbor import RPC_V2_CBOR
 from opendeploy.api.shapes import ShapeViolation, decode_input, encode_output
 from opendeploy.blocking import run_blocking
-from opendeploy.service_errors import InvalidSignatureError, UnknownOperationError
+from opendeploy.errors import ServiceError
+from opendeploy.service_errors import (
+    InvalidSignatureError,
+    RequestEntityTooLargeError,
+    UnknownOperationError,
+)
 
 #: For coroutine handlers: a future done as soon as the client of the request disconnects.
 client_gone: ContextVar[asyncio.Future[None] | None] = ContextVar("client_gone", default=None)
@@ -76,6 +81,14 @@ _AGENT_OPERATIONS = frozenset(
 )
 
 log = logging.getLogger("opendeploy.api")
+
+#: The largest request body the API reads: its operations' bodies are kilobytes (inline AppSpec
+#: content the largest). A larger one is refused (413) before it is read.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Read before anything is known of the request's signature; before reading further, the
+#: request must show a current signature by a known access key (sigv4.check_claim), so that an
+#: unsigned or forged request costs the server its headers and this much, whatever its size.
+UNCHECKED_BODY_BYTES = 64 * 1024
 
 #: (access key id, request id) -> the context handed to a handler.
 ContextFactory = Callable[[str, str], RequestContext]
@@ -182,6 +195,42 @@ class _Dispatcher:
             self._fail(call, outcome, exc)
         return outcome
 
+    async def check_claim(self, scope: Scope) -> Exception | None:
+        """What refuses the request's signature claim before its body is read, if anything
+        does (see :data:`UNCHECKED_BODY_BYTES`); the secret is looked up in a thread unless it
+        is remembered."""
+        signed = sigv4.SignedRequest.from_asgi(scope, b"")
+        try:
+            try:
+                sigv4.check_claim(signed, self._remembered_secret, now=self._clock())
+            except _NotRemembered:
+                await run_blocking(
+                    functools.partial(
+                        sigv4.check_claim, signed, self._lookup_secret, now=self._clock()
+                    )
+                )
+        except ServiceError as exc:
+            return exc
+        return None
+
+    @staticmethod
+    def refusal(protocol: WireProtocol, exc: Exception) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body, headers) refusing a request in ``protocol`` before it was served."""
+        request_id = _request_id()
+        error = to_wire_error(exc, request_id)
+        log.info(
+            "request op=- status=%d request_id=%s protocol=%s error=%s",
+            error.status,
+            request_id,
+            protocol.name,
+            error.code,
+        )
+        headers = protocol.headers(request_id, error.code)
+        # The body is left unread: the connection cannot carry another request (a client that
+        # sent "Expect: 100-continue" never sends it, one that did not is still sending it).
+        headers["Connection"] = "close"
+        return error.status, protocol.error_body(error.code, error.message), headers
+
     def _remembered_secret(self, access_key_id: str) -> str | None:
         """The key's secret if the lookup remembers it (no database); else raises
         :class:`_NotRemembered`."""
@@ -258,13 +307,15 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     backlog: Backlog | None = None,
     context_headers: Mapping[bytes, ContextVar[str | None]] | None = None,
+    context_header_limits: Mapping[bytes, int] | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``services`` in both protocols, plus ``extra_routes``.
 
     ``backlog``, when given, counts each call from its arrival until it is handled (what the
     engine's dead-agent rule allows for; see :mod:`opendeploy.api.backlog`).
     ``context_headers``: request headers (lower-case names) whose value a call's handler reads
-    from a context variable (the agent's version), set for that call only, in both protocols.
+    from a context variable (the agent's version), set for that call only, in both protocols;
+    each value is cut to ``context_header_limits[name]`` characters (default 64).
 
     Example::
 
@@ -276,16 +327,47 @@ def create_app(
     """
     dispatch = _Dispatcher(services, lookup_secret, context_factory, clock, backlog)
     header_variables = dict(context_headers or {})
+    header_limits = dict(context_header_limits or {})
+
+    async def read_body(
+        scope: Scope, receive: Receive, protocol: WireProtocol
+    ) -> bytes | tuple[int, bytes, dict[str, str]] | None:
+        """The request's body; or the refusal to answer instead (too large, or a large body
+        whose signature claim does not hold); None when the client left."""
+        declared = _content_length(scope)
+        checked = False
+        if declared is not None and declared > MAX_BODY_BYTES:
+            return dispatch.refusal(protocol, _too_large(declared))
+        body = bytearray()
+        while True:
+            if not checked and (
+                len(body) > UNCHECKED_BODY_BYTES
+                or (declared is not None and declared > UNCHECKED_BODY_BYTES)
+            ):
+                refused = await dispatch.check_claim(scope)
+                if refused is not None:
+                    return dispatch.refusal(protocol, refused)
+                checked = True
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None  # nobody is left to answer
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY_BYTES:
+                return dispatch.refusal(protocol, _too_large(len(body)))
+            if not message.get("more_body", False):
+                return bytes(body)
 
     async def rpc_v2_cbor(request: Request) -> Response:
         target = (request.path_params["service"], request.path_params["operation"])
-        try:
-            body = await request.body()
-        except ClientDisconnect:
+        body = await read_body(request.scope, request.receive, RPC_V2_CBOR)
+        if body is None:
             return Response(b"", status_code=400)  # nobody is left to read it
-        status, payload, headers = await _serve(
-            request.scope, request.receive, body, RPC_V2_CBOR, target
-        )
+        if isinstance(body, tuple):
+            status, payload, headers = body
+        else:
+            status, payload, headers = await _serve(
+                request.scope, request.receive, body, RPC_V2_CBOR, target
+            )
         return Response(payload, status_code=status, headers=headers)
 
     async def _serve(
@@ -300,7 +382,10 @@ def create_app(
         arrival = backlog.arrived() if backlog is not None else None
         request_id = _request_id()
         header_tokens = [
-            (variable, variable.set(value.decode("latin-1")[:_HEADER_LIMIT]))
+            (
+                variable,
+                variable.set(value.decode("latin-1")[: header_limits.get(name, _HEADER_LIMIT)]),
+            )
             for name, value in (scope["headers"] if header_variables else ())
             if (variable := header_variables.get(name)) is not None
         ]
@@ -356,23 +441,19 @@ def create_app(
         """``POST /``, as a bare ASGI app: every agent call of a fleet comes this way, and
         Starlette's routing, request and response objects were about a tenth of its Python
         time in a profile of a 1,000-host deployment (a few per cent of its whole CPU)."""
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # nobody is left to answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        target = None
-        for name, value in scope["headers"]:
-            if name == b"x-amz-target":
-                target = parse_target(value.decode("latin-1"))
-                break
         try:
-            status, payload, headers = await _serve(
-                scope, receive, b"".join(chunks), AWS_JSON_1_1, target
-            )
+            body = await read_body(scope, receive, AWS_JSON_1_1)
+            if body is None:
+                return  # nobody is left to answer
+            if isinstance(body, tuple):
+                status, payload, headers = body
+            else:
+                target = None
+                for name, value in scope["headers"]:
+                    if name == b"x-amz-target":
+                        target = parse_target(value.decode("latin-1"))
+                        break
+                status, payload, headers = await _serve(scope, receive, body, AWS_JSON_1_1, target)
         except Exception:
             # What Starlette's error middleware would do, had the call gone through it: answer
             # 500, and let the server log the error.
@@ -404,6 +485,21 @@ def create_app(
         *extra_routes,
     ]
     return _AwsJsonFirst(aws_json, routes=routes, lifespan=lifespan)
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The request's Content-Length, if it declares a valid one."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _too_large(size: int) -> RequestEntityTooLargeError:
+    return RequestEntityTooLargeError(
+        f"The request body ({size} bytes or more) is larger than the {MAX_BODY_BYTES} bytes "
+        "this API accepts."
+    )
 
 
 #: The longest value of a ``context_headers`` header kept (they name versions, not documents).

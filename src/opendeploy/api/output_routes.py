@@ -35,12 +35,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from opendeploy.api import sigv4
+from opendeploy.api.bodies import small_body, too_large_response
 from opendeploy.api.errors import to_wire_error
 from opendeploy.service_errors import (
     AccessDeniedError,
     DeploymentDoesNotExistError,
     InvalidInputError,
     InvalidSignatureError,
+    RequestEntityTooLargeError,
 )
 
 if TYPE_CHECKING:
@@ -171,7 +173,10 @@ def output_routes(
             return error.status, {"__type": error.code, "message": error.message}
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = await small_body(request)
+        except RequestEntityTooLargeError as exc:
+            return too_large_response(exc)
         signed = sigv4.SignedRequest.from_asgi(request.scope, body)
         params = {
             "instances": request.query_params.getlist("instance"),

@@ -130,14 +130,81 @@ def verify(
     allow_streaming_payload: bool = False,
     normalize_path: bool = True,
     max_skew: timedelta = MAX_CLOCK_SKEW,
+    body_sha256: str | None = None,
 ) -> VerifiedRequest:
     """Check the request's SigV4 signature and return who signed it.
 
     ``allow_unsigned_payload`` / ``allow_streaming_payload`` say whether ``UNSIGNED-PAYLOAD`` and
     the ``STREAMING-…`` markers may stand in for the body hash (S3 only; the CodeDeploy API signs
     its bodies). ``normalize_path`` is False for S3, which signs its path without normalizing.
+    ``body_sha256``: the body's hex SHA-256 when the caller has it (``request.body`` is then not
+    hashed); an S3 upload passes its signed ``x-amz-content-sha256`` to verify the signature
+    before it receives the body, and checks the body against that hash as it arrives.
     Raises one of the auth errors of ``opendeploy.service_errors``.
     """
+    headers, query, claim, presigned, secret = _check_claim(request, lookup_secret, now, max_skew)
+    payload_candidates = _payload_candidates(
+        request.body if body_sha256 is None else body_sha256,
+        headers.get("x-amz-content-sha256"),
+        presigned=presigned,
+        allow_unsigned=allow_unsigned_payload,
+        allow_streaming=allow_streaming_payload,
+    )
+
+    signing_key = derive_signing_key(secret, claim.date, claim.region, claim.service)
+    scope = f"{claim.date}/{claim.region}/{claim.service}/aws4_request"
+    path = _canonical_path(request.raw_path, normalize=normalize_path)
+    canonical_headers = "".join(f"{name}:{headers[name]}\n" for name in claim.signed_headers)
+    signed_names = ";".join(claim.signed_headers)
+    pairs = [(n, v) for n, v in query if not (presigned and unquote(n) == "X-Amz-Signature")]
+    for canonical_query in _query_candidates(pairs):
+        for payload_hash in payload_candidates:
+            canonical_request = "\n".join(
+                (
+                    request.method.upper(),
+                    path,
+                    canonical_query,
+                    canonical_headers,
+                    signed_names,
+                    payload_hash,
+                )
+            )
+            expected = signature_for(signing_key, claim.timestamp, scope, canonical_request)
+            if same_text(expected, claim.signature):
+                return VerifiedRequest(
+                    access_key_id=claim.access_key_id,
+                    date=claim.date,
+                    region=claim.region,
+                    service=claim.service,
+                    signed_at=claim.signed_at,
+                    payload_hash=payload_hash,
+                    signature=claim.signature,
+                    signing_key=signing_key,
+                    presigned=presigned,
+                )
+    raise InvalidSignatureError(_SIGNATURE_MISMATCH)
+
+
+def check_claim(
+    request: SignedRequest,
+    lookup_secret: SecretLookup,
+    *,
+    now: datetime,
+    max_skew: timedelta = MAX_CLOCK_SKEW,
+) -> str:
+    """Everything :func:`verify` checks before it needs the body: the request is signed
+    (header or presigned query), well formed, current, signs ``host`` and every header it names,
+    by a known access key. Returns that key id; raises as :func:`verify` does.
+
+    A server calls it before it reads a large body, so that an unsigned or forged request costs
+    no more than its headers (the signature itself covers the body and is checked after)."""
+    return _check_claim(request, lookup_secret, now, max_skew)[2].access_key_id
+
+
+def _check_claim(
+    request: SignedRequest, lookup_secret: SecretLookup, now: datetime, max_skew: timedelta
+) -> tuple[dict[str, str], list[tuple[str, str]], _Claim, bool, str]:
+    """(headers, query, claim, presigned, secret) of a request whose claim holds."""
     headers = request.header_map()
     query = _split_query(request.raw_query)
     query_names = {unquote(name) for name, _ in query}
@@ -162,14 +229,6 @@ def verify(
             f"Signed header(s) {', '.join(missing)} are not present in the request."
         )
 
-    payload_candidates = _payload_candidates(
-        request.body,
-        headers.get("x-amz-content-sha256"),
-        presigned=presigned,
-        allow_unsigned=allow_unsigned_payload,
-        allow_streaming=allow_streaming_payload,
-    )
-
     secret = lookup_secret(claim.access_key_id)
     if secret is None:
         explain = getattr(lookup_secret, "explain_unknown", None)
@@ -178,39 +237,7 @@ def verify(
             "The security token included in the request is invalid"
             + (f": {reason}" if reason else ".")
         )
-
-    signing_key = derive_signing_key(secret, claim.date, claim.region, claim.service)
-    scope = f"{claim.date}/{claim.region}/{claim.service}/aws4_request"
-    path = _canonical_path(request.raw_path, normalize=normalize_path)
-    canonical_headers = "".join(f"{name}:{headers[name]}\n" for name in claim.signed_headers)
-    signed_names = ";".join(claim.signed_headers)
-    pairs = [(n, v) for n, v in query if not (presigned and unquote(n) == "X-Amz-Signature")]
-    for canonical_query in _query_candidates(pairs):
-        for payload_hash in payload_candidates:
-            canonical_request = "\n".join(
-                (
-                    request.method.upper(),
-                    path,
-                    canonical_query,
-                    canonical_headers,
-                    signed_names,
-                    payload_hash,
-                )
-            )
-            expected = signature_for(signing_key, claim.timestamp, scope, canonical_request)
-            if hmac.compare_digest(expected, claim.signature):
-                return VerifiedRequest(
-                    access_key_id=claim.access_key_id,
-                    date=claim.date,
-                    region=claim.region,
-                    service=claim.service,
-                    signed_at=claim.signed_at,
-                    payload_hash=payload_hash,
-                    signature=claim.signature,
-                    signing_key=signing_key,
-                    presigned=presigned,
-                )
-    raise InvalidSignatureError(_SIGNATURE_MISMATCH)
+    return headers, query, claim, presigned, secret
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -237,6 +264,16 @@ def signature_for(signing_key: bytes, timestamp: str, scope: str, canonical_requ
         )
     )
     return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def same_text(given: str, expected: str) -> bool:
+    """Constant-time equality of two strings, whatever characters they hold.
+
+    ``hmac.compare_digest`` on ``str`` raises TypeError for non-ASCII text, which a client
+    chooses (a forged signature, cookie or token): that was a 500 instead of a refusal."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -492,7 +529,7 @@ def _check_time(claim: _Claim, now: datetime, max_skew: timedelta) -> None:
 
 
 def _payload_candidates(
-    body: bytes,
+    body: bytes | str,
     claimed: str | None,
     *,
     presigned: bool,
@@ -504,7 +541,7 @@ def _payload_candidates(
     A claimed hex hash must be the body's; the markers only where the caller allows them.
     A presigned URL may sign ``UNSIGNED-PAYLOAD`` (S3) or the body hash (other services).
     """
-    actual = hashlib.sha256(body).hexdigest()
+    actual = body if isinstance(body, str) else hashlib.sha256(body).hexdigest()
     if claimed is None:
         if presigned and allow_unsigned:
             return [UNSIGNED_PAYLOAD, actual]
@@ -525,7 +562,7 @@ def _payload_candidates(
         raise InvalidSignatureError(
             f"x-amz-content-sha256 '{claimed}' is neither a hex SHA-256 nor a known marker."
         )
-    if not hmac.compare_digest(claimed, actual):
+    if not same_text(claimed, actual):
         raise InvalidSignatureError(
             "The provided x-amz-content-sha256 header does not match what was computed."
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -219,6 +220,9 @@ def server(
         minute_seconds=minute_seconds,
         load_balancers_file=load_balancers,
     )
+    # Everything the server writes is in its data directory, and all of it is private (keys,
+    # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
+    os.umask(0o077)
     try:
         built = server_module.create_server(settings)
     except LoadBalancerDeclarationError as e:

@@ -137,16 +137,17 @@ class LocalBlobStore:
     def put_stream(self, stream: IO[bytes], *, expected_sha256: str | None = None) -> BlobInfo:
         if expected_sha256 is not None:
             check_sha256(expected_sha256)
-        self._base.mkdir(parents=True, exist_ok=True)
+        self._base.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=self._base, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as out:
                 info = _copy(stream, out).info(expected_sha256)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(tmp, 0o444)  # blobs never change once written
+            # Never changed once written; owner-only, as everything in the server's data dir.
+            os.chmod(tmp, 0o400)
             target = self._path(info.sha256)
-            target.parent.mkdir(exist_ok=True)
+            target.parent.mkdir(exist_ok=True, mode=0o700)
             if target.exists():
                 os.unlink(tmp)  # same name, same bytes: keep the blob already there
             else:

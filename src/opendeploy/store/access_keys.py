@@ -6,7 +6,7 @@ import secrets
 import string
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
 from opendeploy.store import tables
 from opendeploy.store._base import Repository
@@ -74,3 +74,11 @@ class AccessKeys(Repository):
                 .limit(1)
             ).first()
         return None if row is None else (row[0], row[1])
+
+    def revoke(self, access_key_id: str) -> bool:
+        """Delete the key; its dashboard sessions end with it at once (their rows cascade).
+        SigV4 refuses it from the next lookup of its secret (a running server remembers found
+        secrets for a while: ``api.key_cache``). False when there was no such key."""
+        t = tables.access_keys
+        with self.db.write() as conn:
+            return bool(conn.execute(delete(t).where(t.c.access_key_id == access_key_id)).rowcount)

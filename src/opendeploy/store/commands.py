@@ -268,6 +268,38 @@ class Commands(Repository):
             )
         return None if row is None else dict(row)
 
+    def delivered_unacknowledged(self, instance_name: str) -> list[str]:
+        """The instance's commands handed out by a poll and not acknowledged yet."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(_C.c.command_id).where(
+                    _C.c.instance_name == instance_name,
+                    _C.c.status == PENDING,
+                    _C.c.closed_at.is_(None),
+                    _C.c.delivered_at.is_not(None),
+                )
+            ).all()
+        return [str(row.command_id) for row in rows]
+
+    def release(self, instance_name: str, command_ids: Sequence[str]) -> int:
+        """Make delivered but unacknowledged commands deliverable again at once (their agent
+        showed it never received them); returns how many were released. A command that was
+        acknowledged meanwhile, or closed, stays as it is."""
+        if not command_ids:
+            return 0
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(_C)
+                .where(
+                    _C.c.instance_name == instance_name,
+                    _C.c.command_id.in_(list(command_ids)),
+                    _C.c.status == PENDING,
+                    _C.c.closed_at.is_(None),
+                )
+                .values(delivered_at=None)
+            )
+        return int(result.rowcount)
+
     def get(self, command_id: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
             row = conn.execute(select(_C).where(_C.c.command_id == command_id)).mappings().first()

@@ -39,6 +39,7 @@ from opendeploy.store.access_keys import AccessKeys
 from opendeploy.store.applications import Applications
 from opendeploy.store.bundle_objects import BundleObjects
 from opendeploy.store.commands import Commands
+from opendeploy.store.dashboard_sessions import DashboardSessions
 from opendeploy.store.deployment_configs import DeploymentConfigs
 from opendeploy.store.deployment_groups import DeploymentGroups
 from opendeploy.store.deployments import Deployments
@@ -473,6 +474,7 @@ class Store:
         self.github_tokens = GitHubTokens(database)
         self.bundle_objects = BundleObjects(database)
         self.commands = Commands(database)
+        self.dashboard_sessions = DashboardSessions(database)
 
     @classmethod
     def open(cls, url: str) -> Store:

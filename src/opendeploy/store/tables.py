@@ -86,6 +86,23 @@ access_keys = Table(
     Index(None, "kind"),
 )
 
+# A dashboard sign-in (web/session): the cookie carries the nonce, signed; the row makes it a
+# session until sign-out, its key's revocation (cascade) or its expiry.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),  # hex SHA-256 of the cookie's nonce
+    Column(
+        "access_key_id",
+        String(20),
+        ForeignKey("access_keys.access_key_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
 applications = Table(
     "applications",
     metadata,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -88,11 +89,26 @@ class _Dashboard:
             return self._key
 
     def current(self, request: Request) -> session.Session | None:
-        """The request's session if its cookie holds and its key is still an admin key."""
+        """The request's session if its cookie holds, it was not signed out, and its key is
+        still an admin key (the session's row, joined to its key, is read on every request)."""
         found = session.read_session(self.key(), request.cookies.get(session.SESSION_COOKIE))
-        if found is None or self.store.commands.key_kind(found.access_key_id) != "admin":
+        if found is None:
             return None
-        return found
+        kind = self.store.dashboard_sessions.key_kind(
+            found.nonce, found.access_key_id, now=datetime.now(UTC)
+        )
+        return found if kind == "admin" else None
+
+    def start_session(self, access_key_id: str) -> session.Session:
+        """A new session of ``access_key_id``, recorded server-side."""
+        started = session.new_session(access_key_id)
+        self.store.dashboard_sessions.start(
+            started.nonce,
+            access_key_id,
+            now=datetime.now(UTC),
+            expires_at=datetime.fromtimestamp(started.expires_at, UTC),
+        )
+        return started
 
     def check_login(self, access_key_id: str, secret: str) -> bool:
         stored = self.lookup_secret(access_key_id) if access_key_id else None
@@ -225,16 +241,19 @@ def _routes(d: _Dashboard) -> list[BaseRoute]:
                 access_key_id=key_id,
                 section="",
             )
+        started = await run(d.start_session, key_id)
         response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
         response.set_cookie(
             session.SESSION_COOKIE,
-            session.session_cookie(d.key(), session.new_session(key_id)),
+            session.session_cookie(d.key(), started),
             max_age=session.SESSION_SECONDS,
             **d._cookie_args(),
         )
         return response
 
     async def logout(request: Request, who: session.Session, form: dict[str, str]) -> Response:
+        # Ended here, not only in this browser: a copy of the cookie stops working too.
+        await run(d.store.dashboard_sessions.end, who.nonce)
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(session.SESSION_COOKIE, path="/ui")
         return response

@@ -2,9 +2,10 @@
 
 A session is what a login with an admin access key pair buys: a cookie holding the key id, a
 random nonce and an expiry, signed with HMAC-SHA256. The signing key is derived from the server's
-admin secret, so every replica sharing the database accepts the same cookies and issuing a new
-admin key would not silently keep old sessions alive. Each request re-checks that the key still
-exists and is an admin key (a revoked key ends its sessions at once).
+admin secret, so every replica sharing the database accepts the same cookies. The cookie alone
+is not enough: each sign-in is recorded server-side (``store.dashboard_sessions``) and every
+request checks that record, joined to its key, so signing out, or revoking the key, ends the
+session at once, on every replica, even for a copy of the cookie.
 
 CSRF: every POST form carries ``csrf_token`` = HMAC(key, "csrf:" + nonce) of the session; the
 cookie is also ``SameSite=Strict``.
@@ -21,6 +22,8 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from opendeploy.api.sigv4 import same_text
 
 #: A session lasts this long after the login (seconds).
 SESSION_SECONDS = 12 * 3600
@@ -56,7 +59,7 @@ def unsign(key: bytes, token: str | None) -> dict[str, Any] | None:
         return None
     body, _, mac = token.partition(".")
     expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(mac, expected):
+    if not same_text(mac, expected):
         return None
     try:
         payload = json.loads(_unb64(body))
@@ -77,7 +80,7 @@ class Session:
         return _b64(hmac.new(key, f"csrf:{self.nonce}".encode(), hashlib.sha256).digest())
 
     def csrf_ok(self, key: bytes, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(str(token), self.csrf_token(key))
+        return bool(token) and same_text(str(token), self.csrf_token(key))
 
 
 def new_session(access_key_id: str, *, now: float | None = None) -> Session:
@@ -110,6 +113,6 @@ def secrets_match(given: str, stored: str | None) -> bool:
     """Constant-time comparison of a typed secret with the stored one (None never matches)."""
     if stored is None:
         # Compare anyway so an unknown key id costs the same time as a wrong secret.
-        hmac.compare_digest(given.encode(), given.encode())
+        same_text(given, given)
         return False
-    return hmac.compare_digest(given.encode(), stored.encode())
+    return same_text(given, stored)

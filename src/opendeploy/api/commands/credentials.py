@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from opendeploy.api import sigv4
+from opendeploy.api.bodies import small_body, too_large_response
 from opendeploy.api.errors import to_wire_error
 from opendeploy.service_errors import (
     AccessDeniedError,
@@ -30,6 +31,7 @@ from opendeploy.service_errors import (
     InstanceNotRegisteredError,
     InvalidInputError,
     InvalidSignatureError,
+    RequestEntityTooLargeError,
 )
 
 if TYPE_CHECKING:
@@ -99,7 +101,10 @@ def instance_credentials_route(
             return error.status, {"__type": error.code, "message": error.message}
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = await small_body(request)
+        except RequestEntityTooLargeError as exc:
+            return too_large_response(exc)
         signed = sigv4.SignedRequest.from_asgi(request.scope, body)
         status, document = await run_in_threadpool(serve, signed)
         headers = {"x-amzn-ErrorType": document["__type"]} if status != 200 else None

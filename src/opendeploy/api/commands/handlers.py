@@ -17,7 +17,8 @@ commands. Anything else is ``AccessDeniedException``; the admin key may not poll
   completions are accepted and ignored.
 - PostHostCommandUpdate carries hook output while it runs: ``Diagnostics`` =
   ``{"Format": "JSON", "Payload": "{\\"output\\": [\\"line\\", …]}"}`` (an OpenDeploy use of the
-  official envelope); the lines are kept, bounded, on the command.
+  official envelope); the lines are kept, bounded, on the command. A payload's ``seq`` (our
+  agent numbers its batches) makes a batch sent again after a lost answer count once.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from opendeploy.api.app import AsyncHandler, client_gone
 from opendeploy.api.commands.agent_version import agent_version
+from opendeploy.api.commands.received import parse as parse_received
+from opendeploy.api.commands.received import received_commands
 from opendeploy.api.commands.signing import SpecSigner
 from opendeploy.api.commands.spec import ClientError, envelope, spec_format, spec_payload
 from opendeploy.api.context import Handler, RequestContext
@@ -104,6 +107,9 @@ IDENTITY_CACHE_SIZE = 100_000
 #: command's completion, or anything else, wakes it first). A hook shorter than this costs one
 #: engine pass instead of two, and the completion is not queued behind the acknowledgement's pass.
 ACK_PASS_DELAY_SECONDS = 0.05
+
+#: Commands whose newest output batch number is remembered (enough for every running hook).
+UPDATE_SEQ_CACHE_SIZE = 100_000
 
 #: Signed deployment specifications kept in memory, per deployment and envelope format.
 SPEC_CACHE_SIZE = 64
@@ -272,6 +278,13 @@ class CommandApi:
     _calling: threading.local = field(default_factory=threading.local, repr=False)
     _sweeper: Sweeper | None = field(default=None, repr=False)
     _deregistered_at: datetime | None = field(default=None, repr=False)
+    #: Instance name -> the last command this process handed to it, until the agent's next
+    #: poll shows whether it arrived (see :meth:`_release_lost_deliveries`).
+    _handed_out: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Instances whose deliveries this process has checked once (after a start).
+    _checked: set[str] = field(default_factory=set, repr=False)
+    #: Command id -> the ``seq`` of its newest output batch kept (our agent numbers them).
+    _update_seqs: OrderedDict[str, int] = field(default_factory=OrderedDict, repr=False)
 
     def heard(self) -> dict[str, datetime]:
         """When this process last heard from each agent (for the engine's dead-agent rule)."""
@@ -443,6 +456,9 @@ class CommandApi:
                 log.exception("automatic deployment to new instance failed instance=%s", name)
         settings = ctx.settings
         commands = ctx.store.commands
+        received = received_commands.get()
+        if received is not None:
+            await self._release_lost_deliveries(commands, name, parse_received(received))
 
         async def claim(woken: bool) -> dict[str, Any] | None:
             # Not woken for a command: a read first (in a thread), as claim_next does.
@@ -463,6 +479,9 @@ class CommandApi:
             await run_blocking(self._write_seen, ctx, name)
         if not isinstance(found, dict):
             return {}
+        if received is not None:
+            with self._lock:
+                self._handed_out[name] = str(found["command_id"])
         return {
             "HostCommand": {
                 "HostCommandIdentifier": found["command_id"],
@@ -474,6 +493,37 @@ class CommandApi:
                 "Nonce": int(found["nonce"]),
             }
         }
+
+    async def _release_lost_deliveries(
+        self, commands: cmd_store.Commands, name: str, received: frozenset[str]
+    ) -> None:
+        """Hand out again, at once, the commands this agent shows it never received.
+
+        The agent lists the commands it received (:mod:`opendeploy.api.commands.received`). The
+        last command this process handed to it must be among them by its next poll; if not,
+        the answer was lost on the way. After a start the process knows nothing it handed out,
+        so an agent's first poll here is checked against the database once (the previous
+        process may have recorded a delivery and died before the answer left). Without the
+        list (the official agent), a lost delivery waits for ``REDELIVER_AFTER``."""
+        with self._lock:
+            last = self._handed_out.pop(name, None)
+            first = name not in self._checked
+            if first:
+                self._checked.add(name)
+        lost = [] if last is None or last in received else [last]
+        if first:
+            delivered = await run_blocking(commands.delivered_unacknowledged, name)
+            lost += [c for c in delivered if c not in received and c not in lost]
+        if not lost:
+            return
+        released: int = await run_blocking(commands.release, name, lost)
+        if released:
+            log.info(
+                "redelivering host commands instance=%s commands=%s: the agent's poll shows it"
+                " never received them",
+                name,
+                ",".join(lost),
+            )
 
     def get_deployment_specification(
         self, ctx: RequestContext, params: dict[str, Any]
@@ -566,6 +616,13 @@ class CommandApi:
             self.wakeup.set()
         return {}
 
+    def _update_seen(self, command_id: str, seq: int) -> bool:
+        """Whether output batch ``seq`` of the command was kept already (see
+        :meth:`post_host_command_update`; remembered in this process only)."""
+        with self._lock:
+            last = self._update_seqs.get(command_id)
+        return last is not None and seq <= last
+
     @classmethod
     def _refuse_bad_status(
         cls, ctx: RequestContext, command_id: str, identity: _Identity, status: object
@@ -580,7 +637,14 @@ class CommandApi:
     ) -> dict[str, Any]:
         identity = self._caller(ctx)
         command_id = params["HostCommandIdentifier"]
-        lines = _payload(params.get("Diagnostics")).get("output")
+        data = _payload(params.get("Diagnostics"))
+        seq = data.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            seq = None
+        elif self._update_seen(command_id, seq):
+            # A batch sent again (its answer was lost): kept once, answered as before.
+            data = {}
+        lines = data.get("output")
         text = ""
         if isinstance(lines, list):
             # Our agent sends {"stream": "stdout"|"stderr", "line": "…"} objects; plain strings
@@ -591,6 +655,12 @@ class CommandApi:
         status = ctx.store.commands.append_output(command_id, text, owner=identity.name)
         if status is None:
             self._refuse(ctx, command_id, identity)
+        if seq is not None and text:
+            with self._lock:
+                self._update_seqs[command_id] = seq
+                self._update_seqs.move_to_end(command_id)
+                while len(self._update_seqs) > UPDATE_SEQ_CACHE_SIZE:
+                    self._update_seqs.popitem(last=False)
         if text:
             # Output shows the hook running: have the event shown in progress with it, now
             # rather than when the acknowledgement's deferred pass comes.

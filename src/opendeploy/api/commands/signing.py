@@ -178,7 +178,7 @@ class SpecSigner:
         ca = data_dir / SIGNER_CA_FILE
         cert_pem = signer.certificate_pem().encode("ascii")
         if not ca.exists() or ca.read_bytes() != cert_pem:
-            ca.write_bytes(cert_pem)
+            write_private(ca, cert_pem)
         return signer
 
     def certificate_pem(self) -> str:

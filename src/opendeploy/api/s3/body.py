@@ -29,6 +29,7 @@ from opendeploy.api.s3.errors import (
     InvalidDigestError,
     InvalidRequestError,
 )
+from opendeploy.api.sigv4 import same_text
 
 #: Algorithms of ``x-amz-checksum-<name>`` that are verified here.
 VERIFIED_CHECKSUMS = ("crc32", "sha1", "sha256")
@@ -62,7 +63,7 @@ class BodySpool:
     """
 
     def __init__(self, directory: Path, *, max_size: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, name = tempfile.mkstemp(dir=directory, prefix=".s3-body-")
         self.path = Path(name)
         self._file: IO[bytes] = os.fdopen(fd, "w+b")
@@ -145,7 +146,7 @@ class BodySpool:
 
     def check_content_sha256(self, claimed: str) -> None:
         """Check a hex ``x-amz-content-sha256`` against the body."""
-        if not hmac.compare_digest(claimed, self.sha256.hexdigest()):
+        if not same_text(claimed, self.sha256.hexdigest()):
             raise ContentSha256MismatchError(
                 "The provided 'x-amz-content-sha256' header does not match what was computed."
             )

@@ -31,6 +31,7 @@ from opendeploy.api.s3.errors import (
     InvalidChunkError,
     SignatureDoesNotMatchError,
 )
+from opendeploy.api.sigv4 import same_text
 
 SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
@@ -175,7 +176,7 @@ class AwsChunkedDecoder:
             "AWS4-HMAC-SHA256-PAYLOAD",
             f"{self._previous}\n{_EMPTY_SHA256}\n{self._chunk_hash.hexdigest()}",
         )
-        if not hmac.compare_digest(expected, self._chunk_signature):
+        if not same_text(self._chunk_signature, expected):
             raise SignatureDoesNotMatchError(
                 "The request signature we calculated does not match the signature you provided: "
                 f"aws-chunked chunk ending at payload byte {self.decoded_length}."
@@ -209,7 +210,7 @@ class AwsChunkedDecoder:
         claimed = self._trailers.pop("x-amz-trailer-signature", "")
         trailer_hash = hashlib.sha256("".join(self._trailer_lines).encode()).hexdigest()
         expected = self._sign("AWS4-HMAC-SHA256-TRAILER", f"{self._previous}\n{trailer_hash}")
-        if not hmac.compare_digest(expected, claimed):
+        if not same_text(claimed, expected):
             raise SignatureDoesNotMatchError(
                 "The request signature we calculated does not match the signature you provided: "
                 "aws-chunked trailer signature."

@@ -26,7 +26,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import mmap
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.concurrency import run_in_threadpool
@@ -179,6 +178,11 @@ class S3Front:
             response = self._error(request, error, request_id)
         response.headers["x-amz-request-id"] = request_id
         response.headers["x-amz-id-2"] = request_id
+        if response.status_code >= 400 and _has_body(request):
+            # Maybe refused before its body was read (an upload is verified first): the
+            # connection cannot carry another request (a client that sent "Expect:
+            # 100-continue" never sends that body, one that did not is still sending it).
+            response.headers["Connection"] = "close"
         log.info(
             "request op=%s status=%d ms=%.1f request_id=%s principal=%s protocol=s3",
             operation,
@@ -202,9 +206,10 @@ class S3Front:
 
     # -- authentication ----------------------------------------------------------------------
 
-    def _verify(self, call: _Call, body: bytes | mmap.mmap) -> sigv4.VerifiedRequest:
-        # An mmap hashes like the bytes it maps; verify() only hashes the body.
-        signed = sigv4.SignedRequest.from_asgi(call.request.scope, cast(bytes, body))
+    def _verify(
+        self, call: _Call, body: bytes, body_sha256: str | None = None
+    ) -> sigv4.VerifiedRequest:
+        signed = sigv4.SignedRequest.from_asgi(call.request.scope, body)
         verified = sigv4.verify(
             signed,
             self._lookup_secret,
@@ -212,6 +217,7 @@ class S3Front:
             allow_unsigned_payload=True,
             allow_streaming_payload=True,
             normalize_path=False,
+            body_sha256=body_sha256,
         )
         if verified.service != "s3":
             raise SignatureDoesNotMatchError(
@@ -419,9 +425,9 @@ class S3Front:
             and claimed not in sigv4.STREAMING_PAYLOADS
             and (claimed != sigv4.UNSIGNED_PAYLOAD)
         )
-        verified: sigv4.VerifiedRequest | None = None
-        if not hex_signed:
-            verified = await run_in_threadpool(self._verify, call, b"")
+        # Verified before a byte of the body is read (a signed hex hash stands for the body until
+        # the body is checked against it): a forged upload costs its headers, not a spool file.
+        verified = await run_in_threadpool(self._verify, call, b"", claimed if hex_signed else None)
         decoder: chunked.AwsChunkedDecoder | None = None
         if is_chunked:
             decoder = _decoder(claimed, verified)
@@ -456,7 +462,6 @@ class S3Front:
                 out[name] = value
         finally:
             await run_in_threadpool(spool.close)
-        assert verified is not None
         return verified.access_key_id, Response(b"", headers=out)
 
     def _check_upload(
@@ -464,14 +469,12 @@ class S3Front:
         call: _Call,
         spool: BodySpool,
         trailers: dict[str, str],
-        verified: sigv4.VerifiedRequest | None,
+        verified: sigv4.VerifiedRequest,
         hex_claim: str | None,
     ) -> sigv4.VerifiedRequest:
         headers = call.headers
         if hex_claim is not None:
             spool.check_content_sha256(hex_claim)
-            verified = self._verify_spooled(call, spool)
-        assert verified is not None
         declared = headers.get("x-amz-decoded-content-length")
         if declared is not None and declared.isdigit() and int(declared) != spool.size:
             raise IncompleteBodyError(
@@ -481,12 +484,6 @@ class S3Front:
         spool.check_content_md5(headers.get("content-md5"))
         spool.check_checksums(_checksum_values(headers, trailers))
         return verified
-
-    def _verify_spooled(self, call: _Call, spool: BodySpool) -> sigv4.VerifiedRequest:
-        if spool.size == 0:
-            return self._verify(call, b"")
-        with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return self._verify(call, mapped)
 
 
 def _resolve(request: Request, request_id: str) -> _Call:
@@ -531,6 +528,11 @@ def _resolve(request: Request, request_id: str) -> _Call:
         elif "uploadId" in query:
             operation = "CompleteMultipartUpload"
     return _Call(request, operation, bucket, key, query, headers, request_id)
+
+
+def _has_body(request: Request) -> bool:
+    headers = request.headers
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
 
 
 async def _small_body(request: Request) -> bytes:

@@ -65,6 +65,8 @@ class SourceSettings:
     s3_connect_timeout: float = 10.0
     s3_read_timeout: float = 60.0
     s3_max_attempts: int = 3
+    #: How long a failed download is tried again, resuming (0: once; see S3Source.fetch).
+    s3_retry_seconds: float = 0.0
     git_base_url: str = "https://github.com"
     github_token: str | None = _field(default=None, repr=False)
     git_timeout: float = 600.0
@@ -136,6 +138,7 @@ def _s3(s3: object, settings: SourceSettings) -> S3Source:
         connect_timeout=settings.s3_connect_timeout,
         read_timeout=settings.s3_read_timeout,
         max_attempts=settings.s3_max_attempts,
+        retry_seconds=settings.s3_retry_seconds,
     )
 
 

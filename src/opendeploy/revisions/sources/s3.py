@@ -17,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qsl
 
 import boto3
@@ -37,6 +39,11 @@ from opendeploy.revisions.archive import normalize_bundle_type
 __all__ = ["S3Credentials", "S3Location", "S3Source", "parse_s3_location", "s3_client"]
 
 _CHUNK = 1024 * 1024
+#: The backoff between download attempts (see S3Source.fetch): 0.25 s doubling up to 4 s.
+_RETRY_BASE = 0.25
+_RETRY_CAP = 4.0
+
+log = logging.getLogger("opendeploy.revisions.s3")
 _MD5_ETAG = re.compile(r"[0-9a-fA-F]{32}")
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound"}
 _DENIED = {
@@ -228,6 +235,7 @@ class S3Source:
         read_timeout: float = 60.0,
         max_attempts: int = 3,
         client: Any = None,
+        retry_seconds: float = 0.0,
     ) -> None:
         kind = normalize_bundle_type(bundle_type)
         if kind == "directory":
@@ -243,6 +251,7 @@ class S3Source:
         self.etag = etag
         self.endpoint_url = endpoint_url
         self._client = client
+        self.retry_seconds = retry_seconds
         self._client_options: dict[str, Any] = {
             "endpoint_url": endpoint_url,
             "region": region,
@@ -281,29 +290,100 @@ class S3Source:
         }
 
     def fetch(self, dest_file: Path) -> None:
-        """Stream the object to ``dest_file``, checking its ETag (and MD5 where it is one)."""
+        """Stream the object to ``dest_file``, checking its ETag (and MD5 where it is one).
+
+        With ``retry_seconds``, a download that fails on the way (the store unreachable or
+        restarting, the connection cut, a 5xx) is tried again with backoff for that long,
+        resuming where it stopped (a ranged GET that must match the ETag first seen, else it
+        starts over); refusals (403, 404, a wrong ETag) fail at once.
+
+        The bytes go to a temporary file beside ``dest_file`` that is renamed over it at the
+        end, so a failed or damaged download leaves whatever was there before.
+        """
         client = self._get_client()
+        if dest_file.is_dir() and not dest_file.is_symlink():
+            raise BundleError(f"cannot fetch bundle to {dest_file}: it is a directory")
+        dest_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=dest_file.parent, prefix=f".{dest_file.name}.", suffix=".part"
+        )
+        deadline = time.monotonic() + self.retry_seconds
+        attempt = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                progress = _Progress(out)
+                while True:
+                    try:
+                        with self._errors(client):
+                            self._get_into(client, progress)
+                        break
+                    except BundleError as exc:
+                        attempt += 1
+                        delay = min(_RETRY_CAP, _RETRY_BASE * 2 ** (attempt - 1))
+                        cause = exc.__cause__
+                        if cause is None or not _transient(cause):
+                            raise
+                        if time.monotonic() + delay > deadline:
+                            raise
+                        log.warning(
+                            "%s (attempt %d, %d bytes so far); retrying in %.2f s",
+                            exc,
+                            attempt,
+                            progress.written,
+                            delay,
+                        )
+                        time.sleep(delay)
+            md5 = progress.md5
+            if md5 is not None and progress.digest.hexdigest() != md5:
+                raise BundleError(
+                    f"{self._name()}: the MD5 of the downloaded bytes is "
+                    f"{progress.digest.hexdigest()} but the object's ETag is {md5}; the download "
+                    "is damaged (try again)"
+                )
+            os.replace(tmp, dest_file)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _get_into(self, client: Any, progress: _Progress) -> None:
+        """One GET of the object (of the rest of it, after a first attempt) into ``progress``."""
         args = {"Bucket": self.bucket, "Key": self.key}
         if self.version:
             args["VersionId"] = self.version
-        with self._errors(client):
+        resuming = progress.written > 0 and progress.etag is not None
+        if resuming:
+            args["Range"] = f"bytes={progress.written}-"
+            args["IfMatch"] = f'"{progress.etag}"'
+        try:
             response = client.get_object(**args)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if resuming and status in (412, 416):
+                progress.restart()  # the object changed, or the range is off: start over
+            raise
         body = response["Body"]
         try:
+            if resuming and not response.get("ContentRange"):
+                progress.restart()  # the whole object came back, not the rest
             actual = _unquote(response.get("ETag", ""))
-            if self.etag is not None and _unquote(self.etag) != actual:
-                # The official agent's wording (agent-behaviour §1.6).
-                raise BundleError(
-                    f"Expected deployment artifact bundle etag {_unquote(self.etag)} "
-                    f"but was actually {actual}"
+            if progress.etag is None:
+                if self.etag is not None and _unquote(self.etag) != actual:
+                    # The official agent's wording (agent-behaviour §1.6).
+                    raise BundleError(
+                        f"Expected deployment artifact bundle etag {_unquote(self.etag)} "
+                        f"but was actually {actual}"
+                    )
+                encrypted = response.get("ServerSideEncryption") == "aws:kms" or bool(
+                    response.get("SSECustomerAlgorithm")
                 )
-            encrypted = response.get("ServerSideEncryption") == "aws:kms" or bool(
-                response.get("SSECustomerAlgorithm")
-            )
-            # Only a single-part, unencrypted object's ETag is the MD5 of its bytes.
-            md5 = actual.lower() if _MD5_ETAG.fullmatch(actual) and not encrypted else None
-            with self._errors(client):
-                _stream_to(body, dest_file, md5=md5, name=self._name())
+                # Only a single-part, unencrypted object's ETag is the MD5 of its bytes.
+                progress.md5 = (
+                    actual.lower() if _MD5_ETAG.fullmatch(actual) and not encrypted else None
+                )
+                progress.etag = actual or None
+            for chunk in body.iter_chunks(_CHUNK):
+                progress.add(chunk)
         finally:
             body.close()
 
@@ -355,29 +435,33 @@ def _unquote(etag: str) -> str:
     return etag.strip().strip('"')
 
 
-def _stream_to(body: Any, dest_file: Path, *, md5: str | None, name: str) -> None:
-    """Copy the response body to ``dest_file`` in chunks; replace it only if the MD5 matches.
+class _Progress:
+    """A download's bytes so far: the open temporary file, their MD5, the object's ETag."""
 
-    The bytes go to a temporary file beside ``dest_file`` that is renamed over it at the end, so
-    a failed or damaged download leaves whatever was there before.
-    """
-    if dest_file.is_dir() and not dest_file.is_symlink():
-        raise BundleError(f"cannot fetch bundle to {dest_file}: it is a directory")
-    dest_file.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.md5(usedforsecurity=False)
-    fd, tmp = tempfile.mkstemp(dir=dest_file.parent, prefix=f".{dest_file.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in body.iter_chunks(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-        if md5 is not None and digest.hexdigest() != md5:
-            raise BundleError(
-                f"{name}: the MD5 of the downloaded bytes is {digest.hexdigest()} but the "
-                f"object's ETag is {md5}; the download is damaged (try again)"
-            )
-        os.replace(tmp, dest_file)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.written = 0
+        self.digest = hashlib.md5(usedforsecurity=False)
+        self.etag: str | None = None
+        self.md5: str | None = None
+
+    def add(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.out.write(chunk)
+        self.written += len(chunk)
+
+    def restart(self) -> None:
+        self.out.seek(0)
+        self.out.truncate()
+        self.written = 0
+        self.digest = hashlib.md5(usedforsecurity=False)
+        self.etag = None
+        self.md5 = None
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed download may succeed if tried again (not a refusal)."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or status in (408, 412, 416, 429)
+    return isinstance(exc, BotoCoreError) and not isinstance(exc, NoCredentialsError)
