@@ -4,12 +4,14 @@ Each backend plays one host's application: it answers its revision (``v1`` …) 
 pause, so that requests are in flight when a host is taken out, and can be stopped (its port then
 refuses connections, as an application stopped by ApplicationStop) and started again with a new
 revision. HAProxy runs with its runtime API on a unix socket, as the load balancer declaration
-names it, and without health checks or redispatch: a request sent to a stopped backend fails
-(503), which is what the zero-downtime tests count.
+names it, and without health checks, retries or redispatch: a request sent to a stopped backend
+fails at once (503), which is what the zero-downtime tests count (a retry would hide it: HAProxy
+waits a second between retries, by when the backend may be back).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import shutil
 import socket
@@ -38,6 +40,8 @@ class Backend:
         self.port = free_port()
         self.revision = revision
         self._server: ThreadingHTTPServer | None = None
+        #: Open client connections (HAProxy keeps idle ones to reuse): a stop closes them too.
+        self._connections: set[socket.socket] = set()
 
     def start(self, revision: str | None = None) -> None:
         if revision is not None:
@@ -60,8 +64,18 @@ class Backend:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        connections = self._connections
+
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                connections.add(request)
+                super().process_request(request, client_address)
+
+            def shutdown_request(self, request: Any) -> None:
+                connections.discard(request)
+                super().shutdown_request(request)
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # HAProxy's connection reuse resets idle connections: not an error here
@@ -70,11 +84,15 @@ class Backend:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
-        """Stop accepting (in-flight requests finish); the port then refuses connections."""
+        """Stop as an application does: the port refuses connections, and the open ones
+        (HAProxy's kept-alive connections included) are closed, requests in flight with them."""
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
             server.server_close()
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass
@@ -117,6 +135,7 @@ def running_haproxy(tmp_path: Path, backends: list[Backend]) -> Iterator[HAProxy
     stats timeout 2m
 defaults
     mode http
+    retries 0
     timeout connect 1s
     timeout client 10s
     timeout server 10s

@@ -295,6 +295,40 @@ def test_writes_from_an_event_loop_commit_together_with_threads_writes(database_
         store.close()
 
 
+def test_a_loop_write_queued_behind_a_threads_lead_is_still_written(sqlite_url: str) -> None:
+    """A thread leads a batch; meanwhile a write from an event loop queues. When the batch ends
+    the lead must pass on: the loop's caller cannot lead, so a kept thread must (it was dropped,
+    and every later write waited for good: the agents' polls with them)."""
+    import asyncio
+
+    store = Store.open(sqlite_url)
+    try:
+        db = store.database
+        running, release = threading.Event(), threading.Event()
+
+        def slow(conn: Any) -> int:
+            running.set()
+            release.wait(10)
+            return 1
+
+        lead = threading.Thread(target=db.combined, args=(slow,))
+        lead.start()
+        assert running.wait(10)
+
+        async def queued_behind() -> int:
+            write = asyncio.ensure_future(db.combined_async(lambda conn: 2))
+            await asyncio.sleep(0)  # it has joined the queue behind the thread's batch
+            release.set()
+            return await asyncio.wait_for(write, 10)
+
+        assert asyncio.run(queued_behind()) == 2
+        lead.join(10)
+        # And the lead is free again for the next writer.
+        assert db.combined(lambda conn: 3) == 3
+    finally:
+        store.close()
+
+
 def test_writes_queued_together_share_few_transactions(database_url: str) -> None:
     """Fifty writes from an event loop at once: a handful of commits, not fifty (on PostgreSQL
     too, where each transaction costs round trips and a WAL flush)."""

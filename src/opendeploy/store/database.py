@@ -308,7 +308,12 @@ class Database:
         try:
             self._run_batch(batch)
         finally:
-            self._pass_lead()
+            if self._pass_lead():
+                # The next job queued came from an event loop, whose caller cannot lead: the
+                # thread kept for that leads on, as after a loop's batch. (Dropping the lead
+                # here left the lead taken with nobody leading: every later write waited for
+                # good, the agents' polls and reports with them.)
+                self._loop_leader.submit(self._lead_for_loops)
         return job.outcome()
 
     async def combined_async(self, work: Callable[[Connection], _T]) -> _T:
