@@ -10,7 +10,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from opendeploy.agent.hooks import HookSettings, hook_environment, run_scripts
 from opendeploy.agent.script_log import TAIL_LIMIT, ScriptLog
 from opendeploy.appspec.model import Script
 from opendeploy.errors import ScriptError
+from tests._users import throwaway_user
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
 FAST = HookSettings(kill_grace_seconds=0.5, output_close_grace_seconds=0.3)
@@ -441,20 +441,8 @@ def test_backgrounded_process_holding_output_fails_in_fail_mode(
 
 @pytest.fixture
 def hook_user() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("runas tests create a user with useradd, which needs root")
-    if shutil.which("useradd") is None:
-        pytest.skip("runas tests need useradd")
-    name = f"odhook{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["useradd", "--no-create-home", "--home-dir", f"/home/{name}", "--shell", "/bin/sh", name],
-        check=True,
-        capture_output=True,
-    )
-    try:
+    with throwaway_user("odhook", home="/home/{name}") as name:
         yield name
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
 @pytest.fixture
@@ -471,20 +459,12 @@ def shared_archive() -> Iterator[Path]:
 @pytest.fixture
 def login_user() -> Iterator[str]:
     """A user with a home directory and a ~/.profile that extends PATH, like a real account."""
-    if os.geteuid() != 0:
-        pytest.skip("runas tests create a user with useradd, which needs root")
-    name = f"odlogin{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["useradd", "--create-home", "--shell", "/bin/sh", name], check=True, capture_output=True
-    )
-    try:
+    with throwaway_user("odlogin", home=True) as name:
         home = Path(pwd.getpwnam(name).pw_dir)
         profile = home / ".profile"
         profile.write_text('PATH="$HOME/bin:$PATH"\nexport FROM_PROFILE=yes\n')
         os.chown(profile, pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid)
         yield name
-    finally:
-        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
 
 
 ENV_PROBE = (
