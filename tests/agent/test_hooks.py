@@ -364,7 +364,8 @@ def test_timeout_terminates_the_whole_process_group(
     started = time.monotonic()
     with pytest.raises(ScriptError) as caught:
         run(archive, script_log, Script("slow.sh", timeout=1))
-    assert time.monotonic() - started < 1 + FAST.kill_grace_seconds + 1
+    # Well short of the 30 s the script would take, with room for a loaded machine.
+    assert time.monotonic() - started < 1 + FAST.kill_grace_seconds + 8
     assert caught.value.code == "ScriptTimedOut"
     assert caught.value.message == (
         "Script at specified location: slow.sh failed to complete in 1 seconds"
@@ -391,7 +392,7 @@ def test_a_script_ignoring_sigterm_is_killed_after_the_grace(
         run(archive, script_log, Script("stubborn.sh", timeout=1))
     elapsed = time.monotonic() - started
     assert caught.value.code == "ScriptTimedOut"
-    assert 1 + FAST.kill_grace_seconds <= elapsed < 1 + FAST.kill_grace_seconds + 1
+    assert 1 + FAST.kill_grace_seconds <= elapsed < 1 + FAST.kill_grace_seconds + 8  # not 30 s
     assert not alive(read_pid(pidfile))
 
 
@@ -409,7 +410,7 @@ def test_backgrounded_process_holding_output_does_not_hang_in_warn_mode(
     started = time.monotonic()
     seen = run(archive, script_log, Script("daemon.sh", timeout=10), Script("after.sh"))
     leftovers.append(read_pid(pidfile))
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # not the 30 s the background process lives
     assert seen[0] == ("stdout", "started")
     assert seen[1][0] == "stderr"
     assert "still holds its stdout and stderr open" in seen[1][1]
@@ -428,7 +429,7 @@ def test_backgrounded_process_holding_output_fails_in_fail_mode(
     with pytest.raises(ScriptError) as caught:
         run(archive, script_log, Script("daemon.sh", timeout=10), settings=settings)
     leftovers.append(read_pid(pidfile))
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # not the 30 s the background process lives
     assert caught.value.code == "OutputsLeftOpen"
     assert caught.value.message == (
         "Script at specified location: daemon.sh failed to close STDOUT"
