@@ -12,7 +12,7 @@ no page above ~1 s to render; ``--goal-ms``). Network and browser time are not i
 The tests check only that these pages are paged (tests/web/test_pages.py); the speed goal is
 this benchmark's.
 
-    .venv/bin/python bench/dashboard_render.py [--instances 1000] [--runs 20] [--goal-ms 1000]
+    python bench/dashboard_render.py [--instances 1000] [--runs 20] [--goal-ms 1000]
 """
 
 from __future__ import annotations

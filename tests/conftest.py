@@ -24,6 +24,46 @@ from opendeploy.testing.server import RunningServer, running_server
 
 PG_ENV = "OPENDEPLOY_TEST_DATABASE_URL"
 
+#: Fixture scopes shared by several tests of a module (a server process, a database): the tests
+#: using one run on one pytest-xdist worker, so it is set up once (see
+#: ``pytest_collection_modifyitems``).
+_SHARED_SCOPES = {"module", "package", "class"}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say what the run does to this machine beyond its tmp dirs."""
+    lines = []
+    url = os.environ.get(PG_ENV)
+    if url:
+        lines.append(f"PostgreSQL: scratch databases opendeploy_test_* on {url}, dropped after use")
+    else:
+        lines.append(f"PostgreSQL: {PG_ENV} is not set; the PostgreSQL runs are skipped")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        lines.append(
+            "running as root: the runas and ownership tests create throwaway users and groups "
+            "(od<name><hex>) with useradd and remove them after each test (tests/_users.py)"
+        )
+    return lines
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tests that share a module-scoped fixture on one pytest-xdist worker.
+
+    ``scripts/test`` runs the suite with ``--dist loadgroup``: tests are handed to workers one by
+    one, except those of one ``xdist_group``, which go to one worker together. Without a group,
+    each worker that ran a test of such a module would start the module's server again. Runs
+    first, so that xdist's own hook sees the marks it adds.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(defs[-1].scope in _SHARED_SCOPES for defs in info.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
 
 def _admin_conninfo(url: str) -> str:
     """A libpq URL for psycopg from a user-facing or SQLAlchemy one (drops ``+driver``)."""

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,6 +30,7 @@ from opendeploy.agent.executor import (
 )
 from opendeploy.agent.spec import DeploymentSpec, parse_deployment_spec
 from opendeploy.domain.status import LifecycleErrorCode
+from tests._users import throwaway_user
 from tests.revisions.servers import CREDENTIALS, git_daemon, moto_server, s3
 
 DG = "dg-1"
@@ -535,14 +535,13 @@ def leftover_pids(tmp_path: Path) -> Iterator[Path]:
 def test_hook_login_environment_decides_the_runas_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("creating a runas user with useradd needs root")
-    user = f"odexec{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "--shell", "/bin/sh", user], check=True, capture_output=True)
     # A root_dir every user can enter (pytest's tmp_path is private to root).
-    shared = Path(tempfile.mkdtemp(prefix="opendeploy-exec-"))
-    shared.chmod(0o755)
-    try:
+    with (
+        throwaway_user("odexec") as user,
+        tempfile.TemporaryDirectory(prefix="opendeploy-exec-") as shared_dir,
+    ):
+        shared = Path(shared_dir)
+        shared.chmod(0o755)
         monkeypatch.setenv("AGENT_ONLY", "agent")
         config = AgentConfig(root_dir=shared / "root", log_dir=shared / "log")
         bundle = make_bundle(shared / "b", shared / "t", {})
@@ -569,9 +568,6 @@ def test_hook_login_environment_decides_the_runas_environment(
             seen[login] = lines
         assert seen[True] == [f"{user} unset /bin/sh d-login-True"]  # su -: a fresh environment
         assert seen[False] == [f"{user} agent /bin/sh d-login-False"]  # su: the agent's kept
-    finally:
-        subprocess.run(["userdel", user], check=False, capture_output=True)
-        shutil.rmtree(shared)
 
 
 def test_an_appspec_edited_between_events_is_read_afresh(

@@ -24,6 +24,7 @@ from opendeploy.agent.permissions import (
 )
 from opendeploy.appspec.model import Ace, ObjectType, Permission, SELinuxContext
 from opendeploy.errors import PermissionsError
+from tests._users import throwaway_user
 
 FILES = ObjectType.FILE
 DIRS = ObjectType.DIRECTORY
@@ -252,23 +253,11 @@ def tree(tmp_path: Path) -> tuple[Path, list[str], list[str]]:
 @pytest.fixture
 def account() -> Iterator[tuple[str, int, int]]:
     """A throwaway user and group (same name) for ownership tests: (name, uid, gid)."""
-    if os.geteuid() != 0 or not shutil.which("useradd"):
-        pytest.skip("creating a user needs root and useradd")
-    name = f"odtest{os.getpid() % 100000}"
-    subprocess.run(["groupadd", name], check=True, capture_output=True)
-    subprocess.run(
-        ["useradd", "-M", "-N", "-g", name, "-s", "/usr/sbin/nologin", name],
-        check=True,
-        capture_output=True,
-    )
-    try:
+    with throwaway_user("odtest", shell="/usr/sbin/nologin", own_group=True) as name:
         import grp
         import pwd
 
         yield name, pwd.getpwnam(name).pw_uid, grp.getgrnam(name).gr_gid
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
-        subprocess.run(["groupdel", name], check=False, capture_output=True)
 
 
 def test_mode_is_the_octal_string_as_given(tree: tuple[Path, list[str], list[str]]) -> None:

@@ -7,6 +7,7 @@ and config, which carry the endpoint), so any difference is ours.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
             },
             description="output test",
         )
+        # Stopped at once, so that every command reads one settled state however long the
+        # module takes: an InProgress deployment to a host with no agent fails at some point,
+        # which could fall between aws-cli's call and ours (and did, in a parallel run).
+        cd.stop_deployment(deploymentId=deployment["deploymentId"])
+        deadline = time.monotonic() + 60
+        while cd.get_deployment(deploymentId=deployment["deploymentId"])["deploymentInfo"][
+            "status"
+        ] not in ("Stopped", "Failed", "Succeeded"):
+            assert time.monotonic() < deadline, "the output test's deployment did not stop"
+            time.sleep(0.05)
         srv.deployment_id = deployment["deploymentId"]  # type: ignore[attr-defined]
         yield srv
 

@@ -27,6 +27,7 @@ from typing import Literal
 import pytest
 
 from opendeploy.agent.config import DEFAULT_AGENT_CONFIG_PATH, OFFICIAL_LOG_DIR, OFFICIAL_ROOT_DIR
+from tests._users import throwaway_user
 
 pytestmark = pytest.mark.e2e
 
@@ -460,16 +461,8 @@ def test_output_in_a_pipe_has_no_escape_codes(host: Host) -> None:
 @pytest.fixture
 def runas_user() -> Iterator[str]:
     """A user created for the test, as a runas target."""
-    if os.geteuid() != 0:
-        pytest.skip("creating a runas user with useradd needs root")
-    name = f"odlocal{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["useradd", "--create-home", "--shell", "/bin/sh", name], check=True, capture_output=True
-    )
-    try:
+    with throwaway_user("odlocal", home=True) as name:
         yield name
-    finally:
-        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
 
 
 def runas_bundle(directory: Path, user: str) -> Path:

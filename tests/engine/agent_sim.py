@@ -157,10 +157,20 @@ class ScriptedAgent:
         self.log.append((deployment, command["CommandName"]))
         return command
 
-    def run(self, count: int, fail: str | None = None) -> list[str]:
-        """Run ``count`` commands (polls until each arrives); their names."""
+    def run(self, count: int, fail: str | None = None, timeout: float = 60.0) -> list[str]:
+        """Run ``count`` commands (polls until each arrives); their names.
+
+        Fails once ``timeout`` seconds have passed without them (a poll is held a few seconds at
+        most), so that a deployment that stopped handing out commands fails the test with what
+        this agent did, instead of holding it until pytest-timeout.
+        """
         done: list[str] = []
+        deadline = time.monotonic() + timeout
         while len(done) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name} got {len(done)} of {count} commands in {timeout:.0f} s: {done}"
+                )
             command = self.step(fail)
             if command is not None:
                 done.append(command["CommandName"])

@@ -132,10 +132,42 @@ def start_server(
     """Start ``opendeploy server`` and return once /healthz answers (or raise, process stopped).
 
     ``port``: listen there instead of on a free port, e.g. to restart a server on the endpoint
-    its agents were configured with (``srv.port``).
+    its agents were configured with (``srv.port``). Without it, a port that another process took
+    between ``free_port`` and the server's bind (tests in parallel, other suites on the machine)
+    is replaced by a new one, up to three times.
     """
+    for attempt in range(1, 4):
+        try:
+            return _start_server(
+                data_dir,
+                database_url=database_url,
+                region=region,
+                extra_args=extra_args,
+                env=env,
+                timeout=timeout,
+                port=port or free_port(),
+            )
+        except _PortTaken:
+            if port is not None or attempt == 3:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(ServerStartError):
+    """The server could not bind its port: another process listens there."""
+
+
+def _start_server(
+    data_dir: Path,
+    *,
+    database_url: str | None,
+    region: str,
+    extra_args: tuple[str, ...],
+    env: Mapping[str, str] | None,
+    timeout: float,
+    port: int,
+) -> RunningServer:
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
     args = [
         sys.executable,
         "-m",
@@ -162,6 +194,7 @@ def start_server(
     scheme = "https" if ca_bundle is not None else "http"
     log_path = data_dir / "server.log"
     log_file = log_path.open("ab")
+    log_start = log_file.tell()
     process = subprocess.Popen(
         args,
         stdout=log_file,
@@ -191,7 +224,11 @@ def start_server(
     except BaseException as exc:
         server.stop()
         if isinstance(exc, ServerStartError):
-            raise ServerStartError(f"{exc}\n--- server.log ---\n{server.log_text()}") from None
+            with log_path.open("rb") as log:
+                log.seek(log_start)
+                this_start = log.read().decode(errors="replace")
+            error = _PortTaken if "address already in use" in this_start else ServerStartError
+            raise error(f"{exc}\n--- server.log ---\n{server.log_text()}") from None
         raise
     return server
 
