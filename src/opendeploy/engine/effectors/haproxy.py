@@ -16,6 +16,7 @@ import io
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from opendeploy.domain.records import LoadBalancerInfo
@@ -108,21 +109,21 @@ class HAProxyTrafficController:
         with self._lock(group, server):
             started = time.monotonic()
             api.command(f"set server {where} state drain")
-            deadline = started + group.drain_timeout_seconds
-            reported = started
-            while (sessions := int(api.server_stat(pool.backend, server).get("scur") or 0)) > 0:
-                now = time.monotonic()
-                if now > deadline:
-                    break  # as a deregistration delay: what is still open is cut by maint
-                if progress.cancelled():
-                    raise EffectorError(f"draining {where} was given up")
-                if now - reported >= PROGRESS_EVERY_SECONDS:
-                    progress.report(f"{where}: {sessions} sessions still open")
-                    reported = now
-                time.sleep(POLL_SECONDS)
+            row, _ = _wait_for(
+                api,
+                pool.backend,
+                server,
+                ok=lambda r: _sessions(r) == 0,
+                seconds=group.drain_timeout_seconds,
+                progress=progress,
+                waiting=lambda r: f"{where}: {_sessions(r)} sessions still open",
+                what=f"draining {where}",
+            )
+            # Past the drain timeout (a deregistration delay), what is still open is cut here.
             api.command(f"set server {where} state maint")
             took = time.monotonic() - started
-        cut = f", {sessions} sessions cut after the drain timeout" if sessions else ""
+        left = _sessions(row)
+        cut = f", {left} sessions cut after the drain timeout" if left else ""
         return (
             f"{host} out of target group {group.name} "
             f"(HAProxy {where}, drained in {took:.1f} s{cut})"
@@ -134,25 +135,56 @@ class HAProxyTrafficController:
         with self._lock(group, server):
             started = time.monotonic()
             api.command(f"set server {where} state ready")
-            deadline = started + group.healthy_timeout_seconds
-            reported = started
-            while not (
-                status := api.server_stat(pool.backend, server).get("status", "")
-            ).startswith(("UP", "no check")):
-                now = time.monotonic()
-                if now > deadline:
-                    raise EffectorError(
-                        f"HAProxy did not report {where} healthy within "
-                        f"{group.healthy_timeout_seconds:g} s (its status: {status or 'unknown'})"
-                    )
-                if progress.cancelled():
-                    raise EffectorError(f"waiting for {where} to turn healthy was given up")
-                if now - reported >= PROGRESS_EVERY_SECONDS:
-                    progress.report(f"{where}: {status}, waiting for the health check")
-                    reported = now
-                time.sleep(POLL_SECONDS)
+            row, healthy = _wait_for(
+                api,
+                pool.backend,
+                server,
+                ok=lambda r: _healthy(r.get("status", "")),
+                seconds=group.healthy_timeout_seconds,
+                progress=progress,
+                waiting=lambda r: f"{where}: {r.get('status')}, waiting for the health check",
+                what=f"waiting for {where} to turn healthy",
+            )
             took = time.monotonic() - started
+        status = row.get("status") or "unknown"
+        if not healthy:
+            raise EffectorError(
+                f"HAProxy did not report {where} healthy within "
+                f"{group.healthy_timeout_seconds:g} s (its status: {status})"
+            )
         return f"{host} in target group {group.name} (HAProxy {where}, {status} after {took:.1f} s)"
+
+
+def _wait_for(
+    api: RuntimeApi,
+    backend: str,
+    server: str,
+    *,
+    ok: Callable[[dict[str, str]], bool],
+    seconds: float,
+    progress: StepProgress,
+    waiting: Callable[[dict[str, str]], str],
+    what: str,
+) -> tuple[dict[str, str], bool]:
+    """Poll the server's ``show stat`` row until ``ok`` (True), ``seconds`` pass (False) or the
+    step is given up (EffectorError); a progress line now and then. Returns the last row."""
+    started = reported = time.monotonic()
+    while not ok(row := api.server_stat(backend, server)):
+        now = time.monotonic()
+        if now - started > seconds:
+            return row, False
+        if progress.cancelled():
+            raise EffectorError(f"{what} was given up")
+        if now - reported >= PROGRESS_EVERY_SECONDS:
+            progress.report(waiting(row))
+            reported = now
+        time.sleep(POLL_SECONDS)
+    return row, True
+
+
+def _sessions(row: dict[str, str]) -> int:
+    """The server's current sessions (``scur``)."""
+    return int(row.get("scur") or 0)
 
 
 def _healthy(status: str) -> bool:
