@@ -395,9 +395,6 @@ def create_server(
             backlog=backlog.delay,
             heard=lambda: command_api.heard(),
             on_server_steps=effectors.wake,
-            # Not on_events=outbox.wake: a delivery round per engine pass cost two small write
-            # transactions each (SQLite's write lock, beside the agents' group commit), 7% of
-            # the server's CPU per host-event at 1,000 hosts; once a tick, events go in batches.
         )
         key_kind = KeyKindCache(store.commands.key_kind)
         control = {
@@ -503,7 +500,10 @@ def create_server(
     )
 
 
-#: How often deployment events are delivered from the outbox (in batches; at least once).
+#: How often deployment events are delivered from the outbox, in batches (at least once). Not
+#: after every engine pass: a round per pass cost two small write transactions each (SQLite's
+#: write lock, beside the agents' group commit), 7% of the server's CPU per host-event at 1,000
+#: hosts.
 OUTBOX_TICK_SECONDS = 1.0
 
 #: The cyclic garbage collector's first-generation threshold while serving (CPython: 700).

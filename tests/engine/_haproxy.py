@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from opendeploy.engine.effectors.haproxy import RuntimeApi
 from opendeploy.testing.server import free_port
 
 #: How long a backend takes to answer: requests are in flight when a host leaves.
@@ -103,13 +104,8 @@ class HAProxy:
     backend: str = "be"
 
     def command(self, line: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(str(self.socket))
-            s.sendall(line.encode() + b"\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
+        """One runtime API command, through the provider's own client."""
+        return RuntimeApi(self.socket).command(line)
 
     def states(self) -> dict[str, str]:
         """Server name -> its admin state as ``show servers state`` numbers it (0 ready,

@@ -75,27 +75,24 @@ def events_of(snap: DeploymentSnapshot, d: Decisions, now: datetime) -> list[Dep
     out: list[DeploymentEvent] = []
     dep = snap.deployment_id
     transition = d.deployment
-    moved = transition is not None and transition.status is not snap.status
-    if moved and transition is not None:
-        if snap.status in _NOT_STARTED and transition.status is DeploymentStatus.IN_PROGRESS:
-            out.append(DeploymentEvent(dep, TriggerEvent.DEPLOYMENT_START, "InProgress", now))
-        elif snap.status in _NOT_STARTED and transition.status in _DEPLOYMENT_EVENTS:
-            # Ended at once (no instances, constraints that cannot hold): it started too.
-            out.append(DeploymentEvent(dep, TriggerEvent.DEPLOYMENT_START, "InProgress", now))
+    moved = transition if transition is not None and transition.status is not snap.status else None
+    if moved is not None and snap.status in _NOT_STARTED and moved.status not in _NOT_STARTED:
+        # Also when it ends at once (no instances, constraints that cannot hold): it started.
+        out.append(DeploymentEvent(dep, TriggerEvent.DEPLOYMENT_START, "InProgress", now))
     for tu in d.target_updates:
         kind = _INSTANCE_EVENTS.get(tu.status)
         if kind is not None:
             out.append(DeploymentEvent(dep, kind, str(tu.status), tu.at, tu.instance_id))
-    if transition is not None and transition.status is not snap.status:
-        kind = _DEPLOYMENT_EVENTS.get(transition.status)
+    if moved is not None:
+        kind = _DEPLOYMENT_EVENTS.get(moved.status)
         if kind is not None:
             detail: dict[str, Any] = {}
-            if transition.error is not None:
+            if moved.error is not None:
                 detail["errorInformation"] = {
-                    "code": transition.error.code,
-                    "message": transition.error.message,
+                    "code": moved.error.code,
+                    "message": moved.error.message,
                 }
-            out.append(DeploymentEvent(dep, kind, str(transition.status), now, detail=detail))
+            out.append(DeploymentEvent(dep, kind, str(moved.status), now, detail=detail))
     if d.rollback is not None and d.rollback.plan is not None:
         out.append(
             DeploymentEvent(

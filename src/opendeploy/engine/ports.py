@@ -40,8 +40,6 @@ class Committed:
     marked_unreachable: tuple[str, ...] = ()
     #: Whether the pass created server steps (the effector runner has work).
     server_steps: bool = False
-    #: Whether the pass may have added deployment events to the outbox.
-    events: bool = False
 
 
 class EngineStore(Protocol):

@@ -79,15 +79,13 @@ class EngineWorker(BackgroundLoop):
         backlog: Callable[[], float] | None = None,
         engine_store: EngineStore | None = None,
         on_server_steps: Callable[[], None] | None = None,
-        on_events: Callable[[], None] | None = None,
     ) -> None:
         """``heard``: when this process's Command API last heard from each agent (newer than the
         store's batched ``last_seen_at`` when its writes lag). ``backlog``: how many seconds this
         process is behind with the agents' calls (see :mod:`opendeploy.api.backlog`); added to
         ``agent_dead_after_seconds`` each pass. ``engine_store``: the engine's persistence
         (default: SQL on ``store``). ``on_server_steps``: called after a pass that created
-        server steps (wakes the effector runner); ``on_events`` after one that added deployment
-        events to the outbox (wakes their delivery)."""
+        server steps (wakes the effector runner)."""
         self.store = store
         self._heard = heard
         self._backlog = backlog
@@ -102,7 +100,6 @@ class EngineWorker(BackgroundLoop):
             engine_store = SqlEngineStore(store, self.owner, lease_seconds=settings.lease_seconds)
         self.engine_store = engine_store
         self._on_server_steps = on_server_steps
-        self._on_events = on_events
         self._clock = clock
         #: Agents could not poll before this process started: see ``watching_since``.
         self.started_at = clock()
@@ -202,8 +199,6 @@ class EngineWorker(BackgroundLoop):
             self.notifier.notify(c.instance_id for c in decisions.dispatch if c.executor == "agent")
         if committed.server_steps and self._on_server_steps is not None:
             self._on_server_steps()
-        if committed.events and self._on_events is not None:
-            self._on_events()
         if committed.rollback_id is not None:
             self.wakeup.set()
         return True

@@ -928,5 +928,4 @@ class SqlEngineStore:
         server_steps = decisions is not None and any(
             hc.executor == "server" for hc in decisions.dispatch
         )
-        events = decisions is not None and bool(decisions.deployment or decisions.target_updates)
-        return Committed(rollback_id, tuple(marked), server_steps, events)
+        return Committed(rollback_id, tuple(marked), server_steps)

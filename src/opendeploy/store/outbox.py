@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
 from opendeploy.engine.events import DeliveredEvent, DeploymentEvent, TriggerEvent
 from opendeploy.store import tables
@@ -84,7 +84,8 @@ class Outbox:
     def undelivered(self) -> int:
         """How many events wait for delivery (metrics, tests)."""
         with self.store.database.read() as conn:
-            return len(conn.execute(select(_O.c.seq).where(_O.c.delivered_at.is_(None))).all())
+            query = select(func.count()).select_from(_O).where(_O.c.delivered_at.is_(None))
+            return int(conn.execute(query).scalar_one())
 
 
 def _event(row: Any) -> DeliveredEvent:

@@ -22,6 +22,7 @@ from opendeploy.engine.effectors import ServerStep, StepOutcome
 from opendeploy.store import tables
 from opendeploy.store.commands import IN_PROGRESS, QUEUED, SERVER, _bounded
 from opendeploy.store.database import Store
+from opendeploy.store.engine_store import diagnostics_wire
 
 _C = tables.host_commands
 _D = tables.deployments
@@ -126,14 +127,10 @@ class ServerSteps:
 
     def report(self, step: ServerStep, outcome: StepOutcome, now: datetime) -> bool:
         """Record the outcome like an agent's completion; False when it came too late to count."""
-        d = outcome.diagnostics
-        diagnostics = {
-            "errorCode": str(d.error_code),
-            "scriptName": d.script_name,
-            "message": d.message,
-            "logTail": d.log_tail,
-        }
         done = self.store.commands.complete(
-            step.command_id, now=now, result=outcome.result, diagnostics=diagnostics
+            step.command_id,
+            now=now,
+            result=outcome.result,
+            diagnostics=diagnostics_wire(outcome.diagnostics),
         )
         return bool(done)

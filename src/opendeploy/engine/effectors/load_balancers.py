@@ -103,17 +103,17 @@ class LoadBalancerDeclarations:
                 name=str(name),
                 haproxy=HAProxyPool(Path(str(ha["socket"])), str(ha["backend"])),
                 servers={str(k): str(v) for k, v in servers.items()},
-                drain_timeout_seconds=_seconds(spec, "drain_timeout_seconds", at),
-                healthy_timeout_seconds=_seconds(spec, "healthy_timeout_seconds", at),
+                drain_timeout_seconds=_seconds(
+                    spec, "drain_timeout_seconds", DEFAULT_DRAIN_TIMEOUT_SECONDS, at
+                ),
+                healthy_timeout_seconds=_seconds(
+                    spec, "healthy_timeout_seconds", DEFAULT_HEALTHY_TIMEOUT_SECONDS, at
+                ),
             )
         return cls(groups)
 
 
-def _seconds(spec: Mapping[str, Any], key: str, at: str) -> float:
-    default = {
-        "drain_timeout_seconds": DEFAULT_DRAIN_TIMEOUT_SECONDS,
-        "healthy_timeout_seconds": DEFAULT_HEALTHY_TIMEOUT_SECONDS,
-    }[key]
+def _seconds(spec: Mapping[str, Any], key: str, default: float, at: str) -> float:
     value = spec.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise LoadBalancerDeclarationError(f"{at}.{key}: {value!r} is not a positive number")

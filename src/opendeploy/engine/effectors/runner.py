@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -53,7 +53,6 @@ class _Running:
     step: ServerStep
     renewed: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    future: Future[None] | None = None
 
 
 class _Progress:
@@ -123,11 +122,6 @@ class EffectorRunner(BackgroundLoop):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def running(self) -> list[str]:
-        """Command ids of the steps running now."""
-        with self._lock:
-            return list(self._running)
-
     # --- the loop ---------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -173,7 +167,7 @@ class EffectorRunner(BackgroundLoop):
             " rerun=true" if step.rerun else "",
         )
         assert self._pool is not None, "start() the runner first"
-        running.future = self._pool.submit(self._execute, running)
+        self._pool.submit(self._execute, running)
 
     def _execute(self, running: _Running) -> None:
         step = running.step
