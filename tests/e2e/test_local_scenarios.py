@@ -471,6 +471,8 @@ def runas_bundle(directory: Path, user: str) -> Path:
     script = directory / "scripts" / "whoami.sh"
     script.write_text('#!/bin/sh\necho "I am $(id -un) home=$HOME shell=$SHELL"\n')
     script.chmod(0o755)
+    for made in (directory, directory / "scripts"):
+        made.chmod(0o755)  # whatever the umask: the archive keeps these modes
     (directory / "appspec.yml").write_text(
         "version: 0.0\nos: linux\nhooks:\n  ApplicationStart:\n"
         f"    - location: scripts/whoami.sh\n      runas: {user}\n      timeout: 30\n"
@@ -510,6 +512,9 @@ def test_runas_hook_as_root_with_no_configuration_file(tmp_path: Path, runas_use
                 env=env,
                 cwd=tmp_path,
                 timeout=120,
+                # A root shell's usual umask: under CI's 077 the directories made on /opt would
+                # be 0700, which no runas user enters (the next test's case).
+                umask=0o022,
             )
             home = pwd.getpwnam(runas_user).pw_dir
             assert result.returncode == 0, result.stdout + result.stderr
