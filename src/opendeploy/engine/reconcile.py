@@ -294,6 +294,11 @@ class Plan:
     dispatch: dict[str, HostCommand] = field(default_factory=dict)
     close: list[str] = field(default_factory=list)
     rollback: RollbackDecision | None = None
+    #: The events the server carries out itself (a platform widens it: every Lambda event).
+    server_events: frozenset[LifecycleEvent] = SERVER_SIDE_EVENTS
+    #: Seconds a running event may take beyond ``event_timeout_seconds`` (AllowTraffic on
+    #: Lambda and ECS: its traffic schedule, which may span hours).
+    extra_time: dict[LifecycleEvent, float] = field(default_factory=dict)
     # The times before which a report is too old, worked out once per pass: the checks run for
     # every waiting target of every pass, and comparing two datetimes is far cheaper than
     # subtracting them. None: no such time (a timeout too long to be reached).
@@ -459,11 +464,14 @@ class Plan:
         or running longer than ``event_timeout_seconds``: failed, ``what`` named."""
         started = cmd.acknowledged_at
         assert started is not None
-        if _before(started, self._running_since_before):
-            msg = (
-                f"{what} did not complete within {self.settings.event_timeout_seconds:g} s "
-                f"(started {started.isoformat()})."
-            )
+        allowed = self.settings.event_timeout_seconds
+        cutoff = self._running_since_before
+        extra = self.extra_time.get(cmd.event)
+        if extra:
+            allowed += extra
+            cutoff = _cutoff(self.now, allowed)
+        if _before(started, cutoff):
+            msg = f"{what} did not complete within {allowed:g} s (started {started.isoformat()})."
             return _Outcome(_ES.FAILED, None, self.now, _unknown(msg), False)
         self.set_event(t, cmd.event, _ES.IN_PROGRESS, start=started)
         return None
@@ -519,7 +527,7 @@ class Plan:
         while (ev := self.next_event(t)) is not None:
             if cmd is not None and ev.name == cmd.event:
                 return  # its command is outstanding (a re-dispatch would double-run it)
-            if ev.name in SERVER_SIDE_EVENTS:
+            if ev.name in self.server_events:
                 # The server's own step (the load balancer): the effector runner carries it out.
                 self.dispatch[t.instance_id] = HostCommand(t.instance_id, ev.name, "server")
                 return

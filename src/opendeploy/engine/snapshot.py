@@ -19,6 +19,7 @@ from opendeploy.domain.configs import ALL_AT_ONCE as ALL_AT_ONCE
 from opendeploy.domain.configs import HALF_AT_A_TIME as HALF_AT_A_TIME
 from opendeploy.domain.configs import ONE_AT_A_TIME as ONE_AT_A_TIME
 from opendeploy.domain.configs import ONE_AT_A_TIME_CONFIG as ONE_AT_A_TIME_CONFIG
+from opendeploy.domain.configs import TrafficRouting
 from opendeploy.domain.configs import InvalidMinimumHealthyHosts as InvalidMinimumHealthyHosts
 from opendeploy.domain.configs import MinimumHealthyHosts as MinimumHealthyHosts
 from opendeploy.domain.configs import minimum_for as minimum_for
@@ -173,6 +174,24 @@ class DeploymentSnapshot:
     #: When the engine process began watching agents (its start). Agents cannot poll a server
     #: that is down, so silence before this instant does not count against them.
     watching_since: datetime | None = None
+    #: The configuration's ``trafficRoutingConfig`` (Lambda and ECS): how long AllowTraffic's
+    #: shifting takes, which the engine allows on top of the event timeout.
+    traffic_routing: TrafficRouting | None = None
+
+
+#: The events of the one target of a Lambda deployment, in order; all run by the server.
+LAMBDA_EVENTS: tuple[LifecycleEvent, ...] = (
+    _E.BEFORE_ALLOW_TRAFFIC,
+    _E.ALLOW_TRAFFIC,
+    _E.AFTER_ALLOW_TRAFFIC,
+)
+
+
+def platform_events(compute_platform: str, *, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:
+    """The events of a target of ``compute_platform``, in order."""
+    if compute_platform == "Lambda":
+        return LAMBDA_EVENTS
+    return lifecycle_events(load_balancer=load_balancer)
 
 
 def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:
@@ -186,7 +205,12 @@ def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ..
     return tuple(e for e in SERVER_ORDER if e not in _TRAFFIC_EVENTS)
 
 
-def new_target(instance_id: str, *, load_balancer: bool = False) -> TargetSnapshot:
+def new_target(
+    instance_id: str, *, load_balancer: bool = False, compute_platform: str = "Server"
+) -> TargetSnapshot:
     """A target as CreateDeployment stores it: Pending, every event Pending."""
-    events = tuple(EventSnapshot(e) for e in lifecycle_events(load_balancer=load_balancer))
+    events = tuple(
+        EventSnapshot(e)
+        for e in platform_events(compute_platform, load_balancer=load_balancer)
+    )
     return TargetSnapshot(instance_id=instance_id, events=events)

@@ -30,7 +30,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
-from opendeploy.domain.configs import PREDEFINED, MinimumHealthyHosts, minimum_of
+from opendeploy.domain.configs import (
+    PREDEFINED,
+    InvalidTrafficRouting,
+    MinimumHealthyHosts,
+    TrafficRouting,
+    minimum_of,
+)
+from opendeploy.appspec.lambda_spec import LambdaAppSpec
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
@@ -55,9 +62,10 @@ from opendeploy.engine.snapshot import (
     LastSuccessful,
     StopRequest,
     TargetSnapshot,
-    lifecycle_events,
+    platform_events,
 )
 from opendeploy.store import commands as cmd_store
+from opendeploy.store import lambda_deployments as lambda_store
 from opendeploy.store import driver_sql, tables
 from opendeploy.store.database import Store
 
@@ -116,6 +124,22 @@ def _minimum(conn: Connection, config_name: str) -> MinimumHealthyHosts:
             select(_CFG.c.minimum_healthy_hosts).where(_CFG.c.name == config_name)
         ).scalar_one_or_none()
     return minimum_of(config_name, stored)
+
+
+def _routing(conn: Connection, config_name: str, platform: str | None) -> TrafficRouting | None:
+    """The ``trafficRoutingConfig`` of a Lambda or ECS deployment's configuration."""
+    if platform in (None, "Server"):
+        return None
+    predefined = PREDEFINED.get(config_name)
+    if predefined is not None:
+        return predefined.traffic_routing
+    stored = conn.execute(
+        select(_CFG.c.traffic_routing_config).where(_CFG.c.name == config_name)
+    ).scalar_one_or_none()
+    try:
+        return TrafficRouting.from_wire(stored) if stored else None
+    except InvalidTrafficRouting:
+        return None  # checked on creation; a row written by hand runs all at once
 
 
 def _auto_rollback(raw: dict[str, Any] | None) -> AutoRollbackConfig:
@@ -185,7 +209,12 @@ class Loaded:
 
 
 def _read_targets(
-    conn: Connection, deployment_id: str, revision: int, *, load_balancer: bool
+    conn: Connection,
+    deployment_id: str,
+    revision: int,
+    *,
+    load_balancer: bool,
+    compute_platform: str = "Server",
 ) -> TargetsState:
     targets = conn.execute(
         select(_TG.c.target_id, _TG.c.status)
@@ -205,7 +234,9 @@ def _read_targets(
                 _diagnostics(ev["diagnostics"]),
             )
         )
-    default = tuple(EventSnapshot(e) for e in lifecycle_events(load_balancer=load_balancer))
+    default = tuple(
+        EventSnapshot(e) for e in platform_events(compute_platform, load_balancer=load_balancer)
+    )
     return TargetsState(
         revision,
         {
@@ -343,6 +374,7 @@ def load(
             deployment_id,
             engine_revision,
             load_balancer=LoadBalancerInfo.from_wire(d["load_balancer_info"]).present,
+            compute_platform=str(d["compute_platform"] or "Server"),
         )
         targets, commands = fresh.targets, {}
         rows = cmd_store.open_commands(conn, deployment_id)
@@ -412,6 +444,7 @@ def load(
         compute_platform=str(d["compute_platform"] or "Server"),
         style=DeploymentStyle.from_wire(d["deployment_style"]),
         watching_since=watching_since,
+        traffic_routing=_routing(conn, d["deployment_config_name"], d["compute_platform"]),
     )
     return Loaded(snapshot, d, stored, frozenset(marked), state, instances, tuple(news))
 
@@ -471,6 +504,20 @@ def _rollback_row(old: dict[str, Any], revision: dict[str, Any], now: datetime) 
     return row
 
 
+def _lambda_rollback(conn: Connection, old_id: str, new_id: str) -> None:
+    """The AppSpec of a Lambda rollback: the alias back from the target version to the one it
+    started from, all at once, with no hooks (AWS reroutes back; its rollbacks take seconds)."""
+    spec, _ = lambda_store.spec_in(conn, old_id)
+    back = None
+    if spec is not None:
+        back = LambdaAppSpec(
+            spec.function_name, spec.alias, spec.target_version, spec.current_version
+        )
+    lambda_store.insert_row(
+        conn, new_id, back, None if back else "The deployment rolled back has no AppSpec."
+    )
+
+
 def _create_rollback(
     conn: Connection, old: dict[str, Any], decision: RollbackDecision, now: datetime
 ) -> str | None:
@@ -492,10 +539,12 @@ def _create_rollback(
     }
     conn.execute(insert(_D).values(**row))
     targets = conn.execute(
-        select(_TG.c.target_id, _TG.c.target_arn, _TG.c.instance_label).where(
+        select(_TG.c.target_id, _TG.c.target_arn, _TG.c.target_type, _TG.c.instance_label).where(
             _TG.c.deployment_id == old_id
         )
     ).all()
+    if old["compute_platform"] == "Lambda":
+        _lambda_rollback(conn, old_id, new_id)
     if targets:
         conn.execute(
             insert(_TG),
@@ -504,7 +553,7 @@ def _create_rollback(
                     "deployment_id": new_id,
                     "target_id": t.target_id,
                     "target_arn": t.target_arn,
-                    "target_type": "InstanceTarget",
+                    "target_type": t.target_type or "InstanceTarget",
                     "instance_label": t.instance_label,
                     "status": str(InstanceStatus.PENDING),
                     "last_updated_at": now,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -458,4 +459,23 @@ bundle_upload_parts = Table(
     Column("size", BigInteger, nullable=False),
     Column("md5", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# A Lambda deployment's function and alias (its AppSpec, read at CreateDeployment), the weight
+# on the target version as last set, its history for `watch` and the dashboard, and when the
+# alias was put back after a failure or a stop (migration 0012).
+lambda_deployments = Table(
+    "lambda_deployments",
+    metadata,
+    Column(
+        "deployment_id",
+        String(32),
+        ForeignKey("deployments.deployment_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("spec", JSON(none_as_null=True), nullable=True),  # LambdaAppSpec.as_json()
+    Column("error", Text, nullable=True),  # why the AppSpec cannot be deployed
+    Column("target_weight", Float, nullable=True),  # fraction 0.0-1.0 on the target version
+    Column("weights", JSON(none_as_null=True), nullable=True),  # [{"at", "weight"}]
+    Column("restored_at", UTCDateTime(), nullable=True),
 )

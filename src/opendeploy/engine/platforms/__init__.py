@@ -2,7 +2,7 @@
 
 :func:`reconciler_for` picks the reconciler of a deployment: Server in-place (the lifecycle on
 each host, in batches), and, until their issues land, reconcilers that end what this server
-cannot run yet (Server blue/green, Lambda, ECS) with a message saying so.
+cannot run yet (Server blue/green, ECS); Lambda's shifts an alias (``lambda_traffic``) with a message saying so.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from opendeploy.engine.platforms.lambda_traffic import reconcile_lambda
 from opendeploy.engine.platforms.server_in_place import reconcile_in_place
 from opendeploy.engine.platforms.unsupported import (
     blue_green_unsupported,
@@ -22,10 +23,13 @@ from opendeploy.engine.snapshot import DeploymentSnapshot
 Reconciler = Callable[[Plan], None]
 
 SERVER_PLATFORM = "Server"
+LAMBDA_PLATFORM = "Lambda"
 
 
 def reconciler_for(snap: DeploymentSnapshot) -> Reconciler:
     """The reconciler of ``snap``'s platform and deployment type."""
+    if snap.compute_platform == LAMBDA_PLATFORM:
+        return reconcile_lambda
     if snap.compute_platform != SERVER_PLATFORM:
         return functools.partial(
             reconcile_unsupported, error=platform_unsupported(snap.compute_platform)
