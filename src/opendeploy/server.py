@@ -69,7 +69,10 @@ from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
 from opendeploy.blocking import POOL_SIZE
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
+from opendeploy.engine.effectors import ByPlatform
 from opendeploy.engine.effectors.haproxy import HAProxyTrafficController
+from opendeploy.engine.effectors.lambda_alias import AliasRestorer, LambdaAliasEffector
+from opendeploy.engine.effectors.lambda_hooks import LambdaHookEffector
 from opendeploy.engine.effectors.load_balancers import declared
 from opendeploy.engine.effectors.runner import EffectorRunner
 from opendeploy.engine.effectors.traffic import (
@@ -84,6 +87,7 @@ from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
+from opendeploy.store.lambda_deployments import LambdaStepStore
 from opendeploy.store.outbox import Outbox
 from opendeploy.store.server_steps import ServerSteps
 from opendeploy.web import web_routes
@@ -112,6 +116,7 @@ _WAKING_OPERATIONS = frozenset(
         "RegisterOnPremisesInstance",
         "DeregisterOnPremisesInstance",
         "AddTagsToOnPremisesInstances",
+        "PutLifecycleEventHookExecutionStatus",
     }
 )
 
@@ -374,11 +379,19 @@ def create_server(
         if traffic is None and settings.load_balancers_file is not None:
             traffic = HAProxyTrafficController(declared(settings.load_balancers_file))
         traffic_effector = TrafficEffector(traffic or NoTrafficController())
+        lambda_steps = LambdaStepStore(store)
+        restorer = AliasRestorer(lambda_steps)
+        lambda_hooks = LambdaHookEffector(lambda_steps)
         effectors = EffectorRunner(
             ServerSteps(store),
             {
                 LifecycleEvent.BLOCK_TRAFFIC: traffic_effector,
-                LifecycleEvent.ALLOW_TRAFFIC: traffic_effector,
+                LifecycleEvent.ALLOW_TRAFFIC: ByPlatform(
+                    traffic_effector,
+                    Lambda=LambdaAliasEffector(lambda_steps, restorer, minute=settings.minute),
+                ),
+                LifecycleEvent.BEFORE_ALLOW_TRAFFIC: lambda_hooks,
+                LifecycleEvent.AFTER_ALLOW_TRAFFIC: lambda_hooks,
             },
             on_outcome=wakeup.set,
             tick_seconds=max(settings.engine_tick_seconds, 0.5),
@@ -429,6 +442,7 @@ def create_server(
             limiter.total_tokens = THREAD_POOL_SIZE
             engine.start()
             effectors.start()
+            restorer.start()
             outbox.start()
             watcher = asyncio.create_task(watch_event_loop(backlog))
             try:
@@ -437,6 +451,7 @@ def create_server(
                 watcher.cancel()
                 notifier.close()
                 await anyio.to_thread.run_sync(effectors.stop)
+                await anyio.to_thread.run_sync(restorer.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 await anyio.to_thread.run_sync(outbox.stop)
                 store.close()

@@ -4,9 +4,9 @@ what the engine must have decided after each step.
 Scenario keys: ``fleet`` (instance ids), ``config`` ({type, value}), optional
 ``load_balancer``, ``ignore_application_stop_failures``, ``auto_rollback`` ({enabled, events}),
 ``creator``, ``last_successful`` ({deployment_id, revision}), ``style`` (deploymentStyle),
-``settings`` (EngineSettings fields), ``compute_platform`` ("Lambda": the fleet is the function),
-``traffic_routing`` (a ``trafficRoutingConfig``), ``silent_from`` ({instance: t}: that agent stops polling
-at t seconds) and ``steps``.
+``settings`` (EngineSettings fields), ``compute_platform`` ("Lambda": the fleet is the
+function), ``traffic_routing`` (a ``trafficRoutingConfig``), ``silent_from`` ({instance: t}: that
+agent stops polling at t seconds) and ``steps``.
 
 A step: ``at`` (seconds after T0); ``reports``, applied in order before reconciling — ``{"ack": i,
 "noop": bool}``, ``{"run": i}`` (ack + Succeeded; for a server step, the effector runner's

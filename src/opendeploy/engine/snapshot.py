@@ -19,9 +19,9 @@ from opendeploy.domain.configs import ALL_AT_ONCE as ALL_AT_ONCE
 from opendeploy.domain.configs import HALF_AT_A_TIME as HALF_AT_A_TIME
 from opendeploy.domain.configs import ONE_AT_A_TIME as ONE_AT_A_TIME
 from opendeploy.domain.configs import ONE_AT_A_TIME_CONFIG as ONE_AT_A_TIME_CONFIG
-from opendeploy.domain.configs import TrafficRouting
 from opendeploy.domain.configs import InvalidMinimumHealthyHosts as InvalidMinimumHealthyHosts
 from opendeploy.domain.configs import MinimumHealthyHosts as MinimumHealthyHosts
+from opendeploy.domain.configs import TrafficRouting
 from opendeploy.domain.configs import minimum_for as minimum_for
 from opendeploy.domain.lifecycle import SERVER_ORDER, LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle
@@ -187,7 +187,9 @@ LAMBDA_EVENTS: tuple[LifecycleEvent, ...] = (
 )
 
 
-def platform_events(compute_platform: str, *, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:
+def platform_events(
+    compute_platform: str, *, load_balancer: bool = False
+) -> tuple[LifecycleEvent, ...]:
     """The events of a target of ``compute_platform``, in order."""
     if compute_platform == "Lambda":
         return LAMBDA_EVENTS
@@ -210,7 +212,6 @@ def new_target(
 ) -> TargetSnapshot:
     """A target as CreateDeployment stores it: Pending, every event Pending."""
     events = tuple(
-        EventSnapshot(e)
-        for e in platform_events(compute_platform, load_balancer=load_balancer)
+        EventSnapshot(e) for e in platform_events(compute_platform, load_balancer=load_balancer)
     )
     return TargetSnapshot(instance_id=instance_id, events=events)

@@ -43,9 +43,9 @@ from opendeploy.store.dashboard_sessions import DashboardSessions
 from opendeploy.store.deployment_configs import DeploymentConfigs
 from opendeploy.store.deployment_groups import DeploymentGroups
 from opendeploy.store.deployments import Deployments
-from opendeploy.store.lambda_deployments import LambdaDeployments
 from opendeploy.store.github import GitHubTokens
 from opendeploy.store.instances import OnPremisesInstances
+from opendeploy.store.lambda_deployments import LambdaDeployments
 from opendeploy.store.revisions import Revisions
 from opendeploy.store.tags import ResourceTags
 

@@ -30,14 +30,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
-from opendeploy.domain.configs import (
-    PREDEFINED,
-    InvalidTrafficRouting,
-    MinimumHealthyHosts,
-    TrafficRouting,
-    minimum_of,
-)
 from opendeploy.appspec.lambda_spec import LambdaAppSpec
+from opendeploy.domain.configs import PREDEFINED, MinimumHealthyHosts, minimum_of
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
@@ -65,9 +59,10 @@ from opendeploy.engine.snapshot import (
     platform_events,
 )
 from opendeploy.store import commands as cmd_store
-from opendeploy.store import lambda_deployments as lambda_store
 from opendeploy.store import driver_sql, tables
+from opendeploy.store import lambda_deployments as lambda_store
 from opendeploy.store.database import Store
+from opendeploy.store.deployment_configs import traffic_routing_of
 
 log = logging.getLogger("opendeploy.engine")
 
@@ -124,22 +119,6 @@ def _minimum(conn: Connection, config_name: str) -> MinimumHealthyHosts:
             select(_CFG.c.minimum_healthy_hosts).where(_CFG.c.name == config_name)
         ).scalar_one_or_none()
     return minimum_of(config_name, stored)
-
-
-def _routing(conn: Connection, config_name: str, platform: str | None) -> TrafficRouting | None:
-    """The ``trafficRoutingConfig`` of a Lambda or ECS deployment's configuration."""
-    if platform in (None, "Server"):
-        return None
-    predefined = PREDEFINED.get(config_name)
-    if predefined is not None:
-        return predefined.traffic_routing
-    stored = conn.execute(
-        select(_CFG.c.traffic_routing_config).where(_CFG.c.name == config_name)
-    ).scalar_one_or_none()
-    try:
-        return TrafficRouting.from_wire(stored) if stored else None
-    except InvalidTrafficRouting:
-        return None  # checked on creation; a row written by hand runs all at once
 
 
 def _auto_rollback(raw: dict[str, Any] | None) -> AutoRollbackConfig:
@@ -444,7 +423,9 @@ def load(
         compute_platform=str(d["compute_platform"] or "Server"),
         style=DeploymentStyle.from_wire(d["deployment_style"]),
         watching_since=watching_since,
-        traffic_routing=_routing(conn, d["deployment_config_name"], d["compute_platform"]),
+        traffic_routing=traffic_routing_of(
+            conn, d["deployment_config_name"], d["compute_platform"]
+        ),
     )
     return Loaded(snapshot, d, stored, frozenset(marked), state, instances, tuple(news))
 

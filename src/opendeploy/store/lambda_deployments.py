@@ -9,16 +9,22 @@ dashboard draw); the restorer records when it put the alias back after a failure
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from opendeploy.appspec.lambda_spec import LambdaAppSpec
+from opendeploy.domain.configs import TrafficRouting, TrafficRoutingType
 from opendeploy.store import tables
 from opendeploy.store._base import Repository
+from opendeploy.store.deployment_configs import traffic_routing_of
+
+if TYPE_CHECKING:
+    from opendeploy.store.database import Store
 
 _L = tables.lambda_deployments
 _D = tables.deployments
+_C = tables.host_commands
 
 #: The most weight changes kept per deployment (a linear 1 % config makes 100).
 MAX_WEIGHT_HISTORY = 200
@@ -75,7 +81,7 @@ class LambdaDeployments(Repository):
             history = conn.execute(
                 select(_L.c.weights).where(_L.c.deployment_id == deployment_id).with_for_update()
             ).scalar_one_or_none()
-            entries = list(history or [])
+            entries: list[dict[str, Any]] = list(history or [])
             if not entries or entries[-1]["weight"] != weight:
                 entries.append({"at": at.isoformat(), "weight": weight})
             conn.execute(
@@ -110,7 +116,7 @@ class LambdaDeployments(Repository):
             history = conn.execute(
                 select(_L.c.weights).where(_L.c.deployment_id == deployment_id)
             ).scalar_one_or_none()
-            entries = list(history or [])
+            entries: list[dict[str, Any]] = list(history or [])
             if entries and entries[-1]["weight"] != 0.0:
                 entries.append({"at": at.isoformat(), "weight": 0.0, "restored": True})
                 conn.execute(
@@ -118,3 +124,48 @@ class LambdaDeployments(Repository):
                     .where(_L.c.deployment_id == deployment_id)
                     .values(weights=entries[-MAX_WEIGHT_HISTORY:])
                 )
+
+
+class LambdaStepStore:
+    """The Lambda effectors' view of the store (``engine.effectors.lambda_ports.LambdaStore``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.rows = store.lambda_deployments
+
+    def spec(self, deployment_id: str) -> tuple[LambdaAppSpec | None, str | None]:
+        return self.rows.spec(deployment_id)
+
+    def routing(self, deployment_id: str) -> TrafficRouting:
+        with self.store.database.read() as conn:
+            row = conn.execute(
+                select(_D.c.deployment_config_name, _D.c.compute_platform).where(
+                    _D.c.deployment_id == deployment_id
+                )
+            ).first()
+            routing = (
+                traffic_routing_of(conn, row.deployment_config_name, row.compute_platform)
+                if row is not None
+                else None
+            )
+        return routing or TrafficRouting(TrafficRoutingType.ALL_AT_ONCE)
+
+    def record_weight(self, deployment_id: str, weight: float, at: datetime) -> None:
+        self.rows.record_weight(deployment_id, weight, at)
+
+    def status(self, deployment_id: str) -> str | None:
+        status = self.store.deployments.status_of(deployment_id)
+        return None if status is None else str(status)
+
+    def hook_answered(self, execution_id: str) -> bool:
+        with self.store.database.read() as conn:
+            row = conn.execute(
+                select(_C.c.result, _C.c.closed_at).where(_C.c.command_id == execution_id)
+            ).first()
+        return row is None or row.result is not None or row.closed_at is not None
+
+    def needing_restore(self) -> list[tuple[str, LambdaAppSpec]]:
+        return self.rows.needing_restore()
+
+    def mark_restored(self, deployment_id: str, at: datetime) -> None:
+        self.rows.mark_restored(deployment_id, at)

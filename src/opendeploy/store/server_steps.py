@@ -47,6 +47,8 @@ _DUE = (
         _C.c.acknowledged_at,
         _D.c.load_balancer_info,
         _D.c.deployment_style,
+        _D.c.compute_platform,
+        _D.c.creator,
     )
     .select_from(_C.join(_D, _D.c.deployment_id == _C.c.deployment_id))
     .where(_IS_DUE)
@@ -107,6 +109,8 @@ class ServerSteps:
                         load_balancer=LoadBalancerInfo.from_wire(row["load_balancer_info"]),
                         style=DeploymentStyle.from_wire(row["deployment_style"]),
                         rerun=row["acknowledged_at"] is not None,
+                        compute_platform=str(row["compute_platform"] or "Server"),
+                        creator=str(row["creator"] or "user"),
                     )
                 )
         return taken

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
+from opendeploy.api.handlers import lambda_deployments as lambda_api
 from opendeploy.api.handlers.deployment_groups import config_exists, default_style, group_name
 from opendeploy.api.handlers.revisions import check_description, check_revision
 from opendeploy.domain.ids import new_deployment_id
@@ -287,7 +288,13 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         # Only the instances not already running this revision from the group, as AWS does.
         current = ctx.store.instances.up_to_date(group["deployment_group_id"], revision)
         pick = _without(pick, current)
-    created = ctx.store.deployments.create(deployment=row, select_targets=pick, now=now)
+    also, target_type = None, "InstanceTarget"
+    if group["compute_platform"] == "Lambda":
+        pick, also = lambda_api.creation(ctx, row, revision, now)
+        target_type = "LambdaTarget"
+    created = ctx.store.deployments.create(
+        deployment=row, select_targets=pick, now=now, target_type=target_type, also=also
+    )
     return {"deploymentId": created["deployment_id"]}
 
 
@@ -336,6 +343,9 @@ def busy_hosts(store: Store, row: dict[str, Any]) -> list[str]:
 
 def _with_busy_hosts(ctx: RequestContext, row: dict[str, Any]) -> dict[str, Any]:
     info = render(row)
+    if row["compute_platform"] == "Lambda":
+        lines = lambda_api.status_messages(ctx.store.lambda_deployments.get(row["deployment_id"]))
+        info["deploymentStatusMessages"] = [*info["deploymentStatusMessages"], *lines]
     busy = busy_hosts(ctx.store, row)
     if busy:
         info["deploymentStatusMessages"] = [*info["deploymentStatusMessages"], *busy]
@@ -488,13 +498,15 @@ def skip_wait_time_for_instance_termination(
 def put_lifecycle_event_hook_execution_status(
     ctx: RequestContext, params: dict[str, Any]
 ) -> dict[str, Any]:
-    """A Lambda or ECS validation function reporting on its hook.
-
-    Only Lambda and ECS deployments have hook executions, and this server issues none yet (it
-    runs the Server platform's lifecycle through agents), so after validating as AWS does the
-    answer is AWS's: unsupported for a Server deployment, an unknown execution id otherwise.
+    """A Lambda or ECS validation function reporting on its hook: Lambda's hook executions are
+    its BeforeAllowTraffic and AfterAllowTraffic server steps (``lambda_deployments``); ECS has
+    none yet, so after validating as AWS does its answer is an unknown execution id.
     """
     ident = deployment_id(params.get("deploymentId"))
+    if (row := ctx.store.deployments.get(ident)) is not None and row["compute_platform"] == (
+        "Lambda"
+    ):
+        return lambda_api.put_lifecycle_event_hook_execution_status(ctx, params, ident)
     status = params.get("status")
     if status not in ("Succeeded", "Failed"):
         raise InvalidLifecycleEventHookExecutionStatusError(

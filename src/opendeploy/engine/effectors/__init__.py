@@ -46,6 +46,10 @@ class ServerStep:
     #: Whether a runner took it up before (and died or lost its lease before reporting): the
     #: effector runs it again, which must do no harm.
     rerun: bool = False
+    #: ``Server``, ``Lambda`` or ``ECS``: which effector of the event runs it.
+    compute_platform: str = "Server"
+    #: The deployment's creator (``codeDeployRollback`` for a rollback).
+    creator: str = "user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +84,16 @@ class Effector(Protocol):
     """Carries out one kind of server step; idempotent (see the module's docstring)."""
 
     def run(self, step: ServerStep, progress: StepProgress) -> StepOutcome: ...
+
+
+class ByPlatform:
+    """One event's effectors per compute platform (AllowTraffic: a load balancer on Server, an
+    alias on Lambda); ``default`` for the others."""
+
+    def __init__(self, default: Effector, **by_platform: Effector) -> None:
+        self.default = default
+        self.by_platform = by_platform
+
+    def run(self, step: ServerStep, progress: StepProgress) -> StepOutcome:
+        effector = self.by_platform.get(step.compute_platform, self.default)
+        return effector.run(step, progress)

@@ -1,8 +1,9 @@
 """One reconciler per platform, sharing batches, health rules and rollback (``engine.reconcile``).
 
 :func:`reconciler_for` picks the reconciler of a deployment: Server in-place (the lifecycle on
-each host, in batches), and, until their issues land, reconcilers that end what this server
-cannot run yet (Server blue/green, ECS); Lambda's shifts an alias (``lambda_traffic``) with a message saying so.
+each host, in batches), Lambda (an alias shifted between versions: ``lambda_traffic``), and,
+until their issues land, reconcilers that end what this server cannot run yet (Server
+blue/green, ECS) with a message saying so.
 """
 
 from __future__ import annotations
