@@ -146,6 +146,14 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
         "tests, demos and benchmarks; the API still shows minutes."
     ),
 )
+@_seconds_option(
+    "--step-lease",
+    30.0,
+    (
+        "Seconds after which a server step (a traffic shift, a hook) whose runner stopped "
+        "renewing its claim (a replica that died) is taken up again."
+    ),
+)
 @click.option(
     "--load-balancers",
     "load_balancers",
@@ -182,6 +190,7 @@ def server(
     event_start_timeout: float,
     poll_timeout: float,
     minute_seconds: float,
+    step_lease: float,
     load_balancers: Path | None,
     log_level: str,
 ) -> None:
@@ -218,6 +227,7 @@ def server(
         event_start_timeout_seconds=event_start_timeout,
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
+        step_lease_seconds=step_lease,
         load_balancers_file=load_balancers,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
