@@ -5,11 +5,12 @@ and the credential chain, in its environment). moto stores aliases and their rou
 runs no code without containers, so the test plays the hook functions: it reads each hook's
 execution id from the server's output endpoint (the step's progress line) and answers through
 PutLifecycleEventHookExecutionStatus, as a hook function would. Minutes last 0.5 s
-(``--minute-seconds``) and the event timeout is 4 s, so every schedule runs in seconds.
+(``--minute-seconds``) and the event timeout is 3 s, so every schedule runs in seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import json
@@ -18,7 +19,6 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -33,7 +33,7 @@ from tests.revisions.servers import moto_server
 ROLE = "arn:aws:iam::123456789012:role/CodeDeploy"
 BLUE_GREEN = {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
 MINUTE = 0.5
-EVENT_TIMEOUT = 4
+EVENT_TIMEOUT = 3
 _EXECUTION_ID = re.compile(r"lifecycleEventHookExecutionId (\S+?)\.?$")
 _names = itertools.count(1)
 
@@ -184,6 +184,10 @@ def custom_config(cd: Any, routing: dict[str, Any]) -> str:
     return name
 
 
+def _every(percent: int, minutes: int, kind: str) -> dict[str, int]:
+    return {f"{kind}Percentage": percent, f"{kind}Interval": minutes}
+
+
 def alias_state(lam: Any, fn: Function) -> tuple[str, dict[str, float]]:
     alias = lam.get_alias(FunctionName=fn.name, Name="live")
     weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
@@ -291,11 +295,11 @@ def test_all_at_once_with_both_hooks_and_the_hook_answers_rules(
     ("routing", "expected"),
     [
         (
-            {"type": "TimeBasedCanary", "timeBasedCanary": {"canaryPercentage": 20, "canaryInterval": 1}},
+            {"type": "TimeBasedCanary", "timeBasedCanary": _every(20, 1, "canary")},
             [("1", {}), ("1", {"2": 0.2}), ("2", {})],
         ),
         (
-            {"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 25, "linearInterval": 1}},
+            {"type": "TimeBasedLinear", "timeBasedLinear": _every(25, 1, "linear")},
             [("1", {}), ("1", {"2": 0.25}), ("1", {"2": 0.5}), ("1", {"2": 0.75}), ("2", {})],
         ),
     ],
@@ -372,7 +376,9 @@ def test_a_failing_after_hook_rolls_the_alias_back(
     assert back["rollbackInfo"]["rollbackTriggeringDeploymentId"] == dep
     assert alias_state(lam, fn) == ("2", {})
     messages = wait_for(
-        lambda: [m for m in deployment_info(cd, dep)["deploymentStatusMessages"] if "put back" in m],
+        lambda: [
+            m for m in deployment_info(cd, dep)["deploymentStatusMessages"] if "put back" in m
+        ],
         10,
         "the alias restored message",
     )
@@ -428,7 +434,7 @@ def test_checks_against_the_function_and_a_bad_appspec(
 def _linear_slow(cd: Any) -> str:
     return custom_config(
         cd,
-        {"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 20, "linearInterval": 2}},
+        {"type": "TimeBasedLinear", "timeBasedLinear": _every(20, 2, "linear")},
     )  # fmt: skip
 
 
@@ -449,31 +455,28 @@ def test_stop_mid_shift_puts_the_alias_back(server: RunningServer, lam: Any, rol
 
 
 def test_server_killed_mid_shift_resumes_and_finishes(
-    moto: str, lam: Any, role: str, tmp_path: Path
+    server: RunningServer, moto: str, lam: Any, role: str
 ) -> None:
-    env = server_env(moto)
-    data = tmp_path / "server"
-    srv = start_server(data, extra_args=SERVER_ARGS, env=env)
-    try:
-        cd = srv.client("codedeploy")
-        fn = new_function(lam, role)
-        app = new_group(cd, _linear_slow(cd))
-        dep = cd.create_deployment(
-            applicationName=app,
-            deploymentGroupName="g",
-            revision=appspec(fn, "1", "2", hooks=False),
-        )["deploymentId"]
-        wait_for(lambda: alias_state(lam, fn) == ("1", {"2": 0.2}), 20, "the first shift")
-        srv.process.kill()  # SIGKILL: no chance to tidy up
-        srv.process.wait()
-        srv.stop()
-        srv = start_server(data, extra_args=SERVER_ARGS, env=env, port=srv.port)
-        cd = srv.client("codedeploy")
-        seen = watch_alias(lam, fn, lambda: deployment_info(cd, dep)["status"] != "InProgress")
-        assert finished_deployment(cd, dep)["status"] == "Succeeded"
-        assert seen[-1] == ("2", {})
-        weights = [w.get("2", 0.0) for v, w in seen if v == "1"]
-        assert weights == sorted(weights)  # only forward, never a step back
-        assert "rerun=true" in srv.log_text()
-    finally:
-        srv.stop()
+    # Last in the module: it kills the module's server and leaves it restarted in its place.
+    cd = server.client("codedeploy")
+    fn = new_function(lam, role)
+    app = new_group(cd, _linear_slow(cd))
+    dep = cd.create_deployment(
+        applicationName=app, deploymentGroupName="g", revision=appspec(fn, "1", "2", hooks=False)
+    )["deploymentId"]
+    wait_for(lambda: alias_state(lam, fn) == ("1", {"2": 0.2}), 20, "the first shift")
+    server.process.kill()  # SIGKILL: no chance to tidy up
+    server.process.wait()
+    server.stop()
+    restarted = start_server(
+        server.data_dir, extra_args=SERVER_ARGS, env=server_env(moto), port=server.port
+    )
+    for f in dataclasses.fields(RunningServer):
+        setattr(server, f.name, getattr(restarted, f.name))
+    cd = server.client("codedeploy")
+    seen = watch_alias(lam, fn, lambda: deployment_info(cd, dep)["status"] != "InProgress")
+    assert finished_deployment(cd, dep)["status"] == "Succeeded"
+    assert seen[-1] == ("2", {})
+    weights = [w.get("2", 0.0) for v, w in seen if v == "1"]
+    assert weights == sorted(weights)  # only forward, never a step back
+    assert "rerun=true" in server.log_text()

@@ -105,6 +105,18 @@ def _stored_scenario(store: Store, spec: dict[str, Any]) -> str:
         columns["load_balancer_info"] = {"targetGroupInfoList": [{"name": "tg"}]}
     if spec.get("style"):
         columns["deployment_style"] = spec["style"]
+    if spec.get("compute_platform", "Server") != "Server":
+        columns["compute_platform"] = spec["compute_platform"]
+        routing = spec.get("traffic_routing") or {"type": "AllAtOnce"}
+        columns["deployment_config_name"] = f"routing-{len(json.dumps(routing))}"
+        store.deployment_configs.create(
+            name=columns["deployment_config_name"],
+            compute_platform=spec["compute_platform"],
+            minimum_healthy_hosts=None,
+            traffic_routing_config=routing,
+            zonal_config=None,
+            now=T0,
+        )
     dep = stored_deployment(
         store,
         "app",
