@@ -27,8 +27,9 @@ from botocore.exceptions import ClientError
 
 from opendeploy.cli.logs import fetch_output
 from opendeploy.testing.server import RunningServer, start_server
-from tests.e2e.polling import deployment_info, finished_deployment, wait_for
+from tests.e2e.polling import TERMINAL, deployment_info, finished_deployment, wait_for
 from tests.revisions.servers import moto_server
+from tests.web.conftest import login
 
 ROLE = "arn:aws:iam::123456789012:role/CodeDeploy"
 BLUE_GREEN = {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
@@ -318,13 +319,19 @@ def test_canary_and_linear_shift_the_alias_step_by_step(
     dep = cd.create_deployment(
         applicationName=app, deploymentGroupName="g", revision=appspec(fn, "1", "2", hooks=False)
     )["deploymentId"]
-    seen = watch_alias(lam, fn, lambda: deployment_info(cd, dep)["status"] != "InProgress")
+    seen = watch_alias(lam, fn, lambda: deployment_info(cd, dep)["status"] in TERMINAL)
     assert seen == expected
     assert finished_deployment(cd, dep)["status"] == "Succeeded"
     # The shifts, as the step's output (watch, the dashboard) shows them.
     lines = [line.line for line in fetch_output(cd, dep, event="AllowTraffic")[0]]
     percents = [int(m.group(1)) for line in lines if (m := re.search(r"version 2 (\d+)%", line))]
     assert percents == [int(w.get("2", 1.0 if v == "2" else 0) * 100) for v, w in expected[1:]]
+    # The dashboard draws the same history.
+    with login(server) as ui:
+        page = ui.get(f"/ui/deployments/{dep}").text
+    assert f"{fn.name}:live" in page
+    shown = [int(p) for p in re.findall(r"(\d+) % on version 2", page)]
+    assert shown == percents
 
 
 def test_a_failing_before_hook_fails_the_deployment_and_leaves_the_alias(
@@ -474,7 +481,7 @@ def test_server_killed_mid_shift_resumes_and_finishes(
     for f in dataclasses.fields(RunningServer):
         setattr(server, f.name, getattr(restarted, f.name))
     cd = server.client("codedeploy")
-    seen = watch_alias(lam, fn, lambda: deployment_info(cd, dep)["status"] != "InProgress")
+    seen = watch_alias(lam, fn, lambda: deployment_info(cd, dep)["status"] in TERMINAL)
     assert finished_deployment(cd, dep)["status"] == "Succeeded"
     assert seen[-1] == ("2", {})
     weights = [w.get("2", 0.0) for v, w in seen if v == "1"]

@@ -163,6 +163,31 @@ def deployment(
         "can_stop": status not in present.TERMINAL,
         "can_continue": status == "Ready",
         "can_redeploy": status in present.TERMINAL and group_exists,
+        "lambda_traffic": _lambda_traffic(store, row),
+    }
+
+
+def _lambda_traffic(store: Store, row: dict[str, Any]) -> dict[str, Any] | None:
+    """A Lambda deployment's alias and the weight on its target version over time."""
+    if row["compute_platform"] != "Lambda":
+        return None
+    found = store.lambda_deployments.get(str(row["deployment_id"]))
+    if found is None or found["spec"] is None:
+        return None
+    spec = found["spec"]
+    history = [
+        {"at": entry["at"], "percent": round(float(entry["weight"]) * 100)}
+        for entry in found["weights"] or []
+    ]
+    weight = found["target_weight"]
+    return {
+        "function": spec["functionName"],
+        "alias": spec["alias"],
+        "current": spec["currentVersion"],
+        "target": spec["targetVersion"],
+        "percent": None if weight is None else round(float(weight) * 100),
+        "history": history,
+        "restored_at": found["restored_at"],
     }
 
 
