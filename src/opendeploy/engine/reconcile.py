@@ -299,6 +299,9 @@ class Plan:
     #: Seconds a running event may take beyond ``event_timeout_seconds`` (AllowTraffic on
     #: Lambda and ECS: its traffic schedule, which may span hours).
     extra_time: dict[LifecycleEvent, float] = field(default_factory=dict)
+    #: Whether the targets are hosts with agents (not a Lambda function): only then can they be
+    #: unreachable.
+    agents: bool = True
     # The times before which a report is too old, worked out once per pass: the checks run for
     # every waiting target of every pass, and comparing two datetimes is far cheaper than
     # subtracting them. None: no such time (a timeout too long to be reached).
@@ -656,7 +659,7 @@ class Plan:
             ready=values.count(_IS.READY),
         )
         terminal = self.snap.status in TERMINAL_DEPLOYMENT_STATUSES
-        unreachable = () if terminal else self.unreachable()
+        unreachable = () if terminal or not self.agents else self.unreachable()
         return Decisions(
             overview=overview,
             deployment=self.deployment,

@@ -46,6 +46,7 @@ def reconcile_lambda(plan: Plan) -> None:
     """Decide the next steps of a Lambda deployment (not ended yet) into ``plan``."""
     snap, now = plan.snap, plan.now
     plan.server_events = frozenset(LAMBDA_EVENTS)
+    plan.agents = False  # the target is a function: no agent to lose
     if snap.traffic_routing is not None:
         span = finish_offset(snap.traffic_routing, minute=plan.settings.minute)
         plan.extra_time[_E.ALLOW_TRAFFIC] = span.total_seconds()
