@@ -39,10 +39,10 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import header, percentile, summary, wait_terminal  # noqa: E402
+from _common import header, percentile, summary, wait_terminal
 
-from opendeploy.cli.logs import fetch_output  # noqa: E402
-from opendeploy.testing.server import running_server  # noqa: E402
+from opendeploy.cli.logs import fetch_output
+from opendeploy.testing.server import running_server
 
 ROLE = "arn:aws:iam::123456789012:role/CodeDeploy"
 STYLE = {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
