@@ -40,6 +40,7 @@ class FakeLambda:
     alias: tuple[str, dict[str, float]] = ("1", {})
     updates: list[tuple[str, dict[str, float]]] = field(default_factory=list)
     invokes: list[dict[str, Any]] = field(default_factory=list)
+    invoke_error: str | None = None
 
     def get_function(self, FunctionName: str, Qualifier: str | None = None) -> dict[str, Any]:
         known = self.versions.get(FunctionName)
@@ -58,6 +59,8 @@ class FakeLambda:
         self.updates.append(self.alias)
 
     def invoke(self, **kw: Any) -> dict[str, Any]:
+        if self.invoke_error:
+            raise ClientError({"Error": {"Code": self.invoke_error, "Message": "no"}}, "Invoke")
         self.invokes.append(kw)
         return {"StatusCode": 202}
 
@@ -111,10 +114,12 @@ def step(event: LifecycleEvent, started: datetime, creator: str = "user") -> Ser
     )  # fmt: skip
 
 
-def shift(store: FakeStore, lam: FakeLambda, started: datetime) -> tuple[str, Progress]:
+def shift(
+    store: FakeStore, lam: FakeLambda, started: datetime, minute: float = 0.02
+) -> tuple[str, Progress]:
     effector = LambdaAliasEffector(
         store, AliasRestorer(store, client=lambda: lam), client=lambda: lam,
-        minute=timedelta(seconds=0.02),
+        minute=timedelta(seconds=minute),
     )  # fmt: skip
     progress = Progress()
     outcome = effector.run(step(LifecycleEvent.ALLOW_TRAFFIC, started), progress)
@@ -124,7 +129,9 @@ def shift(store: FakeStore, lam: FakeLambda, started: datetime) -> tuple[str, Pr
 def test_linear_sets_each_weight_once_in_order_and_ends_on_the_target() -> None:
     store = FakeStore(TrafficRouting(T.TIME_BASED_LINEAR, 25, 1))
     lam = FakeLambda()
-    result, progress = shift(store, lam, datetime.now(UTC))
+    # Minutes of 0.25 s: a shift late by a whole interval (a loaded machine) would be caught up
+    # by the next one, by design, and skip a weight.
+    result, progress = shift(store, lam, datetime.now(UTC), minute=0.25)
     assert result == "Succeeded"
     assert lam.updates == [("1", {"2": 0.25}), ("1", {"2": 0.5}), ("1", {"2": 0.75}), ("2", {})]
     assert store.weights == [0.25, 0.5, 0.75, 1.0]
@@ -201,3 +208,15 @@ def test_the_checks_against_the_function() -> None:
     effector = LambdaHookEffector(FakeStore(), client=lambda: lam)
     rollback = step(LifecycleEvent.BEFORE_ALLOW_TRAFFIC, datetime.now(UTC), "codeDeployRollback")
     assert effector.run(rollback, Progress()).result == "Succeeded" and lam.invokes == []
+
+
+def test_a_hook_that_cannot_be_invoked_fails_at_once_with_the_lambda_error() -> None:
+    lam = FakeLambda(invoke_error="AccessDeniedException")
+    store = FakeStore(answered=False)  # nobody will ever answer: the effector must not wait
+    effector = LambdaHookEffector(store, client=lambda: lam, poll_seconds=0.01)
+    outcome = effector.run(step(LifecycleEvent.BEFORE_ALLOW_TRAFFIC, datetime.now(UTC)), Progress())
+    assert outcome.result == "Failed"
+    assert outcome.diagnostics.message == (
+        "The BeforeAllowTraffic hook function CodeDeployHook_pre could not be invoked: "
+        "AccessDeniedException: no"
+    )
