@@ -69,8 +69,8 @@ from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
 from opendeploy.blocking import POOL_SIZE
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
-from opendeploy.engine.effectors.haproxy import HAProxyTrafficController
 from opendeploy.engine.effectors.load_balancers import declared
+from opendeploy.engine.effectors.providers import traffic_controller
 from opendeploy.engine.effectors.runner import EffectorRunner
 from opendeploy.engine.effectors.traffic import (
     NoTrafficController,
@@ -372,7 +372,7 @@ def create_server(
         credentials = bootstrap_credentials(store, settings)
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
         if traffic is None and settings.load_balancers_file is not None:
-            traffic = HAProxyTrafficController(declared(settings.load_balancers_file))
+            traffic = traffic_controller(declared(settings.load_balancers_file))
         traffic_effector = TrafficEffector(traffic or NoTrafficController())
         effectors = EffectorRunner(
             ServerSteps(store),

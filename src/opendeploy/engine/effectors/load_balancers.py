@@ -14,6 +14,10 @@ is on this site. The file is YAML (or JSON)::
         drain_timeout_seconds: 30           # BlockTraffic: at most this long for in-flight requests
         healthy_timeout_seconds: 300        # AllowTraffic: at most this long for the health check
 
+Each target group has exactly one provider key (``haproxy`` here; every provider module adds
+its own parser to :data:`POOL_PARSERS`), whose pool record says where its pool is; the traffic
+controller hands the group to that provider's driver.
+
 A group that names a target group the file does not declare is refused when it is created or
 updated, with the names that exist. Without a file, names are not checked and the traffic steps
 leave traffic alone (and say so in their diagnostics).
@@ -21,7 +25,7 @@ leave traffic alone (and say so in their diagnostics).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,27 @@ class HAProxyPool:
 
     socket: Path
     backend: str
+    provider: str = "haproxy"
+
+    def describe(self) -> str:
+        return f"HAProxy {self.socket} backend {self.backend}"
+
+
+#: A provider's pool record; each provider module widens it with its own record.
+Pool = HAProxyPool
+
+
+def _haproxy_pool(spec: Mapping[str, Any], at: str) -> Pool:
+    if not spec.get("socket") or not spec.get("backend"):
+        raise LoadBalancerDeclarationError(f"{at}: expected 'socket' and 'backend'")
+    return HAProxyPool(Path(str(spec["socket"])), str(spec["backend"]))
+
+
+#: Provider key in a target group's declaration -> the parser of its mapping (``at`` names the
+#: place, for errors).
+POOL_PARSERS: dict[str, Callable[[Mapping[str, Any], str], Pool]] = {
+    "haproxy": _haproxy_pool,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +79,7 @@ class TargetGroup:
     """One declared target group: its pool, and how each instance is named in it."""
 
     name: str
-    haproxy: HAProxyPool
+    pool: Pool
     servers: Mapping[str, str] = field(default_factory=dict)
     drain_timeout_seconds: float = DEFAULT_DRAIN_TIMEOUT_SECONDS
     healthy_timeout_seconds: float = DEFAULT_HEALTHY_TIMEOUT_SECONDS
@@ -62,6 +87,13 @@ class TargetGroup:
     def server_of(self, instance: str) -> str:
         """The instance's server name in the pool."""
         return self.servers.get(instance, instance)
+
+    def instance_of(self, server: str) -> str:
+        """The instance that ``server`` stands for (the inverse of :meth:`server_of`)."""
+        for instance, name in self.servers.items():
+            if name == server:
+                return instance
+        return server
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +123,22 @@ class LoadBalancerDeclarations:
             at = f"{where}: target_groups.{name}"
             if not isinstance(spec, Mapping):
                 raise LoadBalancerDeclarationError(f"{at}: expected a mapping")
-            ha = spec.get("haproxy")
-            if not isinstance(ha, Mapping) or not ha.get("socket") or not ha.get("backend"):
+            providers = [key for key in POOL_PARSERS if key in spec]
+            if len(providers) != 1:
                 raise LoadBalancerDeclarationError(
-                    f"{at}: expected 'haproxy' with 'socket' and 'backend'"
+                    f"{at}: expected exactly one provider key of {', '.join(POOL_PARSERS)}"
+                    + (f" (found {', '.join(providers)})" if providers else "")
                 )
+            provider = providers[0]
+            if not isinstance(spec[provider], Mapping):
+                raise LoadBalancerDeclarationError(f"{at}.{provider}: expected a mapping")
+            pool = POOL_PARSERS[provider](spec[provider], f"{at}.{provider}")
             servers = spec.get("servers") or {}
             if not isinstance(servers, Mapping):
                 raise LoadBalancerDeclarationError(f"{at}.servers: expected a mapping")
             groups[str(name)] = TargetGroup(
                 name=str(name),
-                haproxy=HAProxyPool(Path(str(ha["socket"])), str(ha["backend"])),
+                pool=pool,
                 servers={str(k): str(v) for k, v in servers.items()},
                 drain_timeout_seconds=_seconds(
                     spec, "drain_timeout_seconds", DEFAULT_DRAIN_TIMEOUT_SECONDS, at
