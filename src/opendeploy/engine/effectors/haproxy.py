@@ -29,6 +29,8 @@ MAX_WEIGHT = 256
 
 #: How often a drain or a health wait asks HAProxy again.
 POLL_SECONDS = 0.05
+#: How long to wait before connecting again to a runtime API that is busy.
+CONNECT_RETRY_SECONDS = 0.02
 #: A progress line (which also renews the step's lease) at most this often.
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -42,25 +44,40 @@ class RuntimeApi:
 
     def command(self, line: str) -> str:
         """Send one command; HAProxy's answer (an error answer raises EffectorError)."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(self.timeout)
-                s.connect(str(self.path))
-                s.sendall(line.encode() + b"\n")
-                chunks = []
-                while chunk := s.recv(65536):
-                    chunks.append(chunk)
-        except OSError as e:
-            raise EffectorError(
-                f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
-            ) from None
-        answer = b"".join(chunks).decode(errors="replace")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                answer = self._exchange(line)
+                break
+            except BlockingIOError as e:
+                # A full accept backlog (EAGAIN on a unix socket): HAProxy is there but busy
+                # (many steps at once), so ask again for a little while. A refusal is a dead
+                # HAProxy and fails at once.
+                if time.monotonic() >= deadline:
+                    raise EffectorError(
+                        f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
+                    ) from None
+                time.sleep(CONNECT_RETRY_SECONDS)
+            except OSError as e:
+                raise EffectorError(
+                    f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
+                ) from None
         lowered = answer.lower()
         if lowered.startswith(("no such", "unknown command", "permission denied")) or (
             "require" in lowered and "level" in lowered
         ):
             raise EffectorError(f"HAProxy at {self.path} refused '{line}': {answer.strip()}")
         return answer
+
+    def _exchange(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(self.timeout)
+            s.connect(str(self.path))
+            s.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
 
     def stat_rows(self, backend: str) -> list[dict[str, str]]:
         """The ``show stat`` rows of ``backend``'s servers (not its FRONTEND/BACKEND rows)."""
