@@ -31,6 +31,7 @@ class Watched:
     group_alarms: dict[str, Any] | None
     override_alarms: dict[str, Any] | None
     gate_state: dict[str, Any] | None
+    creator: str = "user"
 
 
 _WATCHED = (
@@ -41,6 +42,7 @@ _WATCHED = (
         _G.c.alarm_configuration,
         _D.c.override_alarm_configuration,
         _D.c.gate_state,
+        _D.c.creator,
     )
     .select_from(_D.outerjoin(_G, _G.c.deployment_group_id == _D.c.deployment_group_id))
     .where(_D.c.status.notin_(_TERMINAL), _D.c.stop_requested.is_(False))
@@ -65,6 +67,7 @@ class AlarmWatchStore:
                 r.alarm_configuration,
                 r.override_alarm_configuration,
                 r.gate_state,
+                str(r.creator or "user"),
             )
             for r in rows
         ]

@@ -11,6 +11,8 @@ when the Alertmanager receiver takes in an alert) it:
 4. reads the metric of each deployment's analysis gate and records the gate's new state;
 5. wakes the engine when it recorded anything, so the stop lands within the engine's next pass.
 
+Rollback deployments are not watched for alarms (the alarm that caused them still fires).
+
 The watcher only records facts; the engine's reconcile ends the deployment (``ALARM_ACTIVE``)
 and rolls it back as ``DEPLOYMENT_STOP_ON_ALARM`` says, on every platform alike. With several
 replicas each watches every deployment; recording a stop twice is harmless (the second finds
@@ -37,6 +39,9 @@ from opendeploy.engine.loop import BackgroundLoop
 from opendeploy.store.alarm_watch import AlarmWatchStore, Watched
 
 log = logging.getLogger("opendeploy.alarms")
+
+#: The creator of a rollback deployment (``DeploymentInfo.creator``).
+ROLLBACK_CREATOR = "codeDeployRollback"
 
 
 class AlarmWatcher(BackgroundLoop):
@@ -79,6 +84,12 @@ class AlarmWatcher(BackgroundLoop):
         declarations = self._declarations()
         configs: dict[str, AlarmConfig] = {}
         for w in watched:
+            if w.creator == ROLLBACK_CREATOR:
+                # The alarm that stopped the deployment usually still fires while its rollback
+                # restores the last good revision: stopping the rollback too would leave the
+                # bad revision in place. (A deployment a user makes may opt out of an alarm
+                # through overrideAlarmConfiguration, as with AWS.)
+                continue
             config = effective_config(w.group_alarms, w.override_alarms)
             if config is not None:
                 configs[w.deployment_id] = config
