@@ -621,15 +621,17 @@ class Plan:
         platform asks this before each one; ``since``: when the previous one ended, None before
         the first, which no gate holds).
 
-        The gate passes once its metric has stayed within bounds for ``hold_seconds`` after
-        ``since``. A gate still closed ``timeout_seconds`` after ``since`` ends the deployment
+        The gate passes once readings of its metric show it within bounds for ``hold_seconds``
+        after ``since`` (the first such reading and the latest at least that far apart). A gate still closed ``timeout_seconds`` after ``since`` ends the deployment
         (Failed, or Stopped with ``on_timeout: stop``; either may roll back as configured);
         the answer is then True and ``self.deployment`` says how it ended."""
         gate = self.snap.gate
         if gate is None or since is None:
             return False
-        if gate.ok_since is not None:
-            held = (self.now - max(gate.ok_since, since)).total_seconds()
+        if gate.ok_since is not None and gate.checked_at is not None:
+            # Held as long as readings prove: a reading older than the batch's end (the
+            # watcher may not have looked since) says nothing about the new revision.
+            held = (gate.checked_at - max(gate.ok_since, since)).total_seconds()
             if held >= gate.hold_seconds:
                 return False
         if (self.now - since).total_seconds() > gate.timeout_seconds:

@@ -159,6 +159,8 @@ class GateSnapshot:
     on_timeout: Literal["fail", "stop"] = "fail"
     #: Since when the metric has been within bounds without a break (None: it is not now).
     ok_since: datetime | None = None
+    #: When the metric was last read: a gate passes on readings, never on the time since one.
+    checked_at: datetime | None = None
     #: What the metric last read, for messages ("error_rate 0.12 > 0.05").
     detail: str = "not read yet"
 

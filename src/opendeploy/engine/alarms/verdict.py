@@ -97,6 +97,7 @@ def initial_gate_state(gate: GateDeclaration) -> dict[str, Any]:
         "timeout_seconds": gate.timeout_seconds,
         "on_timeout": gate.on_timeout,
         "ok_since": None,
+        "checked_at": None,
         "detail": "not read yet",
     }
 
@@ -109,10 +110,11 @@ def observe_gate(
 ) -> dict[str, Any]:
     """The gate's new stored state after ``reading`` at ``now``: ``ok_since`` is kept while
     every sample stays within bounds, set to ``now`` when they come back, and cleared by a
-    sample out of bounds, no sample at all, or a failed read."""
+    sample out of bounds, no sample at all, or a failed read; ``checked_at`` is ``now``."""
     state = initial_gate_state(gate)
     ok, detail = _within(gate, reading)
     state["detail"] = detail
+    state["checked_at"] = now.isoformat()
     if ok:
         since = (previous or {}).get("ok_since")
         state["ok_since"] = since if since is not None else now.isoformat()
@@ -138,13 +140,14 @@ def gate_snapshot(raw: Mapping[str, Any] | None) -> GateSnapshot | None:
     """The engine's view of a stored gate state."""
     if not raw:
         return None
-    since = raw.get("ok_since")
+    since, checked = raw.get("ok_since"), raw.get("checked_at")
     return GateSnapshot(
         name=str(raw["name"]),
         hold_seconds=float(raw["hold_seconds"]),
         timeout_seconds=float(raw["timeout_seconds"]),
         on_timeout="stop" if raw.get("on_timeout") == "stop" else "fail",
         ok_since=datetime.fromisoformat(since) if since else None,
+        checked_at=datetime.fromisoformat(checked) if checked else None,
         detail=str(raw.get("detail") or ""),
     )
 
