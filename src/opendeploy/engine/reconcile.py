@@ -622,9 +622,10 @@ class Plan:
         the first, which no gate holds).
 
         The gate passes once readings of its metric show it within bounds for ``hold_seconds``
-        after ``since`` (the first such reading and the latest at least that far apart). A gate still closed ``timeout_seconds`` after ``since`` ends the deployment
-        (Failed, or Stopped with ``on_timeout: stop``; either may roll back as configured);
-        the answer is then True and ``self.deployment`` says how it ended."""
+        after ``since`` (the first such reading and the latest at least that far apart). A
+        gate still closed ``timeout_seconds`` after ``since`` ends the deployment (Failed, or
+        Stopped with ``on_timeout: stop``; either may roll back as configured); the answer is
+        then True and ``self.deployment`` says how it ended."""
         gate = self.snap.gate
         if gate is None or since is None:
             return False
