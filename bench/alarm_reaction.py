@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -260,7 +261,7 @@ def _measure(client: Any, source: Source, revision: dict[str, Any], runs: int) -
             fileExistsBehavior="OVERWRITE",
         )["deploymentId"]
 
-        _wait(lambda d=dep: _in_before_install(client, d), 60, f"{dep} to run BeforeInstall")
+        _wait(functools.partial(_in_before_install, client, dep), 60, f"{dep} in BeforeInstall")
         fired = time.time()
         source.fire()
         info = wait_terminal(client, dep, timeout=60)
