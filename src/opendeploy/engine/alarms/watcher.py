@@ -22,11 +22,11 @@ the stop requested and writes nothing).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from opendeploy.engine.alarms.declarations import AlarmDeclarations, AlarmSpec
-from opendeploy.engine.alarms.sources import AlarmReader
 from opendeploy.engine.alarms.verdict import (
     AlarmConfig,
     AlarmReading,
@@ -36,12 +36,32 @@ from opendeploy.engine.alarms.verdict import (
     observe_gate,
 )
 from opendeploy.engine.loop import BackgroundLoop
-from opendeploy.store.alarm_watch import AlarmWatchStore, Watched
+from opendeploy.store.alarm_watch import Watched
 
 log = logging.getLogger("opendeploy.alarms")
 
 #: The creator of a rollback deployment (``DeploymentInfo.creator``).
 ROLLBACK_CREATOR = "codeDeployRollback"
+
+
+class WatchStore(Protocol):
+    """What the watcher reads and records (SQL: ``store.alarm_watch.AlarmWatchStore``)."""
+
+    def watched(self) -> list[Watched]: ...
+
+    def record_alarm_stop(
+        self, deployment_id: str, alarms: tuple[str, ...], *, unreadable: bool
+    ) -> bool: ...
+
+    def record_gate(self, deployment_id: str, state: dict[str, Any]) -> None: ...
+
+
+class Reader(Protocol):
+    """Where alarm states and gate metrics come from (``alarms.sources.AlarmReader``)."""
+
+    def read(self, specs: Mapping[str, AlarmSpec]) -> dict[str, AlarmReading]: ...
+
+    def metric(self, url: str, expression: str) -> MetricReading: ...
 
 
 class AlarmWatcher(BackgroundLoop):
@@ -51,8 +71,8 @@ class AlarmWatcher(BackgroundLoop):
 
     def __init__(
         self,
-        store: AlarmWatchStore,
-        reader: AlarmReader,
+        store: WatchStore,
+        reader: Reader,
         declarations: Callable[[], AlarmDeclarations],
         *,
         on_change: Callable[[], None],
