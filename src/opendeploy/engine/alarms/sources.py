@@ -76,7 +76,10 @@ class CloudWatchSource:
         for i in range(0, len(names), CLOUDWATCH_BATCH):
             chunk = names[i : i + CLOUDWATCH_BATCH]
             try:
-                answer = self._cloudwatch().describe_alarms(AlarmNames=chunk)
+                # Both kinds: DescribeAlarms returns metric alarms only unless asked.
+                answer = self._cloudwatch().describe_alarms(
+                    AlarmNames=chunk, AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+                )
             except Exception as e:  # any failure of the call is a poll failure
                 for cw in chunk:
                     for name in by_cw[cw]:
