@@ -92,3 +92,42 @@ def vmalert(tmp: Path, datasource: str, rules: str) -> Iterator[str]:
     ]
     with _process(args, port):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def alertmanager(tmp: Path, webhook_url: str, token: str) -> Iterator[str]:
+    """Debian's Alertmanager delivering every alert at once (``group_wait: 0s``) to
+    ``webhook_url`` with ``Authorization: Bearer <token>``; yields its URL."""
+    config = tmp / "alertmanager.yml"
+    config.write_text(
+        "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1s\n"
+        "  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n"
+        f"      - url: {webhook_url}\n        send_resolved: true\n"
+        f"        http_config: {{authorization: {{credentials: {token}}}}}\n"
+    )
+    port = free_port()
+    binary = shutil.which("prometheus-alertmanager")
+    if binary is None:
+        raise RuntimeError(
+            "prometheus-alertmanager is missing: install Debian's prometheus-alertmanager package"
+        )
+    args = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={tmp / 'alertmanager'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with _process(args, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+def raise_alert(alertmanager_url: str, labels: dict[str, str]) -> None:
+    """Hand Alertmanager a firing alert, as Prometheus or vmalert do (``/api/v2/alerts``)."""
+    body = json.dumps([{"labels": labels}]).encode()
+    request = urllib.request.Request(
+        f"{alertmanager_url}/api/v2/alerts",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=5).close()

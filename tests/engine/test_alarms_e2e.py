@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from opendeploy.api.alertmanager import ALERTMANAGER_PATH
-from tests.engine._metrics import VictoriaMetrics, victoria_metrics
+from tests.engine._metrics import VictoriaMetrics, alertmanager, raise_alert, victoria_metrics
 from tests.engine.agent_sim import (
     AGENT_EVENTS,
     ROLE,
@@ -46,6 +46,8 @@ alarms:
     prometheus: {{url: "{down}", query: up, above: 0}}
   paged:
     alertmanager: {{alert: HighLatency, labels: {{service: paged}}}}
+  relayed:
+    alertmanager: {{alert: ErrorBurst}}
 gates:
   - application: gated
     deployment_group: prod
@@ -244,6 +246,24 @@ def test_the_alertmanager_receiver_stops_matching_deployments_at_once(
     assert _post_alerts(cluster, [resolved], TOKEN)[0] == 200
 
 
+def test_a_real_alertmanager_delivers_to_the_receiver(
+    env: tuple[Cluster, VictoriaMetrics], tmp_path: Path
+) -> None:
+    cluster, _ = env
+    _group(cluster, "relayed", ["relayed"])
+    (agent,) = _agents(cluster, "relayed", 1)
+    receiver = cluster.endpoint + ALERTMANAGER_PATH
+    with alertmanager(tmp_path, receiver, TOKEN) as am:
+        dep = cluster.deploy("relayed", S3_V1)
+        agent.run(2)
+        raised = time.monotonic()
+        raise_alert(am, {"alertname": "ErrorBurst", "severity": "page"})
+        info = cluster.wait_status(dep, "Stopped", "Failed", "Succeeded", timeout=20)
+    assert info["status"] == "Stopped"
+    assert info["errorInformation"]["message"].endswith("Activated alarms: <relayed>")
+    assert time.monotonic() - raised < 10
+
+
 def test_alarm_configurations_are_checked_when_saved(
     env: tuple[Cluster, VictoriaMetrics], tmp_path: Path
 ) -> None:
@@ -278,7 +298,7 @@ def test_alarm_configurations_are_checked_when_saved(
         path.write_text("require_declared: true\n" + original)
         refused = create({"enabled": True, "alarms": [{"name": "cw-alarm"}]})
         assert refused.startswith("InvalidAlarmConfigException: Alarm cw-alarm is not declared")
-        assert "declared alarms: paged, shop-errors, source-down" in refused
+        assert "declared alarms: paged, relayed, shop-errors, source-down" in refused
         assert create({"enabled": True, "alarms": [{"name": "paged"}]}) == "created"
         path.write_text("alarms: [oops]\n")
         assert "cannot be used" in create({"enabled": True, "alarms": [{"name": "paged"}]})
