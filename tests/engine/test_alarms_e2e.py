@@ -54,7 +54,7 @@ gates:
     name: error-ratio
     prometheus: {{url: "{vm}", query: 'ratio{{app="gated"}}'}}
     max: 0.05
-    hold_seconds: 1
+    hold_seconds: 0.3
     timeout_seconds: 60
 """
 
