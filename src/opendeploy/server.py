@@ -378,6 +378,8 @@ def create_server(
 
     ``traffic``: the load balancer BlockTraffic and AllowTraffic drive (none by default: the
     steps leave traffic alone and say so)."""
+    # A malformed alarm declaration stops the start, saying where, before anything is written.
+    declared_alarms(settings.alarms_file)
     prepare_data_dir(settings.data_dir, settings.database_url)
     store = Store.open(settings.database_url)
     try:
@@ -398,7 +400,6 @@ def create_server(
         )
         owner = replica_id(settings.data_dir)
         alarms_file = settings.alarms_file
-        declared_alarms(alarms_file)  # a malformed file stops the start, saying where
         webhook_alerts = WebhookAlerts()
         alarm_watcher = AlarmWatcher(
             AlarmWatchStore(store),
