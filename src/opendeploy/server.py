@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from opendeploy.api.alertmanager import alertmanager_routes
 from opendeploy.api.app import ServiceBinding, create_app
 from opendeploy.api.backlog import Backlog, watch_event_loop
 from opendeploy.api.commands import command_service
@@ -68,6 +69,15 @@ from opendeploy.api.s3 import s3_routes
 from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
 from opendeploy.blocking import POOL_SIZE
 from opendeploy.domain.lifecycle import LifecycleEvent
+from opendeploy.engine.alarms import (
+    AlarmReader,
+    AlarmWatcher,
+    CloudWatchSource,
+    WebhookAlerts,
+)
+from opendeploy.engine.alarms import (
+    declared as declared_alarms,
+)
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
 from opendeploy.engine.effectors.load_balancers import declared
 from opendeploy.engine.effectors.providers import traffic_controller
@@ -82,6 +92,7 @@ from opendeploy.engine.worker import EngineWorker, StopRequests
 from opendeploy.revisions.blobstore import LocalBlobStore
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
+from opendeploy.store.alarm_watch import AlarmWatchStore
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
 from opendeploy.store.outbox import Outbox
@@ -148,6 +159,7 @@ class Server:
     notifier: HostNotifier
     effectors: EffectorRunner
     outbox: OutboxDelivery
+    alarms: AlarmWatcher
 
 
 def client_endpoint(settings: ServerSettings) -> str:
@@ -366,6 +378,8 @@ def create_server(
 
     ``traffic``: the load balancer BlockTraffic and AllowTraffic drive (none by default: the
     steps leave traffic alone and say so)."""
+    # A malformed alarm declaration stops the start, saying where, before anything is written.
+    declared_alarms(settings.alarms_file)
     prepare_data_dir(settings.data_dir, settings.database_url)
     store = Store.open(settings.database_url)
     try:
@@ -385,6 +399,17 @@ def create_server(
             lease_seconds=settings.step_lease_seconds,
         )
         owner = replica_id(settings.data_dir)
+        alarms_file = settings.alarms_file
+        webhook_alerts = WebhookAlerts()
+        alarm_watcher = AlarmWatcher(
+            AlarmWatchStore(store),
+            AlarmReader(
+                cloudwatch=CloudWatchSource(region=settings.region), webhook=webhook_alerts
+            ),
+            lambda: declared_alarms(alarms_file),
+            on_change=wakeup.set,
+            poll_seconds=settings.alarm_poll_seconds,
+        )
         outbox = OutboxDelivery(Outbox(store, owner), [LogSink()], tick_seconds=OUTBOX_TICK_SECONDS)
         engine = EngineWorker(
             store,
@@ -430,12 +455,14 @@ def create_server(
             engine.start()
             effectors.start()
             outbox.start()
+            alarm_watcher.start()
             watcher = asyncio.create_task(watch_event_loop(backlog))
             try:
                 yield
             finally:
                 watcher.cancel()
                 notifier.close()
+                await anyio.to_thread.run_sync(alarm_watcher.stop)
                 await anyio.to_thread.run_sync(effectors.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 await anyio.to_thread.run_sync(outbox.stop)
@@ -463,6 +490,9 @@ def create_server(
                     lookup_secret=lookup_secret,
                     control=control,
                     is_closing=lambda: notifier.closed,
+                ),
+                *alertmanager_routes(
+                    webhook_alerts, lambda: declared_alarms(alarms_file), alarm_watcher.wake
                 ),
                 *extra_routes,
             ],
@@ -497,6 +527,7 @@ def create_server(
         notifier=notifier,
         effectors=effectors,
         outbox=outbox,
+        alarms=alarm_watcher,
     )
 
 

@@ -56,6 +56,11 @@ class ServerSettings:
     #: The load balancers behind deployment groups' target group names (see
     #: ``engine.effectors.load_balancers``); None: traffic steps change nothing.
     load_balancers_file: Path | None = None
+    #: What alarm names stand for, the analysis gates and the Alertmanager receiver's token
+    #: (see ``engine.alarms.declarations``); None: every alarm name is a CloudWatch alarm.
+    alarms_file: Path | None = None
+    #: The alarm watcher reads every watched deployment's alarms and gates this often.
+    alarm_poll_seconds: float = 1.0
 
     @property
     def minute(self) -> timedelta:

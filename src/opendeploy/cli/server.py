@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from click.decorators import FC
 
+from opendeploy.engine.alarms.declarations import AlarmDeclarationError
 from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
@@ -158,6 +159,23 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     ),
 )
 @click.option(
+    "--alarms",
+    "alarms",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "YAML file declaring what alarm names stand for (Prometheus-compatible expressions and "
+        "alerts, Alertmanager alerts, CloudWatch alarms), the analysis gates of deployment "
+        "groups and the Alertmanager receiver's token. A name it does not declare is a "
+        "CloudWatch alarm."
+    ),
+)
+@_seconds_option(
+    "--alarm-poll-seconds",
+    1.0,
+    "How often the alarms and gates of running deployments are read.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -183,6 +201,8 @@ def server(
     poll_timeout: float,
     minute_seconds: float,
     load_balancers: Path | None,
+    alarms: Path | None,
+    alarm_poll_seconds: float,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -219,6 +239,8 @@ def server(
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
         load_balancers_file=load_balancers,
+        alarms_file=alarms,
+        alarm_poll_seconds=alarm_poll_seconds,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
@@ -227,6 +249,8 @@ def server(
         built = server_module.create_server(settings)
     except LoadBalancerDeclarationError as e:
         raise click.UsageError(f"--load-balancers: {e}") from None
+    except AlarmDeclarationError as e:
+        raise click.UsageError(f"--alarms: {e}") from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -223,6 +224,12 @@ deployments = Table(
     # Set by StopDeployment; the engine finishes the stop (and rolls back when asked).
     Column("stop_requested", Boolean, nullable=False, default=False),
     Column("auto_rollback_on_stop", Boolean, nullable=True),
+    # Set with stop_requested by the alarm watcher (engine.alarms): the stop is an alarm's, and
+    # which alarms raised it ({"alarms": [...], "unreadable": bool}).
+    Column("stop_by_alarm", Boolean, nullable=False, default=False, server_default=false()),
+    _json("stop_alarms"),
+    # The deployment's analysis gate and what its metric last read (engine.alarms.gates).
+    _json("gate_state"),
     # Set by ContinueDeployment (READY_WAIT | TERMINATION_WAIT); the engine acts on it.
     Column("continue_requested", String(32), nullable=True),
     # Row leases for several server replicas (engine issue).

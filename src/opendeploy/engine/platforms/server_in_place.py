@@ -9,10 +9,10 @@ agents' reports, dead agents and timeouts, rollback) are those the shared
    ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").
 2. A stop request ends it (``Stopped``); one running longer than the deployment timeout fails.
 3. Each in-flight target advances as far as its reports allow.
-4. New targets start while the budget allows; once the deployment can no longer succeed,
-   nothing new starts, pending targets are ``Skipped``, in-flight ones finish, and the
-   deployment fails (``HEALTH_CONSTRAINTS``, or ``AGENT_ISSUE`` when an instance failed because
-   its agent stopped polling) as soon as none is in flight.
+4. New targets start while the budget allows and the analysis gate passes; once the deployment
+   can no longer succeed, nothing new starts, pending targets are ``Skipped``, in-flight ones
+   finish, and the deployment fails (``HEALTH_CONSTRAINTS``, or ``AGENT_ISSUE`` when an
+   instance failed because its agent stopped polling) as soon as none is in flight.
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def reconcile_in_place(plan: Plan) -> None:
     tally = plan.tally()
     if batches.can_still_succeed(tally, mhh):
         slots = batches.free_slots(tally, mhh)
+        if slots and tally.pending and plan.hold_for_gate(plan.last_target_end()):
+            return  # the analysis gate holds the next batch (or ended the deployment)
         for t in snap.targets:
             if slots == 0:
                 break
