@@ -56,6 +56,11 @@ class ServerSettings:
     #: The load balancers behind deployment groups' target group names (see
     #: ``engine.effectors.load_balancers``); None: traffic steps change nothing.
     load_balancers_file: Path | None = None
+    #: The built-in function host (``functions/``): the Lambda API on this server, Python
+    #: functions run as processes under awslambdaric. Off: the Lambda API answers that it is off.
+    function_host: bool = False
+    #: Function processes running at once per (function, version).
+    function_concurrency: int = 4
 
     @property
     def minute(self) -> timedelta:

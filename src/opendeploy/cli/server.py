@@ -158,6 +158,24 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     ),
 )
 @click.option(
+    "--function-host",
+    is_flag=True,
+    default=False,
+    help=(
+        "Run the built-in function host: this server also answers the Lambda API "
+        "(/2015-03-31/functions…, boto3's lambda client and `aws lambda` with --endpoint-url) and "
+        "runs Python functions as processes under awslambdaric. Deployments' Lambda client "
+        "then uses it unless AWS_ENDPOINT_URL_LAMBDA says otherwise."
+    ),
+)
+@click.option(
+    "--function-concurrency",
+    type=click.IntRange(1, 1000),
+    default=4,
+    show_default=True,
+    help="Function processes running at once per function version (--function-host).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -183,6 +201,8 @@ def server(
     poll_timeout: float,
     minute_seconds: float,
     load_balancers: Path | None,
+    function_host: bool,
+    function_concurrency: int,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -219,6 +239,8 @@ def server(
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
         load_balancers_file=load_balancers,
+        function_host=function_host,
+        function_concurrency=function_concurrency,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.

@@ -1,0 +1,222 @@
+"""The built-in function host end to end: boto3's and aws-cli's Lambda clients against a real
+``opendeploy server --function-host``, functions run as real awslambdaric processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from opendeploy.testing.server import RunningServer, running_server
+
+ROLE = "arn:aws:iam::000000000000:role/lambda-role"
+
+
+def _zip(source: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", textwrap.dedent(source))
+    return buffer.getvalue()
+
+
+VERSIONED = """
+    import os
+    def handler(event, context):
+        return {"answer": VALUE, "version": os.environ["AWS_LAMBDA_FUNCTION_VERSION"],
+                "arn": context.invoked_function_arn, "event": event}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with running_server(
+        tmp_path_factory.mktemp("function-host"), extra_args=("--function-host",)
+    ) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def lam(server: RunningServer) -> Any:
+    # One connection pool kept alive across the 1,000 invocations (keep-alive, as a deployment
+    # hammering an alias would).
+    return server.client("lambda", config=Config(retries={"max_attempts": 1}))
+
+
+def _create(lam: Any, name: str, source: str, **extra: Any) -> dict[str, Any]:
+    return lam.create_function(  # type: ignore[no-any-return]
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": _zip(source)},
+        **extra,
+    )
+
+
+def _payload(response: dict[str, Any]) -> Any:
+    return json.loads(response["Payload"].read())
+
+
+def test_versions_aliases_and_weighted_invocations(lam: Any) -> None:
+    created = _create(lam, "shop", VERSIONED.replace("VALUE", "1"))
+    assert created["Version"] == "$LATEST"
+    assert created["FunctionArn"] == "arn:aws:lambda:us-east-1:000000000000:function:shop"
+    v1 = lam.publish_version(FunctionName="shop")
+    assert v1["Version"] == "1"
+    # Nothing changed since version 1: PublishVersion gives version 1 again, as AWS does.
+    assert lam.publish_version(FunctionName="shop")["Version"] == "1"
+    lam.update_function_code(FunctionName="shop", ZipFile=_zip(VERSIONED.replace("VALUE", "2")))
+    v2 = lam.publish_version(FunctionName="shop", Description="second")
+    assert v2["Version"] == "2" and v2["CodeSha256"] != v1["CodeSha256"]
+    versions = lam.list_versions_by_function(FunctionName="shop")["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
+
+    alias = lam.create_alias(FunctionName="shop", Name="live", FunctionVersion="1")
+    assert alias["AliasArn"].endswith(":function:shop:live")
+    with pytest.raises(ClientError) as exists:
+        lam.create_alias(FunctionName="shop", Name="live", FunctionVersion="1")
+    assert exists.value.response["Error"]["Code"] == "ResourceConflictException"
+
+    # A version, then the alias (one version), then the alias weighted 10 % to version 2.
+    by_version = lam.invoke(FunctionName="shop", Qualifier="2", Payload=b'{"n": 1}')
+    assert by_version["ExecutedVersion"] == "2"
+    assert _payload(by_version) == {
+        "answer": 2,
+        "version": "2",
+        "arn": "arn:aws:lambda:us-east-1:000000000000:function:shop:2",
+        "event": {"n": 1},
+    }
+    by_alias = lam.invoke(FunctionName="shop:live")
+    assert by_alias["ExecutedVersion"] == "1" and _payload(by_alias)["answer"] == 1
+
+    updated = lam.update_alias(
+        FunctionName="shop",
+        Name="live",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}},
+        RevisionId=alias["RevisionId"],
+    )
+    assert updated["RevisionId"] != alias["RevisionId"]
+    got = lam.get_alias(FunctionName="shop", Name="live")
+    assert got["FunctionVersion"] == "1"
+    assert got["RoutingConfig"] == {"AdditionalVersionWeights": {"2": 0.1}}
+    assert (
+        lam.get_function(FunctionName="shop", Qualifier="live")["Configuration"]["Version"] == "1"
+    )
+
+    counts = {"1": 0, "2": 0}
+    for _ in range(1000):
+        response = lam.invoke(FunctionName="shop", Qualifier="live")
+        payload = _payload(response)
+        assert payload["version"] == response["ExecutedVersion"]
+        counts[response["ExecutedVersion"]] += 1
+    assert 70 <= counts["2"] <= 130, counts  # 10 % within ±3 points
+
+    # All at once to version 2, the weights cleared.
+    final = lam.update_alias(
+        FunctionName="shop", Name="live", FunctionVersion="2", RoutingConfig={}
+    )
+    assert final["FunctionVersion"] == "2" and "RoutingConfig" not in final
+    assert lam.invoke(FunctionName="shop", Qualifier="live")["ExecutedVersion"] == "2"
+
+
+def test_errors_in_lambda_shape(lam: Any) -> None:
+    with pytest.raises(ClientError) as missing:
+        lam.get_function(FunctionName="nope")
+    error = missing.value.response
+    assert error["Error"]["Code"] == "ResourceNotFoundException"
+    assert error["Error"]["Message"] == (
+        "Function not found: arn:aws:lambda:us-east-1:000000000000:function:nope"
+    )
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+    _create(lam, "raiser", "def handler(event, context):\n    raise ValueError('bad input')\n")
+    raised = lam.invoke(FunctionName="raiser")
+    assert raised["StatusCode"] == 200 and raised["FunctionError"] == "Unhandled"
+    body = _payload(raised)
+    assert body["errorType"] == "ValueError" and body["errorMessage"] == "bad input"
+    assert body["requestId"] and body["stackTrace"]
+
+    with pytest.raises(ClientError) as alias_missing:
+        lam.invoke(FunctionName="raiser", Qualifier="nothere")
+    assert alias_missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as bad_version:
+        lam.create_alias(FunctionName="raiser", Name="x", FunctionVersion="7")
+    assert bad_version.value.response["Error"]["Message"] == (
+        "Function not found: arn:aws:lambda:us-east-1:000000000000:function:raiser:7"
+    )
+    with pytest.raises(ClientError) as latest_weights:
+        lam.create_alias(
+            FunctionName="raiser",
+            Name="y",
+            FunctionVersion="$LATEST",
+            RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}},
+        )
+    assert latest_weights.value.response["Error"]["Code"] == "InvalidParameterValueException"
+
+
+def test_timeout_kills_the_process(lam: Any) -> None:
+    _create(
+        lam,
+        "sleeper",
+        "import time\ndef handler(event, context):\n    time.sleep(30)\n",
+        Timeout=1,
+    )
+    response = lam.invoke(FunctionName="sleeper")
+    assert response["FunctionError"] == "Unhandled"
+    body = _payload(response)
+    assert body["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in body["errorMessage"]
+
+
+HOOK = """
+    import boto3
+    def handler(event, context):
+        apps = boto3.client("codedeploy").list_applications()["applications"]
+        return {"applications": apps}
+"""
+
+
+def test_a_function_calls_the_server_back_with_boto3(server: RunningServer, lam: Any) -> None:
+    server.client("codedeploy").create_application(applicationName="called-back")
+    _create(lam, "caller", HOOK, Timeout=30)
+    response = lam.invoke(FunctionName="caller")
+    assert "FunctionError" not in response, _payload(response)
+    assert "called-back" in _payload(response)["applications"]
+
+
+def test_aws_cli_invoke(server: RunningServer, lam: Any, tmp_path: Path) -> None:
+    _create(lam, "cli", VERSIONED.replace("VALUE", "7"))
+    out = tmp_path / "out.json"
+    env = {**os.environ, **server.env()}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "awscli",
+            "lambda",
+            "invoke",
+            "--function-name",
+            "cli",
+            "--payload",
+            '{"from": "cli"}',
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
+    assert json.loads(out.read_text())["event"] == {"from": "cli"}
