@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import configparser
 import gc
+import importlib.util
 import io
 import logging
 import os
 import signal
 import socket
 import stat
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -81,6 +83,7 @@ from opendeploy.engine.effectors.traffic import (
 )
 from opendeploy.engine.outbox import LogSink, OutboxDelivery
 from opendeploy.engine.worker import EngineWorker, StopRequests
+from opendeploy.errors import OpenDeployError
 from opendeploy.functions.client import FUNCTION_HOST_PRINCIPAL, SelfEndpoint
 from opendeploy.functions.host import FunctionHost, HostSettings
 from opendeploy.functions.names import Arns
@@ -521,6 +524,10 @@ def create_server(
     )
 
 
+class FunctionHostUnavailableError(OpenDeployError, RuntimeError):
+    """The function host was asked for but cannot run (its runtime client is missing)."""
+
+
 def _function_host(
     store: Store, settings: ServerSettings, blobs: LocalBlobStore
 ) -> tuple[FunctionService | None, FunctionHost | None, SelfEndpoint | None]:
@@ -532,6 +539,11 @@ def _function_host(
     rest of the API)."""
     if not settings.function_host:
         return None, None, None
+    if importlib.util.find_spec("awslambdaric") is None:
+        raise FunctionHostUnavailableError(
+            "--function-host: functions run under the awslambdaric package, which is not "
+            f"installed for {sys.executable}: pip install awslambdaric"
+        )
     key = store.access_keys.of_principal(FUNCTION_HOST_PRINCIPAL, "admin")
     if key is None:
         key = store.access_keys.create(principal=FUNCTION_HOST_PRINCIPAL, kind="admin")

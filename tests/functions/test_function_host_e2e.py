@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         tmp_path_factory.mktemp("function-host"), extra_args=("--function-host",)
     ) as srv:
         yield srv
+        functions = _function_processes(srv.process.pid)
+        assert functions, "the tests ran no function process"
+    # Stopped with the server (SIGTERM): no function process is left behind.
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() for pid in functions):
+        assert time.monotonic() < deadline, "function processes outlived the server"
+        time.sleep(0.05)
+
+
+def _function_processes(pid: int) -> list[int]:
+    """The server's children that run awslambdaric."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"awslambdaric" in cmdline:
+                found.append(int(child))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +239,35 @@ def test_aws_cli_invoke(server: RunningServer, lam: Any, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
     assert json.loads(out.read_text())["event"] == {"from": "cli"}
+
+
+def test_memory_is_bounded(lam: Any) -> None:
+    _create(
+        lam,
+        "hog",
+        "def handler(event, context):\n    return len(bytearray(400 * 1024 * 1024))\n",
+        MemorySize=128,
+    )
+    response = lam.invoke(FunctionName="hog")
+    assert response["FunctionError"] == "Unhandled"
+    assert _payload(response)["errorType"] == "MemoryError"
+
+
+EVENT = """
+    import boto3
+    def handler(event, context):
+        boto3.client("codedeploy").create_application(applicationName=event["name"])
+"""
+
+
+def test_event_invocations_run_in_the_background(server: RunningServer, lam: Any) -> None:
+    _create(lam, "eventful", EVENT, Timeout=30)
+    response = lam.invoke(
+        FunctionName="eventful", InvocationType="Event", Payload=b'{"name": "from-event"}'
+    )
+    assert response["StatusCode"] == 202
+    codedeploy = server.client("codedeploy")
+    waiter_deadline = time.monotonic() + 20
+    while "from-event" not in codedeploy.list_applications()["applications"]:
+        assert time.monotonic() < waiter_deadline, "the Event invocation never ran"
+        time.sleep(0.1)

@@ -135,7 +135,11 @@ class _LambdaFront:
             response.status_code = 500
             response.headers["x-amzn-ErrorType"] = "ServiceException"
         response.headers["x-amzn-RequestId"] = request_id
-        log.info(
+        # Invocations come by the thousand (a deployment's traffic through an alias): logged
+        # at DEBUG unless they fail, like the agents' own calls.
+        quiet = operation == "Invoke" and response.status_code < 400
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
             "request op=%s status=%d ms=%.1f request_id=%s protocol=lambda",
             operation,
             response.status_code,

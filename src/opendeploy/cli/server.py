@@ -249,6 +249,8 @@ def server(
         built = server_module.create_server(settings)
     except LoadBalancerDeclarationError as e:
         raise click.UsageError(f"--load-balancers: {e}") from None
+    except server_module.FunctionHostUnavailableError as e:
+        raise click.UsageError(str(e)) from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")
