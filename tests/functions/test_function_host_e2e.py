@@ -166,6 +166,17 @@ def test_errors_in_lambda_shape(lam: Any) -> None:
     assert body["errorType"] == "ValueError" and body["errorMessage"] == "bad input"
     assert body["requestId"] and body["stackTrace"]
 
+    lam.create_function(
+        FunctionName="broken",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="missing.handler",
+        Code={"ZipFile": _zip("x = 1\n")},
+    )
+    broken = lam.invoke(FunctionName="broken")
+    assert broken["FunctionError"] == "Unhandled"
+    assert _payload(broken)["errorType"] == "Runtime.ImportModuleError"
+
     with pytest.raises(ClientError) as alias_missing:
         lam.invoke(FunctionName="raiser", Qualifier="nothere")
     assert alias_missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
