@@ -467,7 +467,11 @@ def create_server(
                     store, lookup_secret, signer_certificate=signer.certificate_pem()
                 ),
                 *output_routes(store, lookup_secret),
-                # The function host's Lambda API (/2015-03-31/functions…); refusing, when off,
+                # The bundle store's S3 front only takes requests signed for service "s3", so it
+                # never shadows the API's POST / or the other routes.
+                *s3_routes(store=store, blobs=blobs, settings=settings),
+                # The function host's Lambda API (/2015-03-31/functions…), after the S3 front so
+                # that a bucket of that name stays reachable; refusing, when the host is off,
                 # with a message that says how to turn it on.
                 *lambda_routes(
                     service=function_service,
@@ -475,9 +479,6 @@ def create_server(
                     lookup_secret=lookup_secret,
                     key_kind=key_kind,
                 ),
-                # The bundle store's S3 front only takes requests signed for service "s3", so it
-                # never shadows the API's POST / or the other routes.
-                *s3_routes(store=store, blobs=blobs, settings=settings),
                 # The dashboard acts through the same handler table as POST / (admin check,
                 # engine wake-ups, StopDeployment through the engine).
                 *web_routes(

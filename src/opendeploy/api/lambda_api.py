@@ -41,7 +41,6 @@ from opendeploy.functions.errors import (
 )
 from opendeploy.functions.host import FunctionHost
 from opendeploy.functions.names import split_function_name
-from opendeploy.functions.routing import pick_version
 from opendeploy.functions.service import FunctionService
 from opendeploy.store.functions import FunctionVersion
 
@@ -239,11 +238,7 @@ class _LambdaFront:
                     f"Could not parse request body into json: Could not parse payload into json:"
                     f" {exc}"
                 ) from None
-        record, alias = service.resolve(name, qualifier)
-        if alias is not None and alias.routing:
-            version = pick_version(alias.function_version, alias.routing, self._draw())
-            if version != record.version:
-                record = service.version(name, version)
+        record = service.resolve_invocation(name, qualifier, self._draw())
         return _Invoke(record, service.arns.function(name, qualifier), kind)
 
     # -- the invocation --------------------------------------------------------------------

@@ -99,10 +99,12 @@ class _Process:
     init_error: bytes | None = None
     last_used: float = field(default_factory=time.monotonic)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Killed (a timeout, shutdown): never handed another invocation, even before it is reaped.
+    killed: bool = False
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+        return not self.killed and self.process is not None and self.process.returncode is None
 
 
 @dataclass
@@ -247,6 +249,8 @@ class FunctionHost:
                     proc = pool.idle.pop()
                     if proc.alive:
                         return proc
+                    pool.running -= 1  # died while idle
+                    await self._discard(proc)
                 if pool.running < self.settings.max_concurrency:
                     pool.running += 1
                     break
@@ -389,6 +393,7 @@ class FunctionHost:
         if proc.alive and proc.process is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.process.pid, signal.SIGKILL)
+        proc.killed = True
 
     async def _discard(self, proc: _Process) -> None:
         self._kill(proc)
@@ -421,8 +426,15 @@ class FunctionHost:
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
-        for proc in list(self._processes):
+        processes = list(self._processes)
+        for proc in processes:
             await self._discard(proc)
+        # Reaped before the loop ends (their watchers see them exit), so that nothing is left
+        # a zombie or an open transport.
+        waits = [p.exited.wait() for p in processes if p.process is not None]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), 2.0)
         for task in list(self._background):
             task.cancel()
 

@@ -24,6 +24,7 @@ from opendeploy.functions.errors import (
     ValidationError,
 )
 from opendeploy.functions.names import LATEST, Arns, check_alias_name, is_version
+from opendeploy.functions.routing import pick_version
 from opendeploy.revisions.blobstore import BlobStore
 from opendeploy.store.functions import (
     AliasExistsError,
@@ -161,6 +162,23 @@ class FunctionService:
                 f"Function not found: {self.arns.function(name, qualifier)}"
             )
         return self.version(name, alias.function_version), alias
+
+    def resolve_invocation(self, name: str, qualifier: str | None, draw: float) -> FunctionVersion:
+        """The version an invocation of ``name:qualifier`` runs: through an alias with weights,
+        the one ``draw`` (uniform in [0, 1)) picks. One read of the store."""
+        qualifier = qualifier or LATEST
+        alias, versions = self.functions.resolve(
+            name, qualifier, is_alias=not is_version(qualifier)
+        )
+        if alias is None:
+            if qualifier in versions:
+                return versions[qualifier]
+            return self.resolve(name, qualifier)[0]  # raises Lambda's not-found error
+        version = pick_version(alias.function_version, alias.routing, draw)
+        record = versions.get(version)
+        if record is None:  # deleted under the alias
+            raise self.not_found(name, version)
+        return record
 
     def alias(self, name: str, alias_name: str) -> AliasRecord:
         alias = self.functions.alias(name, alias_name)

@@ -130,6 +130,28 @@ class Functions(Repository):
             ).first()
         return None if row is None else _version(row)
 
+    def resolve(
+        self, name: str, qualifier: str, *, is_alias: bool
+    ) -> tuple[AliasRecord | None, dict[str, FunctionVersion]]:
+        """What an invocation of ``name:qualifier`` may run, in one read: the alias (when
+        ``is_alias``; None if it does not exist) and the versions it routes to (or the version
+        ``qualifier`` names), by version; missing versions are left out."""
+        with self.db.read() as conn:
+            alias: AliasRecord | None = None
+            wanted = [qualifier]
+            if is_alias:
+                row = conn.execute(
+                    select(_A).where(and_(_A.c.function_name == name, _A.c.name == qualifier))
+                ).first()
+                if row is None:
+                    return None, {}
+                alias = _alias(row)
+                wanted = [alias.function_version, *alias.routing]
+            rows = conn.execute(
+                select(_V).where(and_(_V.c.function_name == name, _V.c.version.in_(wanted)))
+            ).all()
+        return alias, {row.version: _version(row) for row in rows}
+
     def versions(self, name: str) -> list[FunctionVersion]:
         """Every version of the function, ``$LATEST`` first then by number (empty: no such)."""
         with self.db.read() as conn:
