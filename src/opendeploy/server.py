@@ -382,6 +382,11 @@ def create_server(
     store = Store.open(settings.database_url)
     try:
         credentials = bootstrap_credentials(store, settings)
+        # Before the effectors: a Lambda effector's client reaches the built-in host through
+        # functions.client.self_client_options(lambda_self) when it is on.
+        function_service, function_host, lambda_self = _function_host(
+            store, settings, LocalBlobStore(settings.data_dir / BUNDLES_DIR)
+        )
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
         if traffic is None and settings.load_balancers_file is not None:
             traffic = HAProxyTrafficController(declared(settings.load_balancers_file))
@@ -434,7 +439,6 @@ def create_server(
             control["DeregisterOnPremisesInstance"], lookup_secret
         )
         blobs = LocalBlobStore(settings.data_dir / BUNDLES_DIR)
-        function_service, function_host, lambda_self = _function_host(store, settings, blobs)
 
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
