@@ -21,6 +21,8 @@ SOURCE = """
 import os, time
 def handler(event, context):
     time.sleep(event.get("sleep", 0))
+    if "big" in event:
+        return "x" * event["big"]
     return {"pid": os.getpid(), "left_ms": context.get_remaining_time_in_millis()}
 """
 
@@ -78,6 +80,11 @@ def test_warm_processes_are_reused_and_bounded(tmp_path: Path) -> None:
                 await _call(host, record, {})
             pids = {r["pid"] for r in await asyncio.gather(*busy)}
             assert len(pids) == 2 and len(host.process_ids()) == 2
+            # A result over Lambda's 6 MB limit is Lambda's error, not a hang.
+            big = await host.invoke(record, b'{"big": 7000000}', invoked_arn="arn:x")
+            assert big.function_error == "Unhandled"
+            assert json.loads(big.payload)["errorType"] == "Function.ResponseSizeTooLarge"
+            assert (await _call(host, record, {}))["pid"]
         finally:
             await host.close()
         for pid in pids:

@@ -104,7 +104,12 @@ class _Process:
 
     @property
     def alive(self) -> bool:
-        return not self.killed and self.process is not None and self.process.returncode is None
+        return (
+            not self.killed
+            and not self.api.broken
+            and self.process is not None
+            and self.process.returncode is None
+        )
 
 
 @dataclass
@@ -124,6 +129,8 @@ class FunctionHost:
         self._processes: set[_Process] = set()
         self._code_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[object]] = set()
+        #: One per process until it exits (and is reaped: no zombie, no open transport).
+        self._watchers: set[asyncio.Future[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -136,9 +143,13 @@ class FunctionHost:
         *,
         invoked_arn: str,
         client_context: str | None = None,
+        queue_timeout: float | None = -1.0,
     ) -> InvokeResult:
         """Run one invocation of ``record`` and return its result (errors of the function are
-        results too: Lambda's payload with ``function_error`` set)."""
+        results too: Lambda's payload with ``function_error`` set).
+
+        ``queue_timeout``: how long to wait for a busy pool (default: the settings'; None:
+        as long as it takes)."""
         self._start_reaper()
         key = (record.function_name, record.version, record.revision_id)
         pool = self._pools.setdefault(key, _Pool())
@@ -150,11 +161,32 @@ class FunctionHost:
             timeout_seconds=timeout,
             client_context=client_context,
         )
-        proc = await self._acquire(record, pool)
-        try:
-            body, error = await self._run(proc, invocation)
-        finally:
-            await self._release(proc, pool)
+        if queue_timeout is not None and queue_timeout < 0:
+            queue_timeout = self.settings.queue_timeout_seconds
+        for attempt in (1, 2):
+            proc = await self._acquire(record, pool, queue_timeout)
+            try:
+                outcome = await self._run(proc, invocation)
+            finally:
+                await self._release(proc, pool)
+            if outcome is not None:
+                return InvokeResult(outcome[0], outcome[1], record.version)
+            # A warm process that died before taking the invocation: it never ran, so another
+            # process may run it (once).
+            log.info(
+                "function process gone before its invocation function=%s version=%s attempt=%d",
+                record.function_name,
+                record.version,
+                attempt,
+            )
+            invocation = Invocation(
+                request_id=invocation.request_id,
+                payload=payload,
+                invoked_arn=invoked_arn,
+                timeout_seconds=timeout,
+                client_context=client_context,
+            )
+        body, error = self._exit_result(proc, invocation)
         return InvokeResult(body, error, record.version)
 
     def invoke_later(self, record: FunctionVersion, payload: bytes, *, invoked_arn: str) -> None:
@@ -162,7 +194,11 @@ class FunctionHost:
 
         async def run() -> None:
             try:
-                result = await self.invoke(record, payload, invoked_arn=invoked_arn)
+                # Queued as Lambda queues events: a busy pool delays them, never drops them
+                # (deployment hooks come this way).
+                result = await self.invoke(
+                    record, payload, invoked_arn=invoked_arn, queue_timeout=None
+                )
             except Exception as exc:
                 log.warning(
                     "event invocation failed function=%s version=%s error=%s",
@@ -184,7 +220,9 @@ class FunctionHost:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _run(self, proc: _Process, invocation: Invocation) -> tuple[bytes, str | None]:
+    async def _run(self, proc: _Process, invocation: Invocation) -> tuple[bytes, str | None] | None:
+        """(payload, function error) of the invocation in ``proc``; None when ``proc`` was a
+        warm process that exited before taking it (it may run elsewhere)."""
         proc.api.submit(invocation)
         exited = asyncio.ensure_future(proc.exited.wait())
         try:
@@ -197,6 +235,8 @@ class FunctionHost:
             delivered.cancel()
             if not invocation.delivered.is_set():
                 if proc.exited.is_set():
+                    if proc.api.asked.is_set() and proc.init_error is None:
+                        return None  # it had run before: a warm process that went away
                     return self._exit_result(proc, invocation)
                 self._kill(proc)
                 return _error_payload(
@@ -241,8 +281,10 @@ class FunctionHost:
 
     # -- pools -----------------------------------------------------------------------------
 
-    async def _acquire(self, record: FunctionVersion, pool: _Pool) -> _Process:
-        deadline = time.monotonic() + self.settings.queue_timeout_seconds
+    async def _acquire(
+        self, record: FunctionVersion, pool: _Pool, queue_timeout: float | None
+    ) -> _Process:
+        deadline = None if queue_timeout is None else time.monotonic() + queue_timeout
         async with pool.freed:
             while True:
                 while pool.idle:
@@ -254,8 +296,8 @@ class FunctionHost:
                 if pool.running < self.settings.max_concurrency:
                     pool.running += 1
                     break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
                     raise TooManyRequestsError(
                         f"Rate Exceeded. All {self.settings.max_concurrency} execution "
                         f"environments of {record.function_name}:{record.version} stayed busy."
@@ -308,8 +350,8 @@ class FunctionHost:
             )
         self._processes.add(proc)
         watcher = asyncio.ensure_future(self._watch(proc))
-        self._background.add(watcher)
-        watcher.add_done_callback(self._background.discard)
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         log.info(
             "function process started function=%s version=%s pid=%d",
             record.function_name,
@@ -426,15 +468,12 @@ class FunctionHost:
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
-        processes = list(self._processes)
-        for proc in processes:
+        for proc in list(self._processes):
             await self._discard(proc)
         # Reaped before the loop ends (their watchers see them exit), so that nothing is left
         # a zombie or an open transport.
-        waits = [p.exited.wait() for p in processes if p.process is not None]
-        if waits:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*waits), 2.0)
+        if self._watchers:
+            await asyncio.wait(set(self._watchers), timeout=2.0)
         for task in list(self._background):
             task.cancel()
 

@@ -30,7 +30,7 @@ log = logging.getLogger("opendeploy.functions.runtime")
 
 _PREFIX = "/2018-06-01/runtime/"
 #: The largest body a function may post (Lambda's synchronous response limit is 6 MB).
-MAX_BODY = 6 * 1024 * 1024 + 1024
+MAX_BODY = 6 * 1024 * 1024
 
 
 @dataclass
@@ -62,6 +62,8 @@ class RuntimeApi:
         self._connections: set[asyncio.StreamWriter] = set()
         #: Set at the process's first request for an invocation (it has initialised).
         self.asked = asyncio.Event()
+        #: The process broke the protocol: it is not to be used again.
+        self.broken = False
         self.port = 0
 
     async def start(self) -> int:
@@ -99,6 +101,19 @@ class RuntimeApi:
                 head.append(f"Content-Length: {len(payload)}")
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
                 await writer.drain()
+        except _TooLarge:
+            # Lambda's answer to a result over its limit; the connection is dropped unread, and
+            # the process is not given another invocation (its client failed mid-request).
+            self.broken = True
+            current = self._current
+            if current is not None and not current.result.done():
+                message = (
+                    "Response payload size exceeded maximum allowed payload size "
+                    f"({MAX_BODY} bytes)."
+                )
+                error = {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}
+                current.result.set_result((json.dumps(error).encode(), "Unhandled"))
+            return
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
         except asyncio.CancelledError:
@@ -166,6 +181,10 @@ def _error(status: int, kind: str, message: str) -> tuple[int, dict[str, str], b
     return status, {"Content-Type": "application/json"}, body
 
 
+class _TooLarge(ValueError):
+    """A request body over :data:`MAX_BODY`."""
+
+
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 413: "Too Large"}
 
 
@@ -192,7 +211,7 @@ async def _read_request(
     elif headers.get("content-length"):
         size = int(headers["content-length"])
         if size > MAX_BODY:
-            raise ValueError("body too large")
+            raise _TooLarge()
         body = await reader.readexactly(size)
     return method, target.split("?", 1)[0], body
 
@@ -208,4 +227,4 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         body += await reader.readexactly(size)
         await reader.readexactly(2)
         if len(body) > MAX_BODY:
-            raise ValueError("body too large")
+            raise _TooLarge()
