@@ -167,7 +167,10 @@ def test_errors_in_lambda_shape(lam: Any) -> None:
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 404
 
     _create(lam, "raiser", "def handler(event, context):\n    raise ValueError('bad input')\n")
-    raised = lam.invoke(FunctionName="raiser")
+    raised = lam.invoke(
+        FunctionName="arn:aws:lambda:us-east-1:000000000000:function:raiser", Qualifier="$LATEST"
+    )
+    assert raised["ExecutedVersion"] == "$LATEST"
     assert raised["StatusCode"] == 200 and raised["FunctionError"] == "Unhandled"
     body = _payload(raised)
     assert body["errorType"] == "ValueError" and body["errorMessage"] == "bad input"
