@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from opendeploy.functions.client import SelfEndpoint, self_client_options
+from opendeploy.functions.client import SelfEndpoint, self_client_factory, self_client_options
 from opendeploy.functions.errors import InvalidParameterValueError, ValidationError
 from opendeploy.functions.names import Arns, check_alias_name, is_version, split_function_name
 from opendeploy.functions.routing import pick_version
@@ -78,3 +78,8 @@ def test_the_servers_lambda_client_points_at_itself_unless_told_otherwise() -> N
     }
     assert self_client_options(target, environ={"AWS_ENDPOINT_URL_LAMBDA": "http://x"}) is None
     assert self_client_options(None, environ={}) is None
+
+    factory = self_client_factory(target, environ={})
+    assert factory is not None and factory() is factory()
+    assert factory().meta.endpoint_url == "http://127.0.0.1:8443"
+    assert self_client_factory(target, environ={"AWS_ENDPOINT_URL_LAMBDA": "http://x"}) is None

@@ -10,9 +10,11 @@ own resolution: AWS Lambda, LocalStack, moto …).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: The principal of the access key function processes (and the server's own Lambda client)
 #: sign with.
@@ -47,3 +49,29 @@ def self_client_options(
     if target.ca_bundle is not None:
         options["verify"] = str(target.ca_bundle)
     return options
+
+
+def self_client_factory(
+    target: SelfEndpoint | None,
+    config: Any = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Callable[[], Any] | None:
+    """A factory of one shared boto3 ``lambda`` client for the built-in host (built on first
+    use, with botocore ``config``), or None when :func:`self_client_options` says to leave
+    boto3's standard configuration alone: what a Lambda effector's ``client`` argument takes."""
+    options = self_client_options(target, environ)
+    if options is None:
+        return None
+    lock = threading.Lock()
+    built: list[Any] = []
+
+    def client() -> Any:
+        import boto3
+
+        with lock:
+            if not built:
+                session = boto3.session.Session()  # one per client: sessions are not thread-safe
+                built.append(session.client("lambda", config=config, **options))
+            return built[0]
+
+    return client
