@@ -284,6 +284,8 @@ class FunctionHost:
     async def _acquire(
         self, record: FunctionVersion, pool: _Pool, queue_timeout: float | None
     ) -> _Process:
+        if self._closed:
+            raise TooManyRequestsError("The function host is stopping with the server.")
         deadline = None if queue_timeout is None else time.monotonic() + queue_timeout
         async with pool.freed:
             while True:
