@@ -27,14 +27,14 @@ def handler(event, context):
 """
 
 
-def _record(blobs: LocalBlobStore, *, timeout: int = 3) -> FunctionVersion:
+def _record(blobs: LocalBlobStore, *, timeout: int = 3, version: str = "1") -> FunctionVersion:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", SOURCE)
     info = blobs.put_stream(io.BytesIO(buffer.getvalue()))
     return FunctionVersion(
         function_name="pool",
-        version="1",
+        version=version,
         config={"Runtime": "python3.11", "Handler": "app.handler", "Timeout": timeout},
         code_sha256=info.sha256,
         code_size=info.size,
@@ -89,6 +89,21 @@ def test_warm_processes_are_reused_and_bounded(tmp_path: Path) -> None:
             await host.close()
         for pid in pids:
             await _gone(pid)
+
+    asyncio.run(scenario())
+
+
+def test_a_full_host_stops_the_longest_idle_process(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        host, blobs = _host(tmp_path, max_processes=1)
+        one, two = _record(blobs), _record(blobs, version="2")
+        try:
+            first = await _call(host, one, {})
+            second = await _call(host, two, {})
+            await _gone(first["pid"])
+            assert host.process_ids() == [second["pid"]]
+        finally:
+            await host.close()
 
     asyncio.run(scenario())
 

@@ -6,7 +6,8 @@ unpacked code directory, talking to a :class:`~opendeploy.functions.runtime_api.
 its own that listens before the process starts (the client exits at once if it cannot connect).
 
 - **Pools**: processes are kept warm per (function, version, code revision) and reused; at most
-  ``max_concurrency`` run at once per pool; an invocation that finds them all busy waits for one
+  ``max_concurrency`` run at once per pool and ``max_processes`` in all (the longest idle one
+  of another pool is stopped to make room); an invocation that finds them all busy waits for one
   (up to ``queue_timeout_seconds``, then TooManyRequestsException). Idle ones are stopped after
   ``idle_seconds``. A changed ``$LATEST`` (new revision id) gets new processes.
 - **Timeout**: counted from the moment the process takes the invocation (initialisation has its
@@ -68,6 +69,8 @@ class HostSettings:
     python: str = sys.executable
     #: Processes running at once per (function, version).
     max_concurrency: int = 4
+    #: Processes of all functions together; the longest idle one is stopped to make room.
+    max_processes: int = 32
     #: How long an invocation waits for a busy pool before TooManyRequestsException.
     queue_timeout_seconds: float = 30.0
     #: A warm process idle this long is stopped.
@@ -87,6 +90,9 @@ class InvokeResult:
     function_error: str | None
     executed_version: str
 
+
+#: How often an invocation waiting for room on a full host looks again.
+_FULL_HOST_POLL = 0.05
 
 _PoolKey = tuple[str, str, str]  # function name, version, revision id
 
@@ -295,17 +301,26 @@ class FunctionHost:
                         return proc
                     pool.running -= 1  # died while idle
                     await self._discard(proc)
-                if pool.running < self.settings.max_concurrency:
+                room = pool.running < self.settings.max_concurrency
+                if room and self._total() >= self.settings.max_processes:
+                    room = await self._evict_idle()
+                if room:
                     pool.running += 1
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TooManyRequestsError(
                         f"Rate Exceeded. All {self.settings.max_concurrency} execution "
-                        f"environments of {record.function_name}:{record.version} stayed busy."
+                        f"environments of {record.function_name}:{record.version} (or all "
+                        f"{self.settings.max_processes} of the host) stayed busy."
                     )
+                # Woken when a process of this pool is released; other pools' releases are
+                # not announced here, hence the short wait while the host is full.
+                wait = _FULL_HOST_POLL if pool.running < self.settings.max_concurrency else None
+                if remaining is not None:
+                    wait = remaining if wait is None else min(wait, remaining)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pool.freed.wait(), remaining)
+                    await asyncio.wait_for(pool.freed.wait(), wait)
         try:
             return await self._spawn(record)
         except BaseException:
@@ -313,6 +328,23 @@ class FunctionHost:
                 pool.running -= 1
                 pool.freed.notify()
             raise
+
+    def _total(self) -> int:
+        return sum(p.running for p in self._pools.values())
+
+    async def _evict_idle(self) -> bool:
+        """Stop the longest idle process of any pool to make room; False if none is idle."""
+        candidates = [(proc.last_used, key) for key, p in self._pools.items() for proc in p.idle]
+        if not candidates:
+            return False
+        _, key = min(candidates)
+        pool = self._pools[key]
+        oldest = min(pool.idle, key=lambda proc: proc.last_used)
+        # No await between the choice and these changes: no other task sees a half-evicted pool.
+        pool.idle.remove(oldest)
+        pool.running -= 1
+        await self._discard(oldest)
+        return True
 
     async def _release(self, proc: _Process, pool: _Pool) -> None:
         async with pool.freed:
