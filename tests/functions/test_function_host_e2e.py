@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -203,6 +205,30 @@ def test_errors_in_lambda_shape(lam: Any) -> None:
             RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}},
         )
     assert latest_weights.value.response["Error"]["Code"] == "InvalidParameterValueException"
+
+
+def test_large_zips_need_a_signature_first(server: RunningServer, lam: Any) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return 'big'\n")
+        archive.writestr("blob.bin", os.urandom(300_000))
+    created = lam.create_function(
+        FunctionName="big",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": buffer.getvalue()},
+    )
+    assert created["CodeSize"] == len(buffer.getvalue())
+    assert _payload(lam.invoke(FunctionName="big")) == "big"
+    # The same body unsigned is refused from its headers.
+    request = urllib.request.Request(
+        server.endpoint + "/2015-03-31/functions", data=b"x" * 300_000, method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    refused.value.close()
 
 
 def test_timeout_kills_the_process(lam: Any) -> None:

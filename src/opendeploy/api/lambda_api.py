@@ -14,6 +14,7 @@ DryRun). Everything but the invocation itself runs in one blocking call off the 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import random
@@ -29,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from opendeploy.api import sigv4
+from opendeploy.api.app import UNCHECKED_BODY_BYTES
 from opendeploy.blocking import run_blocking
 from opendeploy.errors import ServiceError
 from opendeploy.functions.errors import (
@@ -115,6 +117,15 @@ class _LambdaFront:
             operation = _operation(request)
             if self._service is None or self._host is None:
                 raise LambdaAccessDeniedError(DISABLED)
+            if _declared_length(request) > UNCHECKED_BODY_BYTES:
+                # A large body (a zip) is read only for a current signature by a known key.
+                signed = sigv4.SignedRequest.from_asgi(request.scope, b"")
+                await run_blocking(
+                    functools.partial(
+                        sigv4.check_claim, signed, self._lookup_secret, now=self._clock()
+                    ),
+                    control=True,
+                )
             body = await _body(request, MAX_REQUEST)
             outcome = await run_blocking(self._prepare, request, operation, body, control=True)
             if isinstance(outcome, _Invoke):
@@ -296,6 +307,11 @@ def _operation(request: Request) -> str:
     if "name" in params:
         return "GetFunction" if method == "GET" else "DeleteFunction"
     return "ListFunctions" if method == "GET" else "CreateFunction"
+
+
+def _declared_length(request: Request) -> int:
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else 0
 
 
 async def _body(request: Request, limit: int) -> bytes:
