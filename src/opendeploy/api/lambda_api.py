@@ -127,7 +127,11 @@ class _LambdaFront:
                     control=True,
                 )
             body = await _body(request, MAX_REQUEST)
-            outcome = await run_blocking(self._prepare, request, operation, body, control=True)
+            # Invocations (by the thousand) use the shared pool; the control operations the
+            # pool kept for people's calls.
+            outcome = await run_blocking(
+                self._prepare, request, operation, body, control=operation != "Invoke"
+            )
             if isinstance(outcome, _Invoke):
                 response = await self._invoke(request, outcome, body)
             else:
