@@ -92,6 +92,8 @@ def test_aliases_route_and_guard_their_versions(service: FunctionService) -> Non
     service.update_code("al", {"ZipFile": _zip("x = 2")})
     service.publish_version("al", {})
     alias = service.create_alias("al", {"Name": "live", "FunctionVersion": "1"})
+    with pytest.raises(ResourceConflictError, match="Alias already exists: .*:function:al:live"):
+        service.create_alias("al", {"Name": "live", "FunctionVersion": "2"})
     weighted = service.update_alias(
         "al", "live", {"RoutingConfig": {"AdditionalVersionWeights": {"2": 0.3}}}
     )
