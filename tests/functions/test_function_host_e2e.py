@@ -148,6 +148,7 @@ def test_versions_aliases_and_weighted_invocations(lam: Any) -> None:
     with ThreadPoolExecutor(4) as pool:
         executed = list(pool.map(invoke, range(1000)))
     assert 70 <= executed.count("2") <= 130, executed.count("2")  # 10 % within ±3 points
+    assert abs(executed.count("2") - 100) <= 5  # spread draws: about one off, callers racing
     assert executed.count("1") + executed.count("2") == 1000
 
     # All at once to version 2, the weights cleared.

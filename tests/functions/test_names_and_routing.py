@@ -9,7 +9,7 @@ import pytest
 from opendeploy.functions.client import SelfEndpoint, self_client_factory, self_client_options
 from opendeploy.functions.errors import InvalidParameterValueError, ValidationError
 from opendeploy.functions.names import Arns, check_alias_name, is_version, split_function_name
-from opendeploy.functions.routing import pick_version
+from opendeploy.functions.routing import SpreadDraws, pick_version
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:shop"
 
@@ -65,6 +65,15 @@ def test_pick_version_splits_by_the_weight() -> None:
     draws = random.Random(7)
     share = sum(pick_version("1", {"2": 0.25}, draws.random()) == "2" for _ in range(10_000))
     assert 2300 < share < 2700
+
+
+def test_spread_draws_keep_every_window_on_the_weight() -> None:
+    draws = SpreadDraws(start=random.Random(3).random())
+    picks = [pick_version("1", {"2": 0.1}, draws()) for _ in range(5000)]
+    for start in range(0, 5000, 250):  # any window, not only the whole run
+        window = picks[start : start + 1000]
+        assert abs(window.count("2") - len(window) * 0.1) <= 2
+    assert all(0.0 <= d < 1.0 for d in (draws() for _ in range(100)))
 
 
 def test_the_servers_lambda_client_points_at_itself_unless_told_otherwise() -> None:

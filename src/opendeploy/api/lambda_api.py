@@ -17,7 +17,6 @@ import base64
 import functools
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from opendeploy.functions.errors import (
 )
 from opendeploy.functions.host import FunctionHost
 from opendeploy.functions.names import split_function_name
+from opendeploy.functions.routing import SpreadDraws
 from opendeploy.functions.service import FunctionService
 from opendeploy.store.functions import FunctionVersion
 
@@ -78,11 +78,10 @@ def lambda_routes(
     lookup_secret: sigv4.SecretLookup,
     key_kind: Callable[[str], str | None],
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    draw: Callable[[], float] = random.random,
 ) -> list[BaseRoute]:
     """The Lambda API's routes for ``create_app(extra_routes=…)``; with no ``service`` (the host
     not enabled) every request is refused with a message saying how to enable it."""
-    front = _LambdaFront(service, host, lookup_secret, key_kind, clock, draw)
+    front = _LambdaFront(service, host, lookup_secret, key_kind, clock)
     return [
         Route(PREFIX, front.handle, methods=["GET", "POST"]),
         Route(PREFIX + "/", front.handle, methods=["GET", "POST"]),
@@ -100,14 +99,15 @@ class _LambdaFront:
         lookup_secret: sigv4.SecretLookup,
         key_kind: Callable[[str], str | None],
         clock: Callable[[], datetime],
-        draw: Callable[[], float],
     ) -> None:
         self._service = service
         self._host = host
         self._lookup_secret = lookup_secret
         self._key_kind = key_kind
         self._clock = clock
-        self._draw = draw
+        #: One sequence of routing draws per alias, so that each alias's split is even on its
+        #: own whatever else is invoked between (functions.routing).
+        self._draws: dict[tuple[str, str | None], SpreadDraws] = {}
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -253,7 +253,10 @@ class _LambdaFront:
                     f"Could not parse request body into json: Could not parse payload into json:"
                     f" {exc}"
                 ) from None
-        record = service.resolve_invocation(name, qualifier, self._draw())
+        draws = self._draws.get((name, qualifier))
+        if draws is None:
+            draws = self._draws.setdefault((name, qualifier), SpreadDraws())
+        record = service.resolve_invocation(name, qualifier, draws())
         return _Invoke(record, service.arns.function(name, qualifier), kind)
 
     # -- the invocation --------------------------------------------------------------------
