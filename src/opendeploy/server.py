@@ -18,17 +18,20 @@ from __future__ import annotations
 import asyncio
 import configparser
 import gc
+import importlib.util
 import io
 import logging
 import os
 import signal
 import socket
 import stat
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -63,6 +66,7 @@ from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import load_handlers
 from opendeploy.api.handlers.deployments import engine_stop_deployment, selector
 from opendeploy.api.key_cache import KeyKindCache, SecretCache
+from opendeploy.api.lambda_api import lambda_routes
 from opendeploy.api.model import codedeploy_service
 from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
@@ -89,6 +93,11 @@ from opendeploy.engine.effectors.traffic import (
 )
 from opendeploy.engine.outbox import LogSink, OutboxDelivery
 from opendeploy.engine.worker import EngineWorker, StopRequests
+from opendeploy.errors import OpenDeployError
+from opendeploy.functions.client import FUNCTION_HOST_PRINCIPAL, SelfEndpoint
+from opendeploy.functions.host import FunctionHost, HostSettings
+from opendeploy.functions.names import Arns
+from opendeploy.functions.service import FunctionService
 from opendeploy.revisions.blobstore import LocalBlobStore
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
@@ -160,6 +169,9 @@ class Server:
     effectors: EffectorRunner
     outbox: OutboxDelivery
     alarms: AlarmWatcher
+    #: The built-in function host's Lambda API and key (None: ``function_host`` is off); see
+    #: ``functions.client.self_client_options`` for the server's own Lambda client.
+    lambda_self: SelfEndpoint | None = None
 
 
 def client_endpoint(settings: ServerSettings) -> str:
@@ -384,6 +396,11 @@ def create_server(
     store = Store.open(settings.database_url)
     try:
         credentials = bootstrap_credentials(store, settings)
+        # Before the effectors: a Lambda effector's client reaches the built-in host through
+        # functions.client.self_client_options(lambda_self) when it is on.
+        function_service, function_host, lambda_self = _function_host(
+            store, settings, LocalBlobStore(settings.data_dir / BUNDLES_DIR)
+        )
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
         if traffic is None and settings.load_balancers_file is not None:
             traffic = traffic_controller(declared(settings.load_balancers_file))
@@ -466,6 +483,8 @@ def create_server(
                 await anyio.to_thread.run_sync(effectors.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 await anyio.to_thread.run_sync(outbox.stop)
+                if function_host is not None:
+                    await function_host.close()
                 store.close()
 
         app = create_app(
@@ -482,6 +501,15 @@ def create_server(
                 # The bundle store's S3 front only takes requests signed for service "s3", so it
                 # never shadows the API's POST / or the other routes.
                 *s3_routes(store=store, blobs=blobs, settings=settings),
+                # The function host's Lambda API (/2015-03-31/functions…), after the S3 front so
+                # that a bucket of that name stays reachable; refusing, when the host is off,
+                # with a message that says how to turn it on.
+                *lambda_routes(
+                    service=function_service,
+                    host=function_host,
+                    lookup_secret=lookup_secret,
+                    key_kind=key_kind,
+                ),
                 # The dashboard acts through the same handler table as POST / (admin check,
                 # engine wake-ups, StopDeployment through the engine).
                 *web_routes(
@@ -528,7 +556,69 @@ def create_server(
         effectors=effectors,
         outbox=outbox,
         alarms=alarm_watcher,
+        lambda_self=lambda_self,
     )
+
+
+class FunctionHostUnavailableError(OpenDeployError, RuntimeError):
+    """The function host was asked for but cannot run (its runtime client is missing)."""
+
+
+def _function_host(
+    store: Store, settings: ServerSettings, blobs: LocalBlobStore
+) -> tuple[FunctionService | None, FunctionHost | None, SelfEndpoint | None]:
+    """The function host's service, process host and self endpoint, when it is enabled.
+
+    Functions sign their calls back to this server with a key of their own (principal
+    ``function-host``), made on first start; it is an admin key (as a Lambda execution role
+    with the permissions deployment hooks need: PutLifecycleEventHookExecutionStatus and the
+    rest of the API)."""
+    if not settings.function_host:
+        return None, None, None
+    if importlib.util.find_spec("awslambdaric") is None:
+        raise FunctionHostUnavailableError(
+            "--function-host: functions run under the awslambdaric package, which is not "
+            f"installed for {sys.executable}: pip install awslambdaric"
+        )
+    key = store.access_keys.of_principal(FUNCTION_HOST_PRINCIPAL, "admin")
+    if key is None:
+        key = store.access_keys.create(principal=FUNCTION_HOST_PRINCIPAL, kind="admin")
+        log.info("created function host access key access_key_id=%s", key[0])
+    tls = tls_files(settings)
+    ca_bundle = tls[0] if tls is not None and settings.tls_self_signed else None
+    endpoint = SelfEndpoint(
+        endpoint_url=client_endpoint(settings),
+        region=settings.region,
+        access_key_id=key[0],
+        secret_access_key=key[1],
+        ca_bundle=ca_bundle,
+    )
+    host = FunctionHost(
+        HostSettings(
+            root=settings.data_dir / "functions",
+            endpoint=endpoint.endpoint_url,
+            region=settings.region,
+            access_key_id=key[0],
+            secret_access_key=key[1],
+            ca_bundle=ca_bundle,
+            max_concurrency=settings.function_concurrency,
+        ),
+        blobs,
+    )
+
+    def s3_lookup(bucket: str, key: str, version: str | None) -> str | None:
+        index = store.bundle_objects
+        record = index.version(bucket, key, version) if version else index.current(bucket, key)
+        return None if record is None or record.delete_marker else record.sha256
+
+    service = FunctionService(
+        store.functions,
+        blobs,
+        Arns(settings.region, settings.account_id),
+        clock=lambda: datetime.now(UTC),
+        s3_lookup=s3_lookup,
+    )
+    return service, host, endpoint
 
 
 #: How often deployment events are delivered from the outbox, in batches (at least once). Not

@@ -176,6 +176,24 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     "How often the alarms and gates of running deployments are read.",
 )
 @click.option(
+    "--function-host",
+    is_flag=True,
+    default=False,
+    help=(
+        "Run the built-in function host: this server also answers the Lambda API "
+        "(/2015-03-31/functions…, boto3's lambda client and `aws lambda` with --endpoint-url) and "
+        "runs Python functions as processes under awslambdaric. Deployments' Lambda client "
+        "then uses it unless AWS_ENDPOINT_URL_LAMBDA says otherwise."
+    ),
+)
+@click.option(
+    "--function-concurrency",
+    type=click.IntRange(1, 1000),
+    default=4,
+    show_default=True,
+    help="Function processes running at once per function version (--function-host).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -203,6 +221,8 @@ def server(
     load_balancers: Path | None,
     alarms: Path | None,
     alarm_poll_seconds: float,
+    function_host: bool,
+    function_concurrency: int,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -241,6 +261,8 @@ def server(
         load_balancers_file=load_balancers,
         alarms_file=alarms,
         alarm_poll_seconds=alarm_poll_seconds,
+        function_host=function_host,
+        function_concurrency=function_concurrency,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
@@ -251,6 +273,8 @@ def server(
         raise click.UsageError(f"--load-balancers: {e}") from None
     except AlarmDeclarationError as e:
         raise click.UsageError(f"--alarms: {e}") from None
+    except server_module.FunctionHostUnavailableError as e:
+        raise click.UsageError(str(e)) from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")

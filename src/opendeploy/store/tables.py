@@ -466,3 +466,49 @@ bundle_upload_parts = Table(
     Column("md5", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# The built-in function host (functions/): a function, its versions ("$LATEST" is the one that
+# changes; published ones are numbered from 1 and never change) and its aliases. The code zip
+# of each version is a blob of the bundle store, named by its hex SHA-256.
+lambda_functions = Table(
+    "lambda_functions",
+    metadata,
+    Column("function_name", String(64), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # The number of the newest published version (0: none yet); versions are never reused.
+    Column("last_version", Integer, nullable=False),
+)
+
+lambda_function_versions = Table(
+    "lambda_function_versions",
+    metadata,
+    Column(
+        "function_name",
+        String(64),
+        ForeignKey("lambda_functions.function_name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("version", String(16), primary_key=True),  # "$LATEST", "1", "2" …
+    # runtime, handler, role, description, timeout, memory_size, environment: as the API has them
+    _json("config"),
+    Column("code_sha256", String(64), nullable=False),  # hex; the blob's name
+    Column("code_size", Integer, nullable=False),
+    Column("revision_id", String(36), nullable=False),
+    Column("last_modified", UTCDateTime(), nullable=False),
+)
+
+lambda_aliases = Table(
+    "lambda_aliases",
+    metadata,
+    Column(
+        "function_name",
+        String(64),
+        ForeignKey("lambda_functions.function_name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(128), primary_key=True),
+    Column("function_version", String(16), nullable=False),
+    Column("description", String(256), nullable=False),
+    _json("routing"),  # {"<version>": weight}, or null
+    Column("revision_id", String(36), nullable=False),
+)
