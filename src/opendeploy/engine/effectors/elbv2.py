@@ -62,8 +62,11 @@ class ELBv2Driver:
         arn, target = self._arn(group, host), self._target(group, host)
         where = f"{_pool(group).describe()} (target {_show(target)})"
         started = time.monotonic()
-        with self._calls(group, host, "DeregisterTargets"):
-            self.client.deregister_targets(TargetGroupArn=arn, Targets=[target])
+        # Run again (after a crash), the target may be out already: ELB refuses to deregister
+        # a target it does not have (InvalidTarget), so only one it has is deregistered.
+        if self._health(group, host, arn, target).get("State") not in (None, "unused", "draining"):
+            with self._calls(group, host, "DeregisterTargets"):
+                self.client.deregister_targets(TargetGroupArn=arn, Targets=[target])
         delay = self._deregistration_delay(group, host, arn)
         # Out once ELB no longer counts it registered: ``unused`` (Target.NotRegistered), or not
         # listed at all. Right after the call it may still read ``healthy`` for a moment.
