@@ -113,8 +113,8 @@ def test_server_killed_mid_drain_runs_the_step_again_and_leaves_no_host_drained(
 ) -> None:
     backend, proxy, declaration = held
     data = tmp_path / "data"
-    args = ("--poll-timeout", "1", "--agent-dead-after", "60", "--step-lease", "1")
-    args += ("--load-balancers", str(declaration))
+    args: tuple[str, ...] = ("--poll-timeout", "1", "--agent-dead-after", "60")
+    args += ("--step-lease", "1", "--load-balancers", str(declaration))
     with running_server(data, extra_args=args) as srv:
         port = srv.port
         cluster = Cluster(
