@@ -2,8 +2,9 @@
 
 nginx runs in the foreground (``daemon off``) under a prefix in the test's directory, with its
 pid file, logs and temporary paths there, and its upstream block in an include file that the
-provider rewrites. ``proxy_next_upstream off``: nginx would otherwise retry a failed request on
-the next server and hide exactly what the zero-downtime tests count.
+provider rewrites (``keepalive_timeout 0``: see the config). ``proxy_next_upstream off``: nginx
+would otherwise retry a failed request on the next server and hide exactly what the
+zero-downtime tests count.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ worker_processes 1;
 events {{ worker_connections 256; }}
 http {{
     access_log off;
+    # A reload closes the old workers' idle keep-alive client connections; a client that sends
+    # on one at that moment sees it closed before nginx read its request (browsers and most
+    # HTTP clients retry that). The load generator does not, so each request has its own
+    # connection here: what the tests count is requests lost to a host leaving, not this race.
+    keepalive_timeout 0;
     client_body_temp_path {prefix}/client_body;
     proxy_temp_path {prefix}/proxy;
     include {upstreams};

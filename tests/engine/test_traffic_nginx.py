@@ -227,3 +227,22 @@ def test_rewrite_keeps_other_parameters_and_names_a_missing_server() -> None:
         rewrite(text, "app", where, {"10.0.0.9:80": (True, None)})
     with pytest.raises(EffectorError, match="has no 'upstream api"):
         rewrite(text, "api", where, {})
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ({"nginx": {"file": "/f", "upstream": "app"}}, "expected 'file', 'upstream' and 'config'"),
+        (
+            {"nginx": {"file": "/f", "upstream": "a", "config": "/c", "health_path": "x"}},
+            "health_path: 'x' does not start with /",
+        ),
+        ({"elbv2": {}}, r"web.elbv2: expected 'target_group' \(the ELBv2 target group's ARN"),
+        ({"elbv2": {"target_group": "t"}, "haproxy": {}}, r"\(found haproxy, elbv2\)"),
+    ],
+)
+def test_a_bad_nginx_or_elbv2_declaration_says_where(spec: dict[str, Any], error: str) -> None:
+    from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
+
+    with pytest.raises(LoadBalancerDeclarationError, match=error):
+        LoadBalancerDeclarations.parse({"target_groups": {"web": spec}}, where="lb.yml")

@@ -14,9 +14,12 @@ is on this site. The file is YAML (or JSON)::
         drain_timeout_seconds: 30           # BlockTraffic: at most this long for in-flight requests
         healthy_timeout_seconds: 300        # AllowTraffic: at most this long for the health check
 
-Each target group has exactly one provider key (``haproxy`` here; every provider module adds
-its own parser to :data:`POOL_PARSERS`), whose pool record says where its pool is; the traffic
-controller hands the group to that provider's driver.
+Each target group has exactly one provider key (``haproxy`` here; ``nginx`` with ``file``,
+``upstream``, ``config`` and optional ``prefix``, ``pid_file``, ``health_path``, ``servers``
+naming each instance's address in the upstream; ``elbv2`` with ``target_group``, an ARN or a
+name, ``servers`` naming each instance's target ``id[:port]``), parsed by :data:`POOL_PARSERS`
+into a pool record that says where its pool is; the traffic controller hands the group to that
+provider's driver (``haproxy.py``, ``nginx.py``, ``elbv2.py``).
 
 A group that names a target group the file does not declare is refused when it is created or
 updated, with the names that exist. Without a file, names are not checked and the traffic steps
