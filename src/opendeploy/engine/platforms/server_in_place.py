@@ -21,9 +21,10 @@ BlockTraffic and AllowTraffic deregistered (only a rollback, which runs the whol
 again, registers it again), and a stop cuts a running drain short; users then find hosts out of
 rotation, or half drained, that no deployment will bring back. OpenDeploy restores them: when an
 in-place deployment with traffic control ends Failed or Stopped, each host whose BlockTraffic
-ran (succeeded, failed or was cut short: a load balancer may have been left half way) and whose
-AllowTraffic did not succeed gets an AllowTraffic server step, dispatched in the pass that ends
-the deployment. It is AllowTraffic itself, so the load balancer's health check decides: a host
+ran (succeeded, failed or was cut short: a load balancer may have been left half way; or was
+dispatched, since a runner may have just taken it up) and whose AllowTraffic did not succeed
+gets an AllowTraffic server step, dispatched in the pass that ends the deployment. It is
+AllowTraffic itself, so the load balancer's health check decides: a host
 left broken by its failed install stays out, and the step says why. The lifecycle events keep
 what the deployment did (AllowTraffic ``Skipped``); the restore's outcome is the server step's
 (logged by the server, ``event=AllowTraffic``). Two cases keep hosts out: a rollback deployment
@@ -72,7 +73,7 @@ _TOOK_OUT = (_ES.SUCCEEDED, _ES.FAILED, _ES.IN_PROGRESS)
 def hosts_to_put_back(plan: Plan) -> list[TargetSnapshot]:
     """The hosts whose traffic this pass must restore (the module's rule 5): none unless the
     deployment ends Failed or Stopped without a rollback; then each host with traffic control
-    whose BlockTraffic ran and whose AllowTraffic did not succeed."""
+    whose BlockTraffic ran (or was dispatched) and whose AllowTraffic did not succeed."""
     ending = plan.deployment
     if ending is None or ending.status not in _RESTORING_ENDS:
         return []
@@ -84,7 +85,11 @@ def hosts_to_put_back(plan: Plan) -> list[TargetSnapshot]:
             continue
         block = plan.events[(t.instance_id, LifecycleEvent.BLOCK_TRAFFIC)].status
         allow = plan.events[(t.instance_id, LifecycleEvent.ALLOW_TRAFFIC)].status
-        if block in _TOOK_OUT and allow is not _ES.SUCCEEDED:
+        # A BlockTraffic dispatched but not yet seen taken up may have been taken up since (the
+        # runner and this pass race): put such a host back too; for one never drained it is a
+        # no-op.
+        dispatched = t.command is not None and t.command.event is LifecycleEvent.BLOCK_TRAFFIC
+        if (block in _TOOK_OUT or dispatched) and allow is not _ES.SUCCEEDED:
             out.append(t)
     return out
 
