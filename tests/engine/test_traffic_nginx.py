@@ -118,9 +118,12 @@ def test_weights_block_and_ready_rewrite_the_upstream_and_nginx_follows(tmp_path
             before = proxy.upstreams.read_text()
             controller.block("host-2", LB, _Quiet())
             assert proxy.upstreams.read_text() == before
-        # nginx stopped: the step fails naming nginx's configuration and its pid file.
+        # nginx stopped: the step fails naming nginx's configuration and its pid file, and the
+        # file is put back (it says what nginx serves).
+        before = proxy.upstreams.read_text()
         with pytest.raises(EffectorError, match=r"cannot reach nginx \(.*nginx.conf\): pid file"):
             controller.block("host-1", LB, _Quiet())
+        assert proxy.upstreams.read_text() == before
     finally:
         for b in backends:
             b.stop()

@@ -17,8 +17,10 @@ ones to stop accepting and exit once their in-flight requests are done.
 - Weights are ``weight=N``; 0 is ``down`` (nginx refuses ``weight=0``).
 - The state read back is the file's ``server`` lines (what nginx serves after its last reload).
 
-Writers are serialised per file: a lock in this process and an ``flock`` on ``FILE.lock`` for
-other server replicas. The file is written atomically (a temporary file renamed over it).
+A change nginx does not take (``nginx -t`` refuses it, nginx is not running, the reload fails)
+puts the file back as it was, so that the file keeps saying what nginx serves. Writers are
+serialised per file: a lock in this process and an ``flock`` on ``FILE.lock`` for other server
+replicas. The file is written atomically (a temporary file renamed over it).
 """
 
 from __future__ import annotations
@@ -204,15 +206,16 @@ class NginxDriver:
             after = rewrite(before, pool.upstream, pool.file, changes)
             if after != before:
                 _write_atomically(pool.file, after)
+            # Whatever stops the change from reaching nginx (a refused configuration, nginx not
+            # running, a failed reload) puts the file back: it says what nginx serves.
             try:
                 _nginx(pool, "-t")
+                workers = _children(_master_pid(pool))
+                _nginx(pool, "-s", "reload")
             except EffectorError:
                 if after != before:
                     _write_atomically(pool.file, before)
                 raise
-            master = _master_pid(pool)
-            workers = _children(master)
-            _nginx(pool, "-s", "reload")
         return workers
 
     def _lock(self, path: Path) -> threading.Lock:
