@@ -165,3 +165,22 @@ def test_a_target_never_healthy_fails_allow_with_elbs_reason() -> None:
         "0.3 s (it said: unhealthy, Target.FailedHealthChecks, Health checks failed)"
     )
     assert client.calls[0] == "RegisterTargets" and len(client.calls) > 2
+
+
+class _GivenUp:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def report(self, line: str) -> None:
+        self.lines.append(line)
+
+    def cancelled(self) -> bool:
+        return bool(self.lines)
+
+
+def test_a_drain_given_up_registers_the_target_again(aws: str) -> None:
+    elb, _name, arn = _target_group(aws, [{"Id": "10.0.0.1"}])
+    controller = traffic_controller(_declared(arn, {"host-1": "10.0.0.1"}))
+    with pytest.raises(EffectorError, match="deregistering host-1 from .* was given up"):
+        controller.block("host-1", LB, _GivenUp())
+    assert _registered(elb, arn) == {"10.0.0.1:80": "healthy"}

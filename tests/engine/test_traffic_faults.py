@@ -177,3 +177,31 @@ def test_a_deployment_stopped_mid_drain_puts_the_host_back(
             for e in cluster.targets(dep)["host-1"]["lifecycleEvents"]
         }
         assert (events["BlockTraffic"], events["AllowTraffic"]) == ("Failed", "Skipped")
+
+
+class GivenUp:
+    """The progress of a step the engine gives up as soon as the drain reports."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def report(self, line: str) -> None:
+        self.lines.append(line)
+
+    def cancelled(self) -> bool:
+        return bool(self.lines)
+
+
+def test_a_drain_given_up_puts_the_host_back_instead_of_taking_it_out(
+    held: tuple[HeldBackend, HAProxy, Path],
+) -> None:
+    from opendeploy.domain.records import LoadBalancerInfo
+    from opendeploy.engine.effectors import EffectorError
+    from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarations
+    from opendeploy.engine.effectors.providers import traffic_controller
+
+    _backend, proxy, declaration = held
+    controller = traffic_controller(LoadBalancerDeclarations.load(declaration))
+    with pytest.raises(EffectorError, match="draining be/web1 was given up"):
+        controller.block("host-1", LoadBalancerInfo(target_groups=("web",)), GivenUp())
+    assert proxy.states() == {"web1": "0"}  # ready, not maint

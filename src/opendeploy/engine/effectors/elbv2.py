@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from opendeploy.engine.effectors import EffectorError, StepProgress
+from opendeploy.engine.effectors import EffectorError, StepProgress, given_up
 from opendeploy.engine.effectors.load_balancers import ELBv2Pool, TargetGroup
 from opendeploy.engine.effectors.traffic import HostTraffic
 
@@ -70,13 +70,21 @@ class ELBv2Driver:
         delay = self._deregistration_delay(group, host, arn)
         # Out once ELB no longer counts it registered: ``unused`` (Target.NotRegistered), or not
         # listed at all. Right after the call it may still read ``healthy`` for a moment.
-        over = _poll(
-            lambda: self._health(group, host, arn, target).get("State") in (None, "unused"),
-            delay + DRAIN_MARGIN_SECONDS,
-            progress,
-            lambda: f"{where}: draining",
-            f"deregistering {host} from {where}",
-        )
+        what = f"deregistering {host} from {where}"
+        try:
+            over = _poll(
+                lambda: self._health(group, host, arn, target).get("State") in (None, "unused"),
+                delay + DRAIN_MARGIN_SECONDS,
+                progress,
+                lambda: f"{where}: draining",
+                what,
+            )
+            given_up(progress, f"{where}: deregistered", what)
+        except EffectorError:
+            if progress.cancelled():  # see effectors.given_up
+                with self._calls(group, host, "RegisterTargets"):
+                    self.client.register_targets(TargetGroupArn=arn, Targets=[target])
+            raise
         took = time.monotonic() - started
         note = "" if over else f", still draining after the {delay:g} s deregistration delay"
         return f"{host} out of target group {group.name} ({where}, drained in {took:.1f} s{note})"

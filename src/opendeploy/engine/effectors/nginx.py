@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from opendeploy.engine.effectors import EffectorError, StepProgress
+from opendeploy.engine.effectors import EffectorError, StepProgress, given_up
 from opendeploy.engine.effectors.load_balancers import NginxPool, TargetGroup
 from opendeploy.engine.effectors.traffic import HostTraffic
 
@@ -129,13 +129,20 @@ class NginxDriver:
         pool, address = _pool(group), group.server_of(host)
         started = time.monotonic()
         old = self._change(pool, {address: (True, None)})
-        left = _wait(
-            lambda: not _alive(old, pool),
-            group.drain_timeout_seconds,
-            progress,
-            lambda: f"{pool.describe()}: old workers still finishing requests",
-            f"draining {address} of {pool.describe()}",
-        )
+        what = f"draining {address} of {pool.describe()}"
+        try:
+            left = _wait(
+                lambda: not _alive(old, pool),
+                group.drain_timeout_seconds,
+                progress,
+                lambda: f"{pool.describe()}: old workers still finishing requests",
+                what,
+            )
+            given_up(progress, f"{pool.describe()}: {address} drained", what)
+        except EffectorError:
+            if progress.cancelled():
+                self._change(pool, {address: (False, None)})  # see effectors.given_up
+            raise
         took = time.monotonic() - started
         note = "" if left else ", old workers still finishing requests after the drain timeout"
         return (
