@@ -147,14 +147,22 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
         "tests, demos and benchmarks; the API still shows minutes."
     ),
 )
+@_seconds_option(
+    "--step-lease",
+    30.0,
+    (
+        "Seconds after which a server step (BlockTraffic, AllowTraffic) whose runner stopped "
+        "renewing its claim (a killed server, a lost database) is taken up and run again."
+    ),
+)
 @click.option(
     "--load-balancers",
     "load_balancers",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help=(
-        "YAML file declaring the target groups deployment groups may name (each an HAProxy "
-        "backend driven through its runtime API socket): BlockTraffic drains an instance's "
+        "YAML file declaring the target groups deployment groups may name (an HAProxy backend, "
+        "an nginx upstream or an ELBv2 target group each): BlockTraffic drains an instance's "
         "server there and AllowTraffic readies it. Without it, traffic steps change nothing."
     ),
 )
@@ -218,6 +226,7 @@ def server(
     event_start_timeout: float,
     poll_timeout: float,
     minute_seconds: float,
+    step_lease: float,
     load_balancers: Path | None,
     alarms: Path | None,
     alarm_poll_seconds: float,
@@ -258,6 +267,7 @@ def server(
         event_start_timeout_seconds=event_start_timeout,
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
+        step_lease_seconds=step_lease,
         load_balancers_file=load_balancers,
         alarms_file=alarms,
         alarm_poll_seconds=alarm_poll_seconds,

@@ -2,7 +2,8 @@
 
 BlockTraffic puts the instance's server in ``drain`` (no new requests; those in flight finish),
 polls ``show stat`` until its current sessions (``scur``) are 0 or the target group's drain
-timeout runs out, then sets it to ``maint`` (out of rotation, as a deregistered target).
+timeout runs out, then sets it to ``maint`` (out of rotation, as a deregistered target); a drain
+the engine gave up (a stop, a timeout) sets it back to ``ready`` instead (see ``given_up``).
 AllowTraffic sets it ``ready`` and polls until HAProxy reports it ``UP`` (a server without health
 checks is up at once), bounded by the healthy timeout. Weights are ``set server … weight N``
 (0..256); the state read back is ``show stat``. Every call is idempotent: draining a drained
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from opendeploy.engine.effectors import EffectorError, StepProgress
+from opendeploy.engine.effectors import EffectorError, StepProgress, given_up
 from opendeploy.engine.effectors.load_balancers import HAProxyPool, TargetGroup
 from opendeploy.engine.effectors.traffic import HostTraffic
 
@@ -149,16 +150,22 @@ class HAProxyDriver:
         with self._lock(group, server):
             started = time.monotonic()
             api.command(f"set server {where} state drain")
-            row, _ = _wait_for(
-                api,
-                pool.backend,
-                server,
-                ok=lambda r: _sessions(r) == 0,
-                seconds=group.drain_timeout_seconds,
-                progress=progress,
-                waiting=lambda r: f"{where}: {_sessions(r)} sessions still open",
-                what=f"draining {where}",
-            )
+            try:
+                row, _ = _wait_for(
+                    api,
+                    pool.backend,
+                    server,
+                    ok=lambda r: _sessions(r) == 0,
+                    seconds=group.drain_timeout_seconds,
+                    progress=progress,
+                    waiting=lambda r: f"{where}: {_sessions(r)} sessions still open",
+                    what=f"draining {where}",
+                )
+                given_up(progress, f"{where}: drained", f"draining {where}")
+            except EffectorError:
+                if progress.cancelled():
+                    api.command(f"set server {where} state ready")
+                raise
             # Past the drain timeout (a deregistration delay), what is still open is cut here.
             api.command(f"set server {where} state maint")
             took = time.monotonic() - started
