@@ -140,6 +140,30 @@ class StopRequest:
     #: StopDeployment's ``autoRollbackEnabled``; ``None`` defers to the rollback configuration.
     auto_rollback_enabled: bool | None = None
     by_alarm: bool = False
+    #: The alarms that raised it (``by_alarm``): those in ALARM, or, with ``unreadable``, those
+    #: whose state could not be read while ``ignorePollAlarmFailure`` was false.
+    alarms: tuple[str, ...] = ()
+    unreadable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GateSnapshot:
+    """A deployment's analysis gate (beyond AWS), as the alarm watcher last recorded it.
+
+    New targets (the next batch) start only once the gate's metric has stayed within bounds
+    for ``hold_seconds`` since the previous batch ended; after ``timeout_seconds`` of waiting the
+    deployment fails (or stops, ``on_timeout == "stop"``)."""
+
+    name: str
+    hold_seconds: float
+    timeout_seconds: float
+    on_timeout: Literal["fail", "stop"] = "fail"
+    #: Since when the metric has been within bounds without a break (None: it is not now).
+    ok_since: datetime | None = None
+    #: When the metric was last read: a gate passes on readings, never on the time since one.
+    checked_at: datetime | None = None
+    #: What the metric last read, for messages ("error_rate 0.12 > 0.05").
+    detail: str = "not read yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +201,8 @@ class DeploymentSnapshot:
     #: The configuration's ``trafficRoutingConfig`` (Lambda and ECS): how long AllowTraffic's
     #: shifting takes, which the engine allows on top of the event timeout.
     traffic_routing: TrafficRouting | None = None
+    #: The analysis gate of the deployment's group, if the server declares one.
+    gate: GateSnapshot | None = None
 
 
 #: The events of the one target of a Lambda deployment, in order; all run by the server.

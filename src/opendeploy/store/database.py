@@ -43,6 +43,7 @@ from opendeploy.store.dashboard_sessions import DashboardSessions
 from opendeploy.store.deployment_configs import DeploymentConfigs
 from opendeploy.store.deployment_groups import DeploymentGroups
 from opendeploy.store.deployments import Deployments
+from opendeploy.store.functions import Functions
 from opendeploy.store.github import GitHubTokens
 from opendeploy.store.instances import OnPremisesInstances
 from opendeploy.store.lambda_deployments import LambdaDeployments
@@ -482,6 +483,7 @@ class Store:
         self.commands = Commands(database)
         self.dashboard_sessions = DashboardSessions(database)
         self.lambda_deployments = LambdaDeployments(database)
+        self.functions = Functions(database)
 
     @classmethod
     def open(cls, url: str) -> Store:
