@@ -1,17 +1,19 @@
-"""Lambda deployments against a ``moto_server``: create -> Succeeded, and how late each shift is.
+"""Lambda deployments: create -> Succeeded, and how late each traffic shift is.
 
-A real ``opendeploy server`` drives a real ``moto_server`` process through boto3's standard
-configuration (``AWS_ENDPOINT_URL_LAMBDA``). Figures:
+A real ``opendeploy server`` shifts aliases either on its own built-in function host
+(``--on host``, the default: hook functions run as real processes and call back themselves) or
+on a real ``moto_server`` process reached through boto3's standard configuration
+(``--on moto``: moto runs no code, so this script answers each hook through
+PutLifecycleEventHookExecutionStatus as soon as it sees it invoked). Figures:
 
 - AllAtOnce, no hooks: CreateDeployment -> ``completeTime`` (the server's own record).
-- AllAtOnce with both hooks, answered by this script through PutLifecycleEventHookExecutionStatus
-  as soon as it sees each hook invoked (moto runs no code); the answer's own round trip and the
-  polling for it are included, so this is an upper bound of what a hook costs the server.
+- AllAtOnce with both hooks (BeforeAllowTraffic, AfterAllowTraffic). Target on the host:
+  under 1 s (AWS reports minutes end to end).
 - The shift gap: for a TimeBasedLinear 10 % every minute (minutes of ``--minute-seconds``), each
   weight's write (the time the step recorded after UpdateAlias was read back) minus when the
   schedule wanted it (AllowTraffic's start + k·interval). Target: under 0.5 s.
 
-    python bench/lambda_shift_moto.py [--runs 5] [--minute-seconds 0.5]
+    python bench/lambda_deploy.py [--on host|moto] [--runs 5] [--minute-seconds 0.5]
 """
 
 from __future__ import annotations
@@ -91,19 +93,46 @@ def _lambda(url: str, service: str = "lambda") -> Any:
     )
 
 
-def function(lam: Any, iam: Any, name: str) -> None:
-    role = iam.create_role(RoleName=f"r-{name}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+HOOK = """\
+import boto3
+
+client = boto3.client("codedeploy")
+
+def handler(event, context):
+    client.put_lifecycle_event_hook_execution_status(
+        deploymentId=event["DeploymentId"],
+        lifecycleEventHookExecutionId=event["LifecycleEventHookExecutionId"],
+        status="Succeeded",
+    )
+"""
+
+
+def _zip(source: str) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", "def handler(e, c):\n    return e\n")
-    code = buf.getvalue()
-    for fn in (name, f"{name}-pre", f"{name}-post"):
+        z.writestr("app.py", source)
+    return buf.getvalue()
+
+
+def hooks(lam: Any, role: str) -> None:
+    """The two hook functions every deployment uses (warm after the first: a hook's first
+    invocation starts its process, boto3's import included)."""
+    for fn in ("hook-pre", "hook-post"):
         lam.create_function(
             FunctionName=fn, Runtime="python3.12", Role=role, Handler="app.handler",
-            Code={"ZipFile": code},
+            Code={"ZipFile": _zip(HOOK)},
         )  # fmt: skip
-    for _ in range(2):  # moto publishes a version only for changed code, as Lambda does
-        lam.update_function_code(FunctionName=name, ZipFile=code)
+
+
+def function(lam: Any, role: str, name: str) -> None:
+    lam.create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
+        Code={"ZipFile": _zip("def handler(e, c):\n    return e\n")},
+    )  # fmt: skip
+    for n in range(2):  # a version is published only for changed code, as on Lambda
+        lam.update_function_code(
+            FunctionName=name, ZipFile=_zip(f"def handler(e, c):\n    return {n}\n")
+        )
         lam.publish_version(FunctionName=name)
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
 
@@ -115,7 +144,7 @@ def revision(name: str, current: str, target: str, hooks: bool) -> dict[str, Any
         f"TargetVersion: '{target}'}}\n"
     )
     if hooks:
-        text += f"Hooks:\n  - BeforeAllowTraffic: {name}-pre\n  - AfterAllowTraffic: {name}-post\n"
+        text += "Hooks:\n  - BeforeAllowTraffic: hook-pre\n  - AfterAllowTraffic: hook-post\n"
     return {"revisionType": "AppSpecContent", "appSpecContent": {"content": text}}
 
 
@@ -134,21 +163,36 @@ def answer_hooks(cd: Any, dep: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--on", choices=("host", "moto"), default="host")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--minute-seconds", type=float, default=0.5)
     args = parser.parse_args()
-    header("Lambda deployments against moto_server")
-    with moto() as url, tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "AWS_ENDPOINT_URL_LAMBDA": url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        extra = ("--minute-seconds", str(args.minute_seconds))
+    on_moto = args.on == "moto"
+    header(f"Lambda deployments on {'moto_server' if on_moto else 'the built-in function host'}")
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        extra: tuple[str, ...] = ("--minute-seconds", str(args.minute_seconds))
+        env: dict[str, str] = {}
+        if on_moto:
+            url = stack.enter_context(moto())
+            env = {
+                "AWS_ENDPOINT_URL_LAMBDA": url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        else:
+            extra += ("--function-host",)
         with running_server(Path(tmp) / "server", env=env, extra_args=extra) as srv:
             cd = srv.client("codedeploy")
-            lam, iam = _lambda(url), _lambda(url, "iam")
+            if on_moto:
+                lam = _lambda(url)
+                role = _lambda(url, "iam").create_role(
+                    RoleName="bench", AssumeRolePolicyDocument="{}"
+                )["Role"]["Arn"]
+            else:
+                lam, role = srv.client("lambda"), "arn:aws:iam::123456789012:role/bench"
+            hooks(lam, role)
             cd.create_application(applicationName="bench", computePlatform="Lambda")
             cd.create_deployment_config(
                 deploymentConfigName="linear10",
@@ -166,29 +210,29 @@ def main() -> None:
                     applicationName="bench", deploymentGroupName=group, serviceRoleArn=ROLE,
                     deploymentStyle=STYLE, deploymentConfigName=config,
                 )  # fmt: skip
-            for hooks in (False, True):
+            for with_hooks in (False, True):
                 times = []
                 for run in range(args.runs + 1):  # one warm-up
-                    name = f"f{int(hooks)}{run}"
-                    function(lam, iam, name)
+                    name = f"f{int(with_hooks)}{run}"
+                    function(lam, role, name)
                     started = time.time()
                     dep = cd.create_deployment(
                         applicationName="bench",
                         deploymentGroupName="all",
-                        revision=revision(name, "1", "2", hooks),
+                        revision=revision(name, "1", "2", with_hooks),
                     )["deploymentId"]
-                    if hooks:
+                    if with_hooks and on_moto:
                         answer_hooks(cd, dep)
                     info = wait_terminal(cd, dep, interval=0.01)
                     assert info["status"] == "Succeeded", info
                     if run:
                         times.append(info["completeTime"].timestamp() - started)
-                what = "with both hooks answered" if hooks else "no hooks"
+                what = "with both hooks (warm)" if with_hooks else "no hooks"
                 print(f"AllAtOnce, {what}: create -> Succeeded {summary(times)}")
             gaps: list[float] = []
             for run in range(max(1, args.runs // 2)):
                 name = f"lin{run}"
-                function(lam, iam, name)
+                function(lam, role, name)
                 dep = cd.create_deployment(
                     applicationName="bench",
                     deploymentGroupName="linear",
