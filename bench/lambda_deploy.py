@@ -227,7 +227,13 @@ def main() -> None:
                     assert info["status"] == "Succeeded", info
                     if run:
                         times.append(info["completeTime"].timestamp() - started)
-                what = "with both hooks (warm)" if with_hooks else "no hooks"
+                what = "no hooks"
+                if with_hooks:
+                    what = (
+                        "with both hooks answered by this script"
+                        if on_moto
+                        else ("with both hooks (warm function processes)")
+                    )
                 print(f"AllAtOnce, {what}: create -> Succeeded {summary(times)}")
             gaps: list[float] = []
             for run in range(max(1, args.runs // 2)):
