@@ -120,3 +120,49 @@ def test_a_hook_function_reporting_failed_puts_the_alias_back(server: RunningSer
 
     wait_for(put_back, 10, "the alias put back to version 1")
     assert lam.invoke(FunctionName="cart", Qualifier="live")["Payload"].read() == b"1"
+
+
+def test_an_appspec_in_the_servers_own_s3_store_yaml_or_zipped(server: RunningServer) -> None:
+    lam, cd = server.client("lambda"), server.client("codedeploy")
+    s3 = server.client("s3")
+    cd.create_application(applicationName="s3app", computePlatform="Lambda")
+    cd.create_deployment_group(
+        applicationName="s3app", deploymentGroupName="g", serviceRoleArn=ROLE,
+        deploymentStyle=STYLE,
+    )  # fmt: skip
+    for name, bundle_type in (("fromyaml", "YAML"), ("fromzip", "zip")):
+        _two_versions(lam, name)
+        spec = (
+            "version: 0.0\nResources:\n  - f:\n      Type: AWS::Lambda::Function\n"
+            f"      Properties: {{Name: {name}, Alias: live, CurrentVersion: '1', "
+            "TargetVersion: '2'}\n"
+        )
+        body = spec.encode() if bundle_type == "YAML" else _zip_named("appspec.yaml", spec)
+        s3.put_object(Bucket="lambda-specs", Key=f"{name}/appspec", Body=body)
+        location = {"bucket": "lambda-specs", "key": f"{name}/appspec", "bundleType": bundle_type}
+        dep = cd.create_deployment(
+            applicationName="s3app",
+            deploymentGroupName="g",
+            revision={"revisionType": "S3", "s3Location": location},
+        )["deploymentId"]
+        assert finished_deployment(cd, dep, timeout=60)["status"] == "Succeeded"
+        assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "2"
+    missing = {"bucket": "lambda-specs", "key": "nothing", "bundleType": "YAML"}
+    dep = cd.create_deployment(
+        applicationName="s3app",
+        deploymentGroupName="g",
+        revision={"revisionType": "S3", "s3Location": missing},
+    )["deploymentId"]
+    info = finished_deployment(cd, dep, timeout=30)
+    assert info["errorInformation"]["code"] == "INVALID_LAMBDA_CONFIGURATION"
+    assert (
+        "s3://lambda-specs/nothing is not an object of this server's"
+        in (info["errorInformation"]["message"])
+    )
+
+
+def _zip_named(name: str, text: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(name, text)
+    return buf.getvalue()

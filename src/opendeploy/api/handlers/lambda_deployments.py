@@ -12,6 +12,9 @@ step's (``engine.effectors.lambda_hooks``).
 
 from __future__ import annotations
 
+import io
+import tarfile
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +28,10 @@ from opendeploy.appspec.lambda_spec import (
     LambdaAppSpecError,
     parse_lambda_appspec,
 )
+from opendeploy.appspec.parse import MAX_APPSPEC_BYTES
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES, LifecycleErrorCode
 from opendeploy.engine.snapshot import Diagnostics
+from opendeploy.revisions.blobstore import BlobNotFoundError, LocalBlobStore
 from opendeploy.service_errors import (
     InvalidLifecycleEventHookExecutionIdError,
     InvalidLifecycleEventHookExecutionStatusError,
@@ -38,27 +43,118 @@ from opendeploy.store.deployments import does_not_exist as deployment_does_not_e
 from opendeploy.store.engine_store import diagnostics_wire
 from opendeploy.store.lambda_deployments import insert_row
 
+#: The server's bundle store, under its data directory (``server.BUNDLES_DIR``).
+BUNDLES_DIR = "bundles"
+#: The most of an S3 revision read for its AppSpec (an archive holding it, compressed).
+MAX_BUNDLE_READ = 16 * 1024 * 1024
+
 #: The events whose server steps are hook executions.
 _HOOK_EVENTS = ("BeforeAllowTraffic", "AfterAllowTraffic")
 
 
-def appspec_of(revision: dict[str, Any]) -> tuple[LambdaAppSpec | None, str | None]:
+#: The names an AppSpec has inside a zip or tar revision, in the order they are looked for.
+_ARCHIVED_NAMES = ("appspec.yaml", "appspec.yml", "appspec.json")
+
+#: Reads an S3 object of this server's own store: (bucket, key, version or None) -> its bytes,
+#: or None when the store has no such object.
+S3Reader = Callable[[str, str, str | None], bytes | None]
+
+
+def appspec_of(
+    revision: dict[str, Any], read_s3: S3Reader | None = None
+) -> tuple[LambdaAppSpec | None, str | None]:
     """The revision's Lambda AppSpec, or None and why it cannot be deployed."""
     kind = revision.get("revisionType")
+    if kind == "S3":
+        content, why = _s3_appspec(revision.get("s3Location") or {}, read_s3)
+        if content is None:
+            return None, why
+        return _parsed(content)
     member = {"AppSpecContent": "appSpecContent", "String": "string"}.get(str(kind))
     if member is None:
+        return None, f"A {kind} revision cannot hold a Lambda AppSpec."
+    return _parsed((revision.get(member) or {}).get("content"))
+
+
+def _s3_appspec(
+    location: dict[str, Any], read_s3: S3Reader | None
+) -> tuple[str | None, str | None]:
+    """The AppSpec text of an S3 revision (YAML or JSON, or a zip/tar holding appspec.yaml)."""
+    bucket, key = location.get("bucket"), location.get("key")
+    where = f"s3://{bucket}/{key}"
+    data = read_s3(str(bucket), str(key), location.get("version")) if read_s3 else None
+    if data is None:
         return None, (
-            f"A {kind} revision cannot be read by this server for a Lambda deployment yet; give "
-            "the AppSpec as AppSpecContent (aws deploy create-deployment --revision "
-            "revisionType=AppSpecContent,appSpecContent={content=...})."
+            f"{where} is not an object of this server's own bundle store, where Lambda AppSpecs "
+            "are read from (another S3 store is not read for Lambda yet); give the AppSpec as "
+            "AppSpecContent or upload it to this server."
         )
-    content = (revision.get(member) or {}).get("content")
+    kind = str(location.get("bundleType") or "YAML").lower()
+    if kind in ("yaml", "json"):
+        text = data
+    else:
+        found = _archived_appspec(data, kind)
+        if found is None:
+            return None, f"{where} ({kind}) holds no appspec.yaml."
+        text = found
+    if len(text) > MAX_APPSPEC_BYTES:
+        return None, f"The AppSpec in {where} is larger than {MAX_APPSPEC_BYTES} bytes."
+    try:
+        return text.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, f"The AppSpec in {where} is not UTF-8 text."
+
+
+def _archived_appspec(data: bytes, kind: str) -> bytes | None:
+    """The AppSpec file at the top of a zip or tar(.gz) archive (read bounded), if any."""
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                names = set(z.namelist())
+                for name in _ARCHIVED_NAMES:
+                    if name in names and z.getinfo(name).file_size <= MAX_APPSPEC_BYTES:
+                        return z.read(name)
+            return None
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            for name in _ARCHIVED_NAMES:
+                for candidate in (name, f"./{name}"):
+                    try:
+                        member = t.getmember(candidate)
+                    except KeyError:
+                        continue
+                    if member.isfile() and member.size <= MAX_APPSPEC_BYTES:
+                        handle = t.extractfile(member)
+                        return handle.read() if handle is not None else None
+        return None
+    except (zipfile.BadZipFile, tarfile.TarError, OSError):
+        return None
+
+
+def _parsed(content: Any) -> tuple[LambdaAppSpec | None, str | None]:
     if not isinstance(content, str) or not content.strip():
         return None, "The revision holds no AppSpec content."
     try:
         return parse_lambda_appspec(content), None
     except LambdaAppSpecError as e:
         return None, str(e)
+
+
+def own_s3_reader(ctx: RequestContext) -> S3Reader:
+    """Reads objects of this server's own S3 store (``opendeploy push``, ``aws s3 cp``)."""
+
+    def read(bucket: str, key: str, version: str | None) -> bytes | None:
+        index = ctx.store.bundle_objects
+        record = index.version(bucket, key, version) if version else index.current(bucket, key)
+        if record is None or record.sha256 is None:
+            return None
+        blobs = LocalBlobStore(ctx.settings.data_dir / BUNDLES_DIR)
+        try:
+            with blobs.open(record.sha256) as f:
+                return f.read(MAX_BUNDLE_READ)
+        except BlobNotFoundError:
+            return None
+
+    return read
 
 
 def function_arn(ctx: RequestContext, function_name: str) -> str:
@@ -76,7 +172,7 @@ def creation(
     A deployment whose AppSpec cannot be deployed is recorded as failed (``row`` is changed):
     with no function there is nothing for the engine to run, and the reason is AWS's."""
     deployment_id = row["deployment_id"]
-    spec, error = appspec_of(revision)
+    spec, error = appspec_of(revision, own_s3_reader(ctx))
     if spec is None:
         row |= {
             "status": "Failed",
