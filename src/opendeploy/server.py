@@ -77,6 +77,15 @@ from opendeploy.engine.effectors.traffic import (
     TrafficController,
     TrafficEffector,
 )
+from opendeploy.engine.notifications import declaration as notification_declaration
+from opendeploy.engine.notifications.dispatcher import (
+    SNS,
+    WEBHOOK,
+    NotificationSender,
+    TriggerFanOut,
+)
+from opendeploy.engine.notifications.retry import RetryPolicy
+from opendeploy.engine.notifications.senders import SnsSender, WebhookSender
 from opendeploy.engine.outbox import LogSink, OutboxDelivery
 from opendeploy.engine.worker import EngineWorker, StopRequests
 from opendeploy.revisions.blobstore import LocalBlobStore
@@ -84,9 +93,11 @@ from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
+from opendeploy.store.notifications import NotificationLog
 from opendeploy.store.outbox import Outbox
 from opendeploy.store.server_steps import ServerSteps
 from opendeploy.web import web_routes
+from opendeploy.web.metrics import metrics_routes
 
 log = logging.getLogger("opendeploy.server")
 
@@ -148,6 +159,7 @@ class Server:
     notifier: HostNotifier
     effectors: EffectorRunner
     outbox: OutboxDelivery
+    notifications: NotificationSender
 
 
 def client_endpoint(settings: ServerSettings) -> str:
@@ -385,7 +397,21 @@ def create_server(
             lease_seconds=settings.step_lease_seconds,
         )
         owner = replica_id(settings.data_dir)
-        outbox = OutboxDelivery(Outbox(store, owner), [LogSink()], tick_seconds=OUTBOX_TICK_SECONDS)
+        notifications = _notifications(store, settings, owner)
+        outbox = OutboxDelivery(
+            Outbox(store, owner),
+            [
+                LogSink(),
+                TriggerFanOut(
+                    notifications.deliveries,
+                    notifications.declaration,
+                    region=settings.region,
+                    account_id=settings.account_id,
+                    on_added=notifications.wake,
+                ),
+            ],
+            tick_seconds=OUTBOX_TICK_SECONDS,
+        )
         engine = EngineWorker(
             store,
             settings,
@@ -430,6 +456,7 @@ def create_server(
             engine.start()
             effectors.start()
             outbox.start()
+            notifications.start()
             watcher = asyncio.create_task(watch_event_loop(backlog))
             try:
                 yield
@@ -439,6 +466,7 @@ def create_server(
                 await anyio.to_thread.run_sync(effectors.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 await anyio.to_thread.run_sync(outbox.stop)
+                await anyio.to_thread.run_sync(notifications.stop)
                 store.close()
 
         app = create_app(
@@ -463,6 +491,11 @@ def create_server(
                     lookup_secret=lookup_secret,
                     control=control,
                     is_closing=lambda: notifier.closed,
+                ),
+                *metrics_routes(
+                    store,
+                    agent_dead_after_seconds=settings.agent_dead_after_seconds,
+                    token=settings.metrics_token,
                 ),
                 *extra_routes,
             ],
@@ -497,6 +530,25 @@ def create_server(
         notifier=notifier,
         effectors=effectors,
         outbox=outbox,
+        notifications=notifications,
+    )
+
+
+def _notifications(store: Store, settings: ServerSettings, owner: str) -> NotificationSender:
+    """The notification sender, with the webhooks the declaration file names (if any)."""
+    declared = (
+        notification_declaration.load(settings.notifications_file)
+        if settings.notifications_file is not None
+        else notification_declaration.Notifications()
+    )
+    return NotificationSender(
+        NotificationLog(store, owner),
+        declared,
+        {SNS: SnsSender(), WEBHOOK: WebhookSender(dict(declared.webhooks))},
+        policy=RetryPolicy(
+            max_attempts=settings.notification_max_attempts,
+            first_delay_seconds=settings.notification_first_retry_seconds,
+        ),
     )
 
 

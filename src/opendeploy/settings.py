@@ -56,6 +56,15 @@ class ServerSettings:
     #: The load balancers behind deployment groups' target group names (see
     #: ``engine.effectors.load_balancers``); None: traffic steps change nothing.
     load_balancers_file: Path | None = None
+    #: Trigger target ARNs that are webhooks (see ``engine.notifications.declaration``); None:
+    #: every trigger publishes to SNS.
+    notifications_file: Path | None = None
+    #: A failed notification is tried again after this many seconds, doubling each time (at most
+    #: 300 s), up to ``notification_max_attempts`` attempts.
+    notification_first_retry_seconds: float = 2.0
+    notification_max_attempts: int = 10
+    #: ``GET /metrics`` requires ``Authorization: Bearer <token>`` when set.
+    metrics_token: str | None = None
 
     @property
     def minute(self) -> timedelta:

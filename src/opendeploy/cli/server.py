@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from click.decorators import FC
 
 from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
+from opendeploy.engine.notifications.declaration import NotificationDeclarationError
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
 
@@ -25,10 +29,37 @@ class _UTCFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z"
 
 
-def configure_logging(level: str) -> None:
-    """Structured ``key=value`` lines on stderr, one per event (a request is one line)."""
+class JsonLinesFormatter(_UTCFormatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` (the same text as the
+    ``key=value`` form), and its ``key=value`` pairs as fields of their own; ``exc_info`` for an
+    exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in _PAIR.findall(message):
+            out.setdefault(key, value)
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+#: ``key=value`` pairs of our log messages (values without spaces).
+_PAIR = re.compile(r"(?:^|\s)([a-z_]+)=(\S+)")
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Structured ``key=value`` lines on stderr, one per event (a request is one line), or
+    JSON lines (``log_format="json"``)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_UTCFormatter(_LOG_FIELDS_FORMAT))
+    handler.setFormatter(
+        JsonLinesFormatter() if log_format == "json" else _UTCFormatter(_LOG_FIELDS_FORMAT)
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -158,6 +189,30 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     ),
 )
 @click.option(
+    "--notifications",
+    "notifications",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "YAML file naming trigger target ARNs (SNS topics) whose notifications are POSTed to "
+        "webhooks instead, signed with a secret. Other triggers publish to SNS through boto3."
+    ),
+)
+@click.option(
+    "--metrics-token",
+    envvar="OPENDEPLOY_METRICS_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' on GET /metrics (default: open, as Prometheus "
+    "scrapes).",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="key=value lines, or JSON lines (one object per line).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -183,6 +238,9 @@ def server(
     poll_timeout: float,
     minute_seconds: float,
     load_balancers: Path | None,
+    notifications: Path | None,
+    metrics_token: str | None,
+    log_format: str,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -194,7 +252,7 @@ def server(
     from opendeploy import server as server_module
     from opendeploy.api.s3.virtual_hosts import normalize_domain
 
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     if tls_key is not None and tls_cert is None:
         raise click.UsageError("--tls-key: needs --tls-cert")
     if tls_self_signed and tls_cert is not None:
@@ -219,6 +277,8 @@ def server(
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
         load_balancers_file=load_balancers,
+        notifications_file=notifications.resolve() if notifications else None,
+        metrics_token=metrics_token or None,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
@@ -227,6 +287,8 @@ def server(
         built = server_module.create_server(settings)
     except LoadBalancerDeclarationError as e:
         raise click.UsageError(f"--load-balancers: {e}") from None
+    except NotificationDeclarationError as e:
+        raise click.UsageError(f"--notifications: {e}") from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")
