@@ -135,6 +135,8 @@ class NotificationSender(BackgroundLoop):
         self.clock = clock
         self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="opendeploy-notify-send")
         self._pruned_at: datetime | None = None
+        #: The earliest retry this round scheduled (the loop wakes for it).
+        self._soonest: datetime | None = None
 
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
@@ -142,13 +144,19 @@ class NotificationSender(BackgroundLoop):
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            self._soonest = None
             try:
                 while self.send_once() and not self._stopping.is_set():
                     pass
                 self._prune()
             except Exception:
                 log.exception("notification delivery failed; retrying on the next tick")
-            self.wakeup.wait(self.tick_seconds)
+            wait = self.tick_seconds
+            if self._soonest is not None:
+                # A retry due before the next tick is not kept waiting for it.
+                until = (self._soonest - self.clock()).total_seconds()
+                wait = min(wait, max(until, 0.01))
+            self.wakeup.wait(wait)
 
     def send_once(self) -> int:
         """Claim due deliveries, send them (concurrently), record each attempt; how many."""
@@ -174,6 +182,8 @@ class NotificationSender(BackgroundLoop):
     def _settle(self, delivery: Delivery, result: SendResult) -> None:
         now = self.clock()
         retry_at = None if result.ok else self.policy.next_attempt(delivery.attempt, now)
+        if retry_at is not None and (self._soonest is None or retry_at < self._soonest):
+            self._soonest = retry_at
         status = self.deliveries.settle(
             delivery.id,
             now,

@@ -93,9 +93,10 @@ def java_date(when: datetime | None) -> str | None:
     return when.astimezone(UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
 
 
-def idempotency_key(event_seq: int, trigger_name: str) -> str:
-    """The key of the delivery of event ``event_seq`` to trigger ``trigger_name`` (stable)."""
-    return str(uuid.uuid5(_KEY_NAMESPACE, f"{event_seq}\0{trigger_name}"))
+def idempotency_key(deployment_id: str, event_seq: int, trigger_name: str) -> str:
+    """The key of the delivery of event ``event_seq`` to trigger ``trigger_name`` (stable; the
+    deployment id keeps keys of different databases apart, whose ``seq`` counts alike)."""
+    return str(uuid.uuid5(_KEY_NAMESPACE, f"{deployment_id}\0{event_seq}\0{trigger_name}"))
 
 
 def is_instance_event(kind: TriggerEvent) -> bool:
@@ -183,7 +184,7 @@ def build(
         trigger_name=trigger_name,
         subject=subject[:SUBJECT_MAX],
         message=_compact(body),
-        idempotency_key=idempotency_key(delivered.seq, trigger_name),
+        idempotency_key=idempotency_key(e.deployment_id, delivered.seq, trigger_name),
     )
 
 
