@@ -63,6 +63,7 @@ from opendeploy.api.handlers import load_handlers
 from opendeploy.api.handlers.deployments import engine_stop_deployment, selector
 from opendeploy.api.key_cache import KeyKindCache, SecretCache
 from opendeploy.api.model import codedeploy_service
+from opendeploy.api.notification_routes import notification_routes
 from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
 from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
@@ -480,6 +481,7 @@ def create_server(
                     store, lookup_secret, signer_certificate=signer.certificate_pem()
                 ),
                 *output_routes(store, lookup_secret),
+                *notification_routes(store, notifications.deliveries, lookup_secret),
                 # The bundle store's S3 front only takes requests signed for service "s3", so it
                 # never shadows the API's POST / or the other routes.
                 *s3_routes(store=store, blobs=blobs, settings=settings),

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
+from opendeploy.cli.notifications import fetch_deliveries, render_line
 from opendeploy.engine.events import DeploymentEvent, TriggerEvent
 from opendeploy.engine.notifications.senders import SNS_KEY_ATTRIBUTE, signature
 from opendeploy.store import engine_store
@@ -365,8 +368,28 @@ def test_a_failing_webhook_is_retried_with_the_same_key_then_logged(
     assert [r.headers["X-OpenDeploy-Attempt"] for r in flaky] == ["1", "2", "3", "4"]
     assert len({r.headers["X-OpenDeploy-Idempotency-Key"] for r in flaky}) == 1
     assert len({r.body for r in flaky}) == 1  # the same bytes, the same signature
-    # Nothing went to where the redirect pointed, and the log says why that attempt failed.
+    # Nothing went to where the redirect pointed.
     assert not [r for r in receiver.requests if r.path == "/elsewhere"]
+    # The log, as `opendeploy notifications` and the dashboard show it.
+    listed = fetch_deliveries(cluster.cd, {"deploymentId": dep, "status": "Failed"})
+    assert [render_line(d) for d in listed] == [
+        f"{listed[0]['occurredAt']} {dep} DeploymentFailure -> down (webhook) Failed x4 "
+        "HTTP 500 | HTTP 500: receiver says no"
+    ]
+    with httpx.Client(base_url=cluster.endpoint, timeout=30) as web:
+        signed_in = web.post(
+            "/ui/login",
+            data={
+                "access_key_id": cluster.admin_key,
+                "secret_access_key": cluster.admin_secret,
+                "next": "/ui/",
+            },
+        )
+        assert signed_in.status_code == 303
+        page = web.get("/ui/notifications", params={"deployment": dep}).text
+    assert page.count(f'<a href="/ui/deployments/{dep}">') == 2
+    assert "<code>HTTP 500: receiver says no</code>" in page
+    assert "Delivered" in page and "Failed" in page
 
 
 def test_metrics_are_served_and_scraped_by_prometheus(
