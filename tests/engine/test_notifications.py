@@ -392,6 +392,38 @@ def test_a_failing_webhook_is_retried_with_the_same_key_then_logged(
     assert "Delivered" in page and "Failed" in page
 
 
+def test_triggers_are_checked_as_aws_checks_them(cluster: Cluster) -> None:
+    cd = cluster.cd
+    cd.create_application(applicationName="checked")
+    base = {
+        "applicationName": "checked",
+        "deploymentGroupName": "prod",
+        "serviceRoleArn": "arn:aws:iam::123456789012:role/CodeDeploy",
+    }
+    cases = [
+        (
+            _triggers(("t", "https://chat.example/hook", ["DeploymentStart"])),
+            "InvalidTriggerConfigException",
+            "is not a valid Topic ARN",
+        ),
+        (
+            _triggers(("t", _arn("a"), ["DeploymentStart"]), ("t", _arn("b"), ["DeploymentStop"])),
+            "InvalidTriggerConfigException",
+            "names two triggers",
+        ),
+        (
+            _triggers(*[(f"t{i}", _arn(f"a{i}"), ["DeploymentStart"]) for i in range(11)]),
+            "TriggerTargetsLimitExceededException",
+            "(10)",
+        ),
+    ]
+    for triggers, code, says in cases:
+        with pytest.raises(cd.exceptions.ClientError) as caught:
+            cd.create_deployment_group(**base, triggerConfigurations=triggers)
+        assert caught.value.response["Error"]["Code"] == code
+        assert says in caught.value.response["Error"]["Message"]
+
+
 def test_metrics_are_served_and_scraped_by_prometheus(
     cluster: Cluster, prometheus: tuple[str, Path]
 ) -> None:

@@ -10,7 +10,7 @@ replica sends the row again with the same idempotency key (at least once).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,15 +83,11 @@ class NotificationLog:
         self.store = store
         self.owner = owner
 
-    def subjects(
-        self, deployment_ids: Iterable[str], instance_events: Iterable[tuple[str, str]]
-    ) -> dict[str, Subject]:
-        """Facts and triggers of these deployments; lifecycle events of these (deployment,
-        instance) pairs."""
+    def subjects(self, deployment_ids: Iterable[str]) -> dict[str, Subject]:
+        """Facts and triggers of these deployments (those whose group has triggers)."""
         ids = sorted(set(deployment_ids))
         if not ids:
             return {}
-        pairs = set(instance_events)
         with self.store.database.read() as conn:
             deps = conn.execute(select(_D).where(_D.c.deployment_id.in_(ids))).mappings().all()
             group_ids = {d["deployment_group_id"] for d in deps if d["deployment_group_id"]}
@@ -102,12 +98,10 @@ class NotificationLog:
                         _G.c.deployment_group_id.in_(group_ids)
                     )
                 ):
-                    triggers[g.deployment_group_id] = list(g.trigger_configurations or [])
-            wanted_ids = [
-                d["deployment_id"] for d in deps if triggers.get(d["deployment_group_id"])
-            ]
-            overview = _overviews(conn, wanted_ids)
-            arns, lifecycle = _instances(conn, [p for p in pairs if p[0] in wanted_ids])
+                    if g.trigger_configurations:
+                        triggers[g.deployment_group_id] = list(g.trigger_configurations)
+            deps = [d for d in deps if d["deployment_group_id"] in triggers]
+            overview = _overviews(conn, [d["deployment_id"] for d in deps])
         out: dict[str, Subject] = {}
         for d in deps:
             dep = d["deployment_id"]
@@ -121,11 +115,37 @@ class NotificationLog:
                 overview=overview.get(dep, dict.fromkeys(_OVERVIEW_KEYS, 0)),
                 error_information=d["error_information"],
                 rollback_info=d["rollback_info"],
-                target_arns=arns.get(dep, {}),
-                lifecycle=lifecycle.get(dep, {}),
             )
-            out[dep] = Subject(facts, triggers.get(d["deployment_group_id"], []))
+            out[dep] = Subject(facts, triggers[d["deployment_group_id"]])
         return out
+
+    def with_instances(
+        self, facts: DeploymentFacts, instance_ids: Iterable[str]
+    ) -> DeploymentFacts:
+        """``facts`` with the ARNs and lifecycle events of these targets (instance events)."""
+        names = sorted(set(instance_ids))
+        if not names:
+            return facts
+        dep = facts.deployment_id
+        with self.store.database.read() as conn:
+            arns = {
+                str(r.target_id): str(r.target_arn)
+                for r in conn.execute(
+                    select(_T.c.target_id, _T.c.target_arn).where(
+                        _T.c.deployment_id == dep, _T.c.target_id.in_(names)
+                    )
+                )
+            }
+            lifecycle: dict[str, list[LifecycleFact]] = {name: [] for name in names}
+            for e in conn.execute(
+                select(_L.c.target_id, _L.c.name, _L.c.status, _L.c.start_time, _L.c.end_time)
+                .where(_L.c.deployment_id == dep, _L.c.target_id.in_(names))
+                .order_by(_L.c.target_id, _L.c.position)
+            ):
+                lifecycle[str(e.target_id)].append(
+                    LifecycleFact(e.name, e.status, e.start_time, e.end_time)
+                )
+        return replace(facts, target_arns=arns, lifecycle=lifecycle)
 
     def add(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert deliveries, skipping those that exist; how many were new."""
@@ -255,25 +275,3 @@ def _overviews(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, int]
         if key is not None:
             counts[key] += int(row[2])
     return out
-
-
-def _instances(
-    conn: Connection, pairs: Sequence[tuple[str, str]]
-) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, list[LifecycleFact]]]]:
-    arns: dict[str, dict[str, str]] = {}
-    lifecycle: dict[str, dict[str, list[LifecycleFact]]] = {}
-    for dep, target in pairs:
-        row = conn.execute(
-            select(_T.c.target_arn).where(_T.c.deployment_id == dep, _T.c.target_id == target)
-        ).first()
-        if row is not None:
-            arns.setdefault(dep, {})[target] = row.target_arn
-        events = conn.execute(
-            select(_L.c.name, _L.c.status, _L.c.start_time, _L.c.end_time)
-            .where(_L.c.deployment_id == dep, _L.c.target_id == target)
-            .order_by(_L.c.position)
-        ).all()
-        lifecycle.setdefault(dep, {})[target] = [
-            LifecycleFact(e.name, e.status, e.start_time, e.end_time) for e in events
-        ]
-    return arns, lifecycle

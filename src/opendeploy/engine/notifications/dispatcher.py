@@ -22,7 +22,12 @@ from opendeploy import metrics
 from opendeploy.engine.events import DeliveredEvent
 from opendeploy.engine.loop import BackgroundLoop
 from opendeploy.engine.notifications.declaration import Notifications
-from opendeploy.engine.notifications.messages import build, is_instance_event, wanted
+from opendeploy.engine.notifications.messages import (
+    DeploymentFacts,
+    build,
+    is_instance_event,
+    wanted,
+)
 from opendeploy.engine.notifications.retry import RetryPolicy
 from opendeploy.engine.notifications.senders import Delivery, Sender, SendResult
 
@@ -61,29 +66,42 @@ class TriggerFanOut:
         self.clock = clock
 
     def deliver(self, events: Sequence[DeliveredEvent]) -> None:
-        subjects = self.deliveries.subjects(
-            (d.event.deployment_id for d in events),
-            (
-                (d.event.deployment_id, d.event.instance_id)
-                for d in events
-                if d.event.instance_id is not None and is_instance_event(d.event.event_type)
-            ),
-        )
-        now = self.clock()
-        rows: list[dict[str, Any]] = []
+        subjects = self.deliveries.subjects(d.event.deployment_id for d in events)
+        if not subjects:
+            return  # no group of these events' deployments has triggers
+        wanted_by: list[tuple[DeliveredEvent, list[Mapping[str, Any]]]] = []
         for delivered in events:
             subject = subjects.get(delivered.event.deployment_id)
-            if subject is None:
-                continue
-            for trigger in subject.triggers:
-                if not wanted(trigger, delivered.event.event_type):
-                    continue
-                rows.append(self._row(delivered, subject.facts, trigger, now))
+            if subject is not None:
+                kind = delivered.event.event_type
+                triggers = [t for t in subject.triggers if wanted(t, kind)]
+                if triggers:
+                    wanted_by.append((delivered, triggers))
+        # Instance events need the instance's ARN and lifecycle: read for those wanted only.
+        instances: dict[str, set[str]] = {}
+        for delivered, _ in wanted_by:
+            e = delivered.event
+            if e.instance_id is not None and is_instance_event(e.event_type):
+                instances.setdefault(e.deployment_id, set()).add(e.instance_id)
+        facts = {
+            dep: self.deliveries.with_instances(subjects[dep].facts, instances.get(dep, ()))
+            for dep in {d.event.deployment_id for d, _ in wanted_by}
+        }
+        now = self.clock()
+        rows = [
+            self._row(delivered, facts[delivered.event.deployment_id], trigger, now)
+            for delivered, triggers in wanted_by
+            for trigger in triggers
+        ]
         if rows and self.deliveries.add(rows):
             self.on_added()
 
     def _row(
-        self, delivered: DeliveredEvent, facts: Any, trigger: Mapping[str, Any], now: datetime
+        self,
+        delivered: DeliveredEvent,
+        facts: DeploymentFacts,
+        trigger: Mapping[str, Any],
+        now: datetime,
     ) -> dict[str, Any]:
         name = str(trigger.get("triggerName") or "")
         arn = str(trigger.get("triggerTargetArn") or "")
