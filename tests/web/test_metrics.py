@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from opendeploy import metrics
 from opendeploy.store.database import Store
+from opendeploy.testing.server import serve_in_thread
 from opendeploy.web.metrics import metrics_routes
 
 
@@ -17,7 +18,7 @@ def test_metrics_need_the_token_when_one_is_set(tmp_path: Path) -> None:
     try:
         app = Starlette(routes=metrics_routes(store, agent_dead_after_seconds=15, token="t0k"))
         metrics.observe_request("ListApplications", None, 0.002)
-        with TestClient(app) as client:
+        with serve_in_thread(app) as endpoint, httpx.Client(base_url=endpoint) as client:
             refused = client.get("/metrics")
             wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
             served = client.get("/metrics", headers={"Authorization": "Bearer t0k"})

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import anyio.to_thread
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
 from starlette.requests import Request
@@ -146,6 +147,8 @@ def metrics_routes(
                     headers={"WWW-Authenticate": 'Bearer realm="opendeploy-metrics"'},
                 )
         body = await anyio.to_thread.run_sync(generate_latest, registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        # The classic text format (0.0.4), which every Prometheus and agent reads; the names
+        # here need none of 1.0.0's escaping.
+        return Response(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     return [Route("/metrics", serve, methods=["GET"])]
