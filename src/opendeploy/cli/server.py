@@ -53,18 +53,21 @@ class JsonLinesFormatter(_UTCFormatter):
 _PAIR = re.compile(r"(?:^|\s)([a-z_]+)=(\S+)")
 
 
-def configure_logging(level: str, log_format: str = "text") -> None:
-    """Structured ``key=value`` lines on stderr, one per event (a request is one line), or
-    JSON lines (``log_format="json"``)."""
+def configure_logging(level: str) -> None:
+    """Structured ``key=value`` lines on stderr, one per event (a request is one line)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonLinesFormatter() if log_format == "json" else _UTCFormatter(_LOG_FIELDS_FORMAT)
-    )
+    handler.setFormatter(_UTCFormatter(_LOG_FIELDS_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Alembic announces each of its plugins at INFO on every start; keep the log about us.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def use_json_lines() -> None:
+    """Switch the server's log handlers to JSON lines (``--log-format json``)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonLinesFormatter())
 
 
 def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC], FC]:
@@ -252,7 +255,9 @@ def server(
     from opendeploy import server as server_module
     from opendeploy.api.s3.virtual_hosts import normalize_domain
 
-    configure_logging(log_level, log_format)
+    configure_logging(log_level)
+    if log_format == "json":
+        use_json_lines()
     if tls_key is not None and tls_cert is None:
         raise click.UsageError("--tls-key: needs --tls-cert")
     if tls_self_signed and tls_cert is not None:
