@@ -1,7 +1,7 @@
-"""Triggers' notifications end to end: a real server (in process, both databases) delivers every
+"""Triggers' notifications end to end: a real server (in process) delivers every
 trigger event kind to an SNS topic of a ``moto_server`` process (which POSTs it to an HTTP
 subscription on loopback) and to a declared webhook; failed webhooks are retried and logged;
-``/metrics`` is scraped by a real Prometheus."""
+``/metrics`` is scraped by a real Prometheus. One server (SQLite) for the module."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from opendeploy.engine.events import DeploymentEvent, TriggerEvent
 from opendeploy.engine.notifications.senders import SNS_KEY_ATTRIBUTE, signature
 from opendeploy.store import engine_store
 from opendeploy.store.notifications import NotificationLog
-from tests.conftest import scratch_postgres_database
 from tests.engine.agent_sim import AGENT_EVENTS, S3_V1, Cluster, running_cluster, settings_for
 from tests.engine.receiver import Received, Receiver, running_receiver
 from tests.revisions.servers import free_port, moto_server, wait_for_port
@@ -121,13 +120,14 @@ def sns(receiver: Receiver) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def cluster(
-    module_backend: str,
     tmp_path_factory: pytest.TempPathFactory,
     receiver: Receiver,
     sns: dict[str, str],
     prometheus: tuple[str, Path],
 ) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp(f"notify-{module_backend}")
+    """One in-process server on SQLite (the delivery log's PostgreSQL paths are
+    tests/store/test_notifications.py's)."""
+    tmp = tmp_path_factory.mktemp("notify")
     declaration = tmp / "notifications.yml"
     declaration.write_text(
         json.dumps(
@@ -145,30 +145,17 @@ def cluster(
             }
         )
     )
-    with scratch_postgres_database() if module_backend == "postgresql" else _sqlite(tmp) as url:
-        settings = settings_for(
-            tmp,
-            url,
-            account_id=ACCOUNT,
-            notifications_file=declaration,
-            notification_first_retry_seconds=0.05,
-            notification_max_attempts=4,
-        )
-        with running_cluster(settings) as c:
-            host = c.endpoint.removeprefix("http://")
-            prometheus[1].write_text(json.dumps([{"targets": [host]}]))
-            yield c
-
-
-class _sqlite:
-    def __init__(self, tmp: Path) -> None:
-        self.url = f"sqlite:///{tmp / 'opendeploy.db'}"
-
-    def __enter__(self) -> str:
-        return self.url
-
-    def __exit__(self, *_: Any) -> None:
-        return None
+    settings = settings_for(
+        tmp,
+        f"sqlite:///{tmp / 'opendeploy.db'}",
+        account_id=ACCOUNT,
+        notifications_file=declaration,
+        notification_first_retry_seconds=0.05,
+        notification_max_attempts=4,
+    )
+    with running_cluster(settings) as c:
+        prometheus[1].write_text(json.dumps([{"targets": [c.endpoint.removeprefix("http://")]}]))
+        yield c
 
 
 def _triggers(*pairs: tuple[str, str, list[str]]) -> list[dict[str, Any]]:
@@ -193,7 +180,7 @@ def _of(requests: list[Received], path: str, deployment_id: str) -> list[Receive
 def test_every_trigger_event_reaches_sns_and_the_webhook(
     cluster: Cluster, receiver: Receiver, sns: dict[str, str]
 ) -> None:
-    tag = ("app", f"every-{cluster.settings.database_url[:6]}")
+    tag = ("app", "every")
     agent = cluster.add_instance(f"every-{tag[1]}", dict([tag]))
     cluster.group("every", tag=tag)
     cluster.cd.update_deployment_group(

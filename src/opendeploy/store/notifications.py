@@ -155,8 +155,9 @@ class NotificationLog:
         with self.store.database.write() as conn:
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             for row in rows:
-                result = conn.execute(insert(_N).values(**row).on_conflict_do_nothing())
-                added += result.rowcount or 0
+                # RETURNING, not rowcount: SQLite's driver reports -1 for an upsert.
+                statement = insert(_N).values(**row).on_conflict_do_nothing().returning(_N.c.id)
+                added += len(conn.execute(statement).all())
         return added
 
     def claim(self, now: datetime, *, lease_seconds: float, limit: int) -> list[Delivery]:
