@@ -66,7 +66,10 @@ class _Receiver:
                         receiver.latencies.append(arrived - event_at.timestamp())
                     receiver.cond.notify_all()
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # The sender opens up to 8 connections at once: with http.server's default listen
+        # backlog of 5, the rest were dropped and retried by TCP a second later.
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
+        server = server_class(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server, f"http://127.0.0.1:{server.server_address[1]}/hook"

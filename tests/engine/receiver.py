@@ -107,7 +107,10 @@ def running_receiver() -> Iterator[Receiver]:
             except OSError:
                 pass  # the sender gave up (timeout) or died
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # The sender opens up to 8 connections at once; http.server's default backlog (5) would
+    # drop some, for TCP to retry a second later.
+    server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
+    server = server_class(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
