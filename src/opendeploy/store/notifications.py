@@ -234,9 +234,7 @@ class NotificationLog:
             query = query.where(_N.c.status == status)
         with self.store.database.read() as conn:
             return [
-                LoggedDelivery(
-                    **{k: r[k] for k in LoggedDelivery.__dataclass_fields__}  # noqa: RUF100
-                )
+                LoggedDelivery(**{k: r[k] for k in LoggedDelivery.__dataclass_fields__})
                 for r in conn.execute(query).mappings()
             ]
 
