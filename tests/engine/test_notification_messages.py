@@ -258,3 +258,13 @@ def test_json_log_lines_carry_the_message_and_its_fields() -> None:
         "200",
     )
     assert line["ts"].endswith("Z")
+
+
+def test_a_claim_outlasts_the_slowest_batch() -> None:
+    from opendeploy.engine.notifications.dispatcher import BATCH, CONCURRENCY, _lease_for
+
+    slow = parse({"webhooks": [{"topic": ARN, "url": "http://x", "secret": "s",
+                                "timeout_seconds": 60}]})  # fmt: skip
+    # 32 sends, 8 at a time, each up to 60 s: 240 s at worst, claimed for twice that.
+    assert _lease_for(slow) == 2 * (BATCH // CONCURRENCY) * 60
+    assert _lease_for(parse({})) >= 2 * (BATCH // CONCURRENCY) * 20  # SNS: 2 tries of 5 + 5 s

@@ -12,6 +12,7 @@ replica (same id) takes it back at once and sends again with the same idempotenc
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,12 @@ from opendeploy.engine.notifications.messages import (
     wanted,
 )
 from opendeploy.engine.notifications.retry import RetryPolicy
-from opendeploy.engine.notifications.senders import Delivery, Sender, SendResult
+from opendeploy.engine.notifications.senders import (
+    SNS_SEND_SECONDS,
+    Delivery,
+    Sender,
+    SendResult,
+)
 
 if TYPE_CHECKING:
     from opendeploy.store.notifications import NotificationLog
@@ -41,6 +47,7 @@ WEBHOOK = "webhook"
 #: Deliveries claimed per round, and sent at once (each sender waits on the network).
 BATCH = 32
 CONCURRENCY = 8
+#: The shortest claim on a batch; longer when its sends may take longer (see ``_lease_for``).
 LEASE_SECONDS = 60.0
 KEEP_SETTLED = timedelta(days=7)
 
@@ -140,7 +147,7 @@ class NotificationSender(BackgroundLoop):
         *,
         policy: RetryPolicy | None = None,
         tick_seconds: float = 0.5,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__()
@@ -149,7 +156,7 @@ class NotificationSender(BackgroundLoop):
         self.senders = dict(senders)
         self.policy = policy or RetryPolicy()
         self.tick_seconds = tick_seconds
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = lease_seconds or _lease_for(declaration)
         self.clock = clock
         self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="opendeploy-notify-send")
         self._pruned_at: datetime | None = None
@@ -238,3 +245,13 @@ class NotificationSender(BackgroundLoop):
         if self._pruned_at is None or now - self._pruned_at > timedelta(hours=1):
             self._pruned_at = now
             self.deliveries.prune(now - KEEP_SETTLED)
+
+
+def _lease_for(declaration: Notifications) -> float:
+    """A claim outlasting the slowest batch twice over: a batch is sent ``CONCURRENCY`` at a
+    time, each send bounded by its timeout, so another replica never takes over a batch that is
+    still being sent (its own restart takes its claims back at once, whatever their length)."""
+    slowest = max(
+        [SNS_SEND_SECONDS, *(hook.timeout_seconds for hook in declaration.webhooks.values())]
+    )
+    return max(LEASE_SECONDS, 2 * math.ceil(BATCH / CONCURRENCY) * slowest)

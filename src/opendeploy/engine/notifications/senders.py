@@ -39,6 +39,9 @@ ATTEMPT_HEADER = "X-OpenDeploy-Attempt"
 #: The SNS message attribute that carries the idempotency key (SNS's own MessageId differs on
 #: every Publish, so a subscriber cannot drop repeats by it).
 SNS_KEY_ATTRIBUTE = "opendeploy.idempotency-key"
+#: The longest one SNS Publish may take: two attempts (botocore's), each with 5 s to connect
+#: and 5 s to read.
+SNS_SEND_SECONDS = 20.0
 #: How much of an error answer goes into the delivery log.
 _ERROR_CHARS = 300
 
@@ -143,11 +146,11 @@ class SnsSender:
     """Publishes to the topic through boto3, in the topic's region (standard configuration:
     credentials chain, ``AWS_ENDPOINT_URL_SNS``)."""
 
-    def __init__(self, *, timeout_seconds: float = 10.0) -> None:
+    def __init__(self) -> None:
         self._config = Config(
             retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=timeout_seconds,
-            read_timeout=timeout_seconds,
+            connect_timeout=SNS_SEND_SECONDS / 4,
+            read_timeout=SNS_SEND_SECONDS / 4,
         )
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
