@@ -12,6 +12,7 @@ from typing import Any
 
 from opendeploy.api.handlers.deployments import busy_hosts
 from opendeploy.store.database import Store
+from opendeploy.store.notifications import NotificationLog
 from opendeploy.web import present, queries
 
 #: Rows per page of each list.
@@ -192,8 +193,6 @@ _NOTIFICATION_STATUSES = ("Pending", "Delivered", "Failed")
 
 def notifications(store: Store, *, deployment_id: str | None, status: str | None) -> dict[str, Any]:
     """The notification delivery log (SNS topics, webhooks), filtered."""
-    from opendeploy.store.notifications import NotificationLog
-
     if status not in _NOTIFICATION_STATUSES:
         status = None
     rows = NotificationLog(store, "dashboard").recent(
