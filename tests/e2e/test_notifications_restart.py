@@ -10,12 +10,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from opendeploy.engine.notifications.senders import KEY_HEADER
 from opendeploy.settings import ServerSettings
 from opendeploy.store.notifications import NotificationLog
 from opendeploy.testing.server import start_server
 from tests.engine.agent_sim import running_cluster
 from tests.engine.receiver import Received, running_receiver
+
+pytestmark = pytest.mark.e2e
 
 TOPIC = "arn:aws:sns:us-east-1:000000000000:deploys"
 KINDS = ["DeploymentStart", "DeploymentFailure"]
