@@ -68,6 +68,7 @@ from opendeploy.api.handlers.deployments import engine_stop_deployment, selector
 from opendeploy.api.key_cache import KeyKindCache, SecretCache
 from opendeploy.api.lambda_api import lambda_routes
 from opendeploy.api.model import codedeploy_service
+from opendeploy.api.notification_routes import notification_routes
 from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
 from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
@@ -95,6 +96,15 @@ from opendeploy.engine.effectors.traffic import (
     TrafficController,
     TrafficEffector,
 )
+from opendeploy.engine.notifications import declaration as notification_declaration
+from opendeploy.engine.notifications.dispatcher import (
+    SNS,
+    WEBHOOK,
+    NotificationSender,
+    TriggerFanOut,
+)
+from opendeploy.engine.notifications.retry import RetryPolicy
+from opendeploy.engine.notifications.senders import SnsSender, WebhookSender
 from opendeploy.engine.outbox import LogSink, OutboxDelivery
 from opendeploy.engine.worker import EngineWorker, StopRequests
 from opendeploy.errors import OpenDeployError
@@ -113,9 +123,11 @@ from opendeploy.store.alarm_watch import AlarmWatchStore
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
 from opendeploy.store.lambda_deployments import LambdaStepStore
+from opendeploy.store.notifications import NotificationLog
 from opendeploy.store.outbox import Outbox
 from opendeploy.store.server_steps import ServerSteps
 from opendeploy.web import web_routes
+from opendeploy.web.metrics import metrics_routes
 
 log = logging.getLogger("opendeploy.server")
 
@@ -178,6 +190,7 @@ class Server:
     notifier: HostNotifier
     effectors: EffectorRunner
     outbox: OutboxDelivery
+    notifications: NotificationSender
     alarms: AlarmWatcher
     #: The built-in function host's Lambda API and key (None: ``function_host`` is off); see
     #: ``functions.client.self_client_options`` for the server's own Lambda client.
@@ -450,7 +463,21 @@ def create_server(
             on_change=wakeup.set,
             poll_seconds=settings.alarm_poll_seconds,
         )
-        outbox = OutboxDelivery(Outbox(store, owner), [LogSink()], tick_seconds=OUTBOX_TICK_SECONDS)
+        notifications = _notifications(store, settings, owner)
+        outbox = OutboxDelivery(
+            Outbox(store, owner),
+            [
+                LogSink(),
+                TriggerFanOut(
+                    notifications.deliveries,
+                    notifications.declaration,
+                    region=settings.region,
+                    account_id=settings.account_id,
+                    on_added=notifications.wake,
+                ),
+            ],
+            tick_seconds=OUTBOX_TICK_SECONDS,
+        )
         engine = EngineWorker(
             store,
             settings,
@@ -497,6 +524,7 @@ def create_server(
             restorer.start()
             outbox.start()
             alarm_watcher.start()
+            notifications.start()
             watcher = asyncio.create_task(watch_event_loop(backlog))
             try:
                 yield
@@ -510,6 +538,7 @@ def create_server(
                 await anyio.to_thread.run_sync(outbox.stop)
                 if function_host is not None:
                     await function_host.close()
+                await anyio.to_thread.run_sync(notifications.stop)
                 store.close()
 
         app = create_app(
@@ -523,6 +552,7 @@ def create_server(
                     store, lookup_secret, signer_certificate=signer.certificate_pem()
                 ),
                 *output_routes(store, lookup_secret),
+                *notification_routes(store, notifications.deliveries, lookup_secret),
                 # The bundle store's S3 front only takes requests signed for service "s3", so it
                 # never shadows the API's POST / or the other routes.
                 *s3_routes(store=store, blobs=blobs, settings=settings),
@@ -546,6 +576,11 @@ def create_server(
                 ),
                 *alertmanager_routes(
                     webhook_alerts, lambda: declared_alarms(alarms_file), alarm_watcher.wake
+                ),
+                *metrics_routes(
+                    store,
+                    agent_dead_after_seconds=settings.agent_dead_after_seconds,
+                    token=settings.metrics_token,
                 ),
                 *extra_routes,
             ],
@@ -582,6 +617,25 @@ def create_server(
         outbox=outbox,
         alarms=alarm_watcher,
         lambda_self=lambda_self,
+        notifications=notifications,
+    )
+
+
+def _notifications(store: Store, settings: ServerSettings, owner: str) -> NotificationSender:
+    """The notification sender, with the webhooks the declaration file names (if any)."""
+    declared = (
+        notification_declaration.load(settings.notifications_file)
+        if settings.notifications_file is not None
+        else notification_declaration.Notifications()
+    )
+    return NotificationSender(
+        NotificationLog(store, owner),
+        declared,
+        {SNS: SnsSender(), WEBHOOK: WebhookSender(dict(declared.webhooks))},
+        policy=RetryPolicy(
+            max_attempts=settings.notification_max_attempts,
+            first_delay_seconds=settings.notification_first_retry_seconds,
+        ),
     )
 
 

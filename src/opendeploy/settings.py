@@ -66,6 +66,15 @@ class ServerSettings:
     function_host: bool = False
     #: Function processes running at once per (function, version).
     function_concurrency: int = 4
+    #: Trigger target ARNs that are webhooks (see ``engine.notifications.declaration``); None:
+    #: every trigger publishes to SNS.
+    notifications_file: Path | None = None
+    #: A failed notification is tried again after this many seconds, doubling each time (at most
+    #: 300 s), up to ``notification_max_attempts`` attempts.
+    notification_first_retry_seconds: float = 2.0
+    notification_max_attempts: int = 10
+    #: ``GET /metrics`` requires ``Authorization: Bearer <token>`` when set.
+    metrics_token: str | None = None
 
     @property
     def minute(self) -> timedelta:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from click.decorators import FC
 
 from opendeploy.engine.alarms.declarations import AlarmDeclarationError
 from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
+from opendeploy.engine.notifications.declaration import NotificationDeclarationError
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
 
@@ -26,6 +30,30 @@ class _UTCFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z"
 
 
+class JsonLinesFormatter(_UTCFormatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` (the same text as the
+    ``key=value`` form), and its ``key=value`` pairs as fields of their own; ``exc_info`` for an
+    exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in _PAIR.findall(message):
+            out.setdefault(key, value)
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+#: ``key=value`` pairs of our log messages (values without spaces).
+_PAIR = re.compile(r"(?:^|\s)([a-z_]+)=(\S+)")
+
+
 def configure_logging(level: str) -> None:
     """Structured ``key=value`` lines on stderr, one per event (a request is one line)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -35,6 +63,12 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # Alembic announces each of its plugins at INFO on every start; keep the log about us.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def use_json_lines() -> None:
+    """Switch the server's log handlers to JSON lines (``--log-format json``)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonLinesFormatter())
 
 
 def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC], FC]:
@@ -202,6 +236,30 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     help="Function processes running at once per function version (--function-host).",
 )
 @click.option(
+    "--notifications",
+    "notifications",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "YAML file naming trigger target ARNs (SNS topics) whose notifications are POSTed to "
+        "webhooks instead, signed with a secret. Other triggers publish to SNS through boto3."
+    ),
+)
+@click.option(
+    "--metrics-token",
+    envvar="OPENDEPLOY_METRICS_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' on GET /metrics (default: open, as Prometheus "
+    "scrapes).",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="key=value lines, or JSON lines (one object per line).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -232,6 +290,9 @@ def server(
     alarm_poll_seconds: float,
     function_host: bool,
     function_concurrency: int,
+    notifications: Path | None,
+    metrics_token: str | None,
+    log_format: str,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -244,6 +305,8 @@ def server(
     from opendeploy.api.s3.virtual_hosts import normalize_domain
 
     configure_logging(log_level)
+    if log_format == "json":
+        use_json_lines()
     if tls_key is not None and tls_cert is None:
         raise click.UsageError("--tls-key: needs --tls-cert")
     if tls_self_signed and tls_cert is not None:
@@ -273,6 +336,8 @@ def server(
         alarm_poll_seconds=alarm_poll_seconds,
         function_host=function_host,
         function_concurrency=function_concurrency,
+        notifications_file=notifications.resolve() if notifications else None,
+        metrics_token=metrics_token or None,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
@@ -285,6 +350,8 @@ def server(
         raise click.UsageError(f"--alarms: {e}") from None
     except server_module.FunctionHostUnavailableError as e:
         raise click.UsageError(str(e)) from None
+    except NotificationDeclarationError as e:
+        raise click.UsageError(f"--notifications: {e}") from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")

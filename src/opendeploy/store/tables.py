@@ -406,6 +406,41 @@ deployment_events = Table(
     Index(None, "deployment_id", "seq"),
 )
 
+# Notifications (SNS topics, webhooks): one row per (outbox event, trigger) whose
+# ``triggerEvents`` include the event, made when the outbox delivers the event (idempotently: the
+# unique pair), then claimed under a lease by one replica's sender and updated after every attempt.
+# It is the delivery log the dashboard and ``opendeploy notifications`` show.
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("event_seq", BigInteger(), nullable=False),
+    Column("trigger_name", String(_NAME), nullable=False),
+    # The same on every attempt: receivers drop repeats of at-least-once delivery with it.
+    Column("idempotency_key", String(64), nullable=False),
+    Column("deployment_id", String(32), nullable=False),
+    Column("instance_id", String(_NAME), nullable=True),
+    Column("event_type", String(32), nullable=False),
+    Column("target_kind", String(16), nullable=False),  # sns | webhook
+    Column("target", String(_ARN), nullable=False),  # the topic ARN, or the webhook's URL
+    Column("subject", String(100), nullable=False),
+    Column("message", Text, nullable=False),  # the JSON string AWS publishes
+    Column("status", String(16), nullable=False),  # Pending | Delivered | Failed
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("last_attempt_at", UTCDateTime(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("event_seq", "trigger_name"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "deployment_id"),
+)
+
 # The S3-subset front of the bundle store (api/s3): bucket names, object versions pointing at
 # content-addressed blobs, and multipart uploads in progress. ``seq`` orders the versions of a
 # key (the highest is the current one); a delete marker is a version without a blob.

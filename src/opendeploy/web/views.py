@@ -12,6 +12,7 @@ from typing import Any
 
 from opendeploy.api.handlers.deployments import busy_hosts
 from opendeploy.store.database import Store
+from opendeploy.store.notifications import NotificationLog
 from opendeploy.web import present, queries
 
 #: Rows per page of each list.
@@ -207,4 +208,25 @@ def instances(
         "instances": rows,
         "pager": Pager(page, INSTANCES_PER_PAGE, total),
         "registered": registered,
+    }
+
+
+#: The notification log shows this many deliveries, newest first.
+NOTIFICATIONS_SHOWN = 200
+_NOTIFICATION_STATUSES = ("Pending", "Delivered", "Failed")
+
+
+def notifications(store: Store, *, deployment_id: str | None, status: str | None) -> dict[str, Any]:
+    """The notification delivery log (SNS topics, webhooks), filtered."""
+    if status not in _NOTIFICATION_STATUSES:
+        status = None
+    rows = NotificationLog(store, "dashboard").recent(
+        limit=NOTIFICATIONS_SHOWN, deployment_id=deployment_id or None, status=status
+    )
+    return {
+        "deliveries": rows,
+        "deployment_id": deployment_id or "",
+        "status": status,
+        "statuses": _NOTIFICATION_STATUSES,
+        "shown": NOTIFICATIONS_SHOWN,
     }

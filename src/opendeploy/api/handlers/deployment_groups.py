@@ -42,8 +42,10 @@ from opendeploy.service_errors import (
     InvalidLoadBalancerInfoError,
     InvalidOnPremisesTagCombinationError,
     InvalidTagError,
+    InvalidTriggerConfigError,
     RoleRequiredError,
     TagSetListLimitExceededError,
+    TriggerTargetsLimitExceededError,
 )
 from opendeploy.store.deployment_groups import does_not_exist
 
@@ -194,6 +196,7 @@ def settings_from(
             f"deploymentStyle: {style!r} is not a valid style"
         ) from None
     _check_target_groups(ctx, params.get("loadBalancerInfo"))
+    _check_triggers(params.get("triggerConfigurations"))
     if params.get("deploymentConfigName") is not None:
         config_exists(ctx, params["deploymentConfigName"], str(platform))
     out = {column: params[member] for member, column in _PLAIN.items() if member in params}
@@ -460,3 +463,38 @@ def _check_target_groups(ctx: RequestContext, raw: Any) -> None:
             f"Classic load balancer {', '.join(info.elb_names)}: this server drives target "
             "groups only; name them in targetGroupInfoList."
         )
+
+
+#: AWS's limit of triggers per deployment group.
+MAX_TRIGGERS = 10
+
+
+def _check_triggers(raw: Any) -> None:
+    """``triggerConfigurations`` as AWS checks them: at most 10 (TriggerTargetsLimitExceeded-
+    Exception); each named, once, and aimed at an SNS topic ARN (InvalidTriggerConfigException).
+    Names are unique because each (event, trigger name) is one notification delivery."""
+    from opendeploy.engine.notifications.declaration import SNS_TOPIC_ARN
+
+    triggers = raw or []
+    if len(triggers) > MAX_TRIGGERS:
+        raise TriggerTargetsLimitExceededError(
+            f"The maximum number of triggers for a deployment group ({MAX_TRIGGERS}) was "
+            f"exceeded: {len(triggers)} given."
+        )
+    names: set[str] = set()
+    for i, trigger in enumerate(triggers):
+        name = str(trigger.get("triggerName") or "")
+        arn = str(trigger.get("triggerTargetArn") or "")
+        where = f"triggerConfigurations[{i}]"
+        if not name:
+            raise InvalidTriggerConfigError(f"{where}.triggerName: a trigger needs a name.")
+        if name in names:
+            raise InvalidTriggerConfigError(
+                f"{where}.triggerName: {name!r} names two triggers of the group."
+            )
+        names.add(name)
+        if not SNS_TOPIC_ARN.match(arn):
+            raise InvalidTriggerConfigError(
+                f"{where}.triggerTargetArn: {arn!r} is not a valid Topic ARN "
+                "(arn:aws:sns:REGION:ACCOUNT:NAME)."
+            )
