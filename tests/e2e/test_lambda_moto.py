@@ -39,6 +39,9 @@ _EXECUTION_ID = re.compile(r"lifecycleEventHookExecutionId (\S+?)\.?$")
 _names = itertools.count(1)
 
 
+pytestmark = pytest.mark.e2e
+
+
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
     with moto_server() as url:
