@@ -26,7 +26,7 @@ import socket
 import stat
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import platformdirs
+from cryptography import x509
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
@@ -52,6 +53,7 @@ from opendeploy.api.commands.received import HEADER as RECEIVED_HEADER
 from opendeploy.api.commands.received import MAX_CHARS as RECEIVED_MAX_CHARS
 from opendeploy.api.commands.received import received_commands
 from opendeploy.api.commands.signing import (
+    SharedSecrets,
     SpecSigner,
     endpoint_subject,
     self_signed,
@@ -82,6 +84,7 @@ from opendeploy.engine.worker import EngineWorker, StopRequests
 from opendeploy.revisions.blobstore import LocalBlobStore
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
+from opendeploy.store.access_keys import new_access_key_id, new_secret_access_key
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
 from opendeploy.store.outbox import Outbox
@@ -96,6 +99,9 @@ CONFIG_FILE = "config"
 TLS_CERT_FILE = "tls-cert.pem"
 TLS_KEY_FILE = "tls-key.pem"
 REPLICA_ID_FILE = "replica-id"
+#: Names in the replicas' shared secrets (``store.server_secrets``).
+SHARED_TLS = "tls-self-signed"
+SHARED_ADMIN_KEY = "admin-key"
 #: The content-addressed bundle store under the data directory (behind the S3 front).
 BUNDLES_DIR = "bundles"
 
@@ -163,8 +169,14 @@ def client_endpoint(settings: ServerSettings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
-def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
-    """(certificate, key) to serve TLS with; the self-signed pair is created on first use."""
+def tls_files(
+    settings: ServerSettings, shared: SharedSecrets | None = None
+) -> tuple[Path, Path] | None:
+    """(certificate, key) to serve TLS with; the self-signed pair is created on first use.
+
+    ``shared``: where replicas sharing a database keep the one self-signed pair (the first
+    replica stores its own, the others write it to their data directory), so that clients and
+    agents that trust one replica's certificate trust them all."""
     if settings.tls_cert is not None:
         return settings.tls_cert, settings.tls_key or settings.tls_cert
     if not settings.tls_self_signed:
@@ -172,17 +184,22 @@ def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
     cert, key = settings.data_dir / TLS_CERT_FILE, settings.data_dir / TLS_KEY_FILE
     # The subject some official agents pin; the names they connect to are in the SANs.
     subject = endpoint_subject(settings.region)
-    if not (cert.exists() and key.exists()):
-        names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
-        if settings.host not in ("", "0.0.0.0", "::"):
-            names.add(settings.host)
-        for domain in settings.s3_domains:
-            names.update((domain, f"*.{domain}"))
-        key_pem, cert_pem = self_signed(subject, tuple(sorted(names)))
+    local = (key.read_bytes() + cert.read_bytes()) if cert.exists() and key.exists() else None
+    if shared is not None:
+        pair = shared.get_or_create(
+            SHARED_TLS, lambda: (local or _new_tls_pair(settings, subject)).decode("ascii")
+        ).encode("ascii")
+        if pair != local:
+            key_pem, _, cert_pem = pair.partition(b"-----BEGIN CERTIFICATE-----")
+            write_private(key, key_pem)
+            write_private(cert, b"-----BEGIN CERTIFICATE-----" + cert_pem)
+            log.info("wrote the replicas' shared self-signed TLS certificate path=%s", cert)
+    elif local is None:
+        key_pem, cert_pem = self_signed(subject, _tls_names(settings))
         write_private(key, key_pem)
         write_private(cert, cert_pem)
         log.info("created self-signed TLS certificate path=%s", cert)
-    elif subject_of(cert.read_bytes()) != subject:
+    if subject_of(cert.read_bytes()) != subject:
         # Kept: clients trust this very certificate. Official agents that pin the endpoint's
         # name refuse it, though, and a user who wants them must know why and what to do.
         log.warning(
@@ -197,13 +214,45 @@ def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
     return cert, key
 
 
+def _tls_names(settings: ServerSettings) -> tuple[str, ...]:
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
+    if settings.host not in ("", "0.0.0.0", "::"):
+        names.add(settings.host)
+    for domain in settings.s3_domains:
+        names.update((domain, f"*.{domain}"))
+    return tuple(sorted(names))
+
+
+def _new_tls_pair(settings: ServerSettings, subject: x509.Name) -> bytes:
+    key_pem, cert_pem = self_signed(subject, _tls_names(settings))
+    log.info("created self-signed TLS certificate for the replicas")
+    return key_pem + cert_pem
+
+
+def shared_secrets(store: Store) -> SharedSecrets | None:
+    """Where replicas keep what they must share: the database, on PostgreSQL (the only backend
+    several servers share); on SQLite the data directory alone, as before."""
+    return store.server_secrets if store.database.dialect == "postgresql" else None
+
+
+def _admin_key(store: Store) -> tuple[str, str]:
+    """The admin key: the oldest one stored, or, on a new database, the one the first replica
+    to get there made (replicas starting together all end up with it)."""
+    key = store.access_keys.first("admin")
+    if key is not None:
+        return key
+    made = store.server_secrets.get_or_create(
+        SHARED_ADMIN_KEY, lambda: f"{new_access_key_id()}:{new_secret_access_key()}"
+    )
+    access_key_id, _, secret = made.partition(":")
+    store.access_keys.ensure(access_key_id, secret, principal=ADMIN_PRINCIPAL, kind="admin")
+    log.info("created admin access key access_key_id=%s", access_key_id)
+    return store.access_keys.first("admin") or (access_key_id, secret)
+
+
 def bootstrap_credentials(store: Store, settings: ServerSettings) -> CredentialFiles:
     """Reuse (or on first start create) the admin key and write the credentials/config files."""
-    key = store.access_keys.first("admin")
-    if key is None:
-        key = store.access_keys.create(principal=ADMIN_PRINCIPAL, kind="admin")
-        log.info("created admin access key access_key_id=%s", key[0])
-    access_key_id, secret = key
+    access_key_id, secret = _admin_key(store)
     credentials = configparser.ConfigParser()
     credentials["default"] = {
         "aws_access_key_id": access_key_id,
@@ -211,7 +260,7 @@ def bootstrap_credentials(store: Store, settings: ServerSettings) -> CredentialF
     }
     config = configparser.ConfigParser()
     config["default"] = {"region": settings.region, "endpoint_url": client_endpoint(settings)}
-    tls = tls_files(settings)
+    tls = tls_files(settings, shared_secrets(store))
     if tls is not None and settings.tls_self_signed:
         config["default"]["ca_bundle"] = str(tls[0])
     credentials_path = settings.data_dir / CREDENTIALS_FILE
@@ -406,7 +455,9 @@ def create_server(
         lookup_secret = SecretCache(
             store.commands.lookup_secret, explain=_revoked_key_reason(store)
         )
-        signer = SpecSigner.load_or_create(settings.data_dir, settings.region)
+        signer = SpecSigner.load_or_create(
+            settings.data_dir, settings.region, shared_secrets(store)
+        )
         command_api = CommandApi(
             notifier=notifier,
             wakeup=wakeup,
@@ -546,14 +597,30 @@ def run(server: Server) -> None:
         ssl_certfile=str(tls[0]) if tls else None,
         ssl_keyfile=str(tls[1]) if tls else None,
     )
-    notifier = server.notifier
+    notifier, engine = server.notifier, server.engine
 
     class _Uvicorn(uvicorn.Server):
-        """Releases the held long polls as soon as shutdown starts (they would delay it)."""
+        """Shuts down in about a second, judging no agent meanwhile.
+
+        As soon as shutdown starts the engine stops (agents cannot reach a stopping server: its
+        silence is not theirs, and another replica or this one restarted judges them on
+        evidence) and the held long polls are released (the agents poll again, elsewhere or
+        after the restart). Connections that are closing are then cut once their response is
+        out: an idle keep-alive TLS connection (the official agent always holds one) would
+        otherwise wait for the client's close_notify, which never comes, for the whole of
+        asyncio's 30 s SSL shutdown timeout."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            engine.request_stop()
             notifier.close()
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            cutter = asyncio.create_task(cut_closing_connections(self.server_state.connections))
+            try:
+                await super().shutdown(sockets)
+            finally:
+                cutter.cancel()
 
     received: list[int] = []
     previous = {}
@@ -571,6 +638,32 @@ def run(server: Server) -> None:
             signal.signal(signum, handler)
     if received:
         log.info("stopped signal=%s", signal.Signals(received[0]).name)
+
+
+#: How long a closing connection may flush its last response before it is cut at shutdown.
+CLOSING_GRACE_SECONDS = 0.25
+
+
+async def cut_closing_connections(connections: Iterable[Any]) -> None:
+    """Abort the transports of connections that are closing with nothing left to send, until
+    cancelled (runs while uvicorn waits for its connections at shutdown).
+
+    ``close()`` of a TLS transport sends close_notify and waits for the peer's (up to asyncio's
+    30 s ``ssl_shutdown_timeout``); clients that just drop the connection never answer. A
+    connection seen closing is given :data:`CLOSING_GRACE_SECONDS` to flush, then aborted (the
+    socket is closed: the client sees a FIN, as from a plain-HTTP server)."""
+    closing_since: dict[int, float] = {}
+    loop = asyncio.get_running_loop()
+    while True:
+        now = loop.time()
+        for connection in list(connections):
+            transport = getattr(connection, "transport", None)
+            if transport is None or not transport.is_closing():
+                continue
+            first = closing_since.setdefault(id(connection), now)
+            if now - first >= CLOSING_GRACE_SECONDS and not transport.get_write_buffer_size():
+                transport.abort()
+        await asyncio.sleep(0.05)
 
 
 def _revoked_key_reason(store: Store) -> Callable[[str], str | None]:

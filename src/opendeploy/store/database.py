@@ -46,6 +46,7 @@ from opendeploy.store.deployments import Deployments
 from opendeploy.store.github import GitHubTokens
 from opendeploy.store.instances import OnPremisesInstances
 from opendeploy.store.revisions import Revisions
+from opendeploy.store.server_secrets import ServerSecrets
 from opendeploy.store.tags import ResourceTags
 
 #: SQLite waits this long for a lock held by another connection before giving up.
@@ -449,6 +450,10 @@ class Database:
             yield connection
 
 
+#: The PostgreSQL advisory lock key replicas take while migrating (any fixed 64-bit number).
+_MIGRATION_LOCK = 0x0D_E910_7001
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent; safe to call on every start)."""
     from alembic import command
@@ -459,6 +464,10 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(script_location))
     # On SQLite take the write lock up front, so two processes starting together queue here.
     with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together on one database: one migrates, the others wait here
+            # and then find the schema at head (the lock ends with the transaction).
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -480,6 +489,7 @@ class Store:
         self.bundle_objects = BundleObjects(database)
         self.commands = Commands(database)
         self.dashboard_sessions = DashboardSessions(database)
+        self.server_secrets = ServerSecrets(database)
 
     @classmethod
     def open(cls, url: str) -> Store:

@@ -459,3 +459,13 @@ bundle_upload_parts = Table(
     Column("md5", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# What every replica sharing the database must use alike (store/server_secrets): the
+# deployment-spec signer, the self-signed TLS certificate, the admin key. Made once.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
