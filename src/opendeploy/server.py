@@ -81,13 +81,15 @@ from opendeploy.engine.effectors.traffic import (
 )
 from opendeploy.engine.outbox import LogSink, OutboxDelivery
 from opendeploy.engine.worker import EngineWorker, StopRequests
-from opendeploy.revisions.blobstore import LocalBlobStore
+from opendeploy.revisions.bundle_store import BUNDLES_DIR as BUNDLES_DIR
+from opendeploy.revisions.bundle_store import open_bundle_store
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
 from opendeploy.store.access_keys import new_access_key_id, new_secret_access_key
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
 from opendeploy.store.outbox import Outbox
+from opendeploy.store.replica_channel import ReplicaChannel
 from opendeploy.store.server_steps import ServerSteps
 from opendeploy.web import web_routes
 
@@ -102,8 +104,6 @@ REPLICA_ID_FILE = "replica-id"
 #: Names in the replicas' shared secrets (``store.server_secrets``).
 SHARED_TLS = "tls-self-signed"
 SHARED_ADMIN_KEY = "admin-key"
-#: The content-addressed bundle store under the data directory (behind the S3 front).
-BUNDLES_DIR = "bundles"
 
 #: Worker threads for the handlers that still go through anyio (Starlette routes: S3, dashboard);
 #: the API's own calls use opendeploy.blocking's pool of the same size.
@@ -434,6 +434,11 @@ def create_server(
             lease_seconds=settings.step_lease_seconds,
         )
         owner = replica_id(settings.data_dir)
+        channel = (
+            ReplicaChannel(store.database.engine.url, owner, notifier.notify)
+            if store.database.dialect == "postgresql"
+            else None
+        )
         outbox = OutboxDelivery(Outbox(store, owner), [LogSink()], tick_seconds=OUTBOX_TICK_SECONDS)
         engine = EngineWorker(
             store,
@@ -444,6 +449,7 @@ def create_server(
             backlog=backlog.delay,
             heard=lambda: command_api.heard(),
             on_server_steps=effectors.wake,
+            publish=channel.publish if channel is not None else None,
         )
         key_kind = KeyKindCache(store.commands.key_kind)
         control = {
@@ -472,12 +478,14 @@ def create_server(
         control["DeregisterOnPremisesInstance"] = _forgetting_keys(
             control["DeregisterOnPremisesInstance"], lookup_secret
         )
-        blobs = LocalBlobStore(settings.data_dir / BUNDLES_DIR)
+        blobs = open_bundle_store(settings.bundle_store, settings.data_dir, settings.region)
 
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             limiter = anyio.to_thread.current_default_thread_limiter()
             limiter.total_tokens = THREAD_POOL_SIZE
+            if channel is not None:
+                channel.start()
             engine.start()
             effectors.start()
             outbox.start()
@@ -490,6 +498,8 @@ def create_server(
                 await anyio.to_thread.run_sync(effectors.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 await anyio.to_thread.run_sync(outbox.stop)
+                if channel is not None:
+                    await anyio.to_thread.run_sync(channel.stop)
                 store.close()
 
         app = create_app(

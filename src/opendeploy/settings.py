@@ -56,6 +56,9 @@ class ServerSettings:
     #: The load balancers behind deployment groups' target group names (see
     #: ``engine.effectors.load_balancers``); None: traffic steps change nothing.
     load_balancers_file: Path | None = None
+    #: Where pushed bundles are kept: None for ``<data_dir>/bundles``, or ``s3://BUCKET[/PREFIX]``
+    #: (shared by replicas; see ``revisions.bundle_store``).
+    bundle_store: str | None = None
 
     @property
     def minute(self) -> timedelta:

@@ -13,6 +13,7 @@ import click
 from click.decorators import FC
 
 from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
+from opendeploy.revisions.bundle_store import BundleStoreError
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
 
@@ -158,6 +159,17 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     ),
 )
 @click.option(
+    "--bundle-store",
+    envvar="OPENDEPLOY_BUNDLE_STORE",
+    metavar="s3://BUCKET[/PREFIX]",
+    default=None,
+    help=(
+        "Keep pushed bundles in this S3-compatible bucket instead of the data directory (what "
+        "replicas sharing a database need). boto3's standard configuration: AWS_ENDPOINT_URL_S3, "
+        "credentials from the usual chain."
+    ),
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -183,6 +195,7 @@ def server(
     poll_timeout: float,
     minute_seconds: float,
     load_balancers: Path | None,
+    bundle_store: str | None,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -219,6 +232,7 @@ def server(
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
         load_balancers_file=load_balancers,
+        bundle_store=bundle_store,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
@@ -227,6 +241,8 @@ def server(
         built = server_module.create_server(settings)
     except LoadBalancerDeclarationError as e:
         raise click.UsageError(f"--load-balancers: {e}") from None
+    except BundleStoreError as e:
+        raise click.UsageError(f"--bundle-store: {e}") from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")

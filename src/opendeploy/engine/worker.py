@@ -79,13 +79,16 @@ class EngineWorker(BackgroundLoop):
         backlog: Callable[[], float] | None = None,
         engine_store: EngineStore | None = None,
         on_server_steps: Callable[[], None] | None = None,
+        publish: Callable[[list[str]], None] | None = None,
     ) -> None:
         """``heard``: when this process's Command API last heard from each agent (newer than the
         store's batched ``last_seen_at`` when its writes lag). ``backlog``: how many seconds this
         process is behind with the agents' calls (see :mod:`opendeploy.api.backlog`); added to
         ``agent_dead_after_seconds`` each pass. ``engine_store``: the engine's persistence
         (default: SQL on ``store``). ``on_server_steps``: called after a pass that created
-        server steps (wakes the effector runner)."""
+        server steps (wakes the effector runner). ``publish``: called with the hosts that got a
+        command, after their polls here were woken (tells the other replicas, which may hold
+        them: ``store.replica_channel``)."""
         self.store = store
         self._heard = heard
         self._backlog = backlog
@@ -100,6 +103,7 @@ class EngineWorker(BackgroundLoop):
             engine_store = SqlEngineStore(store, self.owner, lease_seconds=settings.lease_seconds)
         self.engine_store = engine_store
         self._on_server_steps = on_server_steps
+        self._publish = publish
         self._clock = clock
         #: Agents could not poll before this process started: see ``watching_since``.
         self.started_at = clock()
@@ -196,7 +200,10 @@ class EngineWorker(BackgroundLoop):
             return False
         self._log(deployment_id, decisions, committed)
         if decisions.dispatch:
-            self.notifier.notify(c.instance_id for c in decisions.dispatch if c.executor == "agent")
+            hosts = [c.instance_id for c in decisions.dispatch if c.executor == "agent"]
+            self.notifier.notify(hosts)
+            if hosts and self._publish is not None:
+                self._publish(hosts)
         if committed.server_steps and self._on_server_steps is not None:
             self._on_server_steps()
         if committed.rollback_id is not None:

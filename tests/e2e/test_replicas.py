@@ -1,0 +1,321 @@
+"""Three replicas on one PostgreSQL database behind a real HAProxy, bundles in a real SeaweedFS,
+real agents: what the hosts and clients see is one server, whichever replica answers.
+
+HAProxy forwards TCP (TLS end to end: the agents verify the replicas' one shared self-signed
+certificate) round-robin, with health checks so that a replica that is down is skipped. Each
+replica has its own data directory and port; a restarted replica keeps both (and so its lease
+owner name). Each host's hooks append ``<event> <version>`` to a proof file of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opendeploy.api.commands.signing import SIGNER_CA_FILE
+from opendeploy.testing.agents import RunningAgent, running_agents
+from opendeploy.testing.server import RunningServer, free_port, start_server
+from tests._seaweedfs import SeaweedS3, running_seaweedfs
+from tests.conftest import scratch_postgres_database
+from tests.e2e.polling import finished_deployment, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+APP, GROUP, BUCKET = "shop", "web", "bundles"
+TAGS = {"role": "web"}
+HOOKS = ("BeforeInstall", "AfterInstall", "ApplicationStart", "ValidateService")
+REPLICAS = 3
+HOSTS = 3
+SERVER_ARGS = (
+    "--tls",
+    "--poll-timeout",
+    "5",
+    "--event-start-timeout",
+    "60",
+    "--bundle-store",
+    f"s3://{BUCKET}/opendeploy",
+)
+
+
+@dataclass
+class Fleet:
+    replicas: list[RunningServer]
+    #: What clients and agents use: the replicas' credentials at HAProxy's address.
+    front: RunningServer
+    agents: list[RunningAgent]
+    store: SeaweedS3
+    database_url: str
+    env: dict[str, str]
+
+    def restart(self, index: int, *, kill: bool) -> float:
+        """Stop replica ``index`` (SIGKILL, or SIGTERM and wait) and start it again on its
+        port; returns how long the stop took."""
+        old = self.replicas[index]
+        began = time.monotonic()
+        if kill:
+            old.process.kill()
+            old.process.wait()
+            old.stop()  # closes its log
+        else:
+            assert old.stop(timeout=60) == 0, old.log_text()[-3000:]
+        took = time.monotonic() - began
+        self.replicas[index] = start_server(
+            old.data_dir,
+            database_url=self.database_url,
+            extra_args=SERVER_ARGS,
+            env=self.env,
+            port=old.port,
+        )
+        return took
+
+
+def _haproxy_config(port: int, backends: list[int]) -> str:
+    servers = "\n".join(
+        f"    server r{i} 127.0.0.1:{p} check inter 200ms fall 1 rise 1"
+        for i, p in enumerate(backends)
+    )
+    return f"""global
+    maxconn 2000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 120s
+    timeout server 120s
+    retries 3
+    option redispatch
+listen replicas
+    bind 127.0.0.1:{port}
+    balance roundrobin
+{servers}
+"""
+
+
+@contextmanager
+def _haproxy(directory: Path, backends: list[int]) -> Iterator[int]:
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    assert Path(binary).exists(), "haproxy is not installed (scripts/install installs it)"
+    port = free_port()
+    config = directory / "haproxy.cfg"
+    config.write_text(_haproxy_config(port, backends))
+    log = (directory / "haproxy.log").open("ab")
+    process = subprocess.Popen(
+        [binary, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log
+    )
+    try:
+        import socket
+
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, 10, "HAProxy to listen")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def _bundle(version: str) -> bytes:
+    scripts, hooks = {}, []
+    for event in HOOKS:
+        scripts[f"scripts/{event}.sh"] = (
+            f'#!/bin/sh\nset -e\necho "$LIFECYCLE_EVENT {version}" >> "$PROOF_DIR/events"\n'
+        )
+        hooks.append(f"  {event}:\n    - location: scripts/{event}.sh\n      timeout: 60\n")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("appspec.yml", "version: 0.0\nos: linux\nhooks:\n" + "".join(hooks))
+        for name, text in scripts.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o755 << 16
+            archive.writestr(info, text)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    base = tmp_path_factory.mktemp("replicas")
+    with ExitStack() as stack:
+        url = stack.enter_context(scratch_postgres_database())
+        store = stack.enter_context(running_seaweedfs(base / "seaweedfs", BUCKET))
+        env = store.env()
+        # Started together on an empty database: one migrates and makes the shared secrets,
+        # the others wait for the migration and take what it made.
+        with ThreadPoolExecutor(REPLICAS) as pool:
+            started = list(
+                pool.map(
+                    lambda i: start_server(
+                        base / f"replica-{i}", database_url=url, extra_args=SERVER_ARGS, env=env
+                    ),
+                    range(REPLICAS),
+                )
+            )
+        fleet = Fleet(started, started[0], [], store, url, env)
+        for index in range(REPLICAS):
+            stack.callback(lambda i=index: fleet.replicas[i].stop())
+        lb = stack.enter_context(_haproxy(base, [r.port for r in started]))
+        fleet.front = replace(started[0], endpoint=f"https://127.0.0.1:{lb}")
+        fleet.agents = stack.enter_context(
+            running_agents(
+                fleet.front,
+                base / "hosts",
+                HOSTS,
+                tags=TAGS,
+                agent_env=lambda _name, d: {"PROOF_DIR": str(d)},
+            )
+        )
+        client = fleet.front.client()
+        client.create_application(applicationName=APP)
+        client.create_deployment_group(
+            applicationName=APP,
+            deploymentGroupName=GROUP,
+            serviceRoleArn="arn:aws:iam::000000000000:role/opendeploy",
+            deploymentConfigName="CodeDeployDefault.AllAtOnce",
+            onPremisesInstanceTagFilters=[
+                {"Key": k, "Value": v, "Type": "KEY_AND_VALUE"} for k, v in TAGS.items()
+            ],
+        )
+        yield fleet
+
+
+def _push(server: RunningServer, version: str) -> dict[str, Any]:
+    s3 = server.client("s3")
+    key = f"{APP}/{version}.zip"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=_bundle(version))
+    return {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": key, "bundleType": "zip"}}
+
+
+def _deploy(server: RunningServer, revision: dict[str, Any]) -> str:
+    created = server.client().create_deployment(
+        applicationName=APP, deploymentGroupName=GROUP, revision=revision
+    )
+    return str(created["deploymentId"])
+
+
+def _ran(agent: RunningAgent, version: str) -> list[str]:
+    path = agent.directory / "events"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line for line in lines if line.endswith(f" {version}")]
+
+
+def test_replicas_share_secrets_and_a_push_to_one_is_deployed_through_another(
+    fleet: Fleet,
+) -> None:
+    first, second, third = fleet.replicas
+    # One admin key, one TLS certificate, one deployment-spec signer, whoever made them.
+    for replica in (second, third):
+        assert replica.access_key_id == first.access_key_id
+        for name in ("tls-cert.pem", "tls-key.pem", SIGNER_CA_FILE, "spec-signer.pem"):
+            assert (replica.data_dir / name).read_bytes() == (first.data_dir / name).read_bytes()
+    # The bundle lives in the object store, not in the data directory of the replica pushed to.
+    revision = _push(first, "v1")
+    objects = fleet.store.client().list_objects_v2(Bucket=BUCKET, Prefix="opendeploy/")
+    assert objects.get("KeyCount", 0) >= 1
+    assert not (first.data_dir / "bundles").exists()
+    deployment_id = _deploy(third, revision)
+    info = finished_deployment(second.client(), deployment_id, timeout=90)
+    assert info["status"] == "Succeeded", info.get("errorInformation")
+    for agent in fleet.agents:
+        assert _ran(agent, "v1") == [f"{e} v1" for e in HOOKS], agent.output()[-2000:]
+
+
+def _deploy_while(fleet: Fleet, versions: list[str], disturb: Any) -> list[dict[str, Any]]:
+    """Deploy each version in turn (pushed and created through HAProxy) while ``disturb``
+    runs on a thread; the deployments' final descriptions."""
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            disturb(done)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    results = []
+    try:
+        for version in versions:
+            deployment_id = wait_for(
+                lambda v=version: _try(lambda: _deploy(fleet.front, _push(fleet.front, v))),
+                60,
+                f"deployment of {version} created",
+            )
+            results.append(
+                wait_for(
+                    lambda d=deployment_id: _try(
+                        lambda: finished_deployment(fleet.front.client(), d, 120)
+                    ),
+                    150,
+                    f"deployment {deployment_id} finished",
+                )
+            )
+    finally:
+        done.set()
+        thread.join(120)
+    assert not errors, errors
+    return results
+
+
+def _try(call: Any) -> Any:
+    """``call()``, or None when the replica that answered went away mid-call (HAProxy then
+    sends the retry elsewhere)."""
+    try:
+        return call()
+    except Exception as exc:
+        if "finished" in str(exc):
+            raise
+        return None
+
+
+def test_a_replica_killed_every_few_seconds_leaves_no_deployment_stuck_or_wrong(
+    fleet: Fleet,
+) -> None:
+    versions = [f"k{i}" for i in range(4)]
+
+    def kill_in_turn(done: threading.Event) -> None:
+        victim = 0
+        while not done.wait(2.0):
+            fleet.restart(victim, kill=True)
+            victim = (victim + 1) % REPLICAS
+
+    results = _deploy_while(fleet, versions, kill_in_turn)
+    assert [r["status"] for r in results] == ["Succeeded"] * len(versions), [
+        r.get("errorInformation") for r in results
+    ]
+    for agent in fleet.agents:
+        for version in versions:
+            # Every hook exactly once: a killed replica neither lost nor repeated a command.
+            assert _ran(agent, version) == [f"{e} {version}" for e in HOOKS], agent.output()[-3000:]
+
+
+def test_a_rolling_restart_of_every_replica_fails_no_deployment(fleet: Fleet) -> None:
+    versions = [f"r{i}" for i in range(3)]
+    stops: list[float] = []
+
+    def roll(done: threading.Event) -> None:
+        for index in range(REPLICAS):
+            if done.wait(1.0):
+                return
+            stops.append(fleet.restart(index, kill=False))
+
+    results = _deploy_while(fleet, versions, roll)
+    assert [r["status"] for r in results] == ["Succeeded"] * len(versions), [
+        r.get("errorInformation") for r in results
+    ]
+    # Each replica held the agents' idle keep-alive TLS connections: they are cut at once, not
+    # waited for (30 s each before).
+    assert stops and max(stops) < 10, stops
