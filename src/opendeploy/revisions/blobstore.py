@@ -277,9 +277,7 @@ class S3BlobStore:
         try:
             yield
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
-            raise BlobStoreUnavailableError(
-                f"the bundle store s3://{self.bucket}/{key} failed: {exc}"
-            ) from exc
+            raise BlobStoreUnavailableError(f"blob store s3://{self.bucket}/{key}: {exc}") from exc
 
 
 def _is_not_found(exc: BaseException | None) -> bool:
