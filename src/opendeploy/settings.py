@@ -35,9 +35,9 @@ class ServerSettings:
     deployment_timeout_seconds: float = 12 * 3600.0
     #: A dispatched command that no agent acknowledges fails after this long (AWS: 5 min).
     event_start_timeout_seconds: float = 300.0
-    #: After a (re)start, an agent not heard from yet gets at least this long before it counts as
-    #: dead: agents back off while the server is down (ours up to 30 s, the official agent's up
-    #: to about 90 s).
+    #: After a (re)start no agent counts as dead for its silence for this long: agents back off
+    #: while the server is down (ours up to 30 s, the official agent's up to about 90 s), and one
+    #: whose report got through may still be waiting out that backoff before it polls again.
     restart_grace_seconds: float = 95.0
     #: PollHostCommand is held this long when there is no work (the agent's read timeout is 80 s).
     poll_timeout_seconds: float = 20.0

@@ -10,6 +10,7 @@ owner name). Each host's hooks append ``<event> <version>`` to a proof file of i
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import threading
@@ -24,12 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
 from opendeploy.api.commands.signing import SIGNER_CA_FILE
-from opendeploy.testing.agents import RunningAgent, running_agents
+from opendeploy.testing.agents import RunningAgent, register_instance, running_agents
 from opendeploy.testing.server import RunningServer, free_port, start_server
 from tests._seaweedfs import SeaweedS3, running_seaweedfs
+from tests.api.test_official_agent_wire import SCRIPT, VARIANTS
+from tests.api.test_official_agent_wire import _bundle as official_bundle
+from tests.api.test_official_agent_wire import _need_ruby as need_ruby
 from tests.conftest import scratch_postgres_database
 from tests.e2e.polling import finished_deployment, wait_for
 
@@ -233,32 +238,92 @@ def test_replicas_share_secrets_and_a_push_to_one_is_deployed_through_another(
         assert _ran(agent, "v1") == [f"{e} v1" for e in HOOKS], agent.output()[-2000:]
 
 
-def _deploy_while(fleet: Fleet, versions: list[str], disturb: Any) -> list[dict[str, Any]]:
-    """Deploy each version in turn (pushed and created through HAProxy) while ``disturb``
-    runs on a thread; the deployments' final descriptions."""
-    done = threading.Event()
+def test_an_official_agent_trusting_one_replica_is_served_by_another(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    # The official agent's Ruby stack: TLS pinned to the certificate it was given, the spec's
+    # PKCS#7 checked against the signer CA file written when it registered, the bundle fetched
+    # with aws-sdk-s3 through the S3 front, all of it from replicas other than the one it knows.
+    ruby = need_ruby()
+    first, second, third = fleet.replicas
+    register_instance(first, "ruby-1", tmp_path / "ruby-1", tags={"role": "ruby"})
+    host = yaml.safe_load((tmp_path / "ruby-1" / "codedeploy.onpremises.yml").read_text())
+    client = first.client()
+    client.create_deployment_group(
+        applicationName=APP,
+        deploymentGroupName="ruby",
+        serviceRoleArn="arn:aws:iam::000000000000:role/opendeploy",
+        deploymentConfigName="CodeDeployDefault.AllAtOnce",
+        onPremisesInstanceTagFilters=[{"Key": "role", "Value": "ruby", "Type": "KEY_AND_VALUE"}],
+    )
+    bundle = official_bundle()
+    first.client("s3").put_object(Bucket=BUCKET, Key="ruby/app.zip", Body=bundle)
+    deployment_id = second.client().create_deployment(
+        applicationName=APP,
+        deploymentGroupName="ruby",
+        revision={
+            "revisionType": "S3",
+            "s3Location": {"bucket": BUCKET, "key": "ruby/app.zip", "bundleType": "zip"},
+        },
+    )["deploymentId"]
+    signing_name, target_prefix = VARIANTS["ruby-1"]
+    done = subprocess.run(
+        [
+            ruby,
+            str(SCRIPT),
+            third.endpoint,
+            str(first.ca_bundle),
+            str(tmp_path / "ruby-1" / SIGNER_CA_FILE),
+            signing_name,
+            target_prefix,
+            host["aws_access_key_id"],
+            host["aws_secret_access_key"],
+            host["iam_user_arn"],
+            host["region"],
+            str(tmp_path / "bundle"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["tls_check"] == "passed", seen
+    assert seen["spec_verified"] is True and seen["spec_signer_pinned"] is True, seen
+    assert seen["spec"]["DeploymentId"] == deployment_id
+    assert seen["bundle_etag_matches"] is True
+    assert (tmp_path / "bundle").read_bytes() == bundle
+    assert seen["ack"] == [200, "InProgress"] and seen["complete"] == 200
+    # The host polls no more: stop its deployment rather than leave it to the dead-agent rule.
+    client.stop_deployment(deploymentId=deployment_id)
+
+
+def _deploy_while(fleet: Fleet, prefix: str, disturb: Any) -> list[str]:
+    """Deploy ``<prefix>0``, ``<prefix>1`` … in turn (pushed and created through HAProxy) until
+    ``disturb()``, run on a thread meanwhile, has returned (at least two); asserts that each
+    succeeded and returns their versions."""
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            disturb(done)
+            disturb()
         except BaseException as exc:  # reported by the test
             errors.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    results = []
-    try:
-        for version in versions:
-            deployment_id = wait_for(partial(_created, fleet, version), 60, f"{version} created")
-            results.append(
-                wait_for(partial(_finished, fleet, deployment_id), 150, f"{deployment_id} done")
-            )
-    finally:
-        done.set()
-        thread.join(120)
+    versions: list[str] = []
+    results: list[tuple[str, Any]] = []
+    while thread.is_alive() or len(versions) < 2:
+        version = f"{prefix}{len(versions)}"
+        deployment_id = wait_for(partial(_created, fleet, version), 60, f"{version} created")
+        info = wait_for(partial(_finished, fleet, deployment_id), 150, f"{deployment_id} done")
+        versions.append(version)
+        results.append((info["status"], info.get("errorInformation")))
+    thread.join(120)
     assert not errors, errors
-    return results
+    assert results == [("Succeeded", None)] * len(versions), results
+    return versions
 
 
 def _created(fleet: Fleet, version: str) -> str | None:
@@ -287,18 +352,12 @@ def _finished(fleet: Fleet, deployment_id: str) -> dict[str, Any] | None:
 def test_a_replica_killed_every_few_seconds_leaves_no_deployment_stuck_or_wrong(
     fleet: Fleet,
 ) -> None:
-    versions = [f"k{i}" for i in range(4)]
-
-    def kill_in_turn(done: threading.Event) -> None:
-        victim = 0
-        while not done.wait(2.0):
+    def kill_each_in_turn() -> None:
+        for victim in range(REPLICAS):
+            time.sleep(2.0)  # a deployment is under way: kill in its midst
             fleet.restart(victim, kill=True)
-            victim = (victim + 1) % REPLICAS
 
-    results = _deploy_while(fleet, versions, kill_in_turn)
-    assert [r["status"] for r in results] == ["Succeeded"] * len(versions), [
-        r.get("errorInformation") for r in results
-    ]
+    versions = _deploy_while(fleet, "k", kill_each_in_turn)
     for agent in fleet.agents:
         for version in versions:
             # Every hook exactly once: a killed replica neither lost nor repeated a command.
@@ -306,19 +365,14 @@ def test_a_replica_killed_every_few_seconds_leaves_no_deployment_stuck_or_wrong(
 
 
 def test_a_rolling_restart_of_every_replica_fails_no_deployment(fleet: Fleet) -> None:
-    versions = [f"r{i}" for i in range(3)]
     stops: list[float] = []
 
-    def roll(done: threading.Event) -> None:
+    def roll() -> None:
         for index in range(REPLICAS):
-            if done.wait(1.0):
-                return
+            time.sleep(1.0)
             stops.append(fleet.restart(index, kill=False))
 
-    results = _deploy_while(fleet, versions, roll)
-    assert [r["status"] for r in results] == ["Succeeded"] * len(versions), [
-        r.get("errorInformation") for r in results
-    ]
+    _deploy_while(fleet, "r", roll)
     # Each replica held the agents' idle keep-alive TLS connections: they are cut at once, not
     # waited for (30 s each before).
-    assert stops and max(stops) < 10, stops
+    assert len(stops) == REPLICAS and max(stops) < 10, stops

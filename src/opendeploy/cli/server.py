@@ -107,8 +107,8 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     "--restart-grace",
     95.0,
     (
-        "Seconds an agent not heard from since the server started gets before it counts as "
-        "dead (agents retry with a backoff while the server is down: the official agent's "
+        "Seconds after the server starts during which no agent counts as dead for its "
+        "silence (agents retry with a backoff while the server is down: the official agent's "
         "reaches about 90 s)."
     ),
 )
