@@ -448,6 +448,7 @@ def create_server(
             owner=owner,
             backlog=backlog.delay,
             heard=lambda: command_api.heard(),
+            polled=lambda: command_api.polled(),
             on_server_steps=effectors.wake,
             publish=channel.publish if channel is not None else None,
         )

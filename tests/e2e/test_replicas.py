@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from opendeploy.api.commands.signing import SIGNER_CA_FILE
@@ -376,3 +377,16 @@ def test_a_rolling_restart_of_every_replica_fails_no_deployment(fleet: Fleet) ->
     # Each replica held the agents' idle keep-alive TLS connections: they are cut at once, not
     # waited for (30 s each before).
     assert len(stops) == REPLICAS and max(stops) < 10, stops
+
+
+def test_a_push_while_the_bundle_store_is_down_names_it(fleet: Fleet) -> None:
+    # Last in the module: the store stays down.
+    fleet.store.process.terminate()
+    fleet.store.process.wait(30)
+    s3 = fleet.replicas[0].client("s3", config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as caught:
+        s3.put_object(Bucket=BUCKET, Key="down.zip", Body=_bundle("down"))
+    error = caught.value.response["Error"]
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert error["Code"] == "ServiceUnavailable"
+    assert f"s3://{BUCKET}/opendeploy/" in error["Message"], error
