@@ -11,6 +11,12 @@ The app serves two services on one URL: the control API (admin keys only) and th
 in the app's lifespan; CreateDeployment, StopDeployment and on-premises (de)registration wake it.
 TLS: ``tls_cert``/``tls_key``, or ``tls_self_signed`` (a certificate created once in the data
 directory, also named as ``ca_bundle`` in the written config so AWS clients trust it).
+
+Replicas (several servers on one PostgreSQL database): the admin key, the deployment-spec signer
+and the self-signed TLS pair are made once and kept in the database (``store.server_secrets``);
+bundles go to ``--bundle-store s3://…``; the engines tell each other which hosts got commands
+(``store.replica_channel``). On SIGTERM the engine stops first, held polls are answered and
+closing connections are cut once flushed, so a restart takes about a second (see ``run``).
 """
 
 from __future__ import annotations
