@@ -403,20 +403,13 @@ async def command_latency(
             )
         )["deploymentId"]
         reported: float | None = None
-        while True:
-            answer = await poll.call(
-                service, f"{COMMANDS}.PollHostCommand", {"HostIdentifier": probe.arn}
-            )
-            command = answer.get("HostCommand")
-            if not command:
-                status = (
-                    await admin.call(
-                        "codedeploy", f"{CONTROL}.GetDeployment", {"deploymentId": deployment_id}
-                    )
-                )["deploymentInfo"]["status"]
-                if status in ("Succeeded", "Failed", "Stopped"):
-                    break
-                continue
+        for _event in range(EVENTS_PER_HOST):
+            command = None
+            while not command:
+                answer = await poll.call(
+                    service, f"{COMMANDS}.PollHostCommand", {"HostIdentifier": probe.arn}
+                )
+                command = answer.get("HostCommand")
             if reported is not None:
                 samples.append(time.perf_counter() - reported)
             command_id = command["HostCommandIdentifier"]
@@ -440,6 +433,9 @@ async def command_latency(
                 },
             )
             reported = time.perf_counter()
+        status = await wait_terminal(admin, deployment_id, timeout=60)
+        if status != "Succeeded":
+            break
     for conn in (poll, report, admin):
         conn.close()
     return samples
