@@ -48,3 +48,33 @@ def test_hosts_published_by_one_replica_reach_the_others_in_milliseconds(
         b.stop()
     # The target is 50 ms for a whole command; the channel alone is a few ms on loopback.
     assert statistics.median(latencies) < 0.5, latencies
+
+
+def test_both_ends_reconnect_when_the_database_drops_their_connections(postgres_url: str) -> None:
+    import psycopg
+
+    url = make_url(engine_url(postgres_url))
+    got: queue.Queue[list[str]] = queue.Queue()
+    a = ReplicaChannel(url, "replica-a", lambda hosts: None)
+    b = ReplicaChannel(url, "replica-b", got.put)
+    b.start()
+    try:
+        assert b.listening.wait(10)
+        a.publish(["web-1"])
+        assert got.get(timeout=5) == ["web-1"]
+        # What a database restart does to them: every connection of this database is cut.
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        deadline = time.monotonic() + 10
+        while b.listening.is_set():  # the listener notices, then connects again
+            assert time.monotonic() < deadline, "the listener never noticed"
+            time.sleep(0.01)
+        assert b.listening.wait(10)
+        a.publish(["web-2"])  # the sender's connection is gone too: it connects again at once
+        assert got.get(timeout=5) == ["web-2"]
+    finally:
+        a.stop()
+        b.stop()

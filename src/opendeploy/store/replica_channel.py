@@ -26,6 +26,9 @@ CHANNEL = "opendeploy_hosts"
 PAYLOAD_LIMIT = 7_900
 #: How long the listener waits for a notification before it looks whether it must stop.
 LISTEN_SLICE_SECONDS = 0.5
+#: The longest a (re)connection may take: the sender runs on the engine's thread, which must
+#: not hang on a database that does not answer (the sweep covers what is not sent).
+CONNECT_TIMEOUT_SECONDS = 2
 #: Between attempts to reconnect the listener (the database restarting, say).
 RECONNECT_SECONDS = 1.0
 
@@ -82,14 +85,24 @@ class ReplicaChannel:
         if not messages:
             return
         with self._send_lock:
-            try:
-                if self._sender is None or self._sender.closed:
-                    self._sender = psycopg.connect(self._conninfo, autocommit=True)
-                for message in messages:
-                    self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, message))
-            except psycopg.Error as exc:
-                log.warning("could not notify the other replicas (their sweep will): %s", exc)
-                self._close_sender()
+            # Twice at most: a connection kept from before a database restart fails once.
+            for attempt in (1, 2):
+                try:
+                    if self._sender is None or self._sender.closed:
+                        self._sender = psycopg.connect(
+                            self._conninfo,
+                            autocommit=True,
+                            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                        )
+                    for message in messages:
+                        self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, message))
+                    return
+                except psycopg.Error as exc:
+                    self._close_sender()
+                    if attempt == 2:
+                        log.warning(
+                            "could not notify the other replicas (their sweep will): %s", exc
+                        )
 
     def _close_sender(self) -> None:
         if self._sender is not None:
@@ -118,7 +131,9 @@ class ReplicaChannel:
     def _listen(self) -> None:
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                with psycopg.connect(
+                    self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
                     while not self._stopping.is_set():
