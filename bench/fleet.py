@@ -534,7 +534,10 @@ def main() -> None:
         f"simulated fleet over the Command API ({args.database}, {args.replicas} replica"
         f"{'s' if args.replicas > 1 else ''})"
     )
-    server_args = ("--poll-timeout", str(args.poll_timeout))
+    server_args: tuple[str, ...] = ("--poll-timeout", str(args.poll_timeout))
+    if args.replicas > 1:
+        # Within PostgreSQL's default max_connections (100) all together.
+        server_args += ("--database-connections", str(max(8, 80 // args.replicas)))
     if args.replicas > 1:
         with (
             work_dir() as work,

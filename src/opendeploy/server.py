@@ -422,7 +422,7 @@ def create_server(
     ``traffic``: the load balancer BlockTraffic and AllowTraffic drive (none by default: the
     steps leave traffic alone and say so)."""
     prepare_data_dir(settings.data_dir, settings.database_url)
-    store = Store.open(settings.database_url)
+    store = Store.open(settings.database_url, max_connections=settings.database_connections)
     try:
         credentials = bootstrap_credentials(store, settings)
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()

@@ -59,6 +59,9 @@ class ServerSettings:
     #: Where pushed bundles are kept: None for ``<data_dir>/bundles``, or ``s3://BUCKET[/PREFIX]``
     #: (shared by replicas; see ``revisions.bundle_store``).
     bundle_store: str | None = None
+    #: The most PostgreSQL connections this server opens (None: 42, and up to 10 more under
+    #: load). Replicas share the database server's ``max_connections`` (100 by default).
+    database_connections: int | None = None
 
     @property
     def minute(self) -> timedelta:

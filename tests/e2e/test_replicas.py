@@ -54,6 +54,9 @@ SERVER_ARGS = (
     "60",
     "--bundle-store",
     f"s3://{BUCKET}/opendeploy",
+    # Three replicas within PostgreSQL's default max_connections (100), with room for others.
+    "--database-connections",
+    "16",
 )
 
 

@@ -159,6 +159,16 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     ),
 )
 @click.option(
+    "--database-connections",
+    type=click.IntRange(min=4),
+    envvar="OPENDEPLOY_DATABASE_CONNECTIONS",
+    default=None,
+    help=(
+        "The most PostgreSQL connections this server opens (default: 42, up to 10 more under "
+        "load). Replicas: their sum must stay under the database's max_connections."
+    ),
+)
+@click.option(
     "--bundle-store",
     envvar="OPENDEPLOY_BUNDLE_STORE",
     metavar="s3://BUCKET[/PREFIX]",
@@ -195,6 +205,7 @@ def server(
     poll_timeout: float,
     minute_seconds: float,
     load_balancers: Path | None,
+    database_connections: int | None,
     bundle_store: str | None,
     log_level: str,
 ) -> None:
@@ -233,6 +244,7 @@ def server(
         minute_seconds=minute_seconds,
         load_balancers_file=load_balancers,
         bundle_store=bundle_store,
+        database_connections=database_connections,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.

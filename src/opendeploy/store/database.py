@@ -123,12 +123,18 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def _pooled_engine(url: str) -> Engine:
-    """The engine of a database server (PostgreSQL; any other dialect SQLAlchemy knows)."""
+def _pooled_engine(url: str, max_connections: int | None = None) -> Engine:
+    """The engine of a database server (PostgreSQL; any other dialect SQLAlchemy knows).
+
+    ``max_connections``: at most this many connections, none beyond (several replicas share
+    the server's ``max_connections``); the threads beyond them wait for one."""
     # With the overflow, as many connections as the API's worker threads
     # (opendeploy.blocking: POOL_SIZE + CONTROL_POOL_SIZE) plus the engine's and the sweep's,
     # so that none of them waits for a connection.
-    engine = create_engine(url, pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=10)
+    size, overflow = POSTGRES_POOL_SIZE, 10
+    if max_connections is not None:
+        size, overflow = max_connections, 0
+    engine = create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=overflow)
     if make_url(url).get_backend_name() == "postgresql":
 
         @event.listens_for(engine, "connect")
@@ -492,13 +498,16 @@ class Store:
         self.server_secrets = ServerSecrets(database)
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Connect to ``sqlite:///path`` or ``postgresql://…`` and migrate the schema to head."""
+    def open(cls, url: str, *, max_connections: int | None = None) -> Store:
+        """Connect to ``sqlite:///path`` or ``postgresql://…`` and migrate the schema to head.
+
+        ``max_connections``: the most a database server's pool opens (default: enough that no
+        thread of the server waits for one)."""
         sa_url = engine_url(url)
         if make_url(sa_url).get_backend_name() == "sqlite":
             engine = _sqlite_engine(sa_url)
         else:
-            engine = _pooled_engine(sa_url)
+            engine = _pooled_engine(sa_url, max_connections)
         migrate(engine)
         return cls(Database(engine))
 
