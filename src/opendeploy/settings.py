@@ -62,6 +62,25 @@ class ServerSettings:
     #: The most PostgreSQL connections this server opens (None: 42, and up to 10 more under
     #: load). Replicas share the database server's ``max_connections`` (100 by default).
     database_connections: int | None = None
+    #: What alarm names stand for, the analysis gates and the Alertmanager receiver's token
+    #: (see ``engine.alarms.declarations``); None: every alarm name is a CloudWatch alarm.
+    alarms_file: Path | None = None
+    #: The alarm watcher reads every watched deployment's alarms and gates this often.
+    alarm_poll_seconds: float = 1.0
+    #: The built-in function host (``functions/``): the Lambda API on this server, Python
+    #: functions run as processes under awslambdaric. Off: the Lambda API answers that it is off.
+    function_host: bool = False
+    #: Function processes running at once per (function, version).
+    function_concurrency: int = 4
+    #: Trigger target ARNs that are webhooks (see ``engine.notifications.declaration``); None:
+    #: every trigger publishes to SNS.
+    notifications_file: Path | None = None
+    #: A failed notification is tried again after this many seconds, doubling each time (at most
+    #: 300 s), up to ``notification_max_attempts`` attempts.
+    notification_first_retry_seconds: float = 2.0
+    notification_max_attempts: int = 10
+    #: ``GET /metrics`` requires ``Authorization: Bearer <token>`` when set.
+    metrics_token: str | None = None
 
     @property
     def minute(self) -> timedelta:

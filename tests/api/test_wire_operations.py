@@ -757,8 +757,8 @@ CASES: dict[str, Case] = {
         ),
         "UnsupportedActionForDeploymentTypeException",
         no_success=(
-            "only Lambda and ECS hook executions can be reported, and OpenDeploy's engine issues "
-            "none (it runs the Server platform through agents)"
+            "only Lambda and ECS hook executions can be reported; a Lambda deployment's are "
+            "answered in tests/e2e/test_lambda_moto.py"
         ),
     ),
     "RegisterApplicationRevision": Case(

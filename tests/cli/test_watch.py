@@ -32,6 +32,7 @@ from opendeploy.cli.render import (
     format_duration,
     live_view,
     plain_lines,
+    snapshot_from_api,
     summary,
 )
 from opendeploy.domain.lifecycle import SERVER_ORDER
@@ -250,6 +251,48 @@ def test_changes_are_one_plain_line_per_transition() -> None:
     assert not any(line.startswith("d-ABCDEFGHI") for line in later)
     created = _snapshot("Created", (_instance("host-1", "Pending", 0, 0),), now=0)
     assert changes(None, created)[0].startswith("d-ABCDEFGHI Created (")
+
+
+def test_a_lambda_target_shows_the_alias_split_as_it_changes() -> None:
+    info = {
+        "deploymentId": "d-ABCDEFGHI",
+        "status": "InProgress",
+        "deploymentOverview": {"InProgress": 1},
+    }
+
+    def target(weight: float, allow: str) -> dict[str, object]:
+        events = [
+            {"lifecycleEventName": "BeforeAllowTraffic", "status": "Succeeded"},
+            {"lifecycleEventName": "AllowTraffic", "status": allow},
+            {"lifecycleEventName": "AfterAllowTraffic", "status": "Pending"},
+        ]
+        function = {
+            "functionName": "fn",
+            "functionAlias": "live",
+            "currentVersion": "1",
+            "targetVersion": "2",
+            "targetVersionWeight": weight,
+        }
+        return {
+            "deploymentTargetType": "LambdaTarget",
+            "lambdaTarget": {
+                "targetId": "fn",
+                "status": "InProgress",
+                "lifecycleEvents": events,
+                "lambdaFunctionInfo": function,
+            },
+        }
+
+    first = snapshot_from_api(info, [target(0.0, "Pending")], T0)
+    shifted = snapshot_from_api(info, [target(0.25, "InProgress")], T0)
+    assert "fn traffic fn:live version 2 0 % (version 1 100 %)" in changes(None, first)
+    later = changes(first, shifted)
+    assert "fn AllowTraffic InProgress" in later
+    assert "fn traffic fn:live version 2 25 % (version 1 75 %)" in later
+    assert changes(shifted, shifted) == []
+    console = Console(file=io.StringIO(), width=100)
+    console.print(summary(shifted))
+    assert "Traffic: fn:live version 2 25 % (version 1 75 %)" in console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def _out(host: str, event: str, line: str) -> OutputLine:

@@ -10,7 +10,7 @@ The load balancer here is a recording stand-in for the :class:`TrafficController
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import pytest
 
 from opendeploy.domain.records import LoadBalancerInfo
 from opendeploy.engine.effectors import EffectorError, ServerStep, StepOutcome, StepProgress
+from opendeploy.engine.effectors.traffic import HostTraffic
 from opendeploy.store.server_steps import ServerSteps
 from tests.engine.agent_sim import (
     AGENT_EVENTS,
@@ -58,6 +59,20 @@ class Pool:
             self.calls.append(("allow", host))
             self.in_pool[host] = True
         return f"{host} back in {lb.describe()}"
+
+    def set_weights(
+        self, lb: LoadBalancerInfo, weights: Mapping[str, int], progress: StepProgress
+    ) -> str:
+        with self._lock:
+            self.calls.extend(("weight", f"{host}={w}") for host, w in weights.items())
+        return f"weights set in {lb.describe()}"
+
+    def state(self, lb: LoadBalancerInfo) -> list[HostTraffic]:
+        with self._lock:
+            return [
+                HostTraffic(lb.describe(), host, serving, "in" if serving else "out")
+                for host, serving in self.in_pool.items()
+            ]
 
 
 @pytest.fixture

@@ -286,8 +286,8 @@ def test_stop_at_any_moment_ends_the_deployment(
     assert h.status in TERMINAL_DEPLOYMENT_STATUSES
 
 
-@pytest.mark.parametrize("platform", ["Lambda", "ECS"])
-def test_lambda_and_ecs_deployments_end_at_once(platform: str) -> None:
+@pytest.mark.parametrize("platform", ["ECS"])
+def test_ecs_deployments_end_at_once(platform: str) -> None:
     snap = DeploymentSnapshot(
         "d-UNITTEST1", DeploymentStatus.CREATED, ALL_AT_ONCE, (), T0, compute_platform=platform
     )

@@ -4,8 +4,9 @@ what the engine must have decided after each step.
 Scenario keys: ``fleet`` (instance ids), ``config`` ({type, value}), optional
 ``load_balancer``, ``ignore_application_stop_failures``, ``auto_rollback`` ({enabled, events}),
 ``creator``, ``last_successful`` ({deployment_id, revision}), ``style`` (deploymentStyle),
-``settings`` (EngineSettings fields), ``silent_from`` ({instance: t}: that agent stops polling
-at t seconds) and ``steps``.
+``settings`` (EngineSettings fields), ``compute_platform`` ("Lambda": the fleet is the
+function), ``traffic_routing`` (a ``trafficRoutingConfig``), ``silent_from`` ({instance: t}: that
+agent stops polling at t seconds) and ``steps``.
 
 A step: ``at`` (seconds after T0); ``reports``, applied in order before reconciling — ``{"ack": i,
 "noop": bool}``, ``{"run": i}`` (ack + Succeeded; for a server step, the effector runner's
@@ -31,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from opendeploy.domain.configs import TrafficRouting
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle
 from opendeploy.domain.status import DeploymentStatus
@@ -54,11 +56,15 @@ def build(spec: dict[str, Any]) -> Harness:
     lb = spec.get("load_balancer", False)
     rb = spec.get("auto_rollback", {})
     last = spec.get("last_successful")
+    platform = spec.get("compute_platform", "Server")
+    routing = spec.get("traffic_routing")
     snap = DeploymentSnapshot(
         deployment_id="d-TESTTEST1",
         status=DeploymentStatus.CREATED,
         minimum_healthy_hosts=MinimumHealthyHosts(spec["config"]["type"], spec["config"]["value"]),
-        targets=tuple(new_target(i, load_balancer=lb) for i in spec["fleet"]),
+        targets=tuple(
+            new_target(i, load_balancer=lb, compute_platform=platform) for i in spec["fleet"]
+        ),
         created_at=T0,
         ignore_application_stop_failures=spec.get("ignore_application_stop_failures", False),
         auto_rollback=AutoRollbackConfig(
@@ -67,6 +73,8 @@ def build(spec: dict[str, Any]) -> Harness:
         creator=spec.get("creator", "user"),
         last_successful=LastSuccessful(**last) if last else None,
         style=DeploymentStyle.from_wire(spec.get("style")),
+        compute_platform=platform,
+        traffic_routing=TrafficRouting.from_wire(routing) if routing else None,
     )
     return Harness(snap, settings=EngineSettings(**spec.get("settings", {})))
 
@@ -156,7 +164,12 @@ def test_scenario(path: Path) -> None:
             elif "run" in report:
                 h.complete(report["run"], now, "Succeeded")
             elif "fail" in report:
-                h.fail(report["fail"], now, report.get("error_code", "ScriptFailed"))
+                h.fail(
+                    report["fail"],
+                    now,
+                    report.get("error_code", "ScriptFailed"),
+                    report.get("message", ""),
+                )
             elif "stop" in report:
                 stop = report["stop"]
                 request = StopRequest(now, stop.get("auto_rollback"), stop.get("by_alarm", False))

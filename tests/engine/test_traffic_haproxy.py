@@ -200,3 +200,63 @@ def test_an_unreachable_load_balancer_fails_the_step_with_its_address(fleet_of: 
         )
         assert str(proxy.socket) in message
         assert info["errorInformation"]["code"] == "HEALTH_CONSTRAINTS"
+
+
+class _Quiet:
+    def report(self, line: str) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+def test_the_haproxy_driver_sets_weights_and_reads_back_each_host(tmp_path: Path) -> None:
+    from opendeploy.domain.records import LoadBalancerInfo
+    from opendeploy.engine.effectors import EffectorError
+    from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarations
+    from opendeploy.engine.effectors.providers import traffic_controller
+
+    backends = [Backend("web1"), Backend("web2")]
+    for b in backends:
+        b.start(b.name)  # each answers its own name
+    try:
+        with running_haproxy(tmp_path, backends) as proxy:
+            declared = LoadBalancerDeclarations.load(
+                _declaration(tmp_path, proxy, {"host-1": "web1", "host-2": "web2"})
+            )
+            controller = traffic_controller(declared)
+            lb = LoadBalancerInfo(target_groups=("web",))
+            message = controller.set_weights(lb, {"host-1": 0, "host-2": 200}, _Quiet())
+            assert "host-1 0, host-2 200" in message
+            state = {h.host: h for h in controller.state(lb)}
+            assert (state["host-1"].weight, state["host-1"].serving) == (0, False)
+            assert (state["host-2"].weight, state["host-2"].serving) == (200, True)
+            with LoadGenerator(proxy.port) as load:
+                while load.total < 50:
+                    threading.Event().wait(0.01)
+            assert load.failures == [] and set(load.answers) == {"web2"}, load.answers
+            controller.block("host-2", lb, _Quiet())
+            assert not {h.host: h for h in controller.state(lb)}["host-2"].serving
+            with pytest.raises(EffectorError, match="outside 0..256"):
+                controller.set_weights(lb, {"host-1": 300}, _Quiet())
+    finally:
+        for b in backends:
+            b.stop()
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ({"servers": {}}, "exactly one provider key of haproxy"),
+        ({"haproxy": {"socket": "/s"}}, r"target_groups.web.haproxy: expected 'socket' and"),
+        ({"haproxy": "x"}, "target_groups.web.haproxy: expected a mapping"),
+    ],
+)
+def test_a_bad_target_group_declaration_says_where(spec: dict[str, Any], error: str) -> None:
+    from opendeploy.engine.effectors.load_balancers import (
+        LoadBalancerDeclarationError,
+        LoadBalancerDeclarations,
+    )
+
+    with pytest.raises(LoadBalancerDeclarationError, match=error):
+        LoadBalancerDeclarations.parse({"target_groups": {"web": spec}}, where="lb.yml")

@@ -334,7 +334,16 @@ def test_new_instance_gets_the_last_successful_revision_on_first_poll(cluster: C
     assert newcomer.poll() is None
 
 
-def _lambda_group(cluster: Cluster) -> Any:
+#: An AppSpec naming no function: the deployment fails (INVALID_LAMBDA_CONFIGURATION).
+NO_FUNCTION = "version: 0.0\nResources: []\n"
+#: A valid AppSpec (the function does not exist anywhere: nothing in these tests reaches it).
+ONE_FUNCTION = (
+    "version: 0.0\nResources:\n  - fn:\n      Type: AWS::Lambda::Function\n"
+    "      Properties: {Name: fn, Alias: live, CurrentVersion: '1', TargetVersion: '2'}\n"
+)
+
+
+def _lambda_group(cluster: Cluster, content: str = NO_FUNCTION) -> Any:
     cd = cluster.cd
     cd.create_application(applicationName="fn", computePlatform="Lambda")
     cd.create_deployment_group(
@@ -349,20 +358,22 @@ def _lambda_group(cluster: Cluster) -> Any:
     )
     revision = {
         "revisionType": "AppSpecContent",
-        "appSpecContent": {"content": "version: 0.0\nResources: []\n"},
+        "appSpecContent": {"content": content},
     }
     return lambda: cd.create_deployment(
         applicationName="fn", deploymentGroupName="live", revision=revision
     )["deploymentId"]
 
 
-def test_lambda_deployment_fails_at_once_and_frees_its_group(cluster: Cluster) -> None:
+def test_a_lambda_appspec_naming_no_function_fails_at_once_and_frees_its_group(
+    cluster: Cluster,
+) -> None:
     create = _lambda_group(cluster)
     first = create()
     info = cluster.wait_status(first, "Failed", "Stopped", "Succeeded")
     assert info["status"] == "Failed"
-    assert info["errorInformation"]["code"] == "INTERNAL_ERROR"
-    assert "Lambda compute platform is not supported" in info["errorInformation"]["message"]
+    assert info["errorInformation"]["code"] == "INVALID_LAMBDA_CONFIGURATION"
+    assert "The AppSpec names no resource" in info["errorInformation"]["message"]
     assert "completeTime" in info
     # The group is free again: the next deployment is accepted (no DeploymentLimitExceeded).
     second = create()
@@ -373,7 +384,7 @@ def test_lambda_deployment_fails_at_once_and_frees_its_group(cluster: Cluster) -
 
 
 def test_stop_finishes_a_lambda_deployment_the_engine_has_not_seen(cluster: Cluster) -> None:
-    create = _lambda_group(cluster)
+    create = _lambda_group(cluster, ONE_FUNCTION)
     # With the engine thread stopped, a deployment stays Created and the stop stays pending...
     cluster.server.engine.stop()
     dep = create()
@@ -389,7 +400,7 @@ def test_stop_finishes_a_lambda_deployment_the_engine_has_not_seen(cluster: Clus
     assert info["status"] == "Stopped" and info["errorInformation"]["code"] == "MANUAL_STOP"
     later = create()
     assert worker.run_once() == 1
-    assert cluster.info(later)["status"] == "Failed"
+    assert cluster.info(later)["status"] == "InProgress"  # its first server step dispatched
 
 
 def test_a_host_holding_a_poll_here_is_alive_whatever_the_store_says(cluster: Cluster) -> None:

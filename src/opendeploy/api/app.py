@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
 
+from opendeploy import metrics
 from opendeploy.api import sigv4
 from opendeploy.api.backlog import Backlog
 from opendeploy.api.context import Handler, RequestContext
@@ -418,6 +419,7 @@ def create_app(
             for variable, header_token in header_tokens:
                 variable.reset(header_token)
         code = outcome.error.code if outcome.error else None
+        metrics.observe_request(outcome.operation, code, time.perf_counter() - started)
         # The agents' own calls (a fleet's polls, acknowledgements …) are logged at DEBUG: at
         # INFO they were most of the log and a measurable part of each call's cost.
         level = (

@@ -17,6 +17,7 @@ _COMMANDS: dict[str, str] = {
     "instance": "opendeploy.cli.instance:instance",
     "local": "opendeploy.cli.local:local",
     "logs": "opendeploy.cli.logs:logs",
+    "notifications": "opendeploy.cli.notifications:notifications",
     "push": "opendeploy.cli.push:push",
     "quickstart": "opendeploy.cli.quickstart:quickstart",
     "server": "opendeploy.cli.server:server",
@@ -60,7 +61,7 @@ class SuggestingGroup(click.Group):
 #: ``opendeploy --help`` lists the project's own commands first, by task; then the API's.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Get started", ("quickstart", "local")),
-    ("Deploy and follow", ("deploy", "push", "watch", "logs")),
+    ("Deploy and follow", ("deploy", "push", "watch", "logs", "notifications")),
     ("Run the server and the hosts", ("server", "agent", "instance")),
     ("Shell", ("completion",)),
 )

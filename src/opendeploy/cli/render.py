@@ -103,6 +103,9 @@ class InstanceView:
     status: str
     events: tuple[EventView, ...] = ()
     label: str | None = None
+    #: A Lambda target's traffic (``lambdaFunctionInfo``), e.g. ``fn:live version 2 25 %
+    #: (version 1 75 %)``.
+    traffic: str | None = None
 
     @property
     def started_at(self) -> datetime | None:
@@ -202,10 +205,23 @@ def snapshot_from_api(
                 status=str(body.get("status", "Unknown")),
                 events=events,
                 label=body.get("instanceLabel"),
+                traffic=_traffic(body.get("lambdaFunctionInfo")),
             )
         )
     instances.sort(key=lambda i: i.instance_id)
     return Snapshot(deployment, tuple(instances), now, tuple(output))
+
+
+def _traffic(info: Mapping[str, Any] | None) -> str | None:
+    """A Lambda alias's split between the deployment's two versions, as one phrase."""
+    if not info:
+        return None
+    share = round(float(info.get("targetVersionWeight") or 0.0) * 100)
+    return (
+        f"{info.get('functionName')}:{info.get('functionAlias')} version "
+        f"{info.get('targetVersion')} {share} % (version {info.get('currentVersion')} "
+        f"{100 - share} %)"
+    )
 
 
 def _event(event: Mapping[str, Any]) -> EventView:
@@ -326,6 +342,9 @@ def _header(snapshot: Snapshot) -> Text:
     if dep.rollback_of:
         text.append(f"\nrollback of {dep.rollback_of}", style="magenta")
     text.append(f"\n{_overview_text(dep.overview)}")
+    for instance in snapshot.instances:
+        if instance.traffic:
+            text.append(f"\ntraffic: {instance.traffic}", style="cyan")
     for message in dep.messages:
         text.append(f"\n{message}", style="yellow")
     return text
@@ -450,6 +469,8 @@ def plain_lines(
             line = f"{instance.instance_id} {event.name} {event.status}{detail}"
             printed = [output_line(o) for o in said]
             lines.extend([line, *printed] if event.status == "InProgress" else [*printed, line])
+        if instance.traffic and (seen is None or seen.traffic != instance.traffic):
+            lines.append(f"{instance.instance_id} traffic {instance.traffic}")
         if seen is None or seen.status != instance.status:
             lines.append(f"{instance.instance_id} {instance.status}")
     for rest in by_event.values():
@@ -492,6 +513,9 @@ def summary(snapshot: Snapshot, *, log_tail_lines: int = 20) -> RenderableType:
             # the events' own.
             text.append(f", {format_duration(waited)} of it before the first event started")
     text.append(f"\n{_overview_text(dep.overview)}")
+    for instance in snapshot.instances:
+        if instance.traffic:
+            text.append(f"\nTraffic: {instance.traffic}")
     found = failure(snapshot)
     if found is not None:
         instance, event = found

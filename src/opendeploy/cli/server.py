@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from click.decorators import FC
 
+from opendeploy.engine.alarms.declarations import AlarmDeclarationError
 from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
+from opendeploy.engine.notifications.declaration import NotificationDeclarationError
 from opendeploy.revisions.bundle_store import BundleStoreError
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
@@ -26,6 +31,30 @@ class _UTCFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z"
 
 
+class JsonLinesFormatter(_UTCFormatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` (the same text as the
+    ``key=value`` form), and its ``key=value`` pairs as fields of their own; ``exc_info`` for an
+    exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in _PAIR.findall(message):
+            out.setdefault(key, value)
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+#: ``key=value`` pairs of our log messages (values without spaces).
+_PAIR = re.compile(r"(?:^|\s)([a-z_]+)=(\S+)")
+
+
 def configure_logging(level: str) -> None:
     """Structured ``key=value`` lines on stderr, one per event (a request is one line)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -35,6 +64,12 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # Alembic announces each of its plugins at INFO on every start; keep the log about us.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def use_json_lines() -> None:
+    """Switch the server's log handlers to JSON lines (``--log-format json``)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonLinesFormatter())
 
 
 def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC], FC]:
@@ -147,14 +182,22 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
         "tests, demos and benchmarks; the API still shows minutes."
     ),
 )
+@_seconds_option(
+    "--step-lease",
+    30.0,
+    (
+        "Seconds after which a server step (BlockTraffic, AllowTraffic) whose runner stopped "
+        "renewing its claim (a killed server, a lost database) is taken up and run again."
+    ),
+)
 @click.option(
     "--load-balancers",
     "load_balancers",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help=(
-        "YAML file declaring the target groups deployment groups may name (each an HAProxy "
-        "backend driven through its runtime API socket): BlockTraffic drains an instance's "
+        "YAML file declaring the target groups deployment groups may name (an HAProxy backend, "
+        "an nginx upstream or an ELBv2 target group each): BlockTraffic drains an instance's "
         "server there and AllowTraffic readies it. Without it, traffic steps change nothing."
     ),
 )
@@ -178,6 +221,65 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
         "replicas sharing a database need). boto3's standard configuration: AWS_ENDPOINT_URL_S3, "
         "credentials from the usual chain."
     ),
+)
+@click.option(
+    "--alarms",
+    "alarms",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "YAML file declaring what alarm names stand for (Prometheus-compatible expressions and "
+        "alerts, Alertmanager alerts, CloudWatch alarms), the analysis gates of deployment "
+        "groups and the Alertmanager receiver's token. A name it does not declare is a "
+        "CloudWatch alarm."
+    ),
+)
+@_seconds_option(
+    "--alarm-poll-seconds",
+    1.0,
+    "How often the alarms and gates of running deployments are read.",
+)
+@click.option(
+    "--function-host",
+    is_flag=True,
+    default=False,
+    help=(
+        "Run the built-in function host: this server also answers the Lambda API "
+        "(/2015-03-31/functions…, boto3's lambda client and `aws lambda` with --endpoint-url) and "
+        "runs Python functions as processes under awslambdaric. Deployments' Lambda client "
+        "then uses it unless AWS_ENDPOINT_URL_LAMBDA says otherwise."
+    ),
+)
+@click.option(
+    "--function-concurrency",
+    type=click.IntRange(1, 1000),
+    default=4,
+    show_default=True,
+    help="Function processes running at once per function version (--function-host).",
+)
+@click.option(
+    "--notifications",
+    "notifications",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "YAML file naming trigger target ARNs (SNS topics) whose notifications are POSTed to "
+        "webhooks instead, signed with a secret. Other triggers publish to SNS through boto3."
+    ),
+)
+@click.option(
+    "--metrics-token",
+    envvar="OPENDEPLOY_METRICS_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' on GET /metrics (default: open, as Prometheus "
+    "scrapes).",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="key=value lines, or JSON lines (one object per line).",
 )
 @click.option(
     "--log-level",
@@ -204,9 +306,17 @@ def server(
     event_start_timeout: float,
     poll_timeout: float,
     minute_seconds: float,
+    step_lease: float,
     load_balancers: Path | None,
     database_connections: int | None,
     bundle_store: str | None,
+    alarms: Path | None,
+    alarm_poll_seconds: float,
+    function_host: bool,
+    function_concurrency: int,
+    notifications: Path | None,
+    metrics_token: str | None,
+    log_format: str,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -219,6 +329,8 @@ def server(
     from opendeploy.api.s3.virtual_hosts import normalize_domain
 
     configure_logging(log_level)
+    if log_format == "json":
+        use_json_lines()
     if tls_key is not None and tls_cert is None:
         raise click.UsageError("--tls-key: needs --tls-cert")
     if tls_self_signed and tls_cert is not None:
@@ -242,9 +354,16 @@ def server(
         event_start_timeout_seconds=event_start_timeout,
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
+        step_lease_seconds=step_lease,
         load_balancers_file=load_balancers,
         bundle_store=bundle_store,
         database_connections=database_connections,
+        alarms_file=alarms,
+        alarm_poll_seconds=alarm_poll_seconds,
+        function_host=function_host,
+        function_concurrency=function_concurrency,
+        notifications_file=notifications.resolve() if notifications else None,
+        metrics_token=metrics_token or None,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
@@ -255,6 +374,12 @@ def server(
         raise click.UsageError(f"--load-balancers: {e}") from None
     except BundleStoreError as e:
         raise click.UsageError(f"--bundle-store: {e}") from None
+    except AlarmDeclarationError as e:
+        raise click.UsageError(f"--alarms: {e}") from None
+    except server_module.FunctionHostUnavailableError as e:
+        raise click.UsageError(str(e)) from None
+    except NotificationDeclarationError as e:
+        raise click.UsageError(f"--notifications: {e}") from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")

@@ -21,6 +21,7 @@ from opendeploy.domain.configs import ONE_AT_A_TIME as ONE_AT_A_TIME
 from opendeploy.domain.configs import ONE_AT_A_TIME_CONFIG as ONE_AT_A_TIME_CONFIG
 from opendeploy.domain.configs import InvalidMinimumHealthyHosts as InvalidMinimumHealthyHosts
 from opendeploy.domain.configs import MinimumHealthyHosts as MinimumHealthyHosts
+from opendeploy.domain.configs import TrafficRouting
 from opendeploy.domain.configs import minimum_for as minimum_for
 from opendeploy.domain.lifecycle import SERVER_ORDER, LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle
@@ -139,6 +140,30 @@ class StopRequest:
     #: StopDeployment's ``autoRollbackEnabled``; ``None`` defers to the rollback configuration.
     auto_rollback_enabled: bool | None = None
     by_alarm: bool = False
+    #: The alarms that raised it (``by_alarm``): those in ALARM, or, with ``unreadable``, those
+    #: whose state could not be read while ``ignorePollAlarmFailure`` was false.
+    alarms: tuple[str, ...] = ()
+    unreadable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GateSnapshot:
+    """A deployment's analysis gate (beyond AWS), as the alarm watcher last recorded it.
+
+    New targets (the next batch) start only once the gate's metric has stayed within bounds
+    for ``hold_seconds`` since the previous batch ended; after ``timeout_seconds`` of waiting the
+    deployment fails (or stops, ``on_timeout == "stop"``)."""
+
+    name: str
+    hold_seconds: float
+    timeout_seconds: float
+    on_timeout: Literal["fail", "stop"] = "fail"
+    #: Since when the metric has been within bounds without a break (None: it is not now).
+    ok_since: datetime | None = None
+    #: When the metric was last read: a gate passes on readings, never on the time since one.
+    checked_at: datetime | None = None
+    #: What the metric last read, for messages ("error_rate 0.12 > 0.05").
+    detail: str = "not read yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +203,28 @@ class DeploymentSnapshot:
     #: their silence: another's report may have got through while its poll loop still waits
     #: out the backoff of the server's absence.
     polled_here: frozenset[str] | None = None
+    #: The configuration's ``trafficRoutingConfig`` (Lambda and ECS): how long AllowTraffic's
+    #: shifting takes, which the engine allows on top of the event timeout.
+    traffic_routing: TrafficRouting | None = None
+    #: The analysis gate of the deployment's group, if the server declares one.
+    gate: GateSnapshot | None = None
+
+
+#: The events of the one target of a Lambda deployment, in order; all run by the server.
+LAMBDA_EVENTS: tuple[LifecycleEvent, ...] = (
+    _E.BEFORE_ALLOW_TRAFFIC,
+    _E.ALLOW_TRAFFIC,
+    _E.AFTER_ALLOW_TRAFFIC,
+)
+
+
+def platform_events(
+    compute_platform: str, *, load_balancer: bool = False
+) -> tuple[LifecycleEvent, ...]:
+    """The events of a target of ``compute_platform``, in order."""
+    if compute_platform == "Lambda":
+        return LAMBDA_EVENTS
+    return lifecycle_events(load_balancer=load_balancer)
 
 
 def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:
@@ -191,7 +238,11 @@ def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ..
     return tuple(e for e in SERVER_ORDER if e not in _TRAFFIC_EVENTS)
 
 
-def new_target(instance_id: str, *, load_balancer: bool = False) -> TargetSnapshot:
+def new_target(
+    instance_id: str, *, load_balancer: bool = False, compute_platform: str = "Server"
+) -> TargetSnapshot:
     """A target as CreateDeployment stores it: Pending, every event Pending."""
-    events = tuple(EventSnapshot(e) for e in lifecycle_events(load_balancer=load_balancer))
+    events = tuple(
+        EventSnapshot(e) for e in platform_events(compute_platform, load_balancer=load_balancer)
+    )
     return TargetSnapshot(instance_id=instance_id, events=events)

@@ -43,8 +43,10 @@ from opendeploy.store.dashboard_sessions import DashboardSessions
 from opendeploy.store.deployment_configs import DeploymentConfigs
 from opendeploy.store.deployment_groups import DeploymentGroups
 from opendeploy.store.deployments import Deployments
+from opendeploy.store.functions import Functions
 from opendeploy.store.github import GitHubTokens
 from opendeploy.store.instances import OnPremisesInstances
+from opendeploy.store.lambda_deployments import LambdaDeployments
 from opendeploy.store.revisions import Revisions
 from opendeploy.store.server_secrets import ServerSecrets
 from opendeploy.store.tags import ResourceTags
@@ -496,6 +498,8 @@ class Store:
         self.commands = Commands(database)
         self.dashboard_sessions = DashboardSessions(database)
         self.server_secrets = ServerSecrets(database)
+        self.lambda_deployments = LambdaDeployments(database)
+        self.functions = Functions(database)
 
     @classmethod
     def open(cls, url: str, *, max_connections: int | None = None) -> Store:

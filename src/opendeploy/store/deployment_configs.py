@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from opendeploy.domain.configs import PREDEFINED, InvalidTrafficRouting, TrafficRouting
 from opendeploy.domain.ids import new_uuid
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES
 from opendeploy.service_errors import DeploymentConfigAlreadyExistsError, DeploymentConfigInUseError
@@ -15,6 +16,24 @@ from opendeploy.store import tables
 from opendeploy.store._base import Repository
 
 _T = tables.deployment_configs
+
+
+def traffic_routing_of(
+    conn: Connection, config_name: str, platform: str | None
+) -> TrafficRouting | None:
+    """The ``trafficRoutingConfig`` of a Lambda or ECS deployment's configuration."""
+    if platform in (None, "Server"):
+        return None
+    predefined = PREDEFINED.get(config_name)
+    if predefined is not None:
+        return predefined.traffic_routing
+    stored = conn.execute(
+        select(_T.c.traffic_routing_config).where(_T.c.name == config_name)
+    ).scalar_one_or_none()
+    try:
+        return TrafficRouting.from_wire(stored) if stored else None
+    except InvalidTrafficRouting:
+        return None  # checked on creation; a row written by hand runs all at once
 
 
 def _already_exists(name: str) -> DeploymentConfigAlreadyExistsError:

@@ -75,6 +75,8 @@ class Deployments(Repository):
         deployment: dict[str, Any],
         select_targets: TargetSelector | None,
         now: datetime,
+        target_type: str = "InstanceTarget",
+        also: Callable[[Connection], None] | None = None,
     ) -> dict[str, Any]:
         """Record a deployment, its targets and the revision's use, in one transaction.
 
@@ -126,7 +128,7 @@ class Deployments(Repository):
                             "deployment_id": row["deployment_id"],
                             "target_id": name,
                             "target_arn": arn,
-                            "target_type": "InstanceTarget",
+                            "target_type": target_type,
                             "instance_label": label,
                             "status": str(InstanceStatus.PENDING),
                             "last_updated_at": now,
@@ -156,6 +158,8 @@ class Deployments(Repository):
                         f"Application revision registered by Deployment ID: {row['deployment_id']}"
                     ),
                 )
+            if also is not None:
+                also(conn)  # the platform's own rows (a Lambda deployment's AppSpec)
         found = self.get(row["deployment_id"])
         assert found is not None
         return found

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
+from opendeploy.appspec.lambda_spec import LambdaAppSpec
 from opendeploy.domain.configs import PREDEFINED, MinimumHealthyHosts, minimum_of
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.lifecycle import LifecycleEvent
@@ -41,6 +42,7 @@ from opendeploy.domain.status import (
     LifecycleErrorCode,
     LifecycleEventStatus,
 )
+from opendeploy.engine.alarms.verdict import gate_snapshot
 from opendeploy.engine.events import DeploymentEvent, events_of
 from opendeploy.engine.ports import Committed
 from opendeploy.engine.reconcile import Decisions, EventUpdate
@@ -55,11 +57,13 @@ from opendeploy.engine.snapshot import (
     LastSuccessful,
     StopRequest,
     TargetSnapshot,
-    lifecycle_events,
+    platform_events,
 )
 from opendeploy.store import commands as cmd_store
 from opendeploy.store import driver_sql, tables
+from opendeploy.store import lambda_deployments as lambda_store
 from opendeploy.store.database import Store
+from opendeploy.store.deployment_configs import traffic_routing_of
 
 log = logging.getLogger("opendeploy.engine")
 
@@ -185,7 +189,12 @@ class Loaded:
 
 
 def _read_targets(
-    conn: Connection, deployment_id: str, revision: int, *, load_balancer: bool
+    conn: Connection,
+    deployment_id: str,
+    revision: int,
+    *,
+    load_balancer: bool,
+    compute_platform: str = "Server",
 ) -> TargetsState:
     targets = conn.execute(
         select(_TG.c.target_id, _TG.c.status)
@@ -205,7 +214,9 @@ def _read_targets(
                 _diagnostics(ev["diagnostics"]),
             )
         )
-    default = tuple(EventSnapshot(e) for e in lifecycle_events(load_balancer=load_balancer))
+    default = tuple(
+        EventSnapshot(e) for e in platform_events(compute_platform, load_balancer=load_balancer)
+    )
     return TargetsState(
         revision,
         {
@@ -343,6 +354,7 @@ def load(
             deployment_id,
             engine_revision,
             load_balancer=LoadBalancerInfo.from_wire(d["load_balancer_info"]).present,
+            compute_platform=str(d["compute_platform"] or "Server"),
         )
         targets, commands = fresh.targets, {}
         rows = cmd_store.open_commands(conn, deployment_id)
@@ -395,7 +407,14 @@ def load(
                 last = LastSuccessful(str(last_id), json.dumps(revision, sort_keys=True))
     stop = None
     if d["stop_requested"]:
-        stop = StopRequest(requested_at=now, auto_rollback_enabled=d["auto_rollback_on_stop"])
+        alarms = d.get("stop_alarms") or {}
+        stop = StopRequest(
+            requested_at=now,
+            auto_rollback_enabled=d["auto_rollback_on_stop"],
+            by_alarm=bool(d.get("stop_by_alarm")),
+            alarms=tuple(str(n) for n in alarms.get("alarms") or ()),
+            unreadable=bool(alarms.get("unreadable")),
+        )
     snapshot = DeploymentSnapshot(
         deployment_id=deployment_id,
         status=DeploymentStatus(d["status"]),
@@ -412,6 +431,10 @@ def load(
         compute_platform=str(d["compute_platform"] or "Server"),
         style=DeploymentStyle.from_wire(d["deployment_style"]),
         watching_since=watching_since,
+        traffic_routing=traffic_routing_of(
+            conn, d["deployment_config_name"], d["compute_platform"]
+        ),
+        gate=gate_snapshot(d.get("gate_state")),
     )
     return Loaded(snapshot, d, stored, frozenset(marked), state, instances, tuple(news))
 
@@ -471,6 +494,20 @@ def _rollback_row(old: dict[str, Any], revision: dict[str, Any], now: datetime) 
     return row
 
 
+def _lambda_rollback(conn: Connection, old_id: str, new_id: str) -> None:
+    """The AppSpec of a Lambda rollback: the alias back from the target version to the one it
+    started from, all at once, with no hooks (AWS reroutes back; its rollbacks take seconds)."""
+    spec, _ = lambda_store.spec_in(conn, old_id)
+    back = None
+    if spec is not None:
+        back = LambdaAppSpec(
+            spec.function_name, spec.alias, spec.target_version, spec.current_version
+        )
+    lambda_store.insert_row(
+        conn, new_id, back, None if back else "The deployment rolled back has no AppSpec."
+    )
+
+
 def _create_rollback(
     conn: Connection, old: dict[str, Any], decision: RollbackDecision, now: datetime
 ) -> str | None:
@@ -492,10 +529,12 @@ def _create_rollback(
     }
     conn.execute(insert(_D).values(**row))
     targets = conn.execute(
-        select(_TG.c.target_id, _TG.c.target_arn, _TG.c.instance_label).where(
+        select(_TG.c.target_id, _TG.c.target_arn, _TG.c.target_type, _TG.c.instance_label).where(
             _TG.c.deployment_id == old_id
         )
     ).all()
+    if old["compute_platform"] == "Lambda":
+        _lambda_rollback(conn, old_id, new_id)
     if targets:
         conn.execute(
             insert(_TG),
@@ -504,7 +543,7 @@ def _create_rollback(
                     "deployment_id": new_id,
                     "target_id": t.target_id,
                     "target_arn": t.target_arn,
-                    "target_type": "InstanceTarget",
+                    "target_type": t.target_type or "InstanceTarget",
                     "instance_label": t.instance_label,
                     "status": str(InstanceStatus.PENDING),
                     "last_updated_at": now,

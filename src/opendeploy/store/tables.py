@@ -22,6 +22,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -223,6 +225,12 @@ deployments = Table(
     # Set by StopDeployment; the engine finishes the stop (and rolls back when asked).
     Column("stop_requested", Boolean, nullable=False, default=False),
     Column("auto_rollback_on_stop", Boolean, nullable=True),
+    # Set with stop_requested by the alarm watcher (engine.alarms): the stop is an alarm's, and
+    # which alarms raised it ({"alarms": [...], "unreadable": bool}).
+    Column("stop_by_alarm", Boolean, nullable=False, default=False, server_default=false()),
+    _json("stop_alarms"),
+    # The deployment's analysis gate and what its metric last read (engine.alarms.gates).
+    _json("gate_state"),
     # Set by ContinueDeployment (READY_WAIT | TERMINATION_WAIT); the engine acts on it.
     Column("continue_requested", String(32), nullable=True),
     # Row leases for several server replicas (engine issue).
@@ -398,6 +406,41 @@ deployment_events = Table(
     Index(None, "deployment_id", "seq"),
 )
 
+# Notifications (SNS topics, webhooks): one row per (outbox event, trigger) whose
+# ``triggerEvents`` include the event, made when the outbox delivers the event (idempotently: the
+# unique pair), then claimed under a lease by one replica's sender and updated after every attempt.
+# It is the delivery log the dashboard and ``opendeploy notifications`` show.
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("event_seq", BigInteger(), nullable=False),
+    Column("trigger_name", String(_NAME), nullable=False),
+    # The same on every attempt: receivers drop repeats of at-least-once delivery with it.
+    Column("idempotency_key", String(64), nullable=False),
+    Column("deployment_id", String(32), nullable=False),
+    Column("instance_id", String(_NAME), nullable=True),
+    Column("event_type", String(32), nullable=False),
+    Column("target_kind", String(16), nullable=False),  # sns | webhook
+    Column("target", String(_ARN), nullable=False),  # the topic ARN, or the webhook's URL
+    Column("subject", String(100), nullable=False),
+    Column("message", Text, nullable=False),  # the JSON string AWS publishes
+    Column("status", String(16), nullable=False),  # Pending | Delivered | Failed
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("last_attempt_at", UTCDateTime(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("event_seq", "trigger_name"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "deployment_id"),
+)
+
 # The S3-subset front of the bundle store (api/s3): bucket names, object versions pointing at
 # content-addressed blobs, and multipart uploads in progress. ``seq`` orders the versions of a
 # key (the highest is the current one); a delete marker is a version without a blob.
@@ -468,4 +511,69 @@ server_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# A Lambda deployment's function and alias (its AppSpec, read at CreateDeployment), the weight
+# on the target version as last set, its history for `watch` and the dashboard, and when the
+# alias was put back after a failure or a stop (migration 0012).
+lambda_deployments = Table(
+    "lambda_deployments",
+    metadata,
+    Column(
+        "deployment_id",
+        String(32),
+        ForeignKey("deployments.deployment_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("spec", JSON(none_as_null=True), nullable=True),  # LambdaAppSpec.as_json()
+    Column("error", Text, nullable=True),  # why the AppSpec cannot be deployed
+    Column("target_weight", Float, nullable=True),  # fraction 0.0-1.0 on the target version
+    Column("weights", JSON(none_as_null=True), nullable=True),  # [{"at", "weight"}]
+    Column("restored_at", UTCDateTime(), nullable=True),
+)
+
+# The built-in function host (functions/): a function, its versions ("$LATEST" is the one that
+# changes; published ones are numbered from 1 and never change) and its aliases. The code zip
+# of each version is a blob of the bundle store, named by its hex SHA-256.
+lambda_functions = Table(
+    "lambda_functions",
+    metadata,
+    Column("function_name", String(64), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # The number of the newest published version (0: none yet); versions are never reused.
+    Column("last_version", Integer, nullable=False),
+)
+
+lambda_function_versions = Table(
+    "lambda_function_versions",
+    metadata,
+    Column(
+        "function_name",
+        String(64),
+        ForeignKey("lambda_functions.function_name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("version", String(16), primary_key=True),  # "$LATEST", "1", "2" …
+    # runtime, handler, role, description, timeout, memory_size, environment: as the API has them
+    _json("config"),
+    Column("code_sha256", String(64), nullable=False),  # hex; the blob's name
+    Column("code_size", Integer, nullable=False),
+    Column("revision_id", String(36), nullable=False),
+    Column("last_modified", UTCDateTime(), nullable=False),
+)
+
+lambda_aliases = Table(
+    "lambda_aliases",
+    metadata,
+    Column(
+        "function_name",
+        String(64),
+        ForeignKey("lambda_functions.function_name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(128), primary_key=True),
+    Column("function_version", String(16), nullable=False),
+    Column("description", String(256), nullable=False),
+    _json("routing"),  # {"<version>": weight}, or null
+    Column("revision_id", String(36), nullable=False),
 )

@@ -346,6 +346,16 @@ def _routes(d: _Dashboard) -> list[BaseRoute]:
         )
         return d.page(request, "instances.html", who, section="instances", **view)
 
+    async def notifications(request: Request, who: session.Session) -> Response:
+        view = await run(
+            lambda: views.notifications(
+                d.store,
+                deployment_id=request.query_params.get("deployment"),
+                status=request.query_params.get("status"),
+            )
+        )
+        return d.page(request, "notifications.html", who, section="notifications", **view)
+
     return [
         Route("/", authed(home), methods=["GET"]),
         Route("/login", login_form, methods=["GET"]),
@@ -359,6 +369,7 @@ def _routes(d: _Dashboard) -> list[BaseRoute]:
         Route("/deployments/{id}/continue", continue_, methods=["POST"]),
         Route("/deployments/{id}/redeploy", redeploy, methods=["POST"]),
         Route("/instances", authed(instances), methods=["GET"]),
+        Route("/notifications", authed(notifications), methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("opendeploy.web", "static")]), name="static"),
     ]
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from opendeploy.api.handlers.deployments import busy_hosts
 from opendeploy.store.database import Store
+from opendeploy.store.notifications import NotificationLog
 from opendeploy.web import present, queries
 
 #: Rows per page of each list.
@@ -163,6 +164,31 @@ def deployment(
         "can_stop": status not in present.TERMINAL,
         "can_continue": status == "Ready",
         "can_redeploy": status in present.TERMINAL and group_exists,
+        "lambda_traffic": _lambda_traffic(store, row),
+    }
+
+
+def _lambda_traffic(store: Store, row: dict[str, Any]) -> dict[str, Any] | None:
+    """A Lambda deployment's alias and the weight on its target version over time."""
+    if row["compute_platform"] != "Lambda":
+        return None
+    found = store.lambda_deployments.get(str(row["deployment_id"]))
+    if found is None or found["spec"] is None:
+        return None
+    spec = found["spec"]
+    history = [
+        {"at": entry["at"], "percent": round(float(entry["weight"]) * 100)}
+        for entry in found["weights"] or []
+    ]
+    weight = found["target_weight"]
+    return {
+        "function": spec["functionName"],
+        "alias": spec["alias"],
+        "current": spec["currentVersion"],
+        "target": spec["targetVersion"],
+        "percent": None if weight is None else round(float(weight) * 100),
+        "history": history,
+        "restored_at": found["restored_at"],
     }
 
 
@@ -182,4 +208,25 @@ def instances(
         "instances": rows,
         "pager": Pager(page, INSTANCES_PER_PAGE, total),
         "registered": registered,
+    }
+
+
+#: The notification log shows this many deliveries, newest first.
+NOTIFICATIONS_SHOWN = 200
+_NOTIFICATION_STATUSES = ("Pending", "Delivered", "Failed")
+
+
+def notifications(store: Store, *, deployment_id: str | None, status: str | None) -> dict[str, Any]:
+    """The notification delivery log (SNS topics, webhooks), filtered."""
+    if status not in _NOTIFICATION_STATUSES:
+        status = None
+    rows = NotificationLog(store, "dashboard").recent(
+        limit=NOTIFICATIONS_SHOWN, deployment_id=deployment_id or None, status=status
+    )
+    return {
+        "deliveries": rows,
+        "deployment_id": deployment_id or "",
+        "status": status,
+        "statuses": _NOTIFICATION_STATUSES,
+        "shown": NOTIFICATIONS_SHOWN,
     }

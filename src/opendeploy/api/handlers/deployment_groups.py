@@ -22,6 +22,8 @@ from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
 from opendeploy.domain.configs import DEFAULT_CONFIG_BY_PLATFORM, PREDEFINED, ComputePlatform
 from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
+from opendeploy.engine.alarms.declarations import AlarmDeclarationError
+from opendeploy.engine.alarms.declarations import declared as declared_alarms
 from opendeploy.engine.effectors.load_balancers import declared as declared_load_balancers
 from opendeploy.engine.targets import TagFilter
 from opendeploy.errors import ServiceError
@@ -29,6 +31,7 @@ from opendeploy.service_errors import (
     AlarmsLimitExceededError,
     DeploymentConfigDoesNotExistError,
     DeploymentGroupNameRequiredError,
+    InvalidAlarmConfigError,
     InvalidAutoScalingGroupError,
     InvalidDeploymentConfigNameError,
     InvalidDeploymentGroupNameError,
@@ -39,8 +42,10 @@ from opendeploy.service_errors import (
     InvalidLoadBalancerInfoError,
     InvalidOnPremisesTagCombinationError,
     InvalidTagError,
+    InvalidTriggerConfigError,
     RoleRequiredError,
     TagSetListLimitExceededError,
+    TriggerTargetsLimitExceededError,
 )
 from opendeploy.store.deployment_groups import does_not_exist
 
@@ -182,11 +187,7 @@ def settings_from(
     _check_filters(params.get("onPremisesInstanceTagFilters"), InvalidTagError)
     _check_tag_set(params.get("ec2TagSet"), InvalidEC2TagError)
     _check_tag_set(params.get("onPremisesTagSet"), InvalidTagError)
-    alarms = (params.get("alarmConfiguration") or {}).get("alarms") or []
-    if len(alarms) > 10:
-        raise AlarmsLimitExceededError(
-            "The maximum number of alarms for a deployment group (10) was exceeded."
-        )
+    check_alarm_configuration(ctx, params.get("alarmConfiguration"), "alarmConfiguration")
     style = params.get("deploymentStyle")
     try:
         DeploymentStyle.from_wire(style)
@@ -195,6 +196,7 @@ def settings_from(
             f"deploymentStyle: {style!r} is not a valid style"
         ) from None
     _check_target_groups(ctx, params.get("loadBalancerInfo"))
+    _check_triggers(params.get("triggerConfigurations"))
     if params.get("deploymentConfigName") is not None:
         config_exists(ctx, params["deploymentConfigName"], str(platform))
     out = {column: params[member] for member, column in _PLAIN.items() if member in params}
@@ -387,6 +389,60 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+#: AlarmConfiguration's limits (API Reference: up to 10 alarms, names of 1 to 255 characters).
+MAX_ALARMS = 10
+MAX_ALARM_NAME = 255
+
+
+def check_alarm_configuration(ctx: RequestContext, raw: Any, member: str) -> None:
+    """An ``alarmConfiguration`` (or a deployment's ``overrideAlarmConfiguration``) as AWS
+    checks it (InvalidAlarmConfigException: empty, too long or duplicate names, enabled with no
+    alarm; AlarmsLimitExceededException past 10), and, when the server's ``--alarms`` file says
+    names must be declared, every name declared there (the message names those that are)."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise InvalidAlarmConfigError(f"{member}: expected a structure, got {raw!r}")
+    alarms = raw.get("alarms") or []
+    if not isinstance(alarms, list):
+        raise InvalidAlarmConfigError(f"{member}.alarms: expected a list")
+    if len(alarms) > MAX_ALARMS:
+        raise AlarmsLimitExceededError(
+            "The maximum number of alarms for a deployment group (10) was exceeded."
+        )
+    names: list[str] = []
+    for alarm in alarms:
+        name = alarm.get("name") if isinstance(alarm, dict) else None
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_ALARM_NAME:
+            raise InvalidAlarmConfigError(
+                f"{member}: alarm name {name!r} must be 1 to {MAX_ALARM_NAME} characters long."
+            )
+        if name in names:
+            raise InvalidAlarmConfigError(f"{member}: alarm {name} is listed more than once.")
+        names.append(name)
+    if raw.get("enabled") and not names:
+        raise InvalidAlarmConfigError(
+            f"{member}: alarms are enabled but no alarm is specified; add an alarm or disable "
+            "the alarm configuration."
+        )
+    path = ctx.settings.alarms_file
+    if path is None or not names:
+        return
+    try:
+        declarations = declared_alarms(path)
+    except AlarmDeclarationError as e:
+        raise InvalidAlarmConfigError(
+            f"The server's alarm declarations cannot be used: {e}"
+        ) from None
+    unknown = [n for n in names if declarations.resolve(n) is None]
+    if unknown:
+        known = ", ".join(sorted(declarations.alarms)) or "none"
+        raise InvalidAlarmConfigError(
+            f"Alarm {', '.join(unknown)} is not declared on this server (--alarms {path}, "
+            f"require_declared: true); declared alarms: {known}."
+        )
+
+
 def _check_target_groups(ctx: RequestContext, raw: Any) -> None:
     """Target group names must be declared when the server declares its load balancers
     (``--load-balancers``); InvalidLoadBalancerInfoException names the unknown and the known."""
@@ -407,3 +463,38 @@ def _check_target_groups(ctx: RequestContext, raw: Any) -> None:
             f"Classic load balancer {', '.join(info.elb_names)}: this server drives target "
             "groups only; name them in targetGroupInfoList."
         )
+
+
+#: AWS's limit of triggers per deployment group.
+MAX_TRIGGERS = 10
+
+
+def _check_triggers(raw: Any) -> None:
+    """``triggerConfigurations`` as AWS checks them: at most 10 (TriggerTargetsLimitExceeded-
+    Exception); each named, once, and aimed at an SNS topic ARN (InvalidTriggerConfigException).
+    Names are unique because each (event, trigger name) is one notification delivery."""
+    from opendeploy.engine.notifications.declaration import SNS_TOPIC_ARN
+
+    triggers = raw or []
+    if len(triggers) > MAX_TRIGGERS:
+        raise TriggerTargetsLimitExceededError(
+            f"The maximum number of triggers for a deployment group ({MAX_TRIGGERS}) was "
+            f"exceeded: {len(triggers)} given."
+        )
+    names: set[str] = set()
+    for i, trigger in enumerate(triggers):
+        name = str(trigger.get("triggerName") or "")
+        arn = str(trigger.get("triggerTargetArn") or "")
+        where = f"triggerConfigurations[{i}]"
+        if not name:
+            raise InvalidTriggerConfigError(f"{where}.triggerName: a trigger needs a name.")
+        if name in names:
+            raise InvalidTriggerConfigError(
+                f"{where}.triggerName: {name!r} names two triggers of the group."
+            )
+        names.add(name)
+        if not SNS_TOPIC_ARN.match(arn):
+            raise InvalidTriggerConfigError(
+                f"{where}.triggerTargetArn: {arn!r} is not a valid Topic ARN "
+                "(arn:aws:sns:REGION:ACCOUNT:NAME)."
+            )

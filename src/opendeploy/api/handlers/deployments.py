@@ -15,11 +15,19 @@ from typing import Any, Protocol
 
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
-from opendeploy.api.handlers.deployment_groups import config_exists, default_style, group_name
+from opendeploy.api.handlers import lambda_deployments as lambda_api
+from opendeploy.api.handlers.deployment_groups import (
+    check_alarm_configuration,
+    config_exists,
+    default_style,
+    group_name,
+)
 from opendeploy.api.handlers.revisions import check_description, check_revision
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.records import DeploymentStyle
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES, DeploymentStatus
+from opendeploy.engine.alarms.declarations import declared as declared_alarms
+from opendeploy.engine.alarms.verdict import gate_message, initial_gate_state
 from opendeploy.engine.targets import TagFilter, select_targets
 from opendeploy.service_errors import (
     ApplicationNameRequiredError,
@@ -125,12 +133,21 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         "loadBalancerInfo": row["load_balancer_info"],
         "additionalDeploymentStatusInfo": row["additional_deployment_status_info"],
         "fileExistsBehavior": row["file_exists_behavior"],
-        "deploymentStatusMessages": row["deployment_status_messages"] or [],
+        "deploymentStatusMessages": _status_messages(row),
         "computePlatform": row["compute_platform"],
         "externalId": row["external_id"],
         "overrideAlarmConfiguration": row["override_alarm_configuration"],
         "ec2DeploymentOptions": row["ec2_deployment_options"],
     }
+
+
+def _status_messages(row: dict[str, Any]) -> list[str]:
+    """The stored messages, and while the deployment runs, what its analysis gate reads."""
+    messages = list(row["deployment_status_messages"] or [])
+    gate = gate_message(row.get("gate_state"))
+    if gate is not None and row["status"] not in TERMINAL_DEPLOYMENT_STATUSES:
+        messages.append(gate)
+    return messages
 
 
 def _check_auto_rollback(config: Any) -> None:
@@ -257,6 +274,9 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     target_instances = params.get("targetInstances")
     _check_runnable(group, revision, target_instances, params)
     rollback = params.get("autoRollbackConfiguration") or group["auto_rollback_configuration"]
+    override = params.get("overrideAlarmConfiguration")
+    check_alarm_configuration(ctx, override, "overrideAlarmConfiguration")
+    gate = declared_alarms(ctx.settings.alarms_file).gate_for(app_name, name)
     now = c.now()
     row = {
         "deployment_id": new_deployment_id(),
@@ -278,16 +298,24 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         "target_instances": target_instances,
         "blue_green_deployment_configuration": group["blue_green_deployment_configuration"],
         "load_balancer_info": group["load_balancer_info"],
-        "override_alarm_configuration": params.get("overrideAlarmConfiguration"),
+        "override_alarm_configuration": override,
         "ec2_deployment_options": params.get("ec2DeploymentOptions"),
         "deployment_status_messages": [],
+        # Known to the engine from the first pass (the alarm watcher fills in the readings).
+        "gate_state": initial_gate_state(gate) if gate is not None else None,
     }
     pick = selector(group) if group["compute_platform"] == "Server" else None
     if pick is not None and params.get("updateOutdatedInstancesOnly"):
         # Only the instances not already running this revision from the group, as AWS does.
         current = ctx.store.instances.up_to_date(group["deployment_group_id"], revision)
         pick = _without(pick, current)
-    created = ctx.store.deployments.create(deployment=row, select_targets=pick, now=now)
+    also, target_type = None, "InstanceTarget"
+    if group["compute_platform"] == "Lambda":
+        pick, also = lambda_api.creation(ctx, row, revision, now)
+        target_type = "LambdaTarget"
+    created = ctx.store.deployments.create(
+        deployment=row, select_targets=pick, now=now, target_type=target_type, also=also
+    )
     return {"deploymentId": created["deployment_id"]}
 
 
@@ -336,6 +364,9 @@ def busy_hosts(store: Store, row: dict[str, Any]) -> list[str]:
 
 def _with_busy_hosts(ctx: RequestContext, row: dict[str, Any]) -> dict[str, Any]:
     info = render(row)
+    if row["compute_platform"] == "Lambda":
+        lines = lambda_api.status_messages(ctx.store.lambda_deployments.get(row["deployment_id"]))
+        info["deploymentStatusMessages"] = [*info["deploymentStatusMessages"], *lines]
     busy = busy_hosts(ctx.store, row)
     if busy:
         info["deploymentStatusMessages"] = [*info["deploymentStatusMessages"], *busy]
@@ -488,13 +519,15 @@ def skip_wait_time_for_instance_termination(
 def put_lifecycle_event_hook_execution_status(
     ctx: RequestContext, params: dict[str, Any]
 ) -> dict[str, Any]:
-    """A Lambda or ECS validation function reporting on its hook.
-
-    Only Lambda and ECS deployments have hook executions, and this server issues none yet (it
-    runs the Server platform's lifecycle through agents), so after validating as AWS does the
-    answer is AWS's: unsupported for a Server deployment, an unknown execution id otherwise.
+    """A Lambda or ECS validation function reporting on its hook: Lambda's hook executions are
+    its BeforeAllowTraffic and AfterAllowTraffic server steps (``lambda_deployments``); ECS has
+    none yet, so after validating as AWS does its answer is an unknown execution id.
     """
     ident = deployment_id(params.get("deploymentId"))
+    if (row := ctx.store.deployments.get(ident)) is not None and row["compute_platform"] == (
+        "Lambda"
+    ):
+        return lambda_api.put_lifecycle_event_hook_execution_status(ctx, params, ident)
     status = params.get("status")
     if status not in ("Succeeded", "Failed"):
         raise InvalidLifecycleEventHookExecutionStatusError(

@@ -9,6 +9,7 @@ from typing import Any
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
 from opendeploy.api.handlers.deployments import deployment_id
+from opendeploy.api.handlers.lambda_deployments import lambda_function_info
 from opendeploy.domain.status import InstanceStatus
 from opendeploy.service_errors import (
     DeploymentTargetDoesNotExistError,
@@ -39,8 +40,23 @@ def _events(target: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def render_target(target: dict[str, Any]) -> dict[str, Any]:
-    """DeploymentTarget (InstanceTarget)."""
+def render_target(
+    target: dict[str, Any], lambda_row: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """DeploymentTarget (InstanceTarget, or LambdaTarget with its LambdaFunctionInfo)."""
+    if target.get("target_type") == "LambdaTarget":
+        return {
+            "deploymentTargetType": "LambdaTarget",
+            "lambdaTarget": {
+                "deploymentId": target["deployment_id"],
+                "targetId": target["target_id"],
+                "targetArn": target["target_arn"],
+                "status": target["status"],
+                "lastUpdatedAt": target["last_updated_at"],
+                "lifecycleEvents": _events(target),
+                "lambdaFunctionInfo": lambda_function_info(lambda_row),
+            },
+        }
     return {
         "deploymentTargetType": "InstanceTarget",
         "instanceTarget": {
@@ -114,7 +130,10 @@ def batch_get_deployment_targets(ctx: RequestContext, params: dict[str, Any]) ->
             raise DeploymentTargetDoesNotExistError(
                 f"The deployment target {target_id} does not exist in deployment {ident}."
             )
-    return {"deploymentTargets": [render_target(t) for t in targets if t is not None]}
+    lambda_row = None
+    if any(t is not None and t.get("target_type") == "LambdaTarget" for t in targets):
+        lambda_row = ctx.store.lambda_deployments.get(ident)
+    return {"deploymentTargets": [render_target(t, lambda_row) for t in targets if t is not None]}
 
 
 def get_deployment_target(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 BlockTraffic puts the instance's server in ``drain`` (no new requests; those in flight finish),
 polls ``show stat`` until its current sessions (``scur``) are 0 or the target group's drain
-timeout runs out, then sets it to ``maint`` (out of rotation, as a deregistered target).
+timeout runs out, then sets it to ``maint`` (out of rotation, as a deregistered target); a drain
+the engine gave up (a stop, a timeout) sets it back to ``ready`` instead (see ``given_up``).
 AllowTraffic sets it ``ready`` and polls until HAProxy reports it ``UP`` (a server without health
-checks is up at once), bounded by the healthy timeout. Every call is idempotent: draining a
-drained server, or readying a ready one, changes nothing. Commands go to the runtime API's unix
+checks is up at once), bounded by the healthy timeout. Weights are ``set server … weight N``
+(0..256); the state read back is ``show stat``. Every call is idempotent: draining a drained
+server, or readying a ready one, changes nothing. Commands go to the runtime API's unix
 socket one per connection (HAProxy answers and closes), with no ``socat``.
 """
 
@@ -16,15 +18,20 @@ import io
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from opendeploy.domain.records import LoadBalancerInfo
-from opendeploy.engine.effectors import EffectorError, StepProgress
-from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarations, TargetGroup
+from opendeploy.engine.effectors import EffectorError, StepProgress, given_up
+from opendeploy.engine.effectors.load_balancers import HAProxyPool, TargetGroup
+from opendeploy.engine.effectors.traffic import HostTraffic
+
+#: HAProxy's largest server weight.
+MAX_WEIGHT = 256
 
 #: How often a drain or a health wait asks HAProxy again.
 POLL_SECONDS = 0.05
+#: How long to wait before connecting again to a runtime API that is busy.
+CONNECT_RETRY_SECONDS = 0.02
 #: A progress line (which also renews the step's lease) at most this often.
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -38,19 +45,24 @@ class RuntimeApi:
 
     def command(self, line: str) -> str:
         """Send one command; HAProxy's answer (an error answer raises EffectorError)."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(self.timeout)
-                s.connect(str(self.path))
-                s.sendall(line.encode() + b"\n")
-                chunks = []
-                while chunk := s.recv(65536):
-                    chunks.append(chunk)
-        except OSError as e:
-            raise EffectorError(
-                f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
-            ) from None
-        answer = b"".join(chunks).decode(errors="replace")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                answer = self._exchange(line)
+                break
+            except BlockingIOError as e:
+                # A full accept backlog (EAGAIN on a unix socket): HAProxy is there but busy
+                # (many steps at once), so ask again for a little while. A refusal is a dead
+                # HAProxy and fails at once.
+                if time.monotonic() >= deadline:
+                    raise EffectorError(
+                        f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
+                    ) from None
+                time.sleep(CONNECT_RETRY_SECONDS)
+            except OSError as e:
+                raise EffectorError(
+                    f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
+                ) from None
         lowered = answer.lower()
         if lowered.startswith(("no such", "unknown command", "permission denied")) or (
             "require" in lowered and "level" in lowered
@@ -58,67 +70,102 @@ class RuntimeApi:
             raise EffectorError(f"HAProxy at {self.path} refused '{line}': {answer.strip()}")
         return answer
 
+    def _exchange(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(self.timeout)
+            s.connect(str(self.path))
+            s.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
+
+    def stat_rows(self, backend: str) -> list[dict[str, str]]:
+        """The ``show stat`` rows of ``backend``'s servers (not its FRONTEND/BACKEND rows)."""
+        text = self.command("show stat").lstrip("# ")
+        return [
+            row
+            for row in csv.DictReader(io.StringIO(text))
+            if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND")
+        ]
+
     def server_stat(self, backend: str, server: str) -> dict[str, str]:
         """The server's row of ``show stat`` (scur, status …); EffectorError if it has none."""
-        text = self.command("show stat").lstrip("# ")
-        for row in csv.DictReader(io.StringIO(text)):
-            if row.get("pxname") == backend and row.get("svname") == server:
+        for row in self.stat_rows(backend):
+            if row.get("svname") == server:
                 return row
         raise EffectorError(f"HAProxy at {self.path} has no server {backend}/{server}")
 
 
-class HAProxyTrafficController:
-    """The :class:`~opendeploy.engine.effectors.traffic.TrafficController` over the declared
-    HAProxy target groups."""
+class HAProxyDriver:
+    """The :class:`~opendeploy.engine.effectors.traffic.PoolDriver` of HAProxy target groups."""
 
-    def __init__(self, declarations: LoadBalancerDeclarations) -> None:
-        self.declarations = declarations
+    def __init__(self) -> None:
         # One step per server at a time: a rerun racing a late original must not interleave.
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def block(self, host: str, lb: LoadBalancerInfo, progress: StepProgress) -> str:
-        done = [self._drain(group, host, progress) for group in self._groups(lb)]
-        return "; ".join(done)
+    def drain(self, group: TargetGroup, host: str, progress: StepProgress) -> str:
+        return self._drain(group, host, progress)
 
-    def allow(self, host: str, lb: LoadBalancerInfo, progress: StepProgress) -> str:
-        done = [self._ready(group, host, progress) for group in self._groups(lb)]
-        return "; ".join(done)
+    def ready(self, group: TargetGroup, host: str, progress: StepProgress) -> str:
+        return self._ready(group, host, progress)
 
-    def _groups(self, lb: LoadBalancerInfo) -> list[TargetGroup]:
-        if lb.elb_names:
-            raise EffectorError(
-                f"Classic load balancers ({', '.join(lb.elb_names)}) are not declared on this "
-                "server; name target groups in targetGroupInfoList"
+    def set_weights(
+        self, group: TargetGroup, weights: Mapping[str, int], progress: StepProgress
+    ) -> str:
+        pool = _pool(group)
+        api = RuntimeApi(pool.socket)
+        done = []
+        for host, weight in weights.items():
+            if not 0 <= weight <= MAX_WEIGHT:
+                raise EffectorError(f"weight {weight} of {host} is outside 0..{MAX_WEIGHT}")
+            where = f"{pool.backend}/{group.server_of(host)}"
+            api.command(f"set server {where} weight {weight}")
+            done.append(f"{host} {weight}")
+        return f"weights in target group {group.name} (HAProxy {pool.backend}): " + ", ".join(done)
+
+    def state(self, group: TargetGroup) -> list[HostTraffic]:
+        pool = _pool(group)
+        return [
+            HostTraffic(
+                target_group=group.name,
+                host=group.instance_of(row.get("svname", "")),
+                serving=_healthy(row.get("status", "")) and int(row.get("weight") or 0) > 0,
+                state=row.get("status") or "unknown",
+                weight=int(row.get("weight") or 0),
+                sessions=_sessions(row),
             )
-        unknown = self.declarations.unknown(list(lb.target_groups))
-        if unknown:
-            raise EffectorError(
-                f"target group {', '.join(unknown)} is not declared on this server "
-                f"(declared: {', '.join(sorted(self.declarations.target_groups)) or 'none'})"
-            )
-        return [self.declarations.target_groups[n] for n in lb.target_groups]
+            for row in RuntimeApi(pool.socket).stat_rows(pool.backend)
+        ]
 
     def _lock(self, group: TargetGroup, server: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault((group.name, server), threading.Lock())
 
     def _drain(self, group: TargetGroup, host: str, progress: StepProgress) -> str:
-        api, pool, server = RuntimeApi(group.haproxy.socket), group.haproxy, group.server_of(host)
+        pool, server = _pool(group), group.server_of(host)
+        api = RuntimeApi(pool.socket)
         where = f"{pool.backend}/{server}"
         with self._lock(group, server):
             started = time.monotonic()
             api.command(f"set server {where} state drain")
-            row, _ = _wait_for(
-                api,
-                pool.backend,
-                server,
-                ok=lambda r: _sessions(r) == 0,
-                seconds=group.drain_timeout_seconds,
-                progress=progress,
-                waiting=lambda r: f"{where}: {_sessions(r)} sessions still open",
-                what=f"draining {where}",
-            )
+            try:
+                row, _ = _wait_for(
+                    api,
+                    pool.backend,
+                    server,
+                    ok=lambda r: _sessions(r) == 0,
+                    seconds=group.drain_timeout_seconds,
+                    progress=progress,
+                    waiting=lambda r: f"{where}: {_sessions(r)} sessions still open",
+                    what=f"draining {where}",
+                )
+                given_up(progress, f"{where}: drained", f"draining {where}")
+            except EffectorError:
+                if progress.cancelled():
+                    api.command(f"set server {where} state ready")
+                raise
             # Past the drain timeout (a deregistration delay), what is still open is cut here.
             api.command(f"set server {where} state maint")
             took = time.monotonic() - started
@@ -130,7 +177,8 @@ class HAProxyTrafficController:
         )
 
     def _ready(self, group: TargetGroup, host: str, progress: StepProgress) -> str:
-        api, pool, server = RuntimeApi(group.haproxy.socket), group.haproxy, group.server_of(host)
+        pool, server = _pool(group), group.server_of(host)
+        api = RuntimeApi(pool.socket)
         where = f"{pool.backend}/{server}"
         with self._lock(group, server):
             started = time.monotonic()
@@ -180,6 +228,12 @@ def _wait_for(
             reported = now
         time.sleep(POLL_SECONDS)
     return row, True
+
+
+def _pool(group: TargetGroup) -> HAProxyPool:
+    if not isinstance(group.pool, HAProxyPool):
+        raise EffectorError(f"target group {group.name} is not an HAProxy pool")
+    return group.pool
 
 
 def _sessions(row: dict[str, str]) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from opendeploy import metrics
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.engine.effectors import Effector, ServerStep, StepOutcome
 from opendeploy.engine.loop import BackgroundLoop
@@ -175,6 +176,7 @@ class EffectorRunner(BackgroundLoop):
             outcome = self.execute(step, _Progress(self, running))
             if running.cancelled.is_set() and self._stopping.is_set():
                 return  # cut short by a shutdown: left for a runner to take up again
+            metrics.EFFECTOR_STEPS.labels(str(step.event), outcome.result).inc()
             counted = self.steps.report(step, outcome, self.clock())
             log.info(
                 "server step ended deployment_id=%s instance=%s event=%s result=%s%s",
