@@ -11,6 +11,12 @@ The app serves two services on one URL: the control API (admin keys only) and th
 in the app's lifespan; CreateDeployment, StopDeployment and on-premises (de)registration wake it.
 TLS: ``tls_cert``/``tls_key``, or ``tls_self_signed`` (a certificate created once in the data
 directory, also named as ``ca_bundle`` in the written config so AWS clients trust it).
+
+Replicas (several servers on one PostgreSQL database): the admin key, the deployment-spec signer
+and the self-signed TLS pair are made once and kept in the database (``store.server_secrets``);
+bundles go to ``--bundle-store s3://…``; the engines tell each other which hosts got commands
+(``store.replica_channel``). On SIGTERM the engine stops first, held polls are answered and
+closing connections are cut once flushed, so a restart takes about a second (see ``run``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import stat
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +45,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import platformdirs
+from cryptography import x509
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
@@ -56,6 +63,7 @@ from opendeploy.api.commands.received import HEADER as RECEIVED_HEADER
 from opendeploy.api.commands.received import MAX_CHARS as RECEIVED_MAX_CHARS
 from opendeploy.api.commands.received import received_commands
 from opendeploy.api.commands.signing import (
+    SharedSecrets,
     SpecSigner,
     endpoint_subject,
     self_signed,
@@ -116,15 +124,19 @@ from opendeploy.functions.client import (
 from opendeploy.functions.host import FunctionHost, HostSettings
 from opendeploy.functions.names import Arns
 from opendeploy.functions.service import FunctionService
-from opendeploy.revisions.blobstore import LocalBlobStore
+from opendeploy.revisions.blobstore import BlobStore
+from opendeploy.revisions.bundle_store import BUNDLES_DIR as BUNDLES_DIR
+from opendeploy.revisions.bundle_store import open_bundle_store
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
+from opendeploy.store.access_keys import new_access_key_id, new_secret_access_key
 from opendeploy.store.alarm_watch import AlarmWatchStore
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
 from opendeploy.store.lambda_deployments import LambdaStepStore
 from opendeploy.store.notifications import NotificationLog
 from opendeploy.store.outbox import Outbox
+from opendeploy.store.replica_channel import ReplicaChannel
 from opendeploy.store.server_steps import ServerSteps
 from opendeploy.web import web_routes
 from opendeploy.web.metrics import metrics_routes
@@ -137,8 +149,9 @@ CONFIG_FILE = "config"
 TLS_CERT_FILE = "tls-cert.pem"
 TLS_KEY_FILE = "tls-key.pem"
 REPLICA_ID_FILE = "replica-id"
-#: The content-addressed bundle store under the data directory (behind the S3 front).
-BUNDLES_DIR = "bundles"
+#: Names in the replicas' shared secrets (``store.server_secrets``).
+SHARED_TLS = "tls-self-signed"
+SHARED_ADMIN_KEY = "admin-key"
 
 #: Worker threads for the handlers that still go through anyio (Starlette routes: S3, dashboard);
 #: the API's own calls use opendeploy.blocking's pool of the same size.
@@ -210,8 +223,14 @@ def client_endpoint(settings: ServerSettings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
-def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
-    """(certificate, key) to serve TLS with; the self-signed pair is created on first use."""
+def tls_files(
+    settings: ServerSettings, shared: SharedSecrets | None = None
+) -> tuple[Path, Path] | None:
+    """(certificate, key) to serve TLS with; the self-signed pair is created on first use.
+
+    ``shared``: where replicas sharing a database keep the one self-signed pair (the first
+    replica stores its own, the others write it to their data directory), so that clients and
+    agents that trust one replica's certificate trust them all."""
     if settings.tls_cert is not None:
         return settings.tls_cert, settings.tls_key or settings.tls_cert
     if not settings.tls_self_signed:
@@ -219,17 +238,22 @@ def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
     cert, key = settings.data_dir / TLS_CERT_FILE, settings.data_dir / TLS_KEY_FILE
     # The subject some official agents pin; the names they connect to are in the SANs.
     subject = endpoint_subject(settings.region)
-    if not (cert.exists() and key.exists()):
-        names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
-        if settings.host not in ("", "0.0.0.0", "::"):
-            names.add(settings.host)
-        for domain in settings.s3_domains:
-            names.update((domain, f"*.{domain}"))
-        key_pem, cert_pem = self_signed(subject, tuple(sorted(names)))
+    local = (key.read_bytes() + cert.read_bytes()) if cert.exists() and key.exists() else None
+    if shared is not None:
+        pair = shared.get_or_create(
+            SHARED_TLS, lambda: (local or _new_tls_pair(settings, subject)).decode("ascii")
+        ).encode("ascii")
+        if pair != local:
+            key_pem, _, cert_pem = pair.partition(b"-----BEGIN CERTIFICATE-----")
+            write_private(key, key_pem)
+            write_private(cert, b"-----BEGIN CERTIFICATE-----" + cert_pem)
+            log.info("wrote the replicas' shared self-signed TLS certificate path=%s", cert)
+    elif local is None:
+        key_pem, cert_pem = self_signed(subject, _tls_names(settings))
         write_private(key, key_pem)
         write_private(cert, cert_pem)
         log.info("created self-signed TLS certificate path=%s", cert)
-    elif subject_of(cert.read_bytes()) != subject:
+    if subject_of(cert.read_bytes()) != subject:
         # Kept: clients trust this very certificate. Official agents that pin the endpoint's
         # name refuse it, though, and a user who wants them must know why and what to do.
         log.warning(
@@ -244,13 +268,45 @@ def tls_files(settings: ServerSettings) -> tuple[Path, Path] | None:
     return cert, key
 
 
+def _tls_names(settings: ServerSettings) -> tuple[str, ...]:
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
+    if settings.host not in ("", "0.0.0.0", "::"):
+        names.add(settings.host)
+    for domain in settings.s3_domains:
+        names.update((domain, f"*.{domain}"))
+    return tuple(sorted(names))
+
+
+def _new_tls_pair(settings: ServerSettings, subject: x509.Name) -> bytes:
+    key_pem, cert_pem = self_signed(subject, _tls_names(settings))
+    log.info("created self-signed TLS certificate for the replicas")
+    return key_pem + cert_pem
+
+
+def shared_secrets(store: Store) -> SharedSecrets | None:
+    """Where replicas keep what they must share: the database, on PostgreSQL (the only backend
+    several servers share); on SQLite the data directory alone, as before."""
+    return store.server_secrets if store.database.dialect == "postgresql" else None
+
+
+def _admin_key(store: Store) -> tuple[str, str]:
+    """The admin key: the oldest one stored, or, on a new database, the one the first replica
+    to get there made (replicas starting together all end up with it)."""
+    key = store.access_keys.first("admin")
+    if key is not None:
+        return key
+    made = store.server_secrets.get_or_create(
+        SHARED_ADMIN_KEY, lambda: f"{new_access_key_id()}:{new_secret_access_key()}"
+    )
+    access_key_id, _, secret = made.partition(":")
+    store.access_keys.ensure(access_key_id, secret, principal=ADMIN_PRINCIPAL, kind="admin")
+    log.info("created admin access key access_key_id=%s", access_key_id)
+    return store.access_keys.first("admin") or (access_key_id, secret)
+
+
 def bootstrap_credentials(store: Store, settings: ServerSettings) -> CredentialFiles:
     """Reuse (or on first start create) the admin key and write the credentials/config files."""
-    key = store.access_keys.first("admin")
-    if key is None:
-        key = store.access_keys.create(principal=ADMIN_PRINCIPAL, kind="admin")
-        log.info("created admin access key access_key_id=%s", key[0])
-    access_key_id, secret = key
+    access_key_id, secret = _admin_key(store)
     credentials = configparser.ConfigParser()
     credentials["default"] = {
         "aws_access_key_id": access_key_id,
@@ -258,7 +314,7 @@ def bootstrap_credentials(store: Store, settings: ServerSettings) -> CredentialF
     }
     config = configparser.ConfigParser()
     config["default"] = {"region": settings.region, "endpoint_url": client_endpoint(settings)}
-    tls = tls_files(settings)
+    tls = tls_files(settings, shared_secrets(store))
     if tls is not None and settings.tls_self_signed:
         config["default"]["ca_bundle"] = str(tls[0])
     credentials_path = settings.data_dir / CREDENTIALS_FILE
@@ -416,14 +472,14 @@ def create_server(
     # A malformed alarm declaration stops the start, saying where, before anything is written.
     declared_alarms(settings.alarms_file)
     prepare_data_dir(settings.data_dir, settings.database_url)
-    store = Store.open(settings.database_url)
+    store = Store.open(settings.database_url, max_connections=settings.database_connections)
     try:
         credentials = bootstrap_credentials(store, settings)
         # Before the effectors: a Lambda effector's client reaches the built-in host through
         # functions.client.self_client_options(lambda_self) when it is on.
-        function_service, function_host, lambda_self = _function_host(
-            store, settings, LocalBlobStore(settings.data_dir / BUNDLES_DIR)
-        )
+        # The bundle store (local, or s3:// shared by replicas) holds function code too.
+        blobs = open_bundle_store(settings.bundle_store, settings.data_dir, settings.region)
+        function_service, function_host, lambda_self = _function_host(store, settings, blobs)
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
         if traffic is None and settings.load_balancers_file is not None:
             traffic = traffic_controller(declared(settings.load_balancers_file))
@@ -452,6 +508,12 @@ def create_server(
             lease_seconds=settings.step_lease_seconds,
         )
         owner = replica_id(settings.data_dir)
+        channel = (
+            ReplicaChannel(store.database.engine.url, owner, notifier.notify)
+            if store.database.dialect == "postgresql"
+            else None
+        )
+        outbox = OutboxDelivery(Outbox(store, owner), [LogSink()], tick_seconds=OUTBOX_TICK_SECONDS)
         alarms_file = settings.alarms_file
         webhook_alerts = WebhookAlerts()
         alarm_watcher = AlarmWatcher(
@@ -486,7 +548,9 @@ def create_server(
             owner=owner,
             backlog=backlog.delay,
             heard=lambda: command_api.heard(),
+            polled=lambda: command_api.polled(),
             on_server_steps=effectors.wake,
+            publish=channel.publish if channel is not None else None,
         )
         key_kind = KeyKindCache(store.commands.key_kind)
         control = {
@@ -498,7 +562,9 @@ def create_server(
         lookup_secret = SecretCache(
             store.commands.lookup_secret, explain=_revoked_key_reason(store)
         )
-        signer = SpecSigner.load_or_create(settings.data_dir, settings.region)
+        signer = SpecSigner.load_or_create(
+            settings.data_dir, settings.region, shared_secrets(store)
+        )
         command_api = CommandApi(
             notifier=notifier,
             wakeup=wakeup,
@@ -513,12 +579,13 @@ def create_server(
         control["DeregisterOnPremisesInstance"] = _forgetting_keys(
             control["DeregisterOnPremisesInstance"], lookup_secret
         )
-        blobs = LocalBlobStore(settings.data_dir / BUNDLES_DIR)
 
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             limiter = anyio.to_thread.current_default_thread_limiter()
             limiter.total_tokens = THREAD_POOL_SIZE
+            if channel is not None:
+                channel.start()
             engine.start()
             effectors.start()
             restorer.start()
@@ -536,6 +603,8 @@ def create_server(
                 await anyio.to_thread.run_sync(restorer.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 await anyio.to_thread.run_sync(outbox.stop)
+                if channel is not None:
+                    await anyio.to_thread.run_sync(channel.stop)
                 if function_host is not None:
                     await function_host.close()
                 await anyio.to_thread.run_sync(notifications.stop)
@@ -644,7 +713,7 @@ class FunctionHostUnavailableError(OpenDeployError, RuntimeError):
 
 
 def _function_host(
-    store: Store, settings: ServerSettings, blobs: LocalBlobStore
+    store: Store, settings: ServerSettings, blobs: BlobStore
 ) -> tuple[FunctionService | None, FunctionHost | None, SelfEndpoint | None]:
     """The function host's service, process host and self endpoint, when it is enabled.
 
@@ -746,14 +815,30 @@ def run(server: Server) -> None:
         ssl_certfile=str(tls[0]) if tls else None,
         ssl_keyfile=str(tls[1]) if tls else None,
     )
-    notifier = server.notifier
+    notifier, engine = server.notifier, server.engine
 
     class _Uvicorn(uvicorn.Server):
-        """Releases the held long polls as soon as shutdown starts (they would delay it)."""
+        """Shuts down in about a second, judging no agent meanwhile.
+
+        As soon as shutdown starts the engine stops (agents cannot reach a stopping server: its
+        silence is not theirs, and another replica or this one restarted judges them on
+        evidence) and the held long polls are released (the agents poll again, elsewhere or
+        after the restart). Connections that are closing are then cut once their response is
+        out: an idle keep-alive TLS connection (the official agent always holds one) would
+        otherwise wait for the client's close_notify, which never comes, for the whole of
+        asyncio's 30 s SSL shutdown timeout."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            engine.request_stop()
             notifier.close()
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            cutter = asyncio.create_task(cut_closing_connections(self.server_state.connections))
+            try:
+                await super().shutdown(sockets)
+            finally:
+                cutter.cancel()
 
     received: list[int] = []
     previous = {}
@@ -771,6 +856,32 @@ def run(server: Server) -> None:
             signal.signal(signum, handler)
     if received:
         log.info("stopped signal=%s", signal.Signals(received[0]).name)
+
+
+#: How long a closing connection may flush its last response before it is cut at shutdown.
+CLOSING_GRACE_SECONDS = 0.25
+
+
+async def cut_closing_connections(connections: Iterable[Any]) -> None:
+    """Abort the transports of connections that are closing with nothing left to send, until
+    cancelled (runs while uvicorn waits for its connections at shutdown).
+
+    ``close()`` of a TLS transport sends close_notify and waits for the peer's (up to asyncio's
+    30 s ``ssl_shutdown_timeout``); clients that just drop the connection never answer. A
+    connection seen closing is given :data:`CLOSING_GRACE_SECONDS` to flush, then aborted (the
+    socket is closed: the client sees a FIN, as from a plain-HTTP server)."""
+    closing_since: dict[int, float] = {}
+    loop = asyncio.get_running_loop()
+    while True:
+        now = loop.time()
+        for connection in list(connections):
+            transport = getattr(connection, "transport", None)
+            if transport is None or not transport.is_closing():
+                continue
+            first = closing_since.setdefault(id(connection), now)
+            if now - first >= CLOSING_GRACE_SECONDS and not transport.get_write_buffer_size():
+                transport.abort()
+        await asyncio.sleep(0.05)
 
 
 def _revoked_key_reason(store: Store) -> Callable[[str], str | None]:

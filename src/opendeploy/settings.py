@@ -35,9 +35,9 @@ class ServerSettings:
     deployment_timeout_seconds: float = 12 * 3600.0
     #: A dispatched command that no agent acknowledges fails after this long (AWS: 5 min).
     event_start_timeout_seconds: float = 300.0
-    #: After a (re)start, an agent not heard from yet gets at least this long before it counts as
-    #: dead: agents back off while the server is down (ours up to 30 s, the official agent's up
-    #: to about 90 s).
+    #: After a (re)start no agent counts as dead for its silence for this long: agents back off
+    #: while the server is down (ours up to 30 s, the official agent's up to about 90 s), and one
+    #: whose report got through may still be waiting out that backoff before it polls again.
     restart_grace_seconds: float = 95.0
     #: PollHostCommand is held this long when there is no work (the agent's read timeout is 80 s).
     poll_timeout_seconds: float = 20.0
@@ -56,6 +56,12 @@ class ServerSettings:
     #: The load balancers behind deployment groups' target group names (see
     #: ``engine.effectors.load_balancers``); None: traffic steps change nothing.
     load_balancers_file: Path | None = None
+    #: Where pushed bundles are kept: None for ``<data_dir>/bundles``, or ``s3://BUCKET[/PREFIX]``
+    #: (shared by replicas; see ``revisions.bundle_store``).
+    bundle_store: str | None = None
+    #: The most PostgreSQL connections this server opens (None: 42, and up to 10 more under
+    #: load). Replicas share the database server's ``max_connections`` (100 by default).
+    database_connections: int | None = None
     #: What alarm names stand for, the analysis gates and the Alertmanager receiver's token
     #: (see ``engine.alarms.declarations``); None: every alarm name is a CloudWatch alarm.
     alarms_file: Path | None = None

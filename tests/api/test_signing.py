@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,39 @@ def test_a_signer_of_another_subject_is_replaced_and_said_so(
     assert (tmp_path / SIGNER_CA_FILE).read_bytes() == new.cert.public_bytes(
         serialization.Encoding.PEM
     )
+
+
+class _Shared:
+    """The replicas' shared secrets (``store.server_secrets``), in memory."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get_or_create(self, name: str, make: Callable[[], str]) -> str:
+        return self.values.setdefault(name, self.values.get(name) or make())
+
+    def replace(self, name: str, value: str) -> None:
+        self.values[name] = value
+
+
+def test_replicas_sharing_secrets_sign_with_the_first_ones_existing_signer(
+    tmp_path: Path,
+) -> None:
+    # A server that ran alone keeps its signer when it becomes the first replica: its agents
+    # trust that certificate already. The next replica takes the same one over its own file.
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+    alone = SpecSigner.load_or_create(tmp_path / "a", "us-east-1")
+    other = SpecSigner.load_or_create(tmp_path / "b", "us-east-1")
+    shared = _Shared()
+    first = SpecSigner.load_or_create(tmp_path / "a", "us-east-1", shared)
+    second = SpecSigner.load_or_create(tmp_path / "b", "us-east-1", shared)
+    assert first.cert == alone.cert == second.cert != other.cert
+    for d in ("a", "b"):
+        assert (tmp_path / d / SIGNER_CA_FILE).read_bytes() == (
+            tmp_path / "a" / SIGNER_CA_FILE
+        ).read_bytes()
+    # A replica for another region replaces the shared one (and says so).
+    moved = SpecSigner.load_or_create(tmp_path / "c", "eu-west-1", shared)
+    assert moved.cert.subject == signer_subject("eu-west-1")
+    assert SpecSigner.load_or_create(tmp_path / "b", "eu-west-1", shared).cert == moved.cert

@@ -452,3 +452,31 @@ def _logged_seqs(log: str, deployment_id: str) -> set[int]:
         for line in log.splitlines()
         if "logger=opendeploy.events" in line and f"deployment_id={deployment_id}" in line
     }
+
+
+def test_tls_server_restarted_mid_deployment_stops_at_once_and_the_deployment_succeeds(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # A dead-agent window far shorter than the old 30 s wait for the agent's idle keep-alive
+    # TLS connection, during which the stopping server's engine judged its agents dead.
+    args = ("--tls", "--agent-dead-after", "4", "--poll-timeout", "2")
+    with _cluster(tmp_path, sqlite_url, 1, server_args=args) as cluster:
+        server, (agent,) = cluster.server, cluster.agents
+        held = agent.directory / "proof"
+        (held / "hold").touch()
+        deployment_id = _deploy(server.client(), _upload(cluster, "v1"))
+        wait_for(lambda: (held / "hold.pid").exists(), 60, "host-1's AfterInstall to hold")
+
+        began = time.monotonic()
+        assert server.stop(timeout=60) == 0
+        stopped_in = time.monotonic() - began
+        with running_server(
+            server.data_dir, database_url=sqlite_url, extra_args=args, port=server.port
+        ) as again:
+            (held / "release").touch()
+            info = finished_deployment(again.client(), deployment_id, timeout=90)
+            assert info["status"] == "Succeeded", info.get("errorInformation")
+            ran = [e for e in HOOK_EVENTS if e != "ApplicationStop"]
+            assert _events(held) == [f"{e} v1" for e in ran]
+            assert agent.stop() == 0
+    assert stopped_in < 5, f"the server took {stopped_in:.1f} s to stop"

@@ -401,11 +401,28 @@ def test_after_a_restart_an_agent_that_polls_again_is_judged_by_dead_after() -> 
     h.poll("i-1", at(0))
     h.step(at(0))
     h.ack("i-1", at(1))
-    h.snap = replace(h.snap, watching_since=at(100))
+    h.snap = replace(h.snap, watching_since=at(100), polled_here=frozenset({"i-1"}))
     h.poll("i-1", at(130))  # back after its backoff; from now on the usual window applies
     h.step(at(144))
     assert h.target("i-1").status is InstanceStatus.IN_PROGRESS
     h.step(at(146))
+    assert h.target("i-1").status is InstanceStatus.FAILED
+
+
+def test_after_a_restart_an_agent_heard_from_but_not_polling_yet_gets_the_grace() -> None:
+    h = deployment(1, ALL_AT_ONCE)
+    h.poll("i-1", at(0))
+    h.step(at(0))
+    h.ack("i-1", at(1))
+    # Its report got through at 130 s (seen), but its poll loop still waits out the backoff of
+    # the server's absence: no poll here since the start.
+    h.snap = replace(h.snap, watching_since=at(100), polled_here=frozenset())
+    grace = h.settings.restart_grace_seconds
+    h.poll("i-1", at(130))
+    h.step(at(100 + grace - 1))
+    assert h.target("i-1").status is InstanceStatus.IN_PROGRESS
+    # After the grace the usual window applies, from its last sign of life.
+    h.step(at(101 + grace))
     assert h.target("i-1").status is InstanceStatus.FAILED
 
 

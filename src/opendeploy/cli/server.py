@@ -18,6 +18,7 @@ from click.decorators import FC
 from opendeploy.engine.alarms.declarations import AlarmDeclarationError
 from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
 from opendeploy.engine.notifications.declaration import NotificationDeclarationError
+from opendeploy.revisions.bundle_store import BundleStoreError
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
 
@@ -141,8 +142,8 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
     "--restart-grace",
     95.0,
     (
-        "Seconds an agent not heard from since the server started gets before it counts as "
-        "dead (agents retry with a backoff while the server is down: the official agent's "
+        "Seconds after the server starts during which no agent counts as dead for its "
+        "silence (agents retry with a backoff while the server is down: the official agent's "
         "reaches about 90 s)."
     ),
 )
@@ -198,6 +199,27 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
         "YAML file declaring the target groups deployment groups may name (an HAProxy backend, "
         "an nginx upstream or an ELBv2 target group each): BlockTraffic drains an instance's "
         "server there and AllowTraffic readies it. Without it, traffic steps change nothing."
+    ),
+)
+@click.option(
+    "--database-connections",
+    type=click.IntRange(min=4),
+    envvar="OPENDEPLOY_DATABASE_CONNECTIONS",
+    default=None,
+    help=(
+        "The most PostgreSQL connections this server opens (default: 42, up to 10 more under "
+        "load). Replicas: their sum must stay under the database's max_connections."
+    ),
+)
+@click.option(
+    "--bundle-store",
+    envvar="OPENDEPLOY_BUNDLE_STORE",
+    metavar="s3://BUCKET[/PREFIX]",
+    default=None,
+    help=(
+        "Keep pushed bundles in this S3-compatible bucket instead of the data directory (what "
+        "replicas sharing a database need). boto3's standard configuration: AWS_ENDPOINT_URL_S3, "
+        "credentials from the usual chain."
     ),
 )
 @click.option(
@@ -286,6 +308,8 @@ def server(
     minute_seconds: float,
     step_lease: float,
     load_balancers: Path | None,
+    database_connections: int | None,
+    bundle_store: str | None,
     alarms: Path | None,
     alarm_poll_seconds: float,
     function_host: bool,
@@ -332,6 +356,8 @@ def server(
         minute_seconds=minute_seconds,
         step_lease_seconds=step_lease,
         load_balancers_file=load_balancers,
+        bundle_store=bundle_store,
+        database_connections=database_connections,
         alarms_file=alarms,
         alarm_poll_seconds=alarm_poll_seconds,
         function_host=function_host,
@@ -346,6 +372,8 @@ def server(
         built = server_module.create_server(settings)
     except LoadBalancerDeclarationError as e:
         raise click.UsageError(f"--load-balancers: {e}") from None
+    except BundleStoreError as e:
+        raise click.UsageError(f"--bundle-store: {e}") from None
     except AlarmDeclarationError as e:
         raise click.UsageError(f"--alarms: {e}") from None
     except server_module.FunctionHostUnavailableError as e:

@@ -36,6 +36,12 @@ class BackgroundLoop:
             self._thread.join(timeout)
             self._thread = None
 
+    def request_stop(self) -> None:
+        """Ask the loop to end after what it is doing, without waiting (a signal handler's
+        part: the join comes later, from :meth:`stop`)."""
+        self._stopping.set()
+        self.wakeup.set()
+
     def wake(self) -> None:
         self.wakeup.set()
 

@@ -393,10 +393,15 @@ class Plan:
         """Whether the agent has been quiet for longer than ``agent_dead_after_seconds``."""
         seen = t.last_seen_at or since
         watching = self.snap.watching_since
-        if watching is not None and seen < watching:
-            # Not seen since the engine started: the agent may be waiting out its retry
-            # backoff, so it gets a full window (and at least the restart grace) to come back.
-            return _before(watching, self._dead_before_restart)
+        if watching is not None and not _before(watching, self._dead_before_restart):
+            # Within the restart grace of the engine's start, an agent is judged by its silence
+            # only once it has polled again: while this server was stopped or starting agents
+            # could not reach it and backed off (the official agent's polls up to about 90 s),
+            # and one whose report got through may still wait out that backoff before it polls.
+            # Judged on evidence, not on the server's own absence.
+            polled = self.snap.polled_here
+            if seen < watching or (polled is not None and t.instance_id not in polled):
+                return False
         return _before(seen, self._dead_before)
 
     def dead_agent_message(self, t: TargetSnapshot, running: bool) -> str:

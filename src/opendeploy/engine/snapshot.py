@@ -198,6 +198,11 @@ class DeploymentSnapshot:
     #: When the engine process began watching agents (its start). Agents cannot poll a server
     #: that is down, so silence before this instant does not count against them.
     watching_since: datetime | None = None
+    #: The hosts that polled this process since it started (None: not known, as for an engine
+    #: without a Command API of its own). Within the restart grace only they are judged by
+    #: their silence: another's report may have got through while its poll loop still waits
+    #: out the backoff of the server's absence.
+    polled_here: frozenset[str] | None = None
     #: The configuration's ``trafficRoutingConfig`` (Lambda and ECS): how long AllowTraffic's
     #: shifting takes, which the engine allows on top of the event timeout.
     traffic_routing: TrafficRouting | None = None

@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES
@@ -38,6 +38,7 @@ from opendeploy.engine.dispatch import HostNotifier, Wakeup
 from opendeploy.engine.loop import BackgroundLoop
 from opendeploy.engine.ports import Committed, EngineStore
 from opendeploy.engine.reconcile import Decisions, EngineSettings, reconcile
+from opendeploy.engine.snapshot import DeploymentSnapshot
 from opendeploy.settings import ServerSettings
 from opendeploy.store.database import Store
 
@@ -79,13 +80,18 @@ class EngineWorker(BackgroundLoop):
         backlog: Callable[[], float] | None = None,
         engine_store: EngineStore | None = None,
         on_server_steps: Callable[[], None] | None = None,
+        publish: Callable[[list[str]], None] | None = None,
+        polled: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         """``heard``: when this process's Command API last heard from each agent (newer than the
         store's batched ``last_seen_at`` when its writes lag). ``backlog``: how many seconds this
         process is behind with the agents' calls (see :mod:`opendeploy.api.backlog`); added to
         ``agent_dead_after_seconds`` each pass. ``engine_store``: the engine's persistence
         (default: SQL on ``store``). ``on_server_steps``: called after a pass that created
-        server steps (wakes the effector runner)."""
+        server steps (wakes the effector runner). ``publish``: called with the hosts that got a
+        command, after their polls here were woken (tells the other replicas, which may hold
+        them: ``store.replica_channel``). ``polled``: the hosts that polled this process since
+        it started (see ``DeploymentSnapshot.polled_here``)."""
         self.store = store
         self._heard = heard
         self._backlog = backlog
@@ -100,6 +106,8 @@ class EngineWorker(BackgroundLoop):
             engine_store = SqlEngineStore(store, self.owner, lease_seconds=settings.lease_seconds)
         self.engine_store = engine_store
         self._on_server_steps = on_server_steps
+        self._publish = publish
+        self._polled = polled
         self._clock = clock
         #: Agents could not poll before this process started: see ``watching_since``.
         self.started_at = clock()
@@ -167,16 +175,17 @@ class EngineWorker(BackgroundLoop):
                 holding=holding,
                 heard=heard,
             )
+            polled = self._polled_now(now)
             loaded = load()
             if loaded is not None:
-                decisions = reconcile(loaded.snapshot, now, settings=settings)
+                decisions = reconcile(_with(loaded.snapshot, polled), now, settings=settings)
                 if decisions.unreachable and loaded.instances_cached:
                     # Judged on instance rows read in an earlier pass: judge on fresh ones.
                     loaded = load(fresh_instances=True)
                     decisions = (
                         None
                         if loaded is None
-                        else reconcile(loaded.snapshot, now, settings=settings)
+                        else reconcile(_with(loaded.snapshot, polled), now, settings=settings)
                     )
             committed = store.commit(
                 deployment_id,
@@ -196,12 +205,28 @@ class EngineWorker(BackgroundLoop):
             return False
         self._log(deployment_id, decisions, committed)
         if decisions.dispatch:
-            self.notifier.notify(c.instance_id for c in decisions.dispatch if c.executor == "agent")
+            hosts = [c.instance_id for c in decisions.dispatch if c.executor == "agent"]
+            self.notifier.notify(hosts)
+            if hosts and self._publish is not None:
+                self._publish(hosts)
         if committed.server_steps and self._on_server_steps is not None:
             self._on_server_steps()
         if committed.rollback_id is not None:
             self.wakeup.set()
         return True
+
+    def _polled_now(self, now: datetime) -> frozenset[str] | None:
+        """The hosts that polled here since the start, while the restart grace lasts (after
+        it the engine needs them no more: not read, not copied)."""
+        if self._polled is None:
+            return None
+        grace = max(
+            self.engine_settings.restart_grace_seconds,
+            self.engine_settings.agent_dead_after_seconds,
+        )
+        if (now - self.started_at).total_seconds() > grace:
+            return None
+        return frozenset(self._polled())
 
     def _settings_now(self) -> EngineSettings:
         """The engine settings, with the dead-agent window stretched by the server's backlog:
@@ -234,6 +259,10 @@ class EngineWorker(BackgroundLoop):
             log.info(
                 "rollback deployment_id=%s rollback_id=%s", deployment_id, committed.rollback_id
             )
+
+
+def _with(snapshot: DeploymentSnapshot, polled: frozenset[str] | None) -> DeploymentSnapshot:
+    return snapshot if polled is None else dataclasses.replace(snapshot, polled_here=polled)
 
 
 #: The engine's credit of pass time it may spend back to back before it rests (a small fleet's

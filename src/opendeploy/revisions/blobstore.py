@@ -27,7 +27,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from opendeploy.errors import BundleError
 
-__all__ = ["BlobInfo", "BlobNotFoundError", "BlobStore", "LocalBlobStore", "S3BlobStore"]
+__all__ = [
+    "BlobInfo",
+    "BlobNotFoundError",
+    "BlobStore",
+    "BlobStoreUnavailableError",
+    "LocalBlobStore",
+    "S3BlobStore",
+]
 
 _CHUNK = 1024 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -37,6 +44,10 @@ _SPOOL_MAX = 8 * 1024 * 1024
 
 class BlobNotFoundError(BundleError, LookupError):
     """No blob has this SHA-256."""
+
+
+class BlobStoreUnavailableError(BundleError):
+    """The (remote) store refused or failed a call: down, slow beyond its retries, misconfigured."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +277,7 @@ class S3BlobStore:
         try:
             yield
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
-            raise BundleError(f"blob store s3://{self.bucket}/{key}: {exc}") from exc
+            raise BlobStoreUnavailableError(f"blob store s3://{self.bucket}/{key}: {exc}") from exc
 
 
 def _is_not_found(exc: BaseException | None) -> bool:

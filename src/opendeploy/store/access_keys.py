@@ -7,6 +7,7 @@ import string
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from opendeploy.store import tables
 from opendeploy.store._base import Repository
@@ -46,6 +47,25 @@ class AccessKeys(Repository):
                 )
             )
         return key_id, secret
+
+    def ensure(self, access_key_id: str, secret: str, *, principal: str, kind: str) -> None:
+        """Store this very key unless it is stored already (replicas sharing one admin key)."""
+        t = tables.access_keys
+        if self.get_secret(access_key_id) is not None:
+            return
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    insert(t).values(
+                        access_key_id=access_key_id,
+                        secret_access_key=secret,
+                        principal=principal,
+                        kind=kind,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except IntegrityError:
+            pass  # another replica stored it first
 
     def get_secret(self, access_key_id: str) -> str | None:
         """The secret of ``access_key_id``, or None when the key is unknown."""

@@ -48,6 +48,7 @@ from opendeploy.store.github import GitHubTokens
 from opendeploy.store.instances import OnPremisesInstances
 from opendeploy.store.lambda_deployments import LambdaDeployments
 from opendeploy.store.revisions import Revisions
+from opendeploy.store.server_secrets import ServerSecrets
 from opendeploy.store.tags import ResourceTags
 
 #: SQLite waits this long for a lock held by another connection before giving up.
@@ -124,12 +125,18 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def _pooled_engine(url: str) -> Engine:
-    """The engine of a database server (PostgreSQL; any other dialect SQLAlchemy knows)."""
+def _pooled_engine(url: str, max_connections: int | None = None) -> Engine:
+    """The engine of a database server (PostgreSQL; any other dialect SQLAlchemy knows).
+
+    ``max_connections``: at most this many connections, none beyond (several replicas share
+    the server's ``max_connections``); the threads beyond them wait for one."""
     # With the overflow, as many connections as the API's worker threads
     # (opendeploy.blocking: POOL_SIZE + CONTROL_POOL_SIZE) plus the engine's and the sweep's,
     # so that none of them waits for a connection.
-    engine = create_engine(url, pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=10)
+    size, overflow = POSTGRES_POOL_SIZE, 10
+    if max_connections is not None:
+        size, overflow = max_connections, 0
+    engine = create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=overflow)
     if make_url(url).get_backend_name() == "postgresql":
 
         @event.listens_for(engine, "connect")
@@ -451,6 +458,10 @@ class Database:
             yield connection
 
 
+#: The PostgreSQL advisory lock key replicas take while migrating (any fixed 64-bit number).
+_MIGRATION_LOCK = 0x0D_E910_7001
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent; safe to call on every start)."""
     from alembic import command
@@ -461,6 +472,10 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(script_location))
     # On SQLite take the write lock up front, so two processes starting together queue here.
     with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together on one database: one migrates, the others wait here
+            # and then find the schema at head (the lock ends with the transaction).
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -482,17 +497,21 @@ class Store:
         self.bundle_objects = BundleObjects(database)
         self.commands = Commands(database)
         self.dashboard_sessions = DashboardSessions(database)
+        self.server_secrets = ServerSecrets(database)
         self.lambda_deployments = LambdaDeployments(database)
         self.functions = Functions(database)
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Connect to ``sqlite:///path`` or ``postgresql://…`` and migrate the schema to head."""
+    def open(cls, url: str, *, max_connections: int | None = None) -> Store:
+        """Connect to ``sqlite:///path`` or ``postgresql://…`` and migrate the schema to head.
+
+        ``max_connections``: the most a database server's pool opens (default: enough that no
+        thread of the server waits for one)."""
         sa_url = engine_url(url)
         if make_url(sa_url).get_backend_name() == "sqlite":
             engine = _sqlite_engine(sa_url)
         else:
-            engine = _pooled_engine(sa_url)
+            engine = _pooled_engine(sa_url, max_connections)
         migrate(engine)
         return cls(Database(engine))
 

@@ -503,6 +503,16 @@ bundle_upload_parts = Table(
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
+# What every replica sharing the database must use alike (store/server_secrets): the
+# deployment-spec signer, the self-signed TLS certificate, the admin key. Made once.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
 # A Lambda deployment's function and alias (its AppSpec, read at CreateDeployment), the weight
 # on the target version as last set, its history for `watch` and the dashboard, and when the
 # alias was put back after a failure or a stop (migration 0012).

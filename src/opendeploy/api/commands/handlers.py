@@ -278,6 +278,8 @@ class CommandApi:
     _calling: threading.local = field(default_factory=threading.local, repr=False)
     _sweeper: Sweeper | None = field(default=None, repr=False)
     _deregistered_at: datetime | None = field(default=None, repr=False)
+    #: The hosts that polled this process since it started (see :meth:`polled`).
+    _polled: set[str] = field(default_factory=set, repr=False)
     #: Instance name -> the last command this process handed to it, until the agent's next
     #: poll shows whether it arrived (see :meth:`_release_lost_deliveries`).
     _handed_out: dict[str, str] = field(default_factory=dict, repr=False)
@@ -289,6 +291,11 @@ class CommandApi:
     def heard(self) -> dict[str, datetime]:
         """When this process last heard from each agent (for the engine's dead-agent rule)."""
         return self._seen.heard()
+
+    def polled(self) -> frozenset[str]:
+        """The hosts that polled this process since it started (the engine's restart grace)."""
+        with self._lock:
+            return frozenset(self._polled)
 
     def handlers(self) -> dict[str, Handler | AsyncHandler]:
         return {
@@ -449,6 +456,9 @@ class CommandApi:
         identity, first = await self._caller_async(ctx)
         self._check_host(ctx, identity, host)
         name = identity.name
+        if name not in self._polled:
+            with self._lock:
+                self._polled.add(name)
         if first and self.on_first_poll is not None:
             try:
                 await run_blocking(self.on_first_poll, name, _now())

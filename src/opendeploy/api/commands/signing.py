@@ -12,7 +12,9 @@ message, and pin its subject to the region's signer:
 that subject for the server's region, and its certificate alone is written to
 :data:`SIGNER_CA_FILE` in the data directory: copied over the agent's CA file, it is the trust
 anchor the strict check needs. The key lives in the data directory (mode 0600), so every restart
-signs with the same certificate; a signer made for another region is replaced.
+signs with the same certificate; a signer made for another region is replaced. Replicas sharing
+a database share one signer too (stored there by the first), so an agent that trusts one trusts
+them all.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,7 +38,18 @@ SIGNER_FILE = "spec-signer.pem"
 #: The signer's certificate alone, named as the official agent's CA file, for agents to trust.
 SIGNER_CA_FILE = "host-agent-deployment-signer-ca-chain.pem"
 
+#: The name of the signer in the replicas' shared secrets (``store.server_secrets``).
+SHARED_SIGNER = "spec-signer"
+
 log = logging.getLogger(__name__)
+
+
+class SharedSecrets(Protocol):
+    """Values every replica of one database reads alike (``store.server_secrets``)."""
+
+    def get_or_create(self, name: str, make: Callable[[], str]) -> str: ...
+
+    def replace(self, name: str, value: str) -> None: ...
 
 
 def signer_subject(region: str) -> x509.Name:
@@ -155,42 +169,77 @@ class SpecSigner:
     cert: x509.Certificate
 
     @classmethod
-    def load_or_create(cls, data_dir: Path, region: str) -> SpecSigner:
-        """The signer kept in ``<data_dir>/spec-signer.pem`` for ``region`` (created on first use,
-        or when the one kept has another subject); its certificate is (re)written to
-        ``<data_dir>/`` :data:`SIGNER_CA_FILE`."""
+    def load_or_create(
+        cls, data_dir: Path, region: str, shared: SharedSecrets | None = None
+    ) -> SpecSigner:
+        """The signer for ``region`` (created on first use, or when the one kept has another
+        subject), kept in ``<data_dir>/spec-signer.pem``; its certificate is (re)written to
+        ``<data_dir>/`` :data:`SIGNER_CA_FILE`.
+
+        ``shared``: where every replica of the database reads the one signer (the database).
+        The first replica stores its own (the file's, if it has one: agents may trust it
+        already); the others take that one and overwrite their file with it."""
         path = data_dir / SIGNER_FILE
         subject = signer_subject(region)
-        signer = cls._load(path) if path.exists() else None
-        if signer is None or signer.cert.subject != subject:
-            if signer is not None:
+        signer = cls._load(path.read_bytes(), path) if path.exists() else None
+        if signer is not None and signer.cert.subject != subject:
+            log.warning(
+                "replacing the deployment-spec signer of %s (%s) with one for region %s:"
+                " agents that trust the old certificate need %s again",
+                path,
+                signer.cert.subject.rfc4514_string(),
+                region,
+                data_dir / SIGNER_CA_FILE,
+            )
+            signer = None
+        if shared is not None:
+            local = signer
+            pem = shared.get_or_create(
+                SHARED_SIGNER, lambda: (local or cls._new(subject)).pem().decode("ascii")
+            )
+            signer = cls._load(pem.encode("ascii"), SHARED_SIGNER)
+            if signer.cert.subject != subject:
                 log.warning(
-                    "replacing the deployment-spec signer of %s (%s) with one for region %s:"
-                    " agents that trust the old certificate need %s again",
-                    path,
+                    "the deployment-spec signer shared by the replicas is for %s, this server"
+                    " runs for region %s: replacing it (every replica must run for one region)",
                     signer.cert.subject.rfc4514_string(),
                     region,
-                    data_dir / SIGNER_CA_FILE,
                 )
-            key_pem, cert_pem = self_signed(subject)
-            write_private(path, key_pem + cert_pem)
-            signer = cls._load(path)
+                signer = cls._new(subject)
+                shared.replace(SHARED_SIGNER, signer.pem().decode("ascii"))
+        elif signer is None:
+            signer = cls._new(subject)
+        if not path.exists() or path.read_bytes() != signer.pem():
+            write_private(path, signer.pem())
         ca = data_dir / SIGNER_CA_FILE
         cert_pem = signer.certificate_pem().encode("ascii")
         if not ca.exists() or ca.read_bytes() != cert_pem:
             write_private(ca, cert_pem)
         return signer
 
+    @classmethod
+    def _new(cls, subject: x509.Name) -> SpecSigner:
+        key_pem, cert_pem = self_signed(subject)
+        return cls._load(key_pem + cert_pem, "new signer")
+
+    def pem(self) -> bytes:
+        """Key and certificate, PEM (what the file and the shared row hold)."""
+        key_pem = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return key_pem + self.cert.public_bytes(serialization.Encoding.PEM)
+
     def certificate_pem(self) -> str:
         """The signer's certificate alone (PEM): what agents trust specifications by."""
         return self.cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     @classmethod
-    def _load(cls, path: Path) -> SpecSigner:
-        blob = path.read_bytes()
+    def _load(cls, blob: bytes, where: object) -> SpecSigner:
         key = serialization.load_pem_private_key(blob, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{path}: the signer key is not an EC key")
+            raise ValueError(f"{where}: the signer key is not an EC key")
         return cls(key, x509.load_pem_x509_certificate(blob))
 
     def sign(self, data: bytes) -> str:

@@ -28,6 +28,13 @@ class S3Error(ServiceError):
         self.details = details
 
 
+class ServiceUnavailableError(S3Error):
+    """The bundle store behind the front cannot be reached now (clients retry a 503)."""
+
+    code = "ServiceUnavailable"
+    status = 503
+
+
 class AccessDeniedError(S3Error):
     """The key may not do this."""
 

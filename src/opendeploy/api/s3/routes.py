@@ -55,6 +55,7 @@ from opendeploy.api.s3.errors import (
     NotImplementedS3Error,
     PreconditionFailedError,
     S3Error,
+    ServiceUnavailableError,
     SignatureDoesNotMatchError,
     from_auth_error,
 )
@@ -62,6 +63,7 @@ from opendeploy.api.s3.objects import BundleBuckets
 from opendeploy.api.s3.xml import Node, document, error_document, iso_time
 from opendeploy.api.s3.xml import parse_complete_multipart as _parse_complete
 from opendeploy.errors import ServiceError
+from opendeploy.revisions.blobstore import BlobStoreUnavailableError
 from opendeploy.store.bundle_objects import ObjectRecord
 
 if TYPE_CHECKING:
@@ -172,6 +174,11 @@ class S3Front:
             response = self._error(request, exc, request_id)
         except ServiceError as exc:  # SigV4 failures
             response = self._error(request, from_auth_error(exc), request_id)
+        except BlobStoreUnavailableError as exc:
+            log.warning(
+                "bundle store unavailable request_id=%s op=%s: %s", request_id, operation, exc
+            )
+            response = self._error(request, ServiceUnavailableError(str(exc)), request_id)
         except Exception as exc:
             log.error("fault request_id=%s op=%s", request_id, operation, exc_info=exc)
             error = S3Error(f"We encountered an internal error. Please try again. ({request_id})")
