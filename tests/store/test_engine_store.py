@@ -105,12 +105,15 @@ def _stored_scenario(store: Store, spec: dict[str, Any]) -> str:
         columns["load_balancer_info"] = {"targetGroupInfoList": [{"name": "tg"}]}
     if spec.get("style"):
         columns["deployment_style"] = spec["style"]
+    if spec.get("blue_green"):
+        columns["blue_green_deployment_configuration"] = spec["blue_green"]
+    labels = spec.get("labels", {})
     dep = stored_deployment(
         store,
         "app",
         "g",
         now=T0,
-        select_targets=lambda rows: [(n, _arn(n), None) for n in fleet],
+        select_targets=lambda rows: [(n, _arn(n), labels.get(n)) for n in fleet],
         **columns,
     )
     return str(dep["deployment_id"])
@@ -240,6 +243,8 @@ def test_the_store_applies_what_the_pure_apply_predicts(path: Path, database_url
                     store.deployments.request_stop(
                         dep, auto_rollback=stop.get("auto_rollback"), now=now
                     )
+                elif "continue" in report:
+                    store.deployments.request_continue(dep, report["continue"])
             if "drive" in step:
                 for _ in range(200):
                     answered = False

@@ -229,12 +229,18 @@ class Decisions:
     close_commands: tuple[str, ...] = ()
     rollback: RollbackDecision | None = None
     unreachable: tuple[str, ...] = ()
+    #: Sets ``instanceTerminationWaitTimeStarted`` (a blue/green deployment's blue wait began).
+    termination_wait_started: bool = False
+    #: Lines to add to ``deploymentStatusMessages``.
+    status_messages: tuple[str, ...] = ()
 
     @property
     def has_changes(self) -> bool:
         """Whether applying these decisions changes anything."""
         return bool(
             self.deployment
+            or self.termination_wait_started
+            or self.status_messages
             or self.target_updates
             or self.event_updates
             or self.dispatch
@@ -294,6 +300,8 @@ class Plan:
     dispatch: dict[str, HostCommand] = field(default_factory=dict)
     close: list[str] = field(default_factory=list)
     rollback: RollbackDecision | None = None
+    termination_wait_started: bool = False
+    status_messages: list[str] = field(default_factory=list)
     # The times before which a report is too old, worked out once per pass: the checks run for
     # every waiting target of every pass, and comparing two datetimes is far cheaper than
     # subtracting them. None: no such time (a timeout too long to be reached).
@@ -490,8 +498,11 @@ class Plan:
         self.set_target(t, _IS.FAILED)
         self.close_command(t)
 
-    def advance(self, t: TargetSnapshot) -> None:
-        """Move one in-flight target forward as far as the reports allow."""
+    def advance(self, t: TargetSnapshot, *, pause_before: LifecycleEvent | None = None) -> None:
+        """Move one in-flight target forward as far as the reports allow.
+
+        ``pause_before``: when that event is next (and not dispatched yet), the target stops
+        there as ``Ready`` (a blue/green green instance installed, waiting to take traffic)."""
         cmd = t.command
         if (
             cmd is not None
@@ -519,6 +530,10 @@ class Plan:
         while (ev := self.next_event(t)) is not None:
             if cmd is not None and ev.name == cmd.event:
                 return  # its command is outstanding (a re-dispatch would double-run it)
+            if ev.name is pause_before:
+                self.set_target(t, _IS.READY)
+                self.close_command(t)
+                return
             if ev.name in SERVER_SIDE_EVENTS:
                 # The server's own step (the load balancer): the effector runner carries it out.
                 self.dispatch[t.instance_id] = HostCommand(t.instance_id, ev.name, "server")
@@ -598,6 +613,7 @@ class Plan:
                 last_successful=self.snap.last_successful,
                 creator=self.snap.creator,
                 stop_override=stop.auto_rollback_enabled if stop else None,
+                traffic_only=self.snap.style.blue_green and self.snap.compute_platform == "Server",
             )
 
     def end_if_stopped(self) -> bool:
@@ -658,6 +674,8 @@ class Plan:
             close_commands=tuple(self.close),
             rollback=self.rollback,
             unreachable=unreachable,
+            termination_wait_started=self.termination_wait_started,
+            status_messages=tuple(self.status_messages),
         )
 
     def unreachable(self) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from opendeploy.domain.configs import InvalidMinimumHealthyHosts as InvalidMinim
 from opendeploy.domain.configs import MinimumHealthyHosts as MinimumHealthyHosts
 from opendeploy.domain.configs import minimum_for as minimum_for
 from opendeploy.domain.lifecycle import SERVER_ORDER, LifecycleEvent
-from opendeploy.domain.records import DeploymentStyle
+from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle
 from opendeploy.domain.status import (
     DeploymentStatus,
     InstanceStatus,
@@ -34,6 +34,10 @@ from opendeploy.errors import OpenDeployError
 
 #: Who carries a command out: the host's agent, or an effector of the server.
 Executor = Literal["agent", "server"]
+#: A target's role in a blue/green deployment (``instanceLabel``).
+Label = Literal["Blue", "Green"]
+#: ContinueDeployment's ``deploymentWaitType``.
+WaitType = Literal["READY_WAIT", "TERMINATION_WAIT"]
 
 _E = LifecycleEvent
 _TRAFFIC_EVENTS = frozenset(
@@ -123,6 +127,8 @@ class TargetSnapshot:
     command: CommandSnapshot | None = None
     #: When the instance was deregistered (its key is revoked: its agent can no longer poll).
     deregistered_at: datetime | None = None
+    #: ``Blue`` (the original fleet) or ``Green`` (the replacement) in a blue/green deployment.
+    label: Label | None = None
 
     def event(self, name: LifecycleEvent) -> EventSnapshot:
         for ev in self.events:
@@ -173,6 +179,17 @@ class DeploymentSnapshot:
     #: When the engine process began watching agents (its start). Agents cannot poll a server
     #: that is down, so silence before this instant does not count against them.
     watching_since: datetime | None = None
+    #: ``blueGreenDeploymentConfiguration`` of a blue/green deployment.
+    blue_green: BlueGreenSettings = field(default_factory=BlueGreenSettings)
+    #: The last ContinueDeployment's wait type (the engine acts on it where it applies).
+    continue_requested: WaitType | None = None
+    #: ``instanceTerminationWaitTimeStarted``: the wait before blue is terminated has begun.
+    termination_wait_started: bool = False
+
+    @property
+    def blue_green_rollback(self) -> bool:
+        """A rollback of a blue/green deployment: traffic back to blue, nothing installed."""
+        return self.style.blue_green and self.creator == "codeDeployRollback"
 
 
 def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:
@@ -186,7 +203,41 @@ def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ..
     return tuple(e for e in SERVER_ORDER if e not in _TRAFFIC_EVENTS)
 
 
-def new_target(instance_id: str, *, load_balancer: bool = False) -> TargetSnapshot:
+#: The install events of a green instance (and of an in-place one without a load balancer).
+_INSTALL_EVENTS = lifecycle_events()
+_ALLOW_EVENTS = (_E.BEFORE_ALLOW_TRAFFIC, _E.ALLOW_TRAFFIC, _E.AFTER_ALLOW_TRAFFIC)
+_BLOCK_EVENTS = (_E.BEFORE_BLOCK_TRAFFIC, _E.BLOCK_TRAFFIC, _E.AFTER_BLOCK_TRAFFIC)
+
+
+def blue_green_events(label: Label, *, rollback: bool = False) -> tuple[LifecycleEvent, ...]:
+    """The events of one target of a blue/green deployment, in order (platforms.md §1.3).
+
+    Green installs the revision then takes traffic; blue only gives its traffic up. A rollback
+    reverses the traffic and installs nothing: blue takes traffic back, green gives it up."""
+    if rollback:
+        return _ALLOW_EVENTS if label == "Blue" else _BLOCK_EVENTS
+    return _INSTALL_EVENTS + _ALLOW_EVENTS if label == "Green" else _BLOCK_EVENTS
+
+
+def target_events(
+    label: Label | None, *, load_balancer: bool = False, rollback: bool = False
+) -> tuple[LifecycleEvent, ...]:
+    """The events of a target: a blue/green one's by its label, an in-place one's by whether
+    its group has a load balancer."""
+    if label is not None:
+        return blue_green_events(label, rollback=rollback)
+    return lifecycle_events(load_balancer=load_balancer)
+
+
+def new_target(
+    instance_id: str,
+    *,
+    load_balancer: bool = False,
+    label: Label | None = None,
+    rollback: bool = False,
+) -> TargetSnapshot:
     """A target as CreateDeployment stores it: Pending, every event Pending."""
-    events = tuple(EventSnapshot(e) for e in lifecycle_events(load_balancer=load_balancer))
-    return TargetSnapshot(instance_id=instance_id, events=events)
+    names = target_events(label, load_balancer=load_balancer, rollback=rollback)
+    return TargetSnapshot(
+        instance_id=instance_id, events=tuple(EventSnapshot(e) for e in names), label=label
+    )
