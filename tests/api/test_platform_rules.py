@@ -10,6 +10,7 @@ targets. One server per database for the module.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -437,9 +438,7 @@ def test_blue_green_group_configuration_is_checked_as_aws_does(cd: Any) -> None:
     ]
     for config, words in cases:
         refused(
-            lambda config=config: _bg_group(
-                cd, app, "bad", blueGreenDeploymentConfiguration=config
-            ),
+            functools.partial(_bg_group, cd, app, "bad", blueGreenDeploymentConfiguration=config),
             "InvalidBlueGreenDeploymentConfigurationException",
             words,
         )
@@ -469,9 +468,12 @@ def test_blue_green_deployment_labels_green_from_target_instances(cd: Any) -> No
             tags.append({"Key": "bg-green", "Value": app})
         cd.add_tags_to_on_premises_instances(instanceNames=[host], tags=tags)
     _bg_group(cd, app, "bg", tags=role)
-    create = lambda **kw: cd.create_deployment(  # noqa: E731
-        applicationName=app, deploymentGroupName="bg", revision=S3, **kw
-    )
+
+    def create(**kw: Any) -> Any:
+        return cd.create_deployment(
+            applicationName=app, deploymentGroupName="bg", revision=S3, **kw
+        )
+
     refused(create, "InvalidTargetInstancesException", "name the replacement (green) instances")
     refused(
         lambda: create(targetInstances={"autoScalingGroups": ["asg"]}),
