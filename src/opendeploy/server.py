@@ -29,6 +29,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -373,7 +374,10 @@ def create_server(
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
         if traffic is None and settings.load_balancers_file is not None:
             traffic = traffic_controller(declared(settings.load_balancers_file))
-        traffic_effector = TrafficEffector(traffic or NoTrafficController())
+        traffic_effector = TrafficEffector(
+            traffic or NoTrafficController(),
+            minute=timedelta(seconds=settings.minute_seconds),
+        )
         effectors = EffectorRunner(
             ServerSteps(store),
             {

@@ -5,7 +5,8 @@ Scenario keys: ``fleet`` (instance ids), ``config`` ({type, value}), optional
 ``load_balancer``, ``ignore_application_stop_failures``, ``auto_rollback`` ({enabled, events}),
 ``creator``, ``last_successful`` ({deployment_id, revision}), ``style`` (deploymentStyle),
 ``labels`` ({instance: "Blue" | "Green"}, blue/green), ``blue_green``
-(blueGreenDeploymentConfiguration),
+(blueGreenDeploymentConfiguration), ``traffic_routing`` (the configuration's
+trafficRoutingConfig),
 ``settings`` (EngineSettings fields), ``silent_from`` ({instance: t}: that agent stops polling
 at t seconds) and ``steps``.
 
@@ -35,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from opendeploy.domain.configs import TrafficRouting
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle
 from opendeploy.domain.status import DeploymentStatus
@@ -78,6 +80,9 @@ def build(spec: dict[str, Any]) -> Harness:
         last_successful=LastSuccessful(**last) if last else None,
         style=style,
         blue_green=BlueGreenSettings.from_wire(spec.get("blue_green")),
+        traffic_routing=(
+            TrafficRouting.from_wire(spec["traffic_routing"]) if "traffic_routing" in spec else None
+        ),
     )
     return Harness(snap, settings=EngineSettings(**spec.get("settings", {})))
 

@@ -66,14 +66,14 @@ def _stored_scenario(store: Store, spec: dict[str, Any]) -> str:
                 [{"name": n, "instance_arn": _arn(n), "register_time": T0} for n in fleet],
             )
     kind, value = spec["config"]["type"], spec["config"]["value"]
-    config = _PREDEFINED.get((kind, value))
+    config = None if spec.get("traffic_routing") else _PREDEFINED.get((kind, value))
     if config is None:
         config = f"custom-{kind}-{value}"
         store.deployment_configs.create(
             name=config,
             compute_platform="Server",
             minimum_healthy_hosts={"type": kind, "value": value},
-            traffic_routing_config=None,
+            traffic_routing_config=spec.get("traffic_routing"),
             zonal_config=None,
             now=T0,
         )

@@ -498,11 +498,19 @@ class Plan:
         self.set_target(t, _IS.FAILED)
         self.close_command(t)
 
-    def advance(self, t: TargetSnapshot, *, pause_before: LifecycleEvent | None = None) -> None:
+    def advance(
+        self,
+        t: TargetSnapshot,
+        *,
+        pause_before: LifecycleEvent | None = None,
+        hold_before: LifecycleEvent | None = None,
+    ) -> None:
         """Move one in-flight target forward as far as the reports allow.
 
         ``pause_before``: when that event is next (and not dispatched yet), the target stops
-        there as ``Ready`` (a blue/green green instance installed, waiting to take traffic)."""
+        there as ``Ready`` (a blue/green green instance installed, waiting to take traffic).
+        ``hold_before``: when that event is next, nothing is dispatched yet and the target stays
+        ``InProgress`` (a traffic shift waiting for the other hosts)."""
         cmd = t.command
         if (
             cmd is not None
@@ -533,6 +541,8 @@ class Plan:
             if ev.name is pause_before:
                 self.set_target(t, _IS.READY)
                 self.close_command(t)
+                return
+            if ev.name is hold_before:
                 return
             if ev.name in SERVER_SIDE_EVENTS:
                 # The server's own step (the load balancer): the effector runner carries it out.

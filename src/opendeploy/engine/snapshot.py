@@ -21,6 +21,7 @@ from opendeploy.domain.configs import ONE_AT_A_TIME as ONE_AT_A_TIME
 from opendeploy.domain.configs import ONE_AT_A_TIME_CONFIG as ONE_AT_A_TIME_CONFIG
 from opendeploy.domain.configs import InvalidMinimumHealthyHosts as InvalidMinimumHealthyHosts
 from opendeploy.domain.configs import MinimumHealthyHosts as MinimumHealthyHosts
+from opendeploy.domain.configs import TrafficRouting, TrafficRoutingType
 from opendeploy.domain.configs import minimum_for as minimum_for
 from opendeploy.domain.lifecycle import SERVER_ORDER, LifecycleEvent
 from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle
@@ -185,6 +186,20 @@ class DeploymentSnapshot:
     continue_requested: WaitType | None = None
     #: ``instanceTerminationWaitTimeStarted``: the wait before blue is terminated has begun.
     termination_wait_started: bool = False
+    #: The deployment configuration's ``trafficRoutingConfig`` (a Server one: canary or linear
+    #: shifting between the blue and green pools).
+    traffic_routing: TrafficRouting | None = None
+
+    @property
+    def shifts_traffic(self) -> bool:
+        """A blue/green deployment (not its rollback) that moves traffic on a schedule."""
+        routing = self.traffic_routing
+        return (
+            self.style.blue_green
+            and not self.blue_green_rollback
+            and routing is not None
+            and routing.type is not TrafficRoutingType.ALL_AT_ONCE
+        )
 
     @property
     def blue_green_rollback(self) -> bool:

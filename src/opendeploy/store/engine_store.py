@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
-from opendeploy.domain.configs import PREDEFINED, MinimumHealthyHosts, minimum_of
+from opendeploy.domain.configs import PREDEFINED, MinimumHealthyHosts, TrafficRouting, minimum_of
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle, LoadBalancerInfo
@@ -122,6 +122,19 @@ def _minimum(conn: Connection, config_name: str) -> MinimumHealthyHosts:
             select(_CFG.c.minimum_healthy_hosts).where(_CFG.c.name == config_name)
         ).scalar_one_or_none()
     return minimum_of(config_name, stored)
+
+
+def _routing(conn: Connection, config_name: str) -> TrafficRouting | None:
+    """A custom Server configuration's ``trafficRoutingConfig`` (a blue/green shift)."""
+    if config_name in PREDEFINED:
+        return None
+    raw = conn.execute(
+        select(_CFG.c.traffic_routing_config).where(_CFG.c.name == config_name)
+    ).scalar_one_or_none()
+    try:
+        return TrafficRouting.from_wire(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def _auto_rollback(raw: dict[str, Any] | None) -> AutoRollbackConfig:
@@ -436,6 +449,12 @@ def load(
         blue_green=_blue_green(d["blue_green_deployment_configuration"]),
         continue_requested=_wait_type(d["continue_requested"]),
         termination_wait_started=bool(d["instance_termination_wait_time_started"]),
+        # Read for blue/green deployments only: an in-place pass needs no extra query.
+        traffic_routing=(
+            _routing(conn, d["deployment_config_name"])
+            if DeploymentStyle.from_wire(d["deployment_style"]).blue_green
+            else None
+        ),
     )
     return Loaded(snapshot, d, stored, frozenset(marked), state, instances, tuple(news))
 

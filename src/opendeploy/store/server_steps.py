@@ -14,11 +14,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, func, or_, select, update
 
+from opendeploy.domain.configs import TrafficRouting, TrafficRoutingType
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
-from opendeploy.engine.effectors import ServerStep, StepOutcome
+from opendeploy.engine.effectors import ServerStep, StepOutcome, TrafficShift
+from opendeploy.engine.traffic_shift import shift_leader
 from opendeploy.store import tables
 from opendeploy.store.commands import IN_PROGRESS, QUEUED, SERVER, _bounded
 from opendeploy.store.database import Store
@@ -47,6 +49,8 @@ _DUE = (
         _C.c.acknowledged_at,
         _D.c.load_balancer_info,
         _D.c.deployment_style,
+        _D.c.deployment_config_name,
+        _D.c.creator,
     )
     .select_from(_C.join(_D, _D.c.deployment_id == _C.c.deployment_id))
     .where(_IS_DUE)
@@ -72,6 +76,57 @@ _RENEW = (
     )
     .values(delivered_at=_B_NOW)
 )
+
+
+_TG = tables.deployment_targets
+_EV = tables.lifecycle_events
+_CFG = tables.deployment_configs
+
+
+def _shift(conn: Connection, row: RowMapping) -> TrafficShift | None:
+    """The traffic shift a blue/green step belongs to (None: no canary or linear shift).
+
+    Blue: the Blue targets. Green: the Green targets whose install succeeded (ValidateService)
+    and that have not failed; the leader is the first of the installed ones, failed or not, as
+    the engine chooses it (``platforms.server_blue_green``)."""
+    style = DeploymentStyle.from_wire(row["deployment_style"])
+    if not style.blue_green or row["creator"] == "codeDeployRollback":
+        return None
+    if row["lifecycle_event"] not in (LifecycleEvent.ALLOW_TRAFFIC, LifecycleEvent.BLOCK_TRAFFIC):
+        return None
+    raw = conn.execute(
+        select(_CFG.c.traffic_routing_config).where(_CFG.c.name == row["deployment_config_name"])
+    ).scalar_one_or_none()
+    if not raw:
+        return None
+    try:
+        routing = TrafficRouting.from_wire(raw)
+    except ValueError:
+        return None
+    if routing.type is TrafficRoutingType.ALL_AT_ONCE:
+        return None
+    dep = row["deployment_id"]
+    targets = conn.execute(
+        select(_TG.c.target_id, _TG.c.instance_label, _TG.c.status).where(
+            _TG.c.deployment_id == dep
+        )
+    ).all()
+    installed = set(
+        conn.execute(
+            select(_EV.c.target_id).where(
+                _EV.c.deployment_id == dep,
+                _EV.c.name == str(LifecycleEvent.VALIDATE_SERVICE),
+                _EV.c.status == "Succeeded",
+            )
+        ).scalars()
+    )
+    blue = tuple(sorted(str(t.target_id) for t in targets if t.instance_label == "Blue"))
+    greens = [t for t in targets if t.instance_label == "Green" and t.target_id in installed]
+    if not greens:
+        return None
+    green = tuple(sorted(str(t.target_id) for t in greens if t.status != "Failed"))
+    leader = shift_leader(str(t.target_id) for t in greens)
+    return TrafficShift(routing=routing, blue=blue, green=green, leader=leader)
 
 
 class ServerSteps:
@@ -107,6 +162,7 @@ class ServerSteps:
                         load_balancer=LoadBalancerInfo.from_wire(row["load_balancer_info"]),
                         style=DeploymentStyle.from_wire(row["deployment_style"]),
                         rerun=row["acknowledged_at"] is not None,
+                        shift=_shift(conn, row),
                     )
                 )
         return taken

@@ -63,11 +63,14 @@ from opendeploy.engine.reconcile import (
 )
 from opendeploy.engine.rollback import RollbackTrigger
 from opendeploy.engine.snapshot import MinimumHealthyHosts, TargetSnapshot
+from opendeploy.engine.traffic_shift import shift_leader
 
 _DS = DeploymentStatus
 _IS = InstanceStatus
 _ES = LifecycleEventStatus
 _E = LifecycleEvent
+
+_DONE = frozenset({_ES.SUCCEEDED, _ES.FAILED, _ES.SKIPPED})
 
 #: The last install event of a green instance: succeeded, the instance is installed.
 _INSTALLED_AFTER = _E.VALIDATE_SERVICE
@@ -208,10 +211,41 @@ class _Fleet:
     def reroute(self) -> bool:
         """Give traffic to the installed instances; True once rerouting has succeeded."""
         plan = self.plan
-        for t in self.targets:
-            if self._status(t) is _IS.IN_PROGRESS and self._installed_before[t.instance_id]:
-                plan.advance(t)
+        shifting = plan.snap.shifts_traffic
+        rerouting = [
+            t
+            for t in self.targets
+            if self._status(t) is _IS.IN_PROGRESS and self._installed_before[t.instance_id]
+        ]
+        if shifting:
+            # The leader waits for the others and they for it: the others, then the leader,
+            # then the others again, so that one pass decides what the reports allow.
+            leader = shift_leader(t.instance_id for t in self.targets if self._installed(t))
+            others = [t for t in rerouting if t.instance_id != leader]
+            first = [t for t in rerouting if t.instance_id == leader]
+            rerouting = [*others, *first, *others]
+        for t in rerouting:
+            if self._status(t) is _IS.IN_PROGRESS:
+                plan.advance(t, hold_before=self._hold(t) if shifting else None)
         rule = _RerouteRule(self._reroute_counts(), plan.snap.minimum_healthy_hosts)
+        if shifting:
+            # The weights move every green host at once: all of them join the pool together.
+            rule.budget = max(rule.budget, rule.tally.total)
+        if shifting and self.shift_failed():
+            leader = shift_leader(t.instance_id for t in self.targets if self._installed(t))
+            self.skip_ready()
+            if self._reroute_counts().in_flight == 0:
+                plan.end(
+                    _DS.FAILED,
+                    ErrorInformation(
+                        "HEALTH_CONSTRAINTS",
+                        "The overall deployment failed because the traffic shift did not "
+                        f"complete: {leader} (the replacement instance that runs the shift) "
+                        "failed.",
+                    ),
+                    RollbackTrigger.FAILURE,
+                )
+            return False
         if rule.can_still_succeed():
             slots = rule.free_slots()
             for t in self.targets:
@@ -219,7 +253,7 @@ class _Fleet:
                     break
                 if self.waiting(t):
                     plan.set_target(t, _IS.IN_PROGRESS)
-                    plan.advance(t)
+                    plan.advance(t, hold_before=self._hold(t) if shifting else None)
                     slots -= 1
             counts = self._reroute_counts()
             return counts.in_flight == 0 and counts.pending == 0
@@ -227,6 +261,39 @@ class _Fleet:
         if self._reroute_counts().in_flight == 0:
             plan.end(_DS.FAILED, _health_error(plan, "reroute"), RollbackTrigger.FAILURE)
         return False
+
+    def _hold(self, t: TargetSnapshot) -> LifecycleEvent | None:
+        """Where a green host waits in a traffic shift (:mod:`opendeploy.engine.traffic_shift`).
+
+        The leader's AllowTraffic (which runs the schedule) waits until every other green host
+        is in the pool at weight 0 (its AllowTraffic done, or failed); the others'
+        AfterAllowTraffic waits until the leader's AllowTraffic is done."""
+        installed = [g for g in self.targets if self._installed(g)]
+        leader = shift_leader(g.instance_id for g in installed)
+        events = self.plan.events
+        if t.instance_id == leader:
+            others_in = all(
+                events[(g.instance_id, _E.ALLOW_TRAFFIC)].status in _DONE
+                or self._status(g) is _IS.FAILED
+                for g in installed
+                if g.instance_id != leader
+            )
+            return None if others_in else _E.ALLOW_TRAFFIC
+        leader_done = (
+            events[(leader, _E.ALLOW_TRAFFIC)].status is _ES.SUCCEEDED
+            or self.plan.status[leader] is _IS.FAILED
+        )
+        return None if leader_done else _E.AFTER_ALLOW_TRAFFIC
+
+    def shift_failed(self) -> bool:
+        """Whether the host that runs the traffic shift failed before the shift was done: the
+        other green hosts sit in the pool at weight 0, so the deployment must not go on."""
+        installed = [g.instance_id for g in self.targets if self._installed(g)]
+        if not installed:
+            return False
+        leader = shift_leader(installed)
+        shifted = self.plan.events[(leader, _E.ALLOW_TRAFFIC)].status is _ES.SUCCEEDED
+        return self.plan.status[leader] is _IS.FAILED and not shifted
 
     def _reroute_counts(self) -> batches.Tally:
         mine = [t for t in self.targets if self._installed(t)]
