@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -136,7 +138,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for b in backends.values():
             stack.callback(b.stop)
         proxy = stack.enter_context(
-            running_haproxy(tmp, list(backends.values()), disabled=frozenset(SETS["b"]))
+            # balance random: a pool's share follows its weights at once (roundrobin answers a
+            # raised weight with a catch-up burst first, components.md §A).
+            running_haproxy(
+                tmp, list(backends.values()), disabled=frozenset(SETS["b"]), balance="random"
+            )
         )
         settings = settings_for(
             tmp,
@@ -283,3 +289,67 @@ def test_a_failed_blue_green_deployment_rolls_traffic_back_to_blue(world: World)
     assert cd.get_deployment(deploymentId=rollback)["deploymentInfo"]["creator"] == (
         "codeDeployRollback"
     )
+
+
+def _sample(port: int, count: int, threads: int = 6) -> Counter[str]:
+    """``count`` answers through the load balancer, from ``threads`` connections at once."""
+    got: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def run(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(n):
+            conn.request("GET", "/")
+            body = conn.getresponse().read().decode()
+            with lock:
+                got[body] += 1
+        conn.close()
+
+    workers = [threading.Thread(target=run, args=(count // threads,)) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    return got
+
+
+def test_a_server_canary_sends_the_scheduled_share_to_green(world: World) -> None:
+    """Beyond AWS: a Server configuration with a TimeBasedCanary shifts 10 % of the requests to
+    green for the interval, then the rest; measured through HAProxy (balance random)."""
+    w = world
+    blue, green = w.swap()
+    cd = w.cluster.cd
+    # 6 minutes of 0.5 s: 3 s at 10 %.
+    canary = {"canaryPercentage": 10, "canaryInterval": 6}
+    cd.create_deployment_config(
+        deploymentConfigName="shop-canary",
+        computePlatform="Server",
+        minimumHealthyHosts={"type": "FLEET_PERCENT", "value": 0},
+        trafficRoutingConfig={"type": "TimeBasedCanary", "timeBasedCanary": canary},
+    )
+    _group(w, "bg-canary", "shop-canary")
+    api = RuntimeApi(w.proxy.socket)
+
+    def weights() -> dict[str, int]:
+        return {r["svname"]: int(r["weight"]) for r in api.stat_rows(w.proxy.backend)}
+
+    with LoadGenerator(w.proxy.port) as load:
+        dep = _deploy(w, "bg-canary", "v6", green)
+        # The canary step: green in the pool with a weight, blue still serving.
+        deadline = time.monotonic() + 60
+        while not (
+            all(weights()[h] > 0 for h in SETS[green]) and all(_serving(w)[h] for h in SETS[blue])
+        ):
+            assert time.monotonic() < deadline, weights()
+            time.sleep(0.02)
+        during = _sample(w.proxy.port, 300)
+        info = w.cluster.wait_status(dep, "Succeeded", "Failed", "Stopped", timeout=120)
+    assert info["status"] == "Succeeded", info.get("errorInformation")
+    assert load.failures == [], load.failures[:5]
+    share = 100 * during["v6"] / sum(during.values())
+    assert abs(share - 10) <= 5, (share, during)
+    assert w.answers(20) == {"v6"}
+    target = w.cluster.targets(dep)[min(SETS[green])]
+    allow = next(e for e in target["lifecycleEvents"] if e["lifecycleEventName"] == "AllowTraffic")
+    assert "10% → 100%" in allow["diagnostics"]["message"], allow["diagnostics"]
+    w.live[0] = green

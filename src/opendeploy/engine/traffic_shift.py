@@ -3,10 +3,11 @@
 A load balancer spreads new requests over its enabled servers in proportion to their weights.
 To send ``p`` % of the traffic to the green pool (``ng`` hosts) and the rest to the blue pool
 (``nb`` hosts), each green host gets ``p · nb`` and each blue host ``(100 − p) · ng``: the green
-pool's share is then ``ng·p·nb / (ng·p·nb + nb·(100−p)·ng) = p / 100`` exactly. The pair is
-scaled so that the larger weight is :data:`FULL_WEIGHT` (HAProxy's weights run 0..256), which
-rounds the smaller one; the share stays within a fraction of a point of ``p`` (the unit tests
-bound it). At 0 % and 100 % one pool has weight 0 (enabled and health-checked, sent nothing new)
+pool's share is then ``ng·p·nb / (ng·p·nb + nb·(100−p)·ng) = p / 100`` exactly. HAProxy's
+weights are whole numbers up to 256, so the pair used is the one of 1..256 nearest that ratio:
+within half a point of ``p`` for any realistic fleet, and never further than weights can go
+(one pool at 1, the other at 256: ten green hosts against one blue cannot get less than 3.8 %).
+At 0 % and 100 % one pool has weight 0 (enabled and health-checked, sent nothing new)
 and the other :data:`FULL_WEIGHT`.
 
 :func:`shift_leader` names the green host whose AllowTraffic step runs the whole schedule (the
@@ -35,12 +36,23 @@ def pool_weights(blue: Iterable[str], green: Iterable[str], percent: int) -> dic
         return {**dict.fromkeys(blues, 0), **dict.fromkeys(greens, FULL_WEIGHT)}
     if percent == 0:
         return {**dict.fromkeys(blues, FULL_WEIGHT), **dict.fromkeys(greens, 0)}
-    raw_green, raw_blue = percent * len(blues), (100 - percent) * len(greens)
-    scale = FULL_WEIGHT / max(raw_green, raw_blue)
-    # At least 1: a pool the schedule gives a share must get some of it.
-    green_w = max(1, round(raw_green * scale))
-    blue_w = max(1, round(raw_blue * scale))
+    green_w, blue_w = _closest_pair(len(blues), len(greens), percent)
     return {**dict.fromkeys(blues, blue_w), **dict.fromkeys(greens, green_w)}
+
+
+def _closest_pair(nb: int, ng: int, percent: int) -> tuple[int, int]:
+    """The (green, blue) weights in 1..FULL_WEIGHT whose green share is nearest ``percent``
+    (ties: the larger weights, which HAProxy spreads more smoothly)."""
+    best: tuple[float, int, int] = (float("inf"), 0, 0)
+    for green_w in range(FULL_WEIGHT, 0, -1):
+        # The blue weight that gives exactly ``percent`` with this green weight, rounded.
+        exact = ng * green_w * (100 - percent) / (nb * percent)
+        blue_w = min(FULL_WEIGHT, max(1, round(exact)))
+        share = 100 * ng * green_w / (ng * green_w + nb * blue_w)
+        error = abs(share - percent)
+        if error < best[0] - 1e-9:
+            best = (error, green_w, blue_w)
+    return best[1], best[2]
 
 
 def green_share(weights: Mapping[str, int], green: Iterable[str]) -> float:
