@@ -45,7 +45,7 @@ puts it back on blue.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.status import (
@@ -104,7 +104,16 @@ def reconcile_blue_green(plan: Plan) -> None:
     if snap.stop is not None or _timed_out(plan):
         fleet.skip_ready()
         if not plan.end_if_stopped():
-            plan.end_if_timed_out()
+            limit = plan.settings.deployment_timeout_seconds + _waits(plan).total_seconds()
+            plan.end(
+                _DS.FAILED,
+                ErrorInformation(
+                    "TIMEOUT",
+                    f"The deployment timed out: it ran longer than {limit:g} s (the deployment "
+                    "timeout plus its ready, termination and traffic-shift waits).",
+                ),
+                RollbackTrigger.FAILURE,
+            )
         return
 
     if not rollback and not fleet.install():
@@ -119,8 +128,20 @@ def reconcile_blue_green(plan: Plan) -> None:
 
 
 def _timed_out(plan: Plan) -> bool:
+    """Longer than the deployment timeout, its waits not counted: AWS bounds an EC2 blue/green
+    deployment by its waits plus the events' time (user guide, "Quotas": 48 + 48 + 1 h × 13)."""
     started = plan.snap.started_at or plan.now
-    return (plan.now - started).total_seconds() > plan.settings.deployment_timeout_seconds
+    limit = timedelta(seconds=plan.settings.deployment_timeout_seconds) + _waits(plan)
+    return plan.now - started > limit
+
+
+def _waits(plan: Plan) -> timedelta:
+    snap, minute = plan.snap, plan.settings.minute
+    settings = snap.blue_green
+    waits = minute * (settings.ready_wait_minutes + settings.termination_wait_minutes)
+    if snap.shifts_traffic and snap.traffic_routing is not None:
+        waits += minute * snap.traffic_routing.span_minutes
+    return waits
 
 
 class _Fleet:
