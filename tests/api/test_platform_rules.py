@@ -517,6 +517,28 @@ def test_blue_green_deployment_labels_green_from_target_instances(cd: Any) -> No
         lambda: cd.continue_deployment(deploymentId=dep, deploymentWaitType="READY_WAIT"),
         "DeploymentIsNotInReadyStateException",
     )
+    by_label = cd.list_deployment_targets(
+        deploymentId=dep, targetFilters={"ServerInstanceLabel": ["Green"]}
+    )
+    assert by_label["targetIds"] == [f"{app}-g1"]
+    # Instance types belong to blue/green deployments only (AWS's model).
+    cd.create_deployment_group(
+        applicationName=app,
+        deploymentGroupName="inplace",
+        serviceRoleArn=ROLE,
+        onPremisesInstanceTagFilters=role,
+    )
+    in_place = cd.create_deployment(
+        applicationName=app, deploymentGroupName="inplace", revision=S3
+    )["deploymentId"]
+    for call in (
+        lambda: cd.list_deployment_instances(deploymentId=in_place, instanceTypeFilter=["Blue"]),
+        lambda: cd.list_deployment_targets(
+            deploymentId=in_place, targetFilters={"ServerInstanceLabel": ["Blue"]}
+        ),
+    ):
+        refused(call, "InvalidDeploymentInstanceTypeException", "blue/green deployments only")
+    cd.stop_deployment(deploymentId=in_place)
     cd.stop_deployment(deploymentId=dep)
     refused(
         lambda: cd.continue_deployment(deploymentId=dep, deploymentWaitType="READY_WAIT"),
