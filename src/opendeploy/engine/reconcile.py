@@ -3,7 +3,8 @@
 This module holds what every platform shares: the decisions' types, :class:`Plan` (the working
 state of one call, with the rules of targets, events, commands and server steps, dead agents,
 timeouts, stops and rollback), and the entry point, which hands the plan to the reconciler of the
-deployment's platform (:mod:`opendeploy.engine.platforms`).
+deployment's platform (:mod:`opendeploy.engine.platforms`): Server in-place (below), Server
+blue/green (:mod:`opendeploy.engine.platforms.server_blue_green`).
 
 The worker leases a deployment, loads a :class:`~opendeploy.engine.snapshot.DeploymentSnapshot`,
 calls :func:`reconcile` and applies the :class:`Decisions` in one transaction (Nomad's scheduler
@@ -12,9 +13,9 @@ so a worker that crashes and retries, or two replicas racing for a lease, do no 
 
 One call of the in-place Server reconciler does, in this order:
 
-0. (Any platform.) A Lambda, ECS or blue/green deployment ends at once: this server runs only
-   in-place Server (EC2/on-premises) deployments so far. It fails (``errorInformation`` says
-   so), or is ``Stopped`` when a stop was requested first, so that it never blocks its group.
+0. (Any platform.) A Lambda or ECS deployment ends at once: this server runs only Server
+   (EC2/on-premises) deployments so far. It fails (``errorInformation`` says so), or is
+   ``Stopped`` when a stop was requested first, so that it never blocks its group.
 1. ``Created`` → ``InProgress``; a deployment with no targets fails with ``NO_INSTANCES``, one
    whose minimum of healthy hosts leaves no instance to deploy to fails with
    ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").

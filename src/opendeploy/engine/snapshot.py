@@ -175,7 +175,7 @@ class DeploymentSnapshot:
     last_successful: LastSuccessful | None = None
     #: ``Server``, ``Lambda`` or ``ECS``; the engine runs Server deployments only (so far).
     compute_platform: str = "Server"
-    #: In-place or blue/green; the engine runs in-place deployments only (so far).
+    #: In-place or blue/green.
     style: DeploymentStyle = field(default_factory=DeploymentStyle)
     #: When the engine process began watching agents (its start). Agents cannot poll a server
     #: that is down, so silence before this instant does not count against them.
