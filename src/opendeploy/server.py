@@ -18,18 +18,20 @@ from __future__ import annotations
 import asyncio
 import configparser
 import gc
+import importlib.util
 import io
 import logging
 import os
 import signal
 import socket
 import stat
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,6 +44,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from opendeploy.api.alertmanager import alertmanager_routes
 from opendeploy.api.app import ServiceBinding, create_app
 from opendeploy.api.backlog import Backlog, watch_event_loop
 from opendeploy.api.commands import command_service
@@ -63,12 +66,22 @@ from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import load_handlers
 from opendeploy.api.handlers.deployments import engine_stop_deployment, selector
 from opendeploy.api.key_cache import KeyKindCache, SecretCache
+from opendeploy.api.lambda_api import lambda_routes
 from opendeploy.api.model import codedeploy_service
 from opendeploy.api.output_routes import output_routes
 from opendeploy.api.s3 import s3_routes
 from opendeploy.api.s3.virtual_hosts import VirtualHostedBuckets
 from opendeploy.blocking import POOL_SIZE
 from opendeploy.domain.lifecycle import LifecycleEvent
+from opendeploy.engine.alarms import (
+    AlarmReader,
+    AlarmWatcher,
+    CloudWatchSource,
+    WebhookAlerts,
+)
+from opendeploy.engine.alarms import (
+    declared as declared_alarms,
+)
 from opendeploy.engine.dispatch import HostNotifier, Wakeup
 from opendeploy.engine.effectors.load_balancers import declared
 from opendeploy.engine.effectors.providers import traffic_controller
@@ -80,9 +93,15 @@ from opendeploy.engine.effectors.traffic import (
 )
 from opendeploy.engine.outbox import LogSink, OutboxDelivery
 from opendeploy.engine.worker import EngineWorker, StopRequests
+from opendeploy.errors import OpenDeployError
+from opendeploy.functions.client import FUNCTION_HOST_PRINCIPAL, SelfEndpoint
+from opendeploy.functions.host import FunctionHost, HostSettings
+from opendeploy.functions.names import Arns
+from opendeploy.functions.service import FunctionService
 from opendeploy.revisions.blobstore import LocalBlobStore
 from opendeploy.service_errors import AccessDeniedError
 from opendeploy.settings import ServerSettings
+from opendeploy.store.alarm_watch import AlarmWatchStore
 from opendeploy.store.database import Store
 from opendeploy.store.engine_store import deploy_to_new_instance
 from opendeploy.store.outbox import Outbox
@@ -149,6 +168,10 @@ class Server:
     notifier: HostNotifier
     effectors: EffectorRunner
     outbox: OutboxDelivery
+    alarms: AlarmWatcher
+    #: The built-in function host's Lambda API and key (None: ``function_host`` is off); see
+    #: ``functions.client.self_client_options`` for the server's own Lambda client.
+    lambda_self: SelfEndpoint | None = None
 
 
 def client_endpoint(settings: ServerSettings) -> str:
@@ -367,10 +390,17 @@ def create_server(
 
     ``traffic``: the load balancer BlockTraffic and AllowTraffic drive (none by default: the
     steps leave traffic alone and say so)."""
+    # A malformed alarm declaration stops the start, saying where, before anything is written.
+    declared_alarms(settings.alarms_file)
     prepare_data_dir(settings.data_dir, settings.database_url)
     store = Store.open(settings.database_url)
     try:
         credentials = bootstrap_credentials(store, settings)
+        # Before the effectors: a Lambda effector's client reaches the built-in host through
+        # functions.client.self_client_options(lambda_self) when it is on.
+        function_service, function_host, lambda_self = _function_host(
+            store, settings, LocalBlobStore(settings.data_dir / BUNDLES_DIR)
+        )
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
         if traffic is None and settings.load_balancers_file is not None:
             traffic = traffic_controller(declared(settings.load_balancers_file))
@@ -389,6 +419,17 @@ def create_server(
             lease_seconds=settings.step_lease_seconds,
         )
         owner = replica_id(settings.data_dir)
+        alarms_file = settings.alarms_file
+        webhook_alerts = WebhookAlerts()
+        alarm_watcher = AlarmWatcher(
+            AlarmWatchStore(store),
+            AlarmReader(
+                cloudwatch=CloudWatchSource(region=settings.region), webhook=webhook_alerts
+            ),
+            lambda: declared_alarms(alarms_file),
+            on_change=wakeup.set,
+            poll_seconds=settings.alarm_poll_seconds,
+        )
         outbox = OutboxDelivery(Outbox(store, owner), [LogSink()], tick_seconds=OUTBOX_TICK_SECONDS)
         engine = EngineWorker(
             store,
@@ -434,15 +475,19 @@ def create_server(
             engine.start()
             effectors.start()
             outbox.start()
+            alarm_watcher.start()
             watcher = asyncio.create_task(watch_event_loop(backlog))
             try:
                 yield
             finally:
                 watcher.cancel()
                 notifier.close()
+                await anyio.to_thread.run_sync(alarm_watcher.stop)
                 await anyio.to_thread.run_sync(effectors.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 await anyio.to_thread.run_sync(outbox.stop)
+                if function_host is not None:
+                    await function_host.close()
                 store.close()
 
         app = create_app(
@@ -459,6 +504,15 @@ def create_server(
                 # The bundle store's S3 front only takes requests signed for service "s3", so it
                 # never shadows the API's POST / or the other routes.
                 *s3_routes(store=store, blobs=blobs, settings=settings),
+                # The function host's Lambda API (/2015-03-31/functions…), after the S3 front so
+                # that a bucket of that name stays reachable; refusing, when the host is off,
+                # with a message that says how to turn it on.
+                *lambda_routes(
+                    service=function_service,
+                    host=function_host,
+                    lookup_secret=lookup_secret,
+                    key_kind=key_kind,
+                ),
                 # The dashboard acts through the same handler table as POST / (admin check,
                 # engine wake-ups, StopDeployment through the engine).
                 *web_routes(
@@ -467,6 +521,9 @@ def create_server(
                     lookup_secret=lookup_secret,
                     control=control,
                     is_closing=lambda: notifier.closed,
+                ),
+                *alertmanager_routes(
+                    webhook_alerts, lambda: declared_alarms(alarms_file), alarm_watcher.wake
                 ),
                 *extra_routes,
             ],
@@ -501,7 +558,70 @@ def create_server(
         notifier=notifier,
         effectors=effectors,
         outbox=outbox,
+        alarms=alarm_watcher,
+        lambda_self=lambda_self,
     )
+
+
+class FunctionHostUnavailableError(OpenDeployError, RuntimeError):
+    """The function host was asked for but cannot run (its runtime client is missing)."""
+
+
+def _function_host(
+    store: Store, settings: ServerSettings, blobs: LocalBlobStore
+) -> tuple[FunctionService | None, FunctionHost | None, SelfEndpoint | None]:
+    """The function host's service, process host and self endpoint, when it is enabled.
+
+    Functions sign their calls back to this server with a key of their own (principal
+    ``function-host``), made on first start; it is an admin key (as a Lambda execution role
+    with the permissions deployment hooks need: PutLifecycleEventHookExecutionStatus and the
+    rest of the API)."""
+    if not settings.function_host:
+        return None, None, None
+    if importlib.util.find_spec("awslambdaric") is None:
+        raise FunctionHostUnavailableError(
+            "--function-host: functions run under the awslambdaric package, which is not "
+            f"installed for {sys.executable}: pip install awslambdaric"
+        )
+    key = store.access_keys.of_principal(FUNCTION_HOST_PRINCIPAL, "admin")
+    if key is None:
+        key = store.access_keys.create(principal=FUNCTION_HOST_PRINCIPAL, kind="admin")
+        log.info("created function host access key access_key_id=%s", key[0])
+    tls = tls_files(settings)
+    ca_bundle = tls[0] if tls is not None and settings.tls_self_signed else None
+    endpoint = SelfEndpoint(
+        endpoint_url=client_endpoint(settings),
+        region=settings.region,
+        access_key_id=key[0],
+        secret_access_key=key[1],
+        ca_bundle=ca_bundle,
+    )
+    host = FunctionHost(
+        HostSettings(
+            root=settings.data_dir / "functions",
+            endpoint=endpoint.endpoint_url,
+            region=settings.region,
+            access_key_id=key[0],
+            secret_access_key=key[1],
+            ca_bundle=ca_bundle,
+            max_concurrency=settings.function_concurrency,
+        ),
+        blobs,
+    )
+
+    def s3_lookup(bucket: str, key: str, version: str | None) -> str | None:
+        index = store.bundle_objects
+        record = index.version(bucket, key, version) if version else index.current(bucket, key)
+        return None if record is None or record.delete_marker else record.sha256
+
+    service = FunctionService(
+        store.functions,
+        blobs,
+        Arns(settings.region, settings.account_id),
+        clock=lambda: datetime.now(UTC),
+        s3_lookup=s3_lookup,
+    )
+    return service, host, endpoint
 
 
 #: How often deployment events are delivered from the outbox, in batches (at least once). Not

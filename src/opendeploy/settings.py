@@ -56,6 +56,16 @@ class ServerSettings:
     #: The load balancers behind deployment groups' target group names (see
     #: ``engine.effectors.load_balancers``); None: traffic steps change nothing.
     load_balancers_file: Path | None = None
+    #: What alarm names stand for, the analysis gates and the Alertmanager receiver's token
+    #: (see ``engine.alarms.declarations``); None: every alarm name is a CloudWatch alarm.
+    alarms_file: Path | None = None
+    #: The alarm watcher reads every watched deployment's alarms and gates this often.
+    alarm_poll_seconds: float = 1.0
+    #: The built-in function host (``functions/``): the Lambda API on this server, Python
+    #: functions run as processes under awslambdaric. Off: the Lambda API answers that it is off.
+    function_host: bool = False
+    #: Function processes running at once per (function, version).
+    function_concurrency: int = 4
 
     @property
     def minute(self) -> timedelta:

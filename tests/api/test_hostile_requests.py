@@ -162,6 +162,9 @@ def test_an_unsigned_300_mib_body_is_refused_before_it_is_read(server: RunningSe
             ("POST", f"{server.endpoint}/opendeploy/v1/instance-credentials", {}, True),
             ("POST", f"{server.endpoint}/opendeploy/v1/instance-credentials", {}, False),
             ("GET", f"{server.endpoint}/opendeploy/v1/deployments/d-AAAAAAAAA/output", {}, False),
+            # The Alertmanager receiver reads nothing before its bearer token checks out.
+            ("POST", f"{server.endpoint}/opendeploy/v1/alertmanager", {}, True),
+            ("POST", f"{server.endpoint}/opendeploy/v1/alertmanager", {}, False),
         )
         for method, url, headers, length in cases:
             size = BIG

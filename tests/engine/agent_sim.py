@@ -9,6 +9,7 @@ polls, fetches the spec, acknowledges and completes commands as a test tells it 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.error
@@ -185,8 +186,9 @@ class Cluster:
     admin_secret: str
     server: Any
 
-    @property
+    @functools.cached_property
     def cd(self) -> Any:
+        # One client per cluster: building one loads the service model (about 0.25 s).
         return boto3.session.Session().client(
             "codedeploy",
             endpoint_url=self.endpoint,

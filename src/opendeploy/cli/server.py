@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from click.decorators import FC
 
+from opendeploy.engine.alarms.declarations import AlarmDeclarationError
 from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarationError
 from opendeploy.settings import ServerSettings
 from opendeploy.web import dashboard_hint
@@ -146,16 +147,59 @@ def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[FC],
         "tests, demos and benchmarks; the API still shows minutes."
     ),
 )
+@_seconds_option(
+    "--step-lease",
+    30.0,
+    (
+        "Seconds after which a server step (BlockTraffic, AllowTraffic) whose runner stopped "
+        "renewing its claim (a killed server, a lost database) is taken up and run again."
+    ),
+)
 @click.option(
     "--load-balancers",
     "load_balancers",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help=(
-        "YAML file declaring the target groups deployment groups may name (each an HAProxy "
-        "backend driven through its runtime API socket): BlockTraffic drains an instance's "
+        "YAML file declaring the target groups deployment groups may name (an HAProxy backend, "
+        "an nginx upstream or an ELBv2 target group each): BlockTraffic drains an instance's "
         "server there and AllowTraffic readies it. Without it, traffic steps change nothing."
     ),
+)
+@click.option(
+    "--alarms",
+    "alarms",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "YAML file declaring what alarm names stand for (Prometheus-compatible expressions and "
+        "alerts, Alertmanager alerts, CloudWatch alarms), the analysis gates of deployment "
+        "groups and the Alertmanager receiver's token. A name it does not declare is a "
+        "CloudWatch alarm."
+    ),
+)
+@_seconds_option(
+    "--alarm-poll-seconds",
+    1.0,
+    "How often the alarms and gates of running deployments are read.",
+)
+@click.option(
+    "--function-host",
+    is_flag=True,
+    default=False,
+    help=(
+        "Run the built-in function host: this server also answers the Lambda API "
+        "(/2015-03-31/functions…, boto3's lambda client and `aws lambda` with --endpoint-url) and "
+        "runs Python functions as processes under awslambdaric. Deployments' Lambda client "
+        "then uses it unless AWS_ENDPOINT_URL_LAMBDA says otherwise."
+    ),
+)
+@click.option(
+    "--function-concurrency",
+    type=click.IntRange(1, 1000),
+    default=4,
+    show_default=True,
+    help="Function processes running at once per function version (--function-host).",
 )
 @click.option(
     "--log-level",
@@ -182,7 +226,12 @@ def server(
     event_start_timeout: float,
     poll_timeout: float,
     minute_seconds: float,
+    step_lease: float,
     load_balancers: Path | None,
+    alarms: Path | None,
+    alarm_poll_seconds: float,
+    function_host: bool,
+    function_concurrency: int,
     log_level: str,
 ) -> None:
     """Serve the AWS CodeDeploy API (awsJson1_1 and RPC v2 CBOR, SigV4) until SIGTERM.
@@ -218,7 +267,12 @@ def server(
         event_start_timeout_seconds=event_start_timeout,
         poll_timeout_seconds=poll_timeout,
         minute_seconds=minute_seconds,
+        step_lease_seconds=step_lease,
         load_balancers_file=load_balancers,
+        alarms_file=alarms,
+        alarm_poll_seconds=alarm_poll_seconds,
+        function_host=function_host,
+        function_concurrency=function_concurrency,
     )
     # Everything the server writes is in its data directory, and all of it is private (keys,
     # the database and its WAL, bundles): owner-only from creation, whatever the files' code.
@@ -227,6 +281,10 @@ def server(
         built = server_module.create_server(settings)
     except LoadBalancerDeclarationError as e:
         raise click.UsageError(f"--load-balancers: {e}") from None
+    except AlarmDeclarationError as e:
+        raise click.UsageError(f"--alarms: {e}") from None
+    except server_module.FunctionHostUnavailableError as e:
+        raise click.UsageError(str(e)) from None
     creds = built.credentials
     click.echo(f"credentials: {creds.credentials_path}")
     click.echo(f"config: {creds.config_path}")

@@ -19,8 +19,10 @@ One call of the in-place Server reconciler does, in this order:
 1. ``Created`` → ``InProgress``; a deployment with no targets fails with ``NO_INSTANCES``, one
    whose minimum of healthy hosts leaves no instance to deploy to fails with
    ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").
-2. A stop request ends it as ``Stopped`` (``MANUAL_STOP``, or ``ALARM_ACTIVE`` for an alarm); a
-   deployment running longer than ``deployment_timeout_seconds`` fails with ``TIMEOUT``.
+2. A stop request ends it as ``Stopped`` (``MANUAL_STOP``, or ``ALARM_ACTIVE`` for an alarm: the
+   alarm watcher of :mod:`opendeploy.engine.alarms` records such a stop, every platform honours
+   it through :meth:`Plan.end_if_stopped`); a deployment running longer than
+   ``deployment_timeout_seconds`` fails with ``TIMEOUT``.
 3. Each in-flight target advances: the agent's acknowledgement makes the event ``InProgress``
    (``startTime``), a no-op acknowledgement makes it ``Succeeded``, a completion makes it
    ``Succeeded`` or ``Failed`` (``endTime``, diagnostics); the next event is dispatched, strictly in
@@ -37,7 +39,8 @@ One call of the in-place Server reconciler does, in this order:
    within
    ``event_start_timeout_seconds`` (AWS: "Minutes until a deployment fails if a lifecycle event
    doesn't start: 5"), or not completed within ``event_timeout_seconds`` (AWS: 3600 s).
-5. The health rule (:mod:`opendeploy.engine.batches`): new targets start while the budget allows;
+5. The health rule (:mod:`opendeploy.engine.batches`): new targets start while the budget allows
+   and the analysis gate, if any, lets the next batch go (:meth:`Plan.hold_for_gate`);
    once the deployment can no longer succeed, nothing new starts, pending targets are ``Skipped``,
    in-flight ones finish their lifecycle (they are already out of service, and finishing restores
    them), and the deployment fails (``HEALTH_CONSTRAINTS``, or ``AGENT_ISSUE`` when an instance
@@ -74,6 +77,7 @@ from opendeploy.engine.snapshot import (
     EngineInputError,
     EventSnapshot,
     Executor,
+    StopRequest,
     TargetSnapshot,
 )
 
@@ -633,12 +637,55 @@ class Plan:
         if stop is None:
             return False
         if stop.by_alarm:
-            error = ErrorInformation("ALARM_ACTIVE", "The deployment was stopped by an alarm.")
-            self.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_ALARM)
+            self.end(_DS.STOPPED, alarm_error(stop), RollbackTrigger.STOP_ON_ALARM)
         else:
             error = ErrorInformation("MANUAL_STOP", MANUAL_STOP_MESSAGE)
             self.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_REQUEST)
         return True
+
+    def hold_for_gate(self, since: datetime | None) -> bool:
+        """Whether the next batch or traffic step must wait for the analysis gate (every
+        platform asks this before each one; ``since``: when the previous one ended, None before
+        the first, which no gate holds).
+
+        The gate passes once readings of its metric show it within bounds for ``hold_seconds``
+        after ``since`` (the first such reading and the latest at least that far apart). A
+        gate still closed ``timeout_seconds`` after ``since`` ends the deployment (Failed, or
+        Stopped with ``on_timeout: stop``; either may roll back as configured); the answer is
+        then True and ``self.deployment`` says how it ended."""
+        gate = self.snap.gate
+        if gate is None or since is None:
+            return False
+        if gate.ok_since is not None and gate.checked_at is not None:
+            # Held as long as readings prove: a reading older than the batch's end (the
+            # watcher may not have looked since) says nothing about the new revision.
+            held = (gate.checked_at - max(gate.ok_since, since)).total_seconds()
+            if held >= gate.hold_seconds:
+                return False
+        if (self.now - since).total_seconds() > gate.timeout_seconds:
+            error = ErrorInformation(
+                "CUSTOMER_APPLICATION_UNHEALTHY",
+                f"The analysis gate {gate.name} did not pass within {gate.timeout_seconds:g} s "
+                f"of the previous step's end: {gate.detail}.",
+            )
+            if gate.on_timeout == "stop":
+                self.end(_DS.STOPPED, error, RollbackTrigger.STOP_ON_ALARM)
+            else:
+                self.end(_DS.FAILED, error, RollbackTrigger.FAILURE)
+        return True
+
+    def last_target_end(self) -> datetime | None:
+        """When the latest finished target ended (None: none has): where an in-place
+        deployment's wait for its next batch begins."""
+        latest: datetime | None = None
+        for t in self.snap.targets:
+            if self.status[t.instance_id] not in (_IS.SUCCEEDED, _IS.FAILED):
+                continue
+            for ev in t.events:
+                end = self.events[(t.instance_id, ev.name)].end_time
+                if end is not None and (latest is None or end > latest):
+                    latest = end
+        return latest
 
     def end_if_timed_out(self) -> bool:
         """Fail the deployment if it ran longer than ``deployment_timeout_seconds``."""
@@ -730,6 +777,26 @@ class Plan:
             ):
                 return True
         return False
+
+
+#: AWS's text for a deployment stopped by an alarm (as observed), the alarms' names follow.
+ALARM_ACTIVE_MESSAGE = (
+    "One or more alarms have been activated according to the Amazon CloudWatch metrics you "
+    "selected, and the affected deployments have been stopped. Activated alarms: "
+)
+
+
+def alarm_error(stop: StopRequest) -> ErrorInformation:
+    """``errorInformation`` of a stop by an alarm: AWS's message with the alarms, each in angle
+    brackets; for alarms whose state could not be read, a message that says so."""
+    names = " ".join(f"<{n}>" for n in stop.alarms)
+    if stop.unreadable:
+        return ErrorInformation(
+            "ALARM_ACTIVE",
+            "The deployment was stopped because the state of one or more alarms could not be "
+            f"read and ignorePollAlarmFailure is false. Alarms not read: {names}",
+        )
+    return ErrorInformation("ALARM_ACTIVE", ALARM_ACTIVE_MESSAGE + names)
 
 
 def _cutoff(now: datetime, seconds: float) -> datetime | None:

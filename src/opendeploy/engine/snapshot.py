@@ -146,6 +146,30 @@ class StopRequest:
     #: StopDeployment's ``autoRollbackEnabled``; ``None`` defers to the rollback configuration.
     auto_rollback_enabled: bool | None = None
     by_alarm: bool = False
+    #: The alarms that raised it (``by_alarm``): those in ALARM, or, with ``unreadable``, those
+    #: whose state could not be read while ``ignorePollAlarmFailure`` was false.
+    alarms: tuple[str, ...] = ()
+    unreadable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GateSnapshot:
+    """A deployment's analysis gate (beyond AWS), as the alarm watcher last recorded it.
+
+    New targets (the next batch) start only once the gate's metric has stayed within bounds
+    for ``hold_seconds`` since the previous batch ended; after ``timeout_seconds`` of waiting the
+    deployment fails (or stops, ``on_timeout == "stop"``)."""
+
+    name: str
+    hold_seconds: float
+    timeout_seconds: float
+    on_timeout: Literal["fail", "stop"] = "fail"
+    #: Since when the metric has been within bounds without a break (None: it is not now).
+    ok_since: datetime | None = None
+    #: When the metric was last read: a gate passes on readings, never on the time since one.
+    checked_at: datetime | None = None
+    #: What the metric last read, for messages ("error_rate 0.12 > 0.05").
+    detail: str = "not read yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +229,8 @@ class DeploymentSnapshot:
     def blue_green_rollback(self) -> bool:
         """A rollback of a blue/green deployment: traffic back to blue, nothing installed."""
         return self.style.blue_green and self.creator == "codeDeployRollback"
+    #: The analysis gate of the deployment's group, if the server declares one.
+    gate: GateSnapshot | None = None
 
 
 def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ...]:

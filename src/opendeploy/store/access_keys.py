@@ -75,6 +75,18 @@ class AccessKeys(Repository):
             ).first()
         return None if row is None else (row[0], row[1])
 
+    def of_principal(self, principal: str, kind: str) -> tuple[str, str] | None:
+        """The oldest key of ``principal`` and ``kind`` as (id, secret), or None."""
+        t = tables.access_keys
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t.c.access_key_id, t.c.secret_access_key)
+                .where(t.c.principal == principal, t.c.kind == kind)
+                .order_by(t.c.created_at, t.c.access_key_id)
+                .limit(1)
+            ).first()
+        return None if row is None else (row[0], row[1])
+
     def revoke(self, access_key_id: str) -> bool:
         """Delete the key; its dashboard sessions end with it at once (their rows cascade).
         SigV4 refuses it from the next lookup of its secret (a running server remembers found

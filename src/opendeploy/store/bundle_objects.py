@@ -192,13 +192,21 @@ class BundleObjects(Repository):
         return [_object(row) for row in rows]
 
     def blob_in_use(self, sha256: str) -> bool:
-        """Whether any object version or uploaded part still names blob ``sha256``."""
+        """Whether any object version, uploaded part or function version still names blob
+        ``sha256``."""
         with self.db.read() as conn:
             in_objects = conn.execute(select(_O.c.seq).where(_O.c.sha256 == sha256).limit(1))
             if in_objects.first() is not None:
                 return True
             in_parts = conn.execute(select(_P.c.upload_id).where(_P.c.sha256 == sha256).limit(1))
-            return in_parts.first() is not None
+            if in_parts.first() is not None:
+                return True
+            # The function host keeps its code zips in the same store (store/functions.py).
+            fv = tables.lambda_function_versions
+            in_functions = conn.execute(
+                select(fv.c.version).where(fv.c.code_sha256 == sha256).limit(1)
+            )
+            return in_functions.first() is not None
 
     # -- multipart uploads -------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from opendeploy.store.dashboard_sessions import DashboardSessions
 from opendeploy.store.deployment_configs import DeploymentConfigs
 from opendeploy.store.deployment_groups import DeploymentGroups
 from opendeploy.store.deployments import Deployments
+from opendeploy.store.functions import Functions
 from opendeploy.store.github import GitHubTokens
 from opendeploy.store.instances import OnPremisesInstances
 from opendeploy.store.revisions import Revisions
@@ -480,6 +481,7 @@ class Store:
         self.bundle_objects = BundleObjects(database)
         self.commands = Commands(database)
         self.dashboard_sessions = DashboardSessions(database)
+        self.functions = Functions(database)
 
     @classmethod
     def open(cls, url: str) -> Store:

@@ -41,6 +41,7 @@ from opendeploy.domain.status import (
     LifecycleErrorCode,
     LifecycleEventStatus,
 )
+from opendeploy.engine.alarms.verdict import gate_snapshot
 from opendeploy.engine.events import DeploymentEvent, events_of
 from opendeploy.engine.ports import Committed
 from opendeploy.engine.reconcile import Decisions, EventUpdate
@@ -429,7 +430,14 @@ def load(
                 last = LastSuccessful(str(last_id), json.dumps(revision, sort_keys=True))
     stop = None
     if d["stop_requested"]:
-        stop = StopRequest(requested_at=now, auto_rollback_enabled=d["auto_rollback_on_stop"])
+        alarms = d.get("stop_alarms") or {}
+        stop = StopRequest(
+            requested_at=now,
+            auto_rollback_enabled=d["auto_rollback_on_stop"],
+            by_alarm=bool(d.get("stop_by_alarm")),
+            alarms=tuple(str(n) for n in alarms.get("alarms") or ()),
+            unreadable=bool(alarms.get("unreadable")),
+        )
     snapshot = DeploymentSnapshot(
         deployment_id=deployment_id,
         status=DeploymentStatus(d["status"]),
@@ -455,6 +463,7 @@ def load(
             if DeploymentStyle.from_wire(d["deployment_style"]).blue_green
             else None
         ),
+        gate=gate_snapshot(d.get("gate_state")),
     )
     return Loaded(snapshot, d, stored, frozenset(marked), state, instances, tuple(news))
 

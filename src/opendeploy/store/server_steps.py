@@ -169,17 +169,19 @@ class ServerSteps:
 
     def renew(self, command_id: str, now: datetime, message: str | None = None) -> bool:
         """Renew the step's lease (and add a progress line); False once the engine closed it."""
+        # One UPDATE of the row, never two: on PostgreSQL a second update of a row this
+        # transaction already changed runs the foreign key's check (a KEY SHARE lock on the
+        # deployment), which deadlocks with an engine pass that holds the deployment FOR UPDATE
+        # and is closing this very step (a stop while the step reports progress).
         with self.store.database.write() as conn:
-            alive = bool(conn.execute(_RENEW, {"b_id": command_id, "b_now": now}).rowcount)
-            if alive and message:
-                old = conn.execute(
-                    select(_C.c.output).where(_C.c.command_id == command_id)
-                ).scalar_one_or_none()
-                text = (old or "") + message.rstrip("\n") + "\n"
-                conn.execute(
-                    update(_C).where(_C.c.command_id == command_id).values(output=_bounded(text))
-                )
-        return alive
+            if not message:
+                return bool(conn.execute(_RENEW, {"b_id": command_id, "b_now": now}).rowcount)
+            old = conn.execute(
+                select(_C.c.output).where(_C.c.command_id == command_id)
+            ).scalar_one_or_none()
+            text = _bounded((old or "") + message.rstrip("\n") + "\n")
+            renew = _RENEW.values(output=text)
+            return bool(conn.execute(renew, {"b_id": command_id, "b_now": now}).rowcount)
 
     def report(self, step: ServerStep, outcome: StepOutcome, now: datetime) -> bool:
         """Record the outcome like an agent's completion; False when it came too late to count."""

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -223,6 +224,12 @@ deployments = Table(
     # Set by StopDeployment; the engine finishes the stop (and rolls back when asked).
     Column("stop_requested", Boolean, nullable=False, default=False),
     Column("auto_rollback_on_stop", Boolean, nullable=True),
+    # Set with stop_requested by the alarm watcher (engine.alarms): the stop is an alarm's, and
+    # which alarms raised it ({"alarms": [...], "unreadable": bool}).
+    Column("stop_by_alarm", Boolean, nullable=False, default=False, server_default=false()),
+    _json("stop_alarms"),
+    # The deployment's analysis gate and what its metric last read (engine.alarms.gates).
+    _json("gate_state"),
     # Set by ContinueDeployment (READY_WAIT | TERMINATION_WAIT); the engine acts on it.
     Column("continue_requested", String(32), nullable=True),
     # Row leases for several server replicas (engine issue).
@@ -458,4 +465,50 @@ bundle_upload_parts = Table(
     Column("size", BigInteger, nullable=False),
     Column("md5", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# The built-in function host (functions/): a function, its versions ("$LATEST" is the one that
+# changes; published ones are numbered from 1 and never change) and its aliases. The code zip
+# of each version is a blob of the bundle store, named by its hex SHA-256.
+lambda_functions = Table(
+    "lambda_functions",
+    metadata,
+    Column("function_name", String(64), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # The number of the newest published version (0: none yet); versions are never reused.
+    Column("last_version", Integer, nullable=False),
+)
+
+lambda_function_versions = Table(
+    "lambda_function_versions",
+    metadata,
+    Column(
+        "function_name",
+        String(64),
+        ForeignKey("lambda_functions.function_name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("version", String(16), primary_key=True),  # "$LATEST", "1", "2" …
+    # runtime, handler, role, description, timeout, memory_size, environment: as the API has them
+    _json("config"),
+    Column("code_sha256", String(64), nullable=False),  # hex; the blob's name
+    Column("code_size", Integer, nullable=False),
+    Column("revision_id", String(36), nullable=False),
+    Column("last_modified", UTCDateTime(), nullable=False),
+)
+
+lambda_aliases = Table(
+    "lambda_aliases",
+    metadata,
+    Column(
+        "function_name",
+        String(64),
+        ForeignKey("lambda_functions.function_name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(128), primary_key=True),
+    Column("function_version", String(16), nullable=False),
+    Column("description", String(256), nullable=False),
+    _json("routing"),  # {"<version>": weight}, or null
+    Column("revision_id", String(36), nullable=False),
 )

@@ -28,6 +28,8 @@ from opendeploy.domain.records import (
     GreenProvisioning,
     LoadBalancerInfo,
 )
+from opendeploy.engine.alarms.declarations import AlarmDeclarationError
+from opendeploy.engine.alarms.declarations import declared as declared_alarms
 from opendeploy.engine.effectors.load_balancers import declared as declared_load_balancers
 from opendeploy.engine.targets import TagFilter
 from opendeploy.errors import ServiceError
@@ -35,6 +37,7 @@ from opendeploy.service_errors import (
     AlarmsLimitExceededError,
     DeploymentConfigDoesNotExistError,
     DeploymentGroupNameRequiredError,
+    InvalidAlarmConfigError,
     InvalidAutoScalingGroupError,
     InvalidBlueGreenDeploymentConfigurationError,
     InvalidDeploymentConfigNameError,
@@ -205,11 +208,7 @@ def settings_from(
     _check_filters(params.get("onPremisesInstanceTagFilters"), InvalidTagError)
     _check_tag_set(params.get("ec2TagSet"), InvalidEC2TagError)
     _check_tag_set(params.get("onPremisesTagSet"), InvalidTagError)
-    alarms = (params.get("alarmConfiguration") or {}).get("alarms") or []
-    if len(alarms) > 10:
-        raise AlarmsLimitExceededError(
-            "The maximum number of alarms for a deployment group (10) was exceeded."
-        )
+    check_alarm_configuration(ctx, params.get("alarmConfiguration"), "alarmConfiguration")
     style = params.get("deploymentStyle")
     try:
         DeploymentStyle.from_wire(style)
@@ -409,6 +408,60 @@ HANDLERS: dict[str, Handler] = {
     "UpdateDeploymentGroup": update_deployment_group,
     "DeleteDeploymentGroup": delete_deployment_group,
 }
+
+
+#: AlarmConfiguration's limits (API Reference: up to 10 alarms, names of 1 to 255 characters).
+MAX_ALARMS = 10
+MAX_ALARM_NAME = 255
+
+
+def check_alarm_configuration(ctx: RequestContext, raw: Any, member: str) -> None:
+    """An ``alarmConfiguration`` (or a deployment's ``overrideAlarmConfiguration``) as AWS
+    checks it (InvalidAlarmConfigException: empty, too long or duplicate names, enabled with no
+    alarm; AlarmsLimitExceededException past 10), and, when the server's ``--alarms`` file says
+    names must be declared, every name declared there (the message names those that are)."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise InvalidAlarmConfigError(f"{member}: expected a structure, got {raw!r}")
+    alarms = raw.get("alarms") or []
+    if not isinstance(alarms, list):
+        raise InvalidAlarmConfigError(f"{member}.alarms: expected a list")
+    if len(alarms) > MAX_ALARMS:
+        raise AlarmsLimitExceededError(
+            "The maximum number of alarms for a deployment group (10) was exceeded."
+        )
+    names: list[str] = []
+    for alarm in alarms:
+        name = alarm.get("name") if isinstance(alarm, dict) else None
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_ALARM_NAME:
+            raise InvalidAlarmConfigError(
+                f"{member}: alarm name {name!r} must be 1 to {MAX_ALARM_NAME} characters long."
+            )
+        if name in names:
+            raise InvalidAlarmConfigError(f"{member}: alarm {name} is listed more than once.")
+        names.append(name)
+    if raw.get("enabled") and not names:
+        raise InvalidAlarmConfigError(
+            f"{member}: alarms are enabled but no alarm is specified; add an alarm or disable "
+            "the alarm configuration."
+        )
+    path = ctx.settings.alarms_file
+    if path is None or not names:
+        return
+    try:
+        declarations = declared_alarms(path)
+    except AlarmDeclarationError as e:
+        raise InvalidAlarmConfigError(
+            f"The server's alarm declarations cannot be used: {e}"
+        ) from None
+    unknown = [n for n in names if declarations.resolve(n) is None]
+    if unknown:
+        known = ", ".join(sorted(declarations.alarms)) or "none"
+        raise InvalidAlarmConfigError(
+            f"Alarm {', '.join(unknown)} is not declared on this server (--alarms {path}, "
+            f"require_declared: true); declared alarms: {known}."
+        )
 
 
 def _check_target_groups(ctx: RequestContext, raw: Any) -> None:

@@ -16,11 +16,18 @@ from typing import Any, Protocol
 
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
-from opendeploy.api.handlers.deployment_groups import config_exists, default_style, group_name
+from opendeploy.api.handlers.deployment_groups import (
+    check_alarm_configuration,
+    config_exists,
+    default_style,
+    group_name,
+)
 from opendeploy.api.handlers.revisions import check_description, check_revision
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle, GreenProvisioning
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES, DeploymentStatus
+from opendeploy.engine.alarms.declarations import declared as declared_alarms
+from opendeploy.engine.alarms.verdict import gate_message, initial_gate_state
 from opendeploy.engine.targets import TagFilter, select_targets
 from opendeploy.service_errors import (
     ApplicationNameRequiredError,
@@ -203,12 +210,21 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         "loadBalancerInfo": row["load_balancer_info"],
         "additionalDeploymentStatusInfo": row["additional_deployment_status_info"],
         "fileExistsBehavior": row["file_exists_behavior"],
-        "deploymentStatusMessages": row["deployment_status_messages"] or [],
+        "deploymentStatusMessages": _status_messages(row),
         "computePlatform": row["compute_platform"],
         "externalId": row["external_id"],
         "overrideAlarmConfiguration": row["override_alarm_configuration"],
         "ec2DeploymentOptions": row["ec2_deployment_options"],
     }
+
+
+def _status_messages(row: dict[str, Any]) -> list[str]:
+    """The stored messages, and while the deployment runs, what its analysis gate reads."""
+    messages = list(row["deployment_status_messages"] or [])
+    gate = gate_message(row.get("gate_state"))
+    if gate is not None and row["status"] not in TERMINAL_DEPLOYMENT_STATUSES:
+        messages.append(gate)
+    return messages
 
 
 def _check_auto_rollback(config: Any) -> None:
@@ -326,6 +342,9 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     target_instances = params.get("targetInstances")
     _check_runnable(group, revision, target_instances, params)
     rollback = params.get("autoRollbackConfiguration") or group["auto_rollback_configuration"]
+    override = params.get("overrideAlarmConfiguration")
+    check_alarm_configuration(ctx, override, "overrideAlarmConfiguration")
+    gate = declared_alarms(ctx.settings.alarms_file).gate_for(app_name, name)
     now = c.now()
     row = {
         "deployment_id": new_deployment_id(),
@@ -347,9 +366,11 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         "target_instances": target_instances,
         "blue_green_deployment_configuration": group["blue_green_deployment_configuration"],
         "load_balancer_info": group["load_balancer_info"],
-        "override_alarm_configuration": params.get("overrideAlarmConfiguration"),
+        "override_alarm_configuration": override,
         "ec2_deployment_options": params.get("ec2DeploymentOptions"),
         "deployment_status_messages": [],
+        # Known to the engine from the first pass (the alarm watcher fills in the readings).
+        "gate_state": initial_gate_state(gate) if gate is not None else None,
     }
     pick = selector(group) if group["compute_platform"] == "Server" else None
     if pick is not None and DeploymentStyle.from_wire(group["deployment_style"]).blue_green:

@@ -96,3 +96,20 @@ class Effector(Protocol):
     """Carries out one kind of server step; idempotent (see the module's docstring)."""
 
     def run(self, step: ServerStep, progress: StepProgress) -> StepOutcome: ...
+
+
+def given_up(progress: StepProgress, line: str, what: str) -> None:
+    """Report ``line`` (which asks the store whether the step is still wanted) and raise an
+    EffectorError if the engine gave the step up.
+
+    A drain calls it before it takes its host out for good, and puts the host back when it
+    raises: a BlockTraffic given up (a stop, a timeout, the server shutting down) never
+    completed, so the host's application was never stopped, and leaving it out of rotation
+    would leave it out for nobody's sake. (A deployment that ends puts back the hosts it took
+    out anyway, ``engine.platforms.server_in_place``; this closes the race in which a drain
+    taken up just before the end would otherwise take its host out after that restore.) After
+    a shutdown the step is run again, and drains again.
+    """
+    progress.report(line)
+    if progress.cancelled():
+        raise EffectorError(f"{what} was given up")

@@ -2,7 +2,8 @@
 
 BlockTraffic puts the instance's server in ``drain`` (no new requests; those in flight finish),
 polls ``show stat`` until its current sessions (``scur``) are 0 or the target group's drain
-timeout runs out, then sets it to ``maint`` (out of rotation, as a deregistered target).
+timeout runs out, then sets it to ``maint`` (out of rotation, as a deregistered target); a drain
+the engine gave up (a stop, a timeout) sets it back to ``ready`` instead (see ``given_up``).
 AllowTraffic sets it ``ready`` and polls until HAProxy reports it ``UP`` (a server without health
 checks is up at once), bounded by the healthy timeout. Weights are ``set server … weight N``
 (0..256); the state read back is ``show stat``. Every call is idempotent: draining a drained
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from opendeploy.engine.effectors import EffectorError, StepProgress
+from opendeploy.engine.effectors import EffectorError, StepProgress, given_up
 from opendeploy.engine.effectors.load_balancers import HAProxyPool, TargetGroup
 from opendeploy.engine.effectors.traffic import HostTraffic
 
@@ -29,6 +30,8 @@ MAX_WEIGHT = 256
 
 #: How often a drain or a health wait asks HAProxy again.
 POLL_SECONDS = 0.05
+#: How long to wait before connecting again to a runtime API that is busy.
+CONNECT_RETRY_SECONDS = 0.02
 #: A progress line (which also renews the step's lease) at most this often.
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -42,25 +45,40 @@ class RuntimeApi:
 
     def command(self, line: str) -> str:
         """Send one command; HAProxy's answer (an error answer raises EffectorError)."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(self.timeout)
-                s.connect(str(self.path))
-                s.sendall(line.encode() + b"\n")
-                chunks = []
-                while chunk := s.recv(65536):
-                    chunks.append(chunk)
-        except OSError as e:
-            raise EffectorError(
-                f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
-            ) from None
-        answer = b"".join(chunks).decode(errors="replace")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                answer = self._exchange(line)
+                break
+            except BlockingIOError as e:
+                # A full accept backlog (EAGAIN on a unix socket): HAProxy is there but busy
+                # (many steps at once), so ask again for a little while. A refusal is a dead
+                # HAProxy and fails at once.
+                if time.monotonic() >= deadline:
+                    raise EffectorError(
+                        f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
+                    ) from None
+                time.sleep(CONNECT_RETRY_SECONDS)
+            except OSError as e:
+                raise EffectorError(
+                    f"cannot reach HAProxy's runtime API at {self.path}: {e.strerror or e}"
+                ) from None
         lowered = answer.lower()
         if lowered.startswith(("no such", "unknown command", "permission denied")) or (
             "require" in lowered and "level" in lowered
         ):
             raise EffectorError(f"HAProxy at {self.path} refused '{line}': {answer.strip()}")
         return answer
+
+    def _exchange(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(self.timeout)
+            s.connect(str(self.path))
+            s.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace")
 
     def stat_rows(self, backend: str) -> list[dict[str, str]]:
         """The ``show stat`` rows of ``backend``'s servers (not its FRONTEND/BACKEND rows)."""
@@ -132,16 +150,22 @@ class HAProxyDriver:
         with self._lock(group, server):
             started = time.monotonic()
             api.command(f"set server {where} state drain")
-            row, _ = _wait_for(
-                api,
-                pool.backend,
-                server,
-                ok=lambda r: _sessions(r) == 0,
-                seconds=group.drain_timeout_seconds,
-                progress=progress,
-                waiting=lambda r: f"{where}: {_sessions(r)} sessions still open",
-                what=f"draining {where}",
-            )
+            try:
+                row, _ = _wait_for(
+                    api,
+                    pool.backend,
+                    server,
+                    ok=lambda r: _sessions(r) == 0,
+                    seconds=group.drain_timeout_seconds,
+                    progress=progress,
+                    waiting=lambda r: f"{where}: {_sessions(r)} sessions still open",
+                    what=f"draining {where}",
+                )
+                given_up(progress, f"{where}: drained", f"draining {where}")
+            except EffectorError:
+                if progress.cancelled():
+                    api.command(f"set server {where} state ready")
+                raise
             # Past the drain timeout (a deregistration delay), what is still open is cut here.
             api.command(f"set server {where} state maint")
             took = time.monotonic() - started

@@ -14,9 +14,12 @@ is on this site. The file is YAML (or JSON)::
         drain_timeout_seconds: 30           # BlockTraffic: at most this long for in-flight requests
         healthy_timeout_seconds: 300        # AllowTraffic: at most this long for the health check
 
-Each target group has exactly one provider key (``haproxy`` here; every provider module adds
-its own parser to :data:`POOL_PARSERS`), whose pool record says where its pool is; the traffic
-controller hands the group to that provider's driver.
+Each target group has exactly one provider key (``haproxy`` here; ``nginx`` with ``file``,
+``upstream``, ``config`` and optional ``prefix``, ``pid_file``, ``health_path``, ``servers``
+naming each instance's address in the upstream; ``elbv2`` with ``target_group``, an ARN or a
+name, ``servers`` naming each instance's target ``id[:port]``), parsed by :data:`POOL_PARSERS`
+into a pool record that says where its pool is; the traffic controller hands the group to that
+provider's driver (``haproxy.py``, ``nginx.py``, ``elbv2.py``).
 
 A group that names a target group the file does not declare is refused when it is created or
 updated, with the names that exist. Without a file, names are not checked and the traffic steps
@@ -57,8 +60,46 @@ class HAProxyPool:
         return f"HAProxy {self.socket} backend {self.backend}"
 
 
-#: A provider's pool record; each provider module widens it with its own record.
-Pool = HAProxyPool
+@dataclass(frozen=True, slots=True)
+class NginxPool:
+    """An ``upstream`` block of an nginx, in a file OpenDeploy rewrites (then ``nginx -s
+    reload``); ``servers`` name each instance's ``server`` address in it."""
+
+    #: The file holding the upstream block (OpenDeploy's own, included by nginx's config).
+    file: Path
+    upstream: str
+    #: nginx's main configuration (``nginx -c``), which ``nginx -t`` checks and reload reads.
+    config: Path
+    #: nginx's prefix (``nginx -p``), when it runs with one.
+    prefix: Path | None = None
+    #: Where nginx writes its master's pid (None: the ``pid`` directive of ``config``, else
+    #: Debian's ``/run/nginx.pid``).
+    pid_file: Path | None = None
+    binary: str = "nginx"
+    #: AllowTraffic's own health check (nginx OSS has none): GET this path of the server's
+    #: address until it answers 2xx/3xx.
+    health_path: str = "/"
+    provider: str = "nginx"
+
+    def describe(self) -> str:
+        return f"nginx upstream {self.upstream} in {self.file}"
+
+
+@dataclass(frozen=True, slots=True)
+class ELBv2Pool:
+    """An Elastic Load Balancing v2 target group (its ARN, or its name), through boto3 with its
+    standard configuration (credentials, region, ``AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2``);
+    ``servers`` name each instance's target (``id`` or ``id:port``)."""
+
+    target_group: str
+    provider: str = "elbv2"
+
+    def describe(self) -> str:
+        return f"ELBv2 target group {self.target_group}"
+
+
+#: A provider's pool record; each provider adds its own record here.
+Pool = HAProxyPool | NginxPool | ELBv2Pool
 
 
 def _haproxy_pool(spec: Mapping[str, Any], at: str) -> Pool:
@@ -67,10 +108,38 @@ def _haproxy_pool(spec: Mapping[str, Any], at: str) -> Pool:
     return HAProxyPool(Path(str(spec["socket"])), str(spec["backend"]))
 
 
+def _nginx_pool(spec: Mapping[str, Any], at: str) -> Pool:
+    if not spec.get("file") or not spec.get("upstream") or not spec.get("config"):
+        raise LoadBalancerDeclarationError(f"{at}: expected 'file', 'upstream' and 'config'")
+    prefix, pid_file = (Path(str(spec[k])) if spec.get(k) else None for k in ("prefix", "pid_file"))
+    path = str(spec.get("health_path", "/"))
+    if not path.startswith("/"):
+        raise LoadBalancerDeclarationError(f"{at}.health_path: {path!r} does not start with /")
+    return NginxPool(
+        file=Path(str(spec["file"])),
+        upstream=str(spec["upstream"]),
+        config=Path(str(spec["config"])),
+        binary=str(spec.get("binary", "nginx")),
+        health_path=path,
+        prefix=prefix,
+        pid_file=pid_file,
+    )
+
+
+def _elbv2_pool(spec: Mapping[str, Any], at: str) -> Pool:
+    if not spec.get("target_group"):
+        raise LoadBalancerDeclarationError(
+            f"{at}: expected 'target_group' (the ELBv2 target group's ARN or name)"
+        )
+    return ELBv2Pool(str(spec["target_group"]))
+
+
 #: Provider key in a target group's declaration -> the parser of its mapping (``at`` names the
 #: place, for errors).
 POOL_PARSERS: dict[str, Callable[[Mapping[str, Any], str], Pool]] = {
     "haproxy": _haproxy_pool,
+    "nginx": _nginx_pool,
+    "elbv2": _elbv2_pool,
 }
 
 

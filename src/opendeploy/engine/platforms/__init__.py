@@ -4,6 +4,13 @@
 each host, in batches), Server blue/green (install on green, reroute, retire blue), and, until
 their issues land, reconcilers that end what this server cannot run yet (Lambda, ECS) with a
 message saying so.
+
+What every reconciler honours through the shared :class:`~opendeploy.engine.reconcile.Plan`:
+``plan.end_if_stopped()`` first, on every pass (a user's StopDeployment and a stop by an alarm,
+which the alarm watcher records as a stop request: ``ALARM_ACTIVE`` and
+``DEPLOYMENT_STOP_ON_ALARM`` come with it), and ``plan.hold_for_gate(since)`` before each batch
+or traffic-shift step (``since``: when the previous one ended; the analysis gate of
+:mod:`opendeploy.engine.alarms` holds the step, or ends the deployment when it times out).
 """
 
 from __future__ import annotations
