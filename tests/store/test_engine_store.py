@@ -35,7 +35,26 @@ from opendeploy.store.server_steps import ServerSteps
 from tests._stored import deployment_to_instances, stored_deployment, stored_group
 from tests.engine.harness import T0, at
 
-SCENARIOS = sorted((Path(__file__).parents[1] / "engine" / "scenarios").glob("*.json"))
+#: The blue/green scenarios run through the store: one for each thing the store does for them
+#: (labels and each label's events, Ready and ContinueDeployment, the termination flag and the
+#: status messages, a traffic-only rollback, the rollback deployment's reversed events, the
+#: traffic routing read for a shift). The others test the pure timeline, which the pure harness
+#: (tests/engine/test_scenarios.py) covers; through the store they cost seconds each.
+BLUE_GREEN_THROUGH_THE_STORE = frozenset(
+    {
+        "blue_green_all_at_once_reroutes_green_then_blocks_blue",
+        "blue_green_ready_wait_continued_by_continue_deployment",
+        "blue_green_terminate_waits_then_retires_blue",
+        "blue_green_install_failure_fails_and_rolls_back",
+        "blue_green_rollback_reroutes_back_without_installing",
+        "blue_green_canary_shift_is_run_by_one_green_host",
+    }
+)
+SCENARIOS = [
+    path
+    for path in sorted((Path(__file__).parents[1] / "engine" / "scenarios").glob("*.json"))
+    if not path.stem.startswith("blue_green_") or path.stem in BLUE_GREEN_THROUGH_THE_STORE
+]
 
 _PREDEFINED = {
     ("MOST_CONCURRENCY", 1): "CodeDeployDefault.OneAtATime",

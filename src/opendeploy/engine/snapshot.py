@@ -229,6 +229,7 @@ class DeploymentSnapshot:
     def blue_green_rollback(self) -> bool:
         """A rollback of a blue/green deployment: traffic back to blue, nothing installed."""
         return self.style.blue_green and self.creator == "codeDeployRollback"
+
     #: The analysis gate of the deployment's group, if the server declares one.
     gate: GateSnapshot | None = None
 
