@@ -120,6 +120,12 @@ def _shift(conn: Connection, row: RowMapping) -> TrafficShift | None:
             )
         ).scalars()
     )
+    mine = next((t for t in targets if t.target_id == row["instance_name"]), None)
+    # A green host's AllowTraffic and a blue host's BlockTraffic belong to the shift; any other
+    # (a blue host put back after a failed deployment) is a plain step.
+    wanted = "Green" if row["lifecycle_event"] == LifecycleEvent.ALLOW_TRAFFIC else "Blue"
+    if mine is None or mine.instance_label != wanted:
+        return None
     blue = tuple(sorted(str(t.target_id) for t in targets if t.instance_label == "Blue"))
     greens = [t for t in targets if t.instance_label == "Green" and t.target_id in installed]
     if not greens:

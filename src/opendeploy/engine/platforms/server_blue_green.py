@@ -38,8 +38,9 @@ with the rerouting rule), then green instances give it up (the block events). It
 wait and no termination.
 
 A stop or a timeout ends the deployment as in place (``Plan.end``); Ready green instances are
-``Skipped``. Traffic is left as the finished steps left it, and the rollback (when configured)
-puts it back on blue.
+``Skipped``. The rollback (when configured) puts traffic back on blue; without one, each blue
+host whose BlockTraffic ran is put back in the load balancer by an AllowTraffic server step (no
+host is left out by a deployment that did not finish), and green hosts already in stay in.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from opendeploy.engine.reconcile import (
     HEALTH_CONSTRAINTS_MESSAGE,
     DeploymentTransition,
     ErrorInformation,
+    HostCommand,
     Plan,
 )
 from opendeploy.engine.rollback import RollbackTrigger
@@ -84,6 +86,37 @@ NO_GREEN_MESSAGE = (
 
 def reconcile_blue_green(plan: Plan) -> None:
     """Decide the next steps of a blue/green Server deployment (not ended yet) into ``plan``."""
+    _reconcile(plan)
+    for t in _hosts_to_put_back(plan):
+        plan.dispatch[t.instance_id] = HostCommand(t.instance_id, _E.ALLOW_TRAFFIC, "server")
+
+
+#: A BlockTraffic in these states changed the load balancer (or may have, half way).
+_TOOK_OUT = (_ES.SUCCEEDED, _ES.FAILED, _ES.IN_PROGRESS)
+
+
+def _hosts_to_put_back(plan: Plan) -> list[TargetSnapshot]:
+    """The outgoing hosts a deployment that ends Failed or Stopped without a rollback took out:
+    each gets an AllowTraffic server step (as in place, ``server_in_place.hosts_to_put_back``),
+    so that no host is left out of the load balancer by a deployment that did not finish. With
+    a rollback, the rollback deployment puts them back itself."""
+    ending = plan.deployment
+    if ending is None or ending.status not in (_DS.FAILED, _DS.STOPPED):
+        return []
+    if plan.rollback is not None and plan.rollback.plan is not None:
+        return []
+    out = []
+    for t in plan.snap.targets:
+        if not any(ev.name is _E.BLOCK_TRAFFIC for ev in t.events):
+            continue
+        block = plan.events[(t.instance_id, _E.BLOCK_TRAFFIC)].status
+        dispatched = t.command is not None and t.command.event is _E.BLOCK_TRAFFIC
+        if block in _TOOK_OUT or dispatched:
+            out.append(t)
+    return out
+
+
+def _reconcile(plan: Plan) -> None:
     snap = plan.snap
     rollback = snap.blue_green_rollback
     incoming_label = "Blue" if rollback else "Green"
