@@ -37,7 +37,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -477,19 +477,21 @@ def create_server(
         credentials = bootstrap_credentials(store, settings)
         # Before the effectors: a Lambda effector's client reaches the built-in host through
         # functions.client.self_client_options(lambda_self) when it is on.
-        # The bundle store (local, or s3:// shared by replicas) holds function code too.
         blobs = open_bundle_store(settings.bundle_store, settings.data_dir, settings.region)
         function_service, function_host, lambda_self = _function_host(store, settings, blobs)
         notifier, wakeup, backlog = HostNotifier(), Wakeup(), Backlog()
         if traffic is None and settings.load_balancers_file is not None:
             traffic = traffic_controller(declared(settings.load_balancers_file))
-        traffic_effector = TrafficEffector(traffic or NoTrafficController())
         lambda_steps = LambdaStepStore(store)
         # boto3's standard configuration, or this server's own function host when it is on and
         # AWS_ENDPOINT_URL_LAMBDA names no other endpoint.
         lambda_api = self_client_factory(lambda_self, CLIENT_CONFIG) or lambda_client
         restorer = AliasRestorer(lambda_steps, client=lambda_api)
         lambda_hooks = LambdaHookEffector(lambda_steps, client=lambda_api)
+        traffic_effector = TrafficEffector(
+            traffic or NoTrafficController(),
+            minute=timedelta(seconds=settings.minute_seconds),
+        )
         effectors = EffectorRunner(
             ServerSteps(store),
             {
@@ -508,12 +510,6 @@ def create_server(
             lease_seconds=settings.step_lease_seconds,
         )
         owner = replica_id(settings.data_dir)
-        channel = (
-            ReplicaChannel(store.database.engine.url, owner, notifier.notify)
-            if store.database.dialect == "postgresql"
-            else None
-        )
-        outbox = OutboxDelivery(Outbox(store, owner), [LogSink()], tick_seconds=OUTBOX_TICK_SECONDS)
         alarms_file = settings.alarms_file
         webhook_alerts = WebhookAlerts()
         alarm_watcher = AlarmWatcher(
@@ -539,6 +535,11 @@ def create_server(
                 ),
             ],
             tick_seconds=OUTBOX_TICK_SECONDS,
+        )
+        channel = (
+            ReplicaChannel(store.database.engine.url, owner, notifier.notify)
+            if store.database.dialect == "postgresql"
+            else None
         )
         engine = EngineWorker(
             store,
@@ -603,11 +604,11 @@ def create_server(
                 await anyio.to_thread.run_sync(restorer.stop)
                 await anyio.to_thread.run_sync(engine.stop)
                 await anyio.to_thread.run_sync(outbox.stop)
-                if channel is not None:
-                    await anyio.to_thread.run_sync(channel.stop)
                 if function_host is not None:
                     await function_host.close()
                 await anyio.to_thread.run_sync(notifications.stop)
+                if channel is not None:
+                    await anyio.to_thread.run_sync(channel.stop)
                 store.close()
 
         app = create_app(

@@ -3,12 +3,15 @@
 The predefined Lambda and ECS configurations as GetDeploymentConfig / ListDeploymentConfigs
 answer them, AWS's rules for a custom ``trafficRoutingConfig``, and what is refused at create time
 because it could not run: instance selection on Lambda and ECS groups, an ECS group without its
-service, a revision type the platform cannot deploy, ``targetInstances`` outside blue/green, and
-(until the server runs them) blue/green deployments. One server per database for the module.
+service, a revision type the platform cannot deploy, ``targetInstances`` outside blue/green; the
+blue/green configuration's checks and the Blue/Green labels of a blue/green deployment's
+targets. One server per database for the module.
 """
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -391,64 +394,156 @@ def test_an_ecs_group_stored_without_its_service_cannot_deploy(
     assert _deployments(cd, app, "old") == []
 
 
-# --- blue/green, refused until it exists --------------------------------------------------------
+# --- blue/green on EC2/on-premises ---------------------------------------------------------------
 
 
-def test_blue_green_deployments_are_refused_with_a_clear_message(cd: Any) -> None:
-    app = new_app(cd, "Server")
-    # The group is accepted and kept as given, so configuration tools can manage it.
+def _bg_group(cd: Any, app: str, name: str, **extra: Any) -> None:
     cd.create_deployment_group(
         applicationName=app,
-        deploymentGroupName="bg",
+        deploymentGroupName=name,
         serviceRoleArn=ROLE,
-        ec2TagFilters=TAG,
+        onPremisesInstanceTagFilters=extra.pop("tags", TAG),
         deploymentStyle=BLUE_GREEN,
-        blueGreenDeploymentConfiguration={
-            "deploymentReadyOption": {"actionOnTimeout": "CONTINUE_DEPLOYMENT"},
-            "greenFleetProvisioningOption": {"action": "DISCOVER_EXISTING"},
-            "terminateBlueInstancesOnDeploymentSuccess": {
-                "action": "TERMINATE",
-                "terminationWaitTimeInMinutes": 5,
-            },
-        },
         loadBalancerInfo={"targetGroupInfoList": [{"name": "tg"}]},
+        **extra,
     )
-    group = cd.get_deployment_group(applicationName=app, deploymentGroupName="bg")
-    assert group["deploymentGroupInfo"]["deploymentStyle"] == BLUE_GREEN
-    expected = (
-        "Blue/green deployments are not supported by this server yet: deployment group 'bg' has "
-        "deploymentStyle.deploymentType BLUE_GREEN. Set it to IN_PLACE (UpdateDeploymentGroup) "
-        "to deploy in place."
-    )
-    with pytest.raises(cd.exceptions.InvalidDeploymentStyleException) as exc:
-        cd.create_deployment(applicationName=app, deploymentGroupName="bg", revision=S3)
-    assert exc.value.response["Error"]["Message"] == expected
-    # With the replacement fleet named too: the same answer (blue/green is what is missing).
-    green = {"tagFilters": [{"Key": "fleet", "Value": "green", "Type": "KEY_AND_VALUE"}]}
-    message = refused(
-        lambda: cd.create_deployment(
-            applicationName=app, deploymentGroupName="bg", revision=S3, targetInstances=green
+
+
+def test_blue_green_group_configuration_is_checked_as_aws_does(cd: Any) -> None:
+    app = new_app(cd, "Server")
+    cases = [
+        (
+            {
+                "deploymentReadyOption": {
+                    "actionOnTimeout": "CONTINUE_DEPLOYMENT",
+                    "waitTimeInMinutes": 5,
+                }
+            },
+            "Deployment ready action cannot be set to 'CONTINUE_DEPLOYMENT' when timeout",
         ),
-        "InvalidDeploymentStyleException",
-    )
-    assert message == expected
-    assert _deployments(cd, app, "bg") == []
-    group = cd.get_deployment_group(applicationName=app, deploymentGroupName="bg")
-    assert "lastAttemptedDeployment" not in group["deploymentGroupInfo"]
-    # In place, the same group deploys.
-    cd.update_deployment_group(
-        applicationName=app,
-        currentDeploymentGroupName="bg",
-        deploymentStyle={
-            "deploymentType": "IN_PLACE",
-            "deploymentOption": "WITHOUT_TRAFFIC_CONTROL",
-        },
-    )
-    deployment = cd.create_deployment(applicationName=app, deploymentGroupName="bg", revision=S3)[
-        "deploymentId"
+        ({"deploymentReadyOption": {"actionOnTimeout": "LATER"}}, "enum value set"),
+        (
+            {
+                "terminateBlueInstancesOnDeploymentSuccess": {
+                    "action": "TERMINATE",
+                    "terminationWaitTimeInMinutes": 2881,
+                }
+            },
+            "0 to 2880",
+        ),
+        (
+            {"greenFleetProvisioningOption": {"action": "COPY_AUTO_SCALING_GROUP"}},
+            "Exactly one AutoScaling group must be specifed",
+        ),
     ]
-    info = cd.get_deployment(deploymentId=deployment)["deploymentInfo"]
-    assert info["deploymentStyle"]["deploymentType"] == "IN_PLACE"
+    for config, words in cases:
+        refused(
+            functools.partial(_bg_group, cd, app, "bad", blueGreenDeploymentConfiguration=config),
+            "InvalidBlueGreenDeploymentConfigurationException",
+            words,
+        )
+    _bg_group(cd, app, "ok")
+    refused(
+        lambda: cd.update_deployment_group(
+            applicationName=app,
+            currentDeploymentGroupName="ok",
+            blueGreenDeploymentConfiguration=cases[0][0],
+        ),
+        "InvalidBlueGreenDeploymentConfigurationException",
+        cases[0][1],
+    )
+
+
+def test_blue_green_deployment_labels_green_from_target_instances(cd: Any) -> None:
+    app = new_app(cd, "Server")
+    role = [{"Key": "bg-role", "Value": app, "Type": "KEY_AND_VALUE"}]
+    green_tag = [{"Key": "bg-green", "Value": app, "Type": "KEY_AND_VALUE"}]
+    hosts = {f"{app}-b1": "blue", f"{app}-b2": "blue", f"{app}-g1": "green"}
+    for host, color in hosts.items():
+        cd.register_on_premises_instance(
+            instanceName=host, iamUserArn=f"arn:aws:iam::123456789012:user/{host}"
+        )
+        tags = [{"Key": "bg-role", "Value": app}]
+        if color == "green":
+            tags.append({"Key": "bg-green", "Value": app})
+        cd.add_tags_to_on_premises_instances(instanceNames=[host], tags=tags)
+    _bg_group(cd, app, "bg", tags=role)
+
+    def create(**kw: Any) -> Any:
+        return cd.create_deployment(
+            applicationName=app, deploymentGroupName="bg", revision=S3, **kw
+        )
+
+    refused(create, "InvalidTargetInstancesException", "name the replacement (green) instances")
+    refused(
+        lambda: create(targetInstances={"autoScalingGroups": ["asg"]}),
+        "InvalidTargetInstancesException",
+        "Auto Scaling",
+    )
+    nobody = [{"Key": "bg-green", "Value": "nobody", "Type": "KEY_AND_VALUE"}]
+    refused(
+        lambda: create(targetInstances={"tagFilters": nobody}),
+        "InvalidTargetInstancesException",
+        "selects no registered instance",
+    )
+    assert _deployments(cd, app, "bg") == []
+    dep = create(targetInstances={"tagFilters": green_tag})["deploymentId"]
+    # The green instance also matches the group's tags: it is green only.
+    blue = cd.list_deployment_instances(deploymentId=dep, instanceTypeFilter=["Blue"])
+    green = cd.list_deployment_instances(deploymentId=dep, instanceTypeFilter=["Green"])
+    assert sorted(blue["instancesList"]) == [f"{app}-b1", f"{app}-b2"]
+    assert green["instancesList"] == [f"{app}-g1"]
+    targets = cd.batch_get_deployment_targets(
+        deploymentId=dep, targetIds=[f"{app}-g1", f"{app}-b1"]
+    )
+    labels = {
+        t["instanceTarget"]["targetId"]: t["instanceTarget"]["instanceLabel"]
+        for t in targets["deploymentTargets"]
+    }
+    assert labels == {f"{app}-g1": "Green", f"{app}-b1": "Blue"}
+    # Green installs first; blue waits (no agent polls here, so green stays installing).
+    deadline = time.monotonic() + 10
+    while cd.get_deployment(deploymentId=dep)["deploymentInfo"]["status"] == "Created":
+        assert time.monotonic() < deadline, "the engine did not start the deployment"
+        time.sleep(0.05)
+    statuses = {
+        t["instanceTarget"]["targetId"]: t["instanceTarget"]["status"]
+        for t in cd.batch_get_deployment_targets(
+            deploymentId=dep, targetIds=[f"{app}-g1", f"{app}-b1", f"{app}-b2"]
+        )["deploymentTargets"]
+    }
+    assert statuses == {f"{app}-g1": "InProgress", f"{app}-b1": "Pending", f"{app}-b2": "Pending"}
+    refused(
+        lambda: cd.continue_deployment(deploymentId=dep, deploymentWaitType="READY_WAIT"),
+        "DeploymentIsNotInReadyStateException",
+    )
+    by_label = cd.list_deployment_targets(
+        deploymentId=dep, targetFilters={"ServerInstanceLabel": ["Green"]}
+    )
+    assert by_label["targetIds"] == [f"{app}-g1"]
+    # Instance types belong to blue/green deployments only (AWS's model).
+    cd.create_deployment_group(
+        applicationName=app,
+        deploymentGroupName="inplace",
+        serviceRoleArn=ROLE,
+        onPremisesInstanceTagFilters=role,
+    )
+    in_place = cd.create_deployment(
+        applicationName=app, deploymentGroupName="inplace", revision=S3
+    )["deploymentId"]
+    for call in (
+        lambda: cd.list_deployment_instances(deploymentId=in_place, instanceTypeFilter=["Blue"]),
+        lambda: cd.list_deployment_targets(
+            deploymentId=in_place, targetFilters={"ServerInstanceLabel": ["Blue"]}
+        ),
+    ):
+        refused(call, "InvalidDeploymentInstanceTypeException", "blue/green deployments only")
+    cd.stop_deployment(deploymentId=in_place)
+    cd.stop_deployment(deploymentId=dep)
+    refused(
+        lambda: cd.continue_deployment(deploymentId=dep, deploymentWaitType="READY_WAIT"),
+        "DeploymentAlreadyCompletedException",
+    )
 
 
 def test_lambda_and_ecs_deployments_are_blue_green_and_not_refused_for_it(cd: Any) -> None:

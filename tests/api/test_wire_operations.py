@@ -10,7 +10,7 @@ through ``OPENDEPLOY_PAGE_SIZE``) and refuse badly signed requests as AWS does.
 The fixtures (applications, groups, three on-premises instances, deployments) are built once per
 server. No agent ever polls for the instances, so the engine starts the deployments that target
 them and they stay in progress for the whole module. The blue/green deployment is written into
-the store (CreateDeployment refuses blue/green until the server runs it), waiting in Ready.
+the store, waiting in Ready (STOP_DEPLOYMENT with a 48-hour wait).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class World:
     groups: tuple[str, ...]
     hosts: tuple[str, ...]  # registered, tagged for main and bluegreen, never polled
     deployment: str  # main's deployment: in progress on the three hosts
-    blue_green: str  # bluegreen's deployment, Ready (written to the store: the API refuses it)
+    blue_green: str  # bluegreen's deployment, Ready (written to the store, waiting)
     deployments: tuple[str, ...]
     config: str  # a custom configuration
     revisions: tuple[dict[str, Any], ...]  # registered to app
@@ -179,9 +179,8 @@ def world(served: tuple[RunningServer, str]) -> World:
     try:
         for token in (*tokens, *spare.values()):
             store.github_tokens.add(name=token, token="ghp_x", now=datetime.now(UTC))
-        # CreateDeployment refuses blue/green deployments until the server runs them, so the
-        # one ContinueDeployment's cases need is written the way the engine would leave it
-        # waiting in Ready (the engine leaves a Ready deployment alone).
+        # The blue/green deployment ContinueDeployment's cases need is written the way the
+        # engine leaves one waiting in Ready (STOP_DEPLOYMENT, a 48-hour wait: it stays Ready).
         blue_green: str = stored_deployment(
             store,
             app,
@@ -191,6 +190,12 @@ def world(served: tuple[RunningServer, str]) -> World:
             deployment_style={
                 "deploymentType": "BLUE_GREEN",
                 "deploymentOption": "WITHOUT_TRAFFIC_CONTROL",
+            },
+            blue_green_deployment_configuration={
+                "deploymentReadyOption": {
+                    "actionOnTimeout": "STOP_DEPLOYMENT",
+                    "waitTimeInMinutes": 2880,
+                }
             },
             revision=revisions[0],
         )["deployment_id"]

@@ -29,6 +29,7 @@ from opendeploy.cli.render import (
     OutputLine,
     Snapshot,
     batches,
+    blue_green_phase,
     format_duration,
     live_view,
     plain_lines,
@@ -352,6 +353,59 @@ def test_plain_lines_hold_output_of_an_event_not_yet_seen_started() -> None:
     # Once the deployment has ended nothing waits for a next poll: the lines are printed.
     lines, held = plain_lines(FAILED, FAILED, [_out("host-3", "ApplicationStop", "late")])
     assert lines == ["host-3 ApplicationStop | late"] and held == ()
+
+
+def _bg(name: str, label: str, status: str, done: dict[str, str]) -> InstanceView:
+    events = tuple(EventView(event, state) for event, state in done.items())
+    return InstanceView(name, status, events, label=label)
+
+
+def test_a_blue_green_deployment_shows_its_phase_and_the_hosts_in_and_out() -> None:
+    installed = {"ValidateService": "Succeeded"}
+    installing = {"Install": "InProgress", "ValidateService": "Pending"}
+    blue_wait = {"BlockTraffic": "Pending"}
+    stages = [
+        ("InProgress", [_bg("g-1", "Green", "InProgress", installing)], "installing on green"),
+        ("Ready", [_bg("g-1", "Green", "Ready", installed)], "Ready: green installed, waiting"),
+        (
+            "InProgress",
+            [
+                _bg("g-1", "Green", "Succeeded", {**installed, "AllowTraffic": "Succeeded"}),
+                _bg("g-2", "Green", "InProgress", {**installed, "AllowTraffic": "InProgress"}),
+            ],
+            "rerouting traffic to green — in: g-1 of green; out: none of blue",
+        ),
+        (
+            "InProgress",
+            [
+                _bg("g-1", "Green", "Succeeded", {**installed, "AllowTraffic": "Succeeded"}),
+                _bg("b-1", "Blue", "InProgress", blue_wait),
+            ],
+            "blocking traffic to blue — in: g-1 of green; out: none of blue",
+        ),
+        (
+            "InProgress",
+            [
+                _bg("g-1", "Green", "Succeeded", {**installed, "AllowTraffic": "Succeeded"}),
+                _bg("b-1", "Blue", "Succeeded", {"BlockTraffic": "Succeeded"}),
+            ],
+            "waiting to terminate blue — in: g-1 of green; out: b-1 of blue",
+        ),
+    ]
+    previous = None
+    for status, hosts, phase in stages:
+        snap = Snapshot(DeploymentView("d-ABCDEFGHI", status), tuple(hosts), _at(1))
+        assert (blue_green_phase(snap) or "").startswith(phase), blue_green_phase(snap)
+        assert phase in _render(live_view(snap))
+        lines = changes(previous, snap)
+        assert any(phase in line for line in lines), lines
+        previous = snap
+    # In place, or once it has ended: no phase.
+    assert (
+        blue_green_phase(_snapshot("InProgress", (_instance("h", "InProgress", 1, 0),), 3)) is None
+    )
+    ended = Snapshot(DeploymentView("d-ABCDEFGHI", "Succeeded"), tuple(stages[-1][1]), _at(1))
+    assert blue_green_phase(ended) is None
 
 
 def test_format_duration() -> None:

@@ -119,11 +119,24 @@ class HAProxy:
 
 
 @contextmanager
-def running_haproxy(tmp_path: Path, backends: list[Backend]) -> Iterator[HAProxy]:
+def running_haproxy(
+    tmp_path: Path,
+    backends: list[Backend],
+    *,
+    disabled: frozenset[str] = frozenset(),
+    balance: str = "roundrobin",
+) -> Iterator[HAProxy]:
+    """HAProxy over ``backends``; those named in ``disabled`` start out of rotation (``maint``,
+    as a blue/green deployment's replacement hosts before AllowTraffic). ``balance random``
+    gives shares that follow the weights at once (roundrobin catches up on a raised weight in
+    a burst, components.md §A)."""
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     assert Path(binary).exists(), "haproxy is not installed (scripts/install installs it)"
     port, sock = free_port(), tmp_path / "haproxy.sock"
-    servers = "\n".join(f"    server {b.name} 127.0.0.1:{b.port}" for b in backends)
+    servers = "\n".join(
+        f"    server {b.name} 127.0.0.1:{b.port}" + (" disabled" if b.name in disabled else "")
+        for b in backends
+    )
     config = tmp_path / "haproxy.cfg"
     config.write_text(
         f"""global
@@ -139,7 +152,7 @@ frontend fe
     bind 127.0.0.1:{port}
     default_backend be
 backend be
-    balance roundrobin
+    balance {balance}
 {servers}
 """
     )

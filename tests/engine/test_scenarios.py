@@ -4,14 +4,17 @@ what the engine must have decided after each step.
 Scenario keys: ``fleet`` (instance ids), ``config`` ({type, value}), optional
 ``load_balancer``, ``ignore_application_stop_failures``, ``auto_rollback`` ({enabled, events}),
 ``creator``, ``last_successful`` ({deployment_id, revision}), ``style`` (deploymentStyle),
-``settings`` (EngineSettings fields), ``compute_platform`` ("Lambda": the fleet is the
-function), ``traffic_routing`` (a ``trafficRoutingConfig``), ``silent_from`` ({instance: t}: that
-agent stops polling at t seconds) and ``steps``.
+``labels`` ({instance: "Blue" | "Green"}, blue/green), ``blue_green``
+(blueGreenDeploymentConfiguration), ``traffic_routing`` (the configuration's
+trafficRoutingConfig), ``compute_platform`` ("Lambda": the fleet is the function),
+``settings`` (EngineSettings fields), ``silent_from`` ({instance: t}: that agent stops polling
+at t seconds) and ``steps``.
 
 A step: ``at`` (seconds after T0); ``reports``, applied in order before reconciling — ``{"ack": i,
 "noop": bool}``, ``{"run": i}`` (ack + Succeeded; for a server step, the effector runner's
 report), ``{"fail": i, "error_code", "message"}``,
-``{"stop": {"auto_rollback": bool|null, "by_alarm": bool}}``; ``drive`` ({instance: "succeed" |
+``{"stop": {"auto_rollback": bool|null, "by_alarm": bool}}``, ``{"continue": wait type}``;
+``drive`` ({instance: "succeed" |
 {"fail_at": event}}): those agents answer every command and the engine is run until they have
 nothing left to answer; ``expect``: ``status``, ``error_code``, ``error_message`` (substring),
 ``targets`` ({i: status}), ``events`` ({i: {event: status}}), ``event_message`` ({i: {event:
@@ -19,7 +22,8 @@ substring}}), ``event_error_code``, ``overview`` (all six counts), ``dispatched`
 over the whole step, any order, agent commands and server steps alike), ``server_steps`` (the
 [[i, event]] of those dispatched to the server's effector runner), ``unreachable``,
 ``rollback`` (``"none"``, or {``plan``: null | {revision, last_successful_deployment_id,
-creator}, ``message``: substring}).
+creator}, ``message``: substring}), ``termination_wait_started`` (bool), ``status_message``
+(a substring of a line added to deploymentStatusMessages in this step).
 Every reconcile is checked for idempotence by the harness.
 """
 
@@ -34,7 +38,7 @@ import pytest
 
 from opendeploy.domain.configs import TrafficRouting
 from opendeploy.domain.lifecycle import LifecycleEvent
-from opendeploy.domain.records import DeploymentStyle
+from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle
 from opendeploy.domain.status import DeploymentStatus
 from opendeploy.engine.reconcile import EngineSettings
 from opendeploy.engine.snapshot import (
@@ -57,13 +61,22 @@ def build(spec: dict[str, Any]) -> Harness:
     rb = spec.get("auto_rollback", {})
     last = spec.get("last_successful")
     platform = spec.get("compute_platform", "Server")
-    routing = spec.get("traffic_routing")
+    labels = spec.get("labels", {})
+    style = DeploymentStyle.from_wire(spec.get("style"))
+    rollback = style.blue_green and spec.get("creator") == "codeDeployRollback"
     snap = DeploymentSnapshot(
         deployment_id="d-TESTTEST1",
         status=DeploymentStatus.CREATED,
         minimum_healthy_hosts=MinimumHealthyHosts(spec["config"]["type"], spec["config"]["value"]),
         targets=tuple(
-            new_target(i, load_balancer=lb, compute_platform=platform) for i in spec["fleet"]
+            new_target(
+                i,
+                load_balancer=lb,
+                label=labels.get(i),
+                rollback=rollback,
+                compute_platform=platform,
+            )
+            for i in spec["fleet"]
         ),
         created_at=T0,
         ignore_application_stop_failures=spec.get("ignore_application_stop_failures", False),
@@ -72,9 +85,12 @@ def build(spec: dict[str, Any]) -> Harness:
         ),
         creator=spec.get("creator", "user"),
         last_successful=LastSuccessful(**last) if last else None,
-        style=DeploymentStyle.from_wire(spec.get("style")),
+        style=style,
         compute_platform=platform,
-        traffic_routing=TrafficRouting.from_wire(routing) if routing else None,
+        blue_green=BlueGreenSettings.from_wire(spec.get("blue_green")),
+        traffic_routing=(
+            TrafficRouting.from_wire(spec["traffic_routing"]) if "traffic_routing" in spec else None
+        ),
     )
     return Harness(snap, settings=EngineSettings(**spec.get("settings", {})))
 
@@ -129,6 +145,11 @@ def check(h: Harness, expect: dict[str, Any], dispatched: list[list[str]], where
     if "server_steps" in expect:
         server = [d[:2] for d in dispatched if d[2] == "server"]
         eq(sorted(server), sorted(expect["server_steps"]), "server_steps")
+    if "termination_wait_started" in expect:
+        eq(h.snap.termination_wait_started, expect["termination_wait_started"], "termination")
+    if "status_message" in expect:
+        lines = [m for d in h.history for m in d.status_messages]
+        assert any(expect["status_message"] in m for m in lines), (where, lines)
     if "unreachable" in expect:
         eq(list(last.unreachable), expect["unreachable"], "unreachable")
     if "rollback" in expect:
@@ -174,6 +195,8 @@ def test_scenario(path: Path) -> None:
                 stop = report["stop"]
                 request = StopRequest(now, stop.get("auto_rollback"), stop.get("by_alarm", False))
                 h.snap = replace(h.snap, stop=request)
+            elif "continue" in report:
+                h.snap = replace(h.snap, continue_requested=report["continue"])
             else:
                 raise AssertionError(f"{where}: unknown report {report}")
         dispatched: list[list[str]] = []

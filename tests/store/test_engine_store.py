@@ -35,7 +35,26 @@ from opendeploy.store.server_steps import ServerSteps
 from tests._stored import deployment_to_instances, stored_deployment, stored_group
 from tests.engine.harness import T0, at
 
-SCENARIOS = sorted((Path(__file__).parents[1] / "engine" / "scenarios").glob("*.json"))
+#: The blue/green scenarios run through the store: one for each thing the store does for them
+#: (labels and each label's events, Ready and ContinueDeployment, the termination flag and the
+#: status messages, a traffic-only rollback, the rollback deployment's reversed events, the
+#: traffic routing read for a shift). The others test the pure timeline, which the pure harness
+#: (tests/engine/test_scenarios.py) covers; through the store they cost seconds each.
+BLUE_GREEN_THROUGH_THE_STORE = frozenset(
+    {
+        "blue_green_all_at_once_reroutes_green_then_blocks_blue",
+        "blue_green_ready_wait_continued_by_continue_deployment",
+        "blue_green_terminate_waits_then_retires_blue",
+        "blue_green_install_failure_fails_and_rolls_back",
+        "blue_green_rollback_reroutes_back_without_installing",
+        "blue_green_canary_shift_is_run_by_one_green_host",
+    }
+)
+SCENARIOS = [
+    path
+    for path in sorted((Path(__file__).parents[1] / "engine" / "scenarios").glob("*.json"))
+    if not path.stem.startswith("blue_green_") or path.stem in BLUE_GREEN_THROUGH_THE_STORE
+]
 
 _PREDEFINED = {
     ("MOST_CONCURRENCY", 1): "CodeDeployDefault.OneAtATime",
@@ -64,14 +83,14 @@ def _stored_scenario(store: Store, spec: dict[str, Any]) -> str:
                 [{"name": n, "instance_arn": _arn(n), "register_time": T0} for n in fleet],
             )
     kind, value = spec["config"]["type"], spec["config"]["value"]
-    config = _PREDEFINED.get((kind, value))
+    config = None if spec.get("traffic_routing") else _PREDEFINED.get((kind, value))
     if config is None:
         config = f"custom-{kind}-{value}"
         store.deployment_configs.create(
             name=config,
             compute_platform="Server",
             minimum_healthy_hosts={"type": kind, "value": value},
-            traffic_routing_config=None,
+            traffic_routing_config=spec.get("traffic_routing"),
             zonal_config=None,
             now=T0,
         )
@@ -115,12 +134,15 @@ def _stored_scenario(store: Store, spec: dict[str, Any]) -> str:
             zonal_config=None,
             now=T0,
         )
+    if spec.get("blue_green"):
+        columns["blue_green_deployment_configuration"] = spec["blue_green"]
+    labels = spec.get("labels", {})
     dep = stored_deployment(
         store,
         "app",
         "g",
         now=T0,
-        select_targets=lambda rows: [(n, _arn(n), None) for n in fleet],
+        select_targets=lambda rows: [(n, _arn(n), labels.get(n)) for n in fleet],
         **columns,
     )
     return str(dep["deployment_id"])
@@ -254,6 +276,8 @@ def test_the_store_applies_what_the_pure_apply_predicts(path: Path, database_url
                         store.deployments.request_stop(
                             dep, auto_rollback=stop.get("auto_rollback"), now=now
                         )
+                elif "continue" in report:
+                    store.deployments.request_continue(dep, report["continue"])
             if "drive" in step:
                 for _ in range(200):
                     answered = False

@@ -344,13 +344,18 @@ def test_stop_and_roll_back_links_the_rollback_both_ways(dashboard_server: Runni
 
 
 def test_continue_a_deployment_that_waits(dashboard_server: RunningServer) -> None:
-    """The engine never brings a deployment to Ready (blue/green is not run), so one is put in
-    that state through the store: the page offers Continue (with a confirmation), the action
+    """A blue/green deployment waiting in Ready (STOP_DEPLOYMENT with a long wait), put in that
+    state through the store: the page offers Continue (with a confirmation), the action
     reaches ContinueDeployment and its result is shown; on another status it is refused."""
     app, group = _app_and_group(dashboard_server, "continue-" + uuid.uuid4().hex[:6])
     waiting = _stored_deployment(
         dashboard_server, app, group, status="Ready",
         deployment_style={"deploymentType": "BLUE_GREEN"},
+        blue_green_deployment_configuration={
+            "deploymentReadyOption": {
+                "actionOnTimeout": "STOP_DEPLOYMENT", "waitTimeInMinutes": 2880,
+            }
+        },
         revision={
             "revisionType": "S3",
             "s3Location": {"bucket": "b", "key": "green.zip", "bundleType": "zip"},

@@ -316,6 +316,65 @@ def failure(snapshot: Snapshot) -> tuple[InstanceView, EventView] | None:
     return min(failed, key=lambda pair: (pair[1].start or snapshot.now, pair[0].instance_id))
 
 
+_INSTALL_EVENTS = frozenset(
+    {
+        "ApplicationStop",
+        "DownloadBundle",
+        "BeforeInstall",
+        "Install",
+        "AfterInstall",
+        "ApplicationStart",
+        "ValidateService",
+    }
+)
+
+
+def _done(instance: InstanceView, event: str) -> bool:
+    return any(e.name == event and e.status == "Succeeded" for e in instance.events)
+
+
+def blue_green_phase(snapshot: Snapshot) -> str | None:
+    """Where a blue/green deployment stands, with the hosts in and out of the load balancer
+    (None for any other deployment, or one that has ended).
+
+    Read from the targets: green installing; Ready (with the call that continues it);
+    rerouting (green hosts whose AllowTraffic is done are in); blocking blue (blue hosts whose
+    BlockTraffic is done are out); waiting to terminate blue."""
+    dep = snapshot.deployment
+    green = [i for i in snapshot.instances if i.label == "Green"]
+    blue = [i for i in snapshot.instances if i.label == "Blue"]
+    if not (green or blue) or snapshot.finished:
+        return None
+    rollback = dep.rollback_of is not None
+    incoming, outgoing = (blue, green) if rollback else (green, blue)
+    names = ("blue", "green") if rollback else ("green", "blue")
+    inside = [i.instance_id for i in incoming if _done(i, "AllowTraffic")]
+    out = [i.instance_id for i in outgoing if _done(i, "BlockTraffic")]
+    where = (
+        f" — in: {', '.join(inside) or 'none'} of {names[0]}; "
+        f"out: {', '.join(out) or 'none'} of {names[1]}"
+    )
+    if dep.status == "Ready":
+        return (
+            f"Ready: {names[0]} installed, waiting for ContinueDeployment (aws deploy "
+            f"continue-deployment --deployment-id {dep.deployment_id} "
+            "--deployment-wait-type READY_WAIT, or Continue in the dashboard)"
+        )
+    installing = [
+        i
+        for i in incoming
+        if i.status in ("Pending", "InProgress")
+        and any(e.name in _INSTALL_EVENTS and e.status != "Succeeded" for e in i.events)
+    ]
+    if installing and not rollback:
+        return f"installing on {names[0]}: {len(installing)} of {len(incoming)} hosts to go"
+    if any(i.status in ("Pending", "InProgress", "Ready") for i in incoming):
+        return f"rerouting traffic to {names[0]}{where}"
+    if any(i.status in ("Pending", "InProgress") for i in outgoing):
+        return f"blocking traffic to {names[1]}{where}"
+    return f"waiting to terminate {names[1]}{where}"
+
+
 def _overview_text(overview: Mapping[str, int]) -> str:
     keys = [k for k in OVERVIEW_KEYS if k != "Ready" or overview.get(k)]
     return "  ".join(f"{k} {overview.get(k, 0)}" for k in keys)
@@ -345,6 +404,9 @@ def _header(snapshot: Snapshot) -> Text:
     for instance in snapshot.instances:
         if instance.traffic:
             text.append(f"\ntraffic: {instance.traffic}", style="cyan")
+    phase = blue_green_phase(snapshot)
+    if phase:
+        text.append(f"\n{phase}", style="cyan")
     for message in dep.messages:
         text.append(f"\n{message}", style="yellow")
     return text
@@ -485,6 +547,9 @@ def plain_lines(
     news = [
         f"{dep.deployment_id}: {m}" for m in dep.messages if m not in known and not current.finished
     ]
+    phase = blue_green_phase(current)
+    if phase and (previous is None or blue_green_phase(previous) != phase):
+        news.insert(0, f"{dep.deployment_id}: {phase}")
     line = f"{dep.deployment_id} {dep.status} ({_overview_text(dep.overview)})"
     if before is None:
         lines[:0] = [] if current.finished else [line, *news]

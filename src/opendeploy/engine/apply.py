@@ -48,4 +48,10 @@ def apply_decisions(snap: DeploymentSnapshot, d: Decisions, now: datetime) -> De
     if d.deployment is not None:
         status = d.deployment.status
         started = started or d.deployment.start_time
-    return replace(snap, targets=tuple(targets), status=status, started_at=started)
+    return replace(
+        snap,
+        targets=tuple(targets),
+        status=status,
+        started_at=started,
+        termination_wait_started=snap.termination_wait_started or d.termination_wait_started,
+    )

@@ -3,7 +3,8 @@
 This module holds what every platform shares: the decisions' types, :class:`Plan` (the working
 state of one call, with the rules of targets, events, commands and server steps, dead agents,
 timeouts, stops and rollback), and the entry point, which hands the plan to the reconciler of the
-deployment's platform (:mod:`opendeploy.engine.platforms`).
+deployment's platform (:mod:`opendeploy.engine.platforms`): Server in-place (below), Server
+blue/green (:mod:`opendeploy.engine.platforms.server_blue_green`).
 
 The worker leases a deployment, loads a :class:`~opendeploy.engine.snapshot.DeploymentSnapshot`,
 calls :func:`reconcile` and applies the :class:`Decisions` in one transaction (Nomad's scheduler
@@ -12,9 +13,9 @@ so a worker that crashes and retries, or two replicas racing for a lease, do no 
 
 One call of the in-place Server reconciler does, in this order:
 
-0. (Any platform.) A Lambda, ECS or blue/green deployment ends at once: this server runs only
-   in-place Server (EC2/on-premises) deployments so far. It fails (``errorInformation`` says
-   so), or is ``Stopped`` when a stop was requested first, so that it never blocks its group.
+0. (Any platform.) A Lambda or ECS deployment ends at once: this server runs only Server
+   (EC2/on-premises) deployments so far. It fails (``errorInformation`` says so), or is
+   ``Stopped`` when a stop was requested first, so that it never blocks its group.
 1. ``Created`` → ``InProgress``; a deployment with no targets fails with ``NO_INSTANCES``, one
    whose minimum of healthy hosts leaves no instance to deploy to fails with
    ``HEALTH_CONSTRAINTS_INVALID`` (AWS fails those "immediately").
@@ -233,12 +234,18 @@ class Decisions:
     close_commands: tuple[str, ...] = ()
     rollback: RollbackDecision | None = None
     unreachable: tuple[str, ...] = ()
+    #: Sets ``instanceTerminationWaitTimeStarted`` (a blue/green deployment's blue wait began).
+    termination_wait_started: bool = False
+    #: Lines to add to ``deploymentStatusMessages``.
+    status_messages: tuple[str, ...] = ()
 
     @property
     def has_changes(self) -> bool:
         """Whether applying these decisions changes anything."""
         return bool(
             self.deployment
+            or self.termination_wait_started
+            or self.status_messages
             or self.target_updates
             or self.event_updates
             or self.dispatch
@@ -306,6 +313,8 @@ class Plan:
     #: Whether the targets are hosts with agents (not a Lambda function): only then can they be
     #: unreachable.
     agents: bool = True
+    termination_wait_started: bool = False
+    status_messages: list[str] = field(default_factory=list)
     # The times before which a report is too old, worked out once per pass: the checks run for
     # every waiting target of every pass, and comparing two datetimes is far cheaper than
     # subtracting them. None: no such time (a timeout too long to be reached).
@@ -510,8 +519,19 @@ class Plan:
         self.set_target(t, _IS.FAILED)
         self.close_command(t)
 
-    def advance(self, t: TargetSnapshot) -> None:
-        """Move one in-flight target forward as far as the reports allow."""
+    def advance(
+        self,
+        t: TargetSnapshot,
+        *,
+        pause_before: LifecycleEvent | None = None,
+        hold_before: LifecycleEvent | None = None,
+    ) -> None:
+        """Move one in-flight target forward as far as the reports allow.
+
+        ``pause_before``: when that event is next (and not dispatched yet), the target stops
+        there as ``Ready`` (a blue/green green instance installed, waiting to take traffic).
+        ``hold_before``: when that event is next, nothing is dispatched yet and the target stays
+        ``InProgress`` (a traffic shift waiting for the other hosts)."""
         cmd = t.command
         if (
             cmd is not None
@@ -539,6 +559,12 @@ class Plan:
         while (ev := self.next_event(t)) is not None:
             if cmd is not None and ev.name == cmd.event:
                 return  # its command is outstanding (a re-dispatch would double-run it)
+            if ev.name is pause_before:
+                self.set_target(t, _IS.READY)
+                self.close_command(t)
+                return
+            if ev.name is hold_before:
+                return
             if ev.name in self.server_events:
                 # The server's own step (the load balancer): the effector runner carries it out.
                 self.dispatch[t.instance_id] = HostCommand(t.instance_id, ev.name, "server")
@@ -618,6 +644,7 @@ class Plan:
                 last_successful=self.snap.last_successful,
                 creator=self.snap.creator,
                 stop_override=stop.auto_rollback_enabled if stop else None,
+                traffic_only=self.snap.style.blue_green and self.snap.compute_platform == "Server",
             )
 
     def end_if_stopped(self) -> bool:
@@ -721,6 +748,8 @@ class Plan:
             close_commands=tuple(self.close),
             rollback=self.rollback,
             unreachable=unreachable,
+            termination_wait_started=self.termination_wait_started,
+            status_messages=tuple(self.status_messages),
         )
 
     def unreachable(self) -> tuple[str, ...]:

@@ -68,6 +68,7 @@ def decide_rollback(
     last_successful: LastSuccessful | None,
     creator: str = "user",
     stop_override: bool | None = None,
+    traffic_only: bool = False,
 ) -> RollbackDecision | None:
     """Decide the rollback of ``deployment_id``; ``None`` when none is configured or requested.
 
@@ -83,6 +84,25 @@ def decide_rollback(
         return RollbackDecision(
             None, f"Not rolled back: {deployment_id} is itself a rollback deployment and {why}."
         )
+    if traffic_only:
+        # Blue/green: the rollback reroutes traffic back to the original instances, which still
+        # run what they ran; it needs no earlier successful deployment (platforms.md §1.7).
+        plan = RollbackPlan(
+            triggering_deployment_id=deployment_id,
+            revision=last_successful.revision if last_successful else "",
+            last_successful_deployment_id=last_successful.deployment_id if last_successful else "",
+            creator=ROLLBACK_CREATOR,
+            triggering_message=(
+                f"The deployment {why}; rolling back: traffic returns to the original (blue) "
+                "instances."
+            ),
+            rollback_message=(
+                f"Rollback of blue/green deployment {deployment_id}, which {why} "
+                f"({trigger.value}): reroutes traffic back to the original (blue) instances; "
+                "nothing is reinstalled."
+            ),
+        )
+        return RollbackDecision(plan, plan.triggering_message)
     if last_successful is None:
         return RollbackDecision(
             None,

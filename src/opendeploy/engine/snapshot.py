@@ -21,10 +21,10 @@ from opendeploy.domain.configs import ONE_AT_A_TIME as ONE_AT_A_TIME
 from opendeploy.domain.configs import ONE_AT_A_TIME_CONFIG as ONE_AT_A_TIME_CONFIG
 from opendeploy.domain.configs import InvalidMinimumHealthyHosts as InvalidMinimumHealthyHosts
 from opendeploy.domain.configs import MinimumHealthyHosts as MinimumHealthyHosts
-from opendeploy.domain.configs import TrafficRouting
+from opendeploy.domain.configs import TrafficRouting, TrafficRoutingType
 from opendeploy.domain.configs import minimum_for as minimum_for
 from opendeploy.domain.lifecycle import SERVER_ORDER, LifecycleEvent
-from opendeploy.domain.records import DeploymentStyle
+from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle
 from opendeploy.domain.status import (
     DeploymentStatus,
     InstanceStatus,
@@ -35,6 +35,10 @@ from opendeploy.errors import OpenDeployError
 
 #: Who carries a command out: the host's agent, or an effector of the server.
 Executor = Literal["agent", "server"]
+#: A target's role in a blue/green deployment (``instanceLabel``).
+Label = Literal["Blue", "Green"]
+#: ContinueDeployment's ``deploymentWaitType``.
+WaitType = Literal["READY_WAIT", "TERMINATION_WAIT"]
 
 _E = LifecycleEvent
 _TRAFFIC_EVENTS = frozenset(
@@ -124,6 +128,8 @@ class TargetSnapshot:
     command: CommandSnapshot | None = None
     #: When the instance was deregistered (its key is revoked: its agent can no longer poll).
     deregistered_at: datetime | None = None
+    #: ``Blue`` (the original fleet) or ``Green`` (the replacement) in a blue/green deployment.
+    label: Label | None = None
 
     def event(self, name: LifecycleEvent) -> EventSnapshot:
         for ev in self.events:
@@ -193,21 +199,46 @@ class DeploymentSnapshot:
     last_successful: LastSuccessful | None = None
     #: ``Server``, ``Lambda`` or ``ECS``; the engine runs Server deployments only (so far).
     compute_platform: str = "Server"
-    #: In-place or blue/green; the engine runs in-place deployments only (so far).
+    #: In-place or blue/green.
     style: DeploymentStyle = field(default_factory=DeploymentStyle)
     #: When the engine process began watching agents (its start). Agents cannot poll a server
     #: that is down, so silence before this instant does not count against them.
     watching_since: datetime | None = None
+    #: ``blueGreenDeploymentConfiguration`` of a blue/green deployment.
+    blue_green: BlueGreenSettings = field(default_factory=BlueGreenSettings)
+    #: The last ContinueDeployment's wait type (the engine acts on it where it applies).
+    continue_requested: WaitType | None = None
+    #: ``instanceTerminationWaitTimeStarted``: the wait before blue is terminated has begun.
+    termination_wait_started: bool = False
+    #: The deployment configuration's ``trafficRoutingConfig``: a Server one shifts between the
+    #: blue and green pools (canary or linear); on Lambda and ECS it is how long AllowTraffic's
+    #: shifting takes, which the engine allows on top of the event timeout.
+    traffic_routing: TrafficRouting | None = None
+
+    @property
+    def shifts_traffic(self) -> bool:
+        """A blue/green deployment (not its rollback) that moves traffic on a schedule."""
+        routing = self.traffic_routing
+        return (
+            self.style.blue_green
+            and not self.blue_green_rollback
+            and routing is not None
+            and routing.type is not TrafficRoutingType.ALL_AT_ONCE
+        )
+
+    @property
+    def blue_green_rollback(self) -> bool:
+        """A rollback of a blue/green deployment: traffic back to blue, nothing installed."""
+        return self.style.blue_green and self.creator == "codeDeployRollback"
+
+    #: The analysis gate of the deployment's group, if the server declares one.
+    gate: GateSnapshot | None = None
+
     #: The hosts that polled this process since it started (None: not known, as for an engine
     #: without a Command API of its own). Within the restart grace only they are judged by
     #: their silence: another's report may have got through while its poll loop still waits
     #: out the backoff of the server's absence.
     polled_here: frozenset[str] | None = None
-    #: The configuration's ``trafficRoutingConfig`` (Lambda and ECS): how long AllowTraffic's
-    #: shifting takes, which the engine allows on top of the event timeout.
-    traffic_routing: TrafficRouting | None = None
-    #: The analysis gate of the deployment's group, if the server declares one.
-    gate: GateSnapshot | None = None
 
 
 #: The events of the one target of a Lambda deployment, in order; all run by the server.
@@ -238,11 +269,50 @@ def lifecycle_events(*, load_balancer: bool = False) -> tuple[LifecycleEvent, ..
     return tuple(e for e in SERVER_ORDER if e not in _TRAFFIC_EVENTS)
 
 
+#: The install events of a green instance (and of an in-place one without a load balancer).
+_INSTALL_EVENTS = lifecycle_events()
+_ALLOW_EVENTS = (_E.BEFORE_ALLOW_TRAFFIC, _E.ALLOW_TRAFFIC, _E.AFTER_ALLOW_TRAFFIC)
+_BLOCK_EVENTS = (_E.BEFORE_BLOCK_TRAFFIC, _E.BLOCK_TRAFFIC, _E.AFTER_BLOCK_TRAFFIC)
+
+
+def blue_green_events(label: Label, *, rollback: bool = False) -> tuple[LifecycleEvent, ...]:
+    """The events of one target of a blue/green deployment, in order (platforms.md §1.3).
+
+    Green installs the revision then takes traffic; blue only gives its traffic up. A rollback
+    reverses the traffic and installs nothing: blue takes traffic back, green gives it up."""
+    if rollback:
+        return _ALLOW_EVENTS if label == "Blue" else _BLOCK_EVENTS
+    return _INSTALL_EVENTS + _ALLOW_EVENTS if label == "Green" else _BLOCK_EVENTS
+
+
+def target_events(
+    label: Label | None,
+    *,
+    load_balancer: bool = False,
+    rollback: bool = False,
+    compute_platform: str = "Server",
+) -> tuple[LifecycleEvent, ...]:
+    """The events of a target: a Lambda function's, a blue/green host's by its label, an
+    in-place host's by whether its group has a load balancer."""
+    if compute_platform != "Server":
+        return platform_events(compute_platform, load_balancer=load_balancer)
+    if label is not None:
+        return blue_green_events(label, rollback=rollback)
+    return lifecycle_events(load_balancer=load_balancer)
+
+
 def new_target(
-    instance_id: str, *, load_balancer: bool = False, compute_platform: str = "Server"
+    instance_id: str,
+    *,
+    load_balancer: bool = False,
+    label: Label | None = None,
+    rollback: bool = False,
+    compute_platform: str = "Server",
 ) -> TargetSnapshot:
     """A target as CreateDeployment stores it: Pending, every event Pending."""
-    events = tuple(
-        EventSnapshot(e) for e in platform_events(compute_platform, load_balancer=load_balancer)
+    names = target_events(
+        label, load_balancer=load_balancer, rollback=rollback, compute_platform=compute_platform
     )
-    return TargetSnapshot(instance_id=instance_id, events=events)
+    return TargetSnapshot(
+        instance_id=instance_id, events=tuple(EventSnapshot(e) for e in names), label=label
+    )

@@ -34,7 +34,7 @@ from opendeploy.appspec.lambda_spec import LambdaAppSpec
 from opendeploy.domain.configs import PREDEFINED, MinimumHealthyHosts, minimum_of
 from opendeploy.domain.ids import new_deployment_id
 from opendeploy.domain.lifecycle import LifecycleEvent
-from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
+from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle, LoadBalancerInfo
 from opendeploy.domain.status import (
     TERMINAL_DEPLOYMENT_STATUSES,
     DeploymentStatus,
@@ -53,10 +53,14 @@ from opendeploy.engine.snapshot import (
     CommandSnapshot,
     DeploymentSnapshot,
     Diagnostics,
+    EngineInputError,
     EventSnapshot,
+    Label,
     LastSuccessful,
     StopRequest,
     TargetSnapshot,
+    WaitType,
+    blue_green_events,
     platform_events,
 )
 from opendeploy.store import commands as cmd_store
@@ -78,6 +82,8 @@ ACTIVE_STATUSES = [
     str(DeploymentStatus.CREATED),
     str(DeploymentStatus.QUEUED),
     str(DeploymentStatus.IN_PROGRESS),
+    # A blue/green deployment waiting for ContinueDeployment: the engine times the wait out.
+    str(DeploymentStatus.READY),
 ]
 _TERMINAL = [str(s) for s in TERMINAL_DEPLOYMENT_STATUSES]
 AUTOSCALING_CREATOR = "autoscaling"
@@ -150,6 +156,8 @@ class TargetsState:
     #: too (acknowledgements, completions) without moving ``revision``: each pass reads back
     #: those whose status moved (``commands.changed_commands``), not all of them.
     commands: dict[str, CommandSnapshot] = dataclasses.field(default_factory=dict)
+    #: target -> its blue/green label (only labelled targets; fixed once the deployment exists).
+    labels: dict[str, Label] = dataclasses.field(default_factory=dict)
 
 
 #: How old the instance rows of a deployment's targets (last seen, deregistered, marked
@@ -194,10 +202,11 @@ def _read_targets(
     revision: int,
     *,
     load_balancer: bool,
+    rollback: bool = False,
     compute_platform: str = "Server",
 ) -> TargetsState:
     targets = conn.execute(
-        select(_TG.c.target_id, _TG.c.status)
+        select(_TG.c.target_id, _TG.c.status, _TG.c.instance_label)
         .where(_TG.c.deployment_id == deployment_id)
         .order_by(_TG.c.target_id)
     ).all()
@@ -217,17 +226,26 @@ def _read_targets(
     default = tuple(
         EventSnapshot(e) for e in platform_events(compute_platform, load_balancer=load_balancer)
     )
-    return TargetsState(
-        revision,
-        {
-            str(t.target_id): (
-                InstanceStatus(t.status),
-                tuple(events[str(t.target_id)]) or default,
-                bool(events[str(t.target_id)]),
-            )
-            for t in targets
-        },
-    )
+    labels: dict[str, Label] = {
+        str(t.target_id): _label(t.instance_label) for t in targets if t.instance_label
+    }
+    by_label = {
+        label: tuple(EventSnapshot(e) for e in blue_green_events(label, rollback=rollback))
+        for label in set(labels.values())
+    }
+    out: dict[str, tuple[InstanceStatus, tuple[EventSnapshot, ...], bool]] = {}
+    for t in targets:
+        name = str(t.target_id)
+        label = labels.get(name)
+        planned = default if label is None else by_label[label]
+        out[name] = (InstanceStatus(t.status), tuple(events[name]) or planned, bool(events[name]))
+    return TargetsState(revision, out, labels=labels)
+
+
+def _label(raw: str) -> Label:
+    if raw not in ("Blue", "Green"):
+        raise EngineInputError(f"instance_label: {raw!r} is not Blue or Green")
+    return "Blue" if raw == "Blue" else "Green"
 
 
 def state_after(state: TargetsState, d: Decisions, now: datetime) -> TargetsState:
@@ -247,7 +265,7 @@ def state_after(state: TargetsState, d: Decisions, now: datetime) -> TargetsStat
         commands[hc.instance_id] = CommandSnapshot(
             hc.event, dispatched_at=now, executor=hc.executor
         )
-    return TargetsState(state.revision + 1, targets, commands)
+    return TargetsState(state.revision + 1, targets, commands, state.labels)
 
 
 def _command_snapshot(c: Mapping[str, Any]) -> CommandSnapshot:
@@ -346,24 +364,26 @@ def load(
     d = dict(row)
     engine_revision = int(d.get("engine_revision") or 0)
     if known is not None and known.revision == engine_revision:
-        targets, commands = known.targets, dict(known.commands)
+        targets, commands, labels = known.targets, dict(known.commands), known.labels
         rows = cmd_store.changed_commands(conn, deployment_id)
     else:
+        style = DeploymentStyle.from_wire(d["deployment_style"])
         fresh = _read_targets(
             conn,
             deployment_id,
             engine_revision,
             load_balancer=LoadBalancerInfo.from_wire(d["load_balancer_info"]).present,
             compute_platform=str(d["compute_platform"] or "Server"),
+            rollback=style.blue_green and d["creator"] == "codeDeployRollback",
         )
-        targets, commands = fresh.targets, {}
+        targets, commands, labels = fresh.targets, {}, fresh.labels
         rows = cmd_store.open_commands(conn, deployment_id)
     news = []
     for name, c in rows.items():
         commands[name] = _command_snapshot(c)
         if c["status"] != c["seen_status"]:
             news.append((name, str(c["command_id"]), str(c["status"])))
-    state = TargetsState(engine_revision, targets, commands)
+    state = TargetsState(engine_revision, targets, commands, labels)
     if instances is None:
         instances = _read_instances(conn, deployment_id)
     # One loop over the targets (at 10,000 hosts, each pass's per-target work is what counts).
@@ -394,7 +414,9 @@ def load(
                     else (last_seen_at or recent)
                 )
         snap_targets.append(
-            TargetSnapshot(name, evs, status, seen_at, commands.get(name), deregister_time)
+            TargetSnapshot(
+                name, evs, status, seen_at, commands.get(name), deregister_time, labels.get(name)
+            )
         )
     last = None
     if d["deployment_group_id"] is not None:
@@ -431,12 +453,35 @@ def load(
         compute_platform=str(d["compute_platform"] or "Server"),
         style=DeploymentStyle.from_wire(d["deployment_style"]),
         watching_since=watching_since,
+        blue_green=_blue_green(d["blue_green_deployment_configuration"]),
+        continue_requested=_wait_type(d["continue_requested"]),
+        termination_wait_started=bool(d["instance_termination_wait_time_started"]),
+        # Read for blue/green deployments only: an in-place pass needs no extra query.
         traffic_routing=traffic_routing_of(
-            conn, d["deployment_config_name"], d["compute_platform"]
+            conn,
+            d["deployment_config_name"],
+            d["compute_platform"],
+            blue_green=DeploymentStyle.from_wire(d["deployment_style"]).blue_green,
         ),
         gate=gate_snapshot(d.get("gate_state")),
     )
     return Loaded(snapshot, d, stored, frozenset(marked), state, instances, tuple(news))
+
+
+def _blue_green(raw: dict[str, Any] | None) -> BlueGreenSettings:
+    try:
+        return BlueGreenSettings.from_wire(raw)
+    except ValueError:
+        # Stored before the API checked it (an older server): AWS's defaults, not a stuck pass.
+        return BlueGreenSettings()
+
+
+def _wait_type(raw: str | None) -> WaitType | None:
+    if raw == "READY_WAIT":
+        return "READY_WAIT"
+    if raw == "TERMINATION_WAIT":
+        return "TERMINATION_WAIT"
+    return None
 
 
 # --- applying decisions -------------------------------------------------------------------------
@@ -521,7 +566,10 @@ def _create_rollback(
             .values(rollback_info={"rollbackMessage": decision.message})
         )
         return None
-    row = _rollback_row(old, json.loads(plan.revision), now)
+    # A blue/green rollback with no earlier success keeps the deployment's own revision (it
+    # reroutes traffic; nothing is installed).
+    revision = json.loads(plan.revision) if plan.revision else old["revision"]
+    row = _rollback_row(old, revision, now)
     new_id = row["deployment_id"]
     row["rollback_info"] = {
         "rollbackTriggeringDeploymentId": old_id,
@@ -615,12 +663,26 @@ def apply(conn: Connection, loaded: Loaded, d: Decisions, now: datetime) -> str 
                 "message": d.deployment.error.message,
             }
         conn.execute(update(_D).where(_D.c.deployment_id == dep_id).values(**values))
-        if d.deployment.status is DeploymentStatus.SUCCEEDED and loaded.row["deployment_group_id"]:
-            conn.execute(
-                update(_G)
-                .where(_G.c.deployment_group_id == loaded.row["deployment_group_id"])
-                .values(last_successful_deployment_id=dep_id)
-            )
+    if d.termination_wait_started or d.status_messages:
+        extra: dict[str, Any] = {}
+        if d.termination_wait_started:
+            extra["instance_termination_wait_time_started"] = True
+        if d.status_messages:
+            extra["deployment_status_messages"] = [
+                *(loaded.row.get("deployment_status_messages") or []),
+                *d.status_messages,
+            ]
+        conn.execute(update(_D).where(_D.c.deployment_id == dep_id).values(**extra))
+    if (
+        d.deployment is not None
+        and d.deployment.status is DeploymentStatus.SUCCEEDED
+        and loaded.row["deployment_group_id"]
+    ):
+        conn.execute(
+            update(_G)
+            .where(_G.c.deployment_group_id == loaded.row["deployment_group_id"])
+            .values(last_successful_deployment_id=dep_id)
+        )
     # Statements are executed once per kind for all their rows: built and run per target, their
     # SQLAlchemy overhead made applying a pass O(targets) statements, the largest cost per
     # host-event in a fleet of thousands. They run as plain SQL on the driver's connection

@@ -14,14 +14,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, func, or_, select, update
 
+from opendeploy.domain.configs import TrafficRoutingType
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
-from opendeploy.engine.effectors import ServerStep, StepOutcome
+from opendeploy.engine.effectors import ServerStep, StepOutcome, TrafficShift
+from opendeploy.engine.traffic_shift import shift_leader
 from opendeploy.store import tables
 from opendeploy.store.commands import IN_PROGRESS, QUEUED, SERVER, _bounded
 from opendeploy.store.database import Store
+from opendeploy.store.deployment_configs import traffic_routing_of
 from opendeploy.store.engine_store import diagnostics_wire
 
 _C = tables.host_commands
@@ -48,6 +51,7 @@ _DUE = (
         _D.c.load_balancer_info,
         _D.c.deployment_style,
         _D.c.compute_platform,
+        _D.c.deployment_config_name,
         _D.c.creator,
     )
     .select_from(_C.join(_D, _D.c.deployment_id == _C.c.deployment_id))
@@ -74,6 +78,55 @@ _RENEW = (
     )
     .values(delivered_at=_B_NOW)
 )
+
+
+_TG = tables.deployment_targets
+_EV = tables.lifecycle_events
+_CFG = tables.deployment_configs
+
+
+def _shift(conn: Connection, row: RowMapping) -> TrafficShift | None:
+    """The traffic shift a blue/green step belongs to (None: no canary or linear shift).
+
+    Blue: the Blue targets. Green: the Green targets whose install succeeded (ValidateService)
+    and that have not failed; the leader is the first of the installed ones, failed or not, as
+    the engine chooses it (``platforms.server_blue_green``)."""
+    style = DeploymentStyle.from_wire(row["deployment_style"])
+    if not style.blue_green or row["creator"] == "codeDeployRollback":
+        return None
+    if row["lifecycle_event"] not in (LifecycleEvent.ALLOW_TRAFFIC, LifecycleEvent.BLOCK_TRAFFIC):
+        return None
+    routing = traffic_routing_of(conn, row["deployment_config_name"], "Server", blue_green=True)
+    if routing is None or routing.type is TrafficRoutingType.ALL_AT_ONCE:
+        return None
+    dep = row["deployment_id"]
+    targets = conn.execute(
+        select(_TG.c.target_id, _TG.c.instance_label, _TG.c.status).where(
+            _TG.c.deployment_id == dep
+        )
+    ).all()
+    installed: set[str] = set(
+        conn.execute(
+            select(_EV.c.target_id).where(
+                _EV.c.deployment_id == dep,
+                _EV.c.name == str(LifecycleEvent.VALIDATE_SERVICE),
+                _EV.c.status == "Succeeded",
+            )
+        ).scalars()
+    )
+    mine = next((t for t in targets if t.target_id == row["instance_name"]), None)
+    # A green host's AllowTraffic and a blue host's BlockTraffic belong to the shift; any other
+    # (a blue host put back after a failed deployment) is a plain step.
+    wanted = "Green" if row["lifecycle_event"] == LifecycleEvent.ALLOW_TRAFFIC else "Blue"
+    if mine is None or mine.instance_label != wanted:
+        return None
+    blue = tuple(sorted(str(t.target_id) for t in targets if t.instance_label == "Blue"))
+    greens = [t for t in targets if t.instance_label == "Green" and t.target_id in installed]
+    if not greens:
+        return None
+    green = tuple(sorted(str(t.target_id) for t in greens if t.status != "Failed"))
+    leader = shift_leader(str(t.target_id) for t in greens)
+    return TrafficShift(routing=routing, blue=blue, green=green, leader=leader)
 
 
 class ServerSteps:
@@ -111,6 +164,7 @@ class ServerSteps:
                         rerun=row["acknowledged_at"] is not None,
                         compute_platform=str(row["compute_platform"] or "Server"),
                         creator=str(row["creator"] or "user"),
+                        shift=_shift(conn, row),
                     )
                 )
         return taken

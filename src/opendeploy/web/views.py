@@ -11,6 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opendeploy.api.handlers.deployments import busy_hosts
+from opendeploy.cli.render import (
+    DeploymentView,
+    EventView,
+    InstanceView,
+    Snapshot,
+    blue_green_phase,
+)
 from opendeploy.store.database import Store
 from opendeploy.store.notifications import NotificationLog
 from opendeploy.web import present, queries
@@ -163,6 +170,8 @@ def deployment(
         "live": status not in present.TERMINAL,
         "can_stop": status not in present.TERMINAL,
         "can_continue": status == "Ready",
+        "phase": _blue_green_phase(store, row, total),
+        "status_messages": list(row.get("deployment_status_messages") or []),
         "can_redeploy": status in present.TERMINAL and group_exists,
         "lambda_traffic": _lambda_traffic(store, row),
     }
@@ -190,6 +199,33 @@ def _lambda_traffic(store: Store, row: dict[str, Any]) -> dict[str, Any] | None:
         "history": history,
         "restored_at": found["restored_at"],
     }
+
+
+#: Above this many targets the page leaves the blue/green phase out (it reads every target).
+PHASE_TARGETS_LIMIT = 1000
+
+
+def _blue_green_phase(store: Store, row: dict[str, Any], total: int) -> str | None:
+    """The phase ``opendeploy watch`` shows for a blue/green deployment (None otherwise)."""
+    style = row.get("deployment_style") or {}
+    if style.get("deploymentType") != "BLUE_GREEN" or row.get("compute_platform") != "Server":
+        return None
+    if not total or total > PHASE_TARGETS_LIMIT:
+        return None
+    ids, _ = store.deployments.list_target_ids(row["deployment_id"], limit=total)
+    views = [
+        InstanceView(
+            str(t["target_id"]),
+            str(t["status"]),
+            tuple(EventView(str(e["name"]), str(e["status"])) for e in t["lifecycle_events"]),
+            label=t["instance_label"],
+        )
+        for t in store.deployments.get_targets(row["deployment_id"], ids)
+        if t is not None
+    ]
+    rollback = (row.get("rollback_info") or {}).get("rollbackTriggeringDeploymentId")
+    view = DeploymentView(str(row["deployment_id"]), str(row["status"]), rollback_of=rollback)
+    return blue_green_phase(Snapshot(view, tuple(views), datetime.now(UTC)))
 
 
 def instances(

@@ -9,9 +9,10 @@ on-premises instance selection (``ec2TagFilters``, ``ec2TagSet``: InvalidEC2TagE
 ``autoScalingGroups``: InvalidAutoScalingGroupException) on a Lambda or ECS group, in the words
 AWS was seen to use ("For ECS deployment group, autoScalingGroups can not be specified").
 
-A blue/green Server group (``deploymentStyle.deploymentType`` BLUE_GREEN) is accepted and kept
-as given, so that configuration tools can manage it; CreateDeployment refuses to deploy to it
-until this server runs blue/green deployments (``handlers/deployments.py``).
+``blueGreenDeploymentConfiguration`` is checked as AWS does
+(InvalidBlueGreenDeploymentConfigurationException): its enums, waits of 0 to 2880 minutes,
+no ``CONTINUE_DEPLOYMENT`` with a wait time, and COPY_AUTO_SCALING_GROUP with exactly one Auto
+Scaling group.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from typing import Any
 from opendeploy.api.context import Handler, RequestContext
 from opendeploy.api.handlers import _common as c
 from opendeploy.domain.configs import DEFAULT_CONFIG_BY_PLATFORM, PREDEFINED, ComputePlatform
-from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
+from opendeploy.domain.records import (
+    BlueGreenSettings,
+    DeploymentStyle,
+    GreenProvisioning,
+    LoadBalancerInfo,
+)
 from opendeploy.engine.alarms.declarations import AlarmDeclarationError
 from opendeploy.engine.alarms.declarations import declared as declared_alarms
 from opendeploy.engine.effectors.load_balancers import declared as declared_load_balancers
@@ -33,6 +39,7 @@ from opendeploy.service_errors import (
     DeploymentGroupNameRequiredError,
     InvalidAlarmConfigError,
     InvalidAutoScalingGroupError,
+    InvalidBlueGreenDeploymentConfigurationError,
     InvalidDeploymentConfigNameError,
     InvalidDeploymentGroupNameError,
     InvalidDeploymentStyleError,
@@ -171,6 +178,22 @@ def _check_platform(params: dict[str, Any], platform: ComputePlatform, *, creati
             )
 
 
+def _check_blue_green(params: dict[str, Any]) -> None:
+    if params.get("blueGreenDeploymentConfiguration") is None:
+        return
+    try:
+        settings = BlueGreenSettings.from_wire(params["blueGreenDeploymentConfiguration"])
+    except ValueError as e:
+        raise InvalidBlueGreenDeploymentConfigurationError(str(e)) from None
+    copies = settings.provisioning is GreenProvisioning.COPY_AUTO_SCALING_GROUP
+    if copies and len(params.get("autoScalingGroups") or []) != 1:
+        # AWS's words, typo included (hashicorp/terraform-provider-aws#2233).
+        raise InvalidBlueGreenDeploymentConfigurationError(
+            "Exactly one AutoScaling group must be specifed when the green fleet provisioning "
+            "option is COPY_AUTO_SCALING_GROUP"
+        )
+
+
 def settings_from(
     ctx: RequestContext, params: dict[str, Any], platform: ComputePlatform, *, creating: bool
 ) -> dict[str, Any]:
@@ -195,6 +218,7 @@ def settings_from(
         raise InvalidDeploymentStyleError(
             f"deploymentStyle: {style!r} is not a valid style"
         ) from None
+    _check_blue_green(params)
     _check_target_groups(ctx, params.get("loadBalancerInfo"))
     _check_triggers(params.get("triggerConfigurations"))
     if params.get("deploymentConfigName") is not None:

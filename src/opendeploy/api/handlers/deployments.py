@@ -10,6 +10,7 @@ instance, so EC2 tag filters select among the registered instances too).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from opendeploy.api.handlers.deployment_groups import (
 )
 from opendeploy.api.handlers.revisions import check_description, check_revision
 from opendeploy.domain.ids import new_deployment_id
-from opendeploy.domain.records import DeploymentStyle
+from opendeploy.domain.records import BlueGreenSettings, DeploymentStyle, GreenProvisioning
 from opendeploy.domain.status import TERMINAL_DEPLOYMENT_STATUSES, DeploymentStatus
 from opendeploy.engine.alarms.declarations import declared as declared_alarms
 from opendeploy.engine.alarms.verdict import gate_message, initial_gate_state
@@ -36,9 +37,9 @@ from opendeploy.service_errors import (
     DeploymentIdRequiredError,
     DeploymentIsNotInReadyStateError,
     InvalidAutoRollbackConfigError,
+    InvalidBlueGreenDeploymentConfigurationError,
     InvalidDeploymentIdError,
     InvalidDeploymentStatusError,
-    InvalidDeploymentStyleError,
     InvalidDeploymentWaitTypeError,
     InvalidECSServiceError,
     InvalidFileExistsBehaviorError,
@@ -86,8 +87,20 @@ def _tag_set(tag_set: Any, member: str) -> list[list[TagFilter]]:
 
 
 def selector(group: dict[str, Any]) -> TargetSelector:
-    """The target choice of CreateDeployment for ``group``: the registered instances its tag
-    filters or tag sets select (in place: blue/green deployments are refused before this)."""
+    """The target choice of an in-place CreateDeployment for ``group``: the registered
+    instances its tag filters or tag sets select."""
+    choose_group = _group_choice(group)
+
+    def choose(fleet: list[tuple[str, str, dict[str, str]]]) -> list[tuple[str, str, str | None]]:
+        arns = {name: arn for name, arn, _ in fleet}
+        return [(n, arns[n], None) for n in choose_group(fleet)]
+
+    return choose
+
+
+def _group_choice(
+    group: dict[str, Any],
+) -> Callable[[list[tuple[str, str, dict[str, str]]]], list[str]]:
     filters = _filters(group["ec2_tag_filters"]) + _filters(
         group["on_premises_instance_tag_filters"]
     )
@@ -95,14 +108,79 @@ def selector(group: dict[str, Any]) -> TargetSelector:
         group["on_premises_tag_set"], "onPremisesTagSetList"
     )
 
-    def choose(fleet: list[tuple[str, str, dict[str, str]]]) -> list[tuple[str, str, str | None]]:
-        arns = {name: arn for name, arn, _ in fleet}
-        chosen = select_targets(
+    def choose(fleet: list[tuple[str, str, dict[str, str]]]) -> list[str]:
+        return select_targets(
             [(name, tags) for name, _, tags in fleet], filters=filters, tag_set=tag_set
         )
-        return [(n, arns[n], None) for n in chosen]
 
     return choose
+
+
+def blue_green_selector(group: dict[str, Any], target_instances: dict[str, Any]) -> TargetSelector:
+    """The targets of a blue/green deployment (DISCOVER_EXISTING): Green, the instances that
+    ``targetInstances`` selects (tagFilters or ec2TagSet, over every registered instance, as
+    the group's own filters do); Blue, the group's instances that are not green.
+
+    An instance in both is green only: it is the one being replaced onto. A ``targetInstances``
+    that selects nothing is refused (InvalidTargetInstancesException, AWS's model: "a tag
+    matching no instance"), inside the transaction that reads the fleet."""
+    green_filters = _filters(target_instances.get("tagFilters"))
+    green_set = _tag_set(target_instances.get("ec2TagSet"), "ec2TagSetList")
+    choose_group = _group_choice(group)
+
+    def choose(fleet: list[tuple[str, str, dict[str, str]]]) -> list[tuple[str, str, str | None]]:
+        arns = {name: arn for name, arn, _ in fleet}
+        green = select_targets(
+            [(name, tags) for name, _, tags in fleet], filters=green_filters, tag_set=green_set
+        )
+        if not green:
+            raise InvalidTargetInstancesError(
+                "targetInstances selects no registered instance: tag the replacement (green) "
+                "instances so that its tagFilters or ec2TagSet match them."
+            )
+        chosen = set(green)
+        blue = [n for n in choose_group(fleet) if n not in chosen]
+        out: list[tuple[str, str, str | None]] = [(n, arns[n], "Blue") for n in blue]
+        return out + [(n, arns[n], "Green") for n in green]
+
+    return choose
+
+
+def _check_blue_green(group: dict[str, Any], target_instances: Any) -> None:
+    """What a blue/green Server deployment needs before it is recorded: its replacement fleet
+    named by tags, and a green fleet this server can find (DISCOVER_EXISTING)."""
+    name = group["name"]
+    try:
+        settings = BlueGreenSettings.from_wire(group["blue_green_deployment_configuration"])
+    except ValueError as e:
+        raise InvalidBlueGreenDeploymentConfigurationError(str(e)) from None
+    if settings.provisioning is GreenProvisioning.COPY_AUTO_SCALING_GROUP:
+        raise InvalidBlueGreenDeploymentConfigurationError(
+            f"Deployment group '{name}' provisions green by COPY_AUTO_SCALING_GROUP, which needs "
+            "Amazon EC2 Auto Scaling; this server finds green among registered instances only "
+            "(greenFleetProvisioningOption DISCOVER_EXISTING, with targetInstances)."
+        )
+    if not isinstance(target_instances, dict):
+        target_instances = {}
+    if target_instances.get("autoScalingGroups"):
+        raise InvalidTargetInstancesError(
+            "targetInstances.autoScalingGroups needs Amazon EC2 Auto Scaling, which this server "
+            "does not drive: name the replacement (green) instances by tagFilters or ec2TagSet."
+        )
+    if not (target_instances.get("tagFilters") or target_instances.get("ec2TagSet")):
+        raise InvalidTargetInstancesError(
+            f"Deployment group '{name}' is blue/green with DISCOVER_EXISTING: name the "
+            "replacement (green) instances in targetInstances (tagFilters or ec2TagSet)."
+        )
+    if target_instances.get("tagFilters") and target_instances.get("ec2TagSet"):
+        raise InvalidTargetInstancesError(
+            "targetInstances: tagFilters and ec2TagSet cannot both be specified."
+        )
+    try:
+        _filters(target_instances.get("tagFilters"))
+        _tag_set(target_instances.get("ec2TagSet"), "ec2TagSetList")
+    except (ValueError, AttributeError, TypeError) as e:
+        raise InvalidTargetInstancesError(f"targetInstances: {e}") from None
 
 
 def render(row: dict[str, Any]) -> dict[str, Any]:
@@ -184,12 +262,9 @@ def _check_runnable(
     """Refuse a deployment that ``group`` cannot run, before anything is recorded.
 
     - Blue/green on EC2/on-premises (the group's ``deploymentStyle.deploymentType`` is
-      BLUE_GREEN; CreateDeployment has no member that overrides the style): refused with
-      InvalidDeploymentStyleException until this server runs blue/green deployments. Running
-      one in place (the new revision on both fleets, no traffic moved, Succeeded) would be a
-      wrong answer; the exception names the setting to change, and clients know it from the
-      group operations. The group itself stays accepted (see ``deployment_groups.py``).
-      Lambda and ECS deployments are blue/green by nature and are not concerned.
+      BLUE_GREEN): green must be named by ``targetInstances`` tags (DISCOVER_EXISTING;
+      Auto Scaling is EC2's, which this server does not drive): InvalidTargetInstancesException
+      or InvalidBlueGreenDeploymentConfigurationException otherwise.
     - A revision type the platform cannot deploy: InvalidRevisionException.
     - ``targetInstances`` (the replacement fleet of an EC2/on-premises blue/green deployment)
       on anything else: InvalidTargetInstancesException, as AWS's model documents.
@@ -203,19 +278,16 @@ def _check_runnable(
     """
     platform = group["compute_platform"]
     name = group["name"]
-    if platform == "Server" and DeploymentStyle.from_wire(group["deployment_style"]).blue_green:
-        raise InvalidDeploymentStyleError(
-            f"Blue/green deployments are not supported by this server yet: deployment group "
-            f"'{name}' has deploymentStyle.deploymentType BLUE_GREEN. Set it to IN_PLACE "
-            "(UpdateDeploymentGroup) to deploy in place."
-        )
+    blue_green = platform == "Server" and DeploymentStyle.from_wire(group["deployment_style"])
+    if blue_green and blue_green.blue_green:
+        _check_blue_green(group, target_instances)
     kind = revision.get("revisionType")
     if kind not in _REVISION_TYPES[platform]:
         raise InvalidRevisionError(
             f"The revision type {kind} is not supported for {_PLATFORM_WORDS[platform]} "
             f"deployment; use {' or '.join(_REVISION_TYPES[platform])}."
         )
-    if target_instances:
+    if target_instances and not (blue_green and blue_green.blue_green):
         raise InvalidTargetInstancesError(
             "Target instances can be specified only for a blue/green deployment on "
             f"EC2/on-premises instances; deployment group '{name}' deploys "
@@ -243,11 +315,8 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     """CreateDeployment: checks what AWS checks, then what the group cannot run
     (:func:`_check_runnable`), refused here rather than failing or hanging later.
 
-    Blue/green deployments on EC2/on-premises are refused with InvalidDeploymentStyleException
-    ("Blue/green deployments are not supported by this server yet …") until the server runs
-    them: here, because this is where one would start, and CreateDeployment has no member that
-    overrides the group's style. Creating and updating a BLUE_GREEN group stays accepted, so
-    that configuration tools (Terraform, CloudFormation-like ones) can manage it.
+    A blue/green Server deployment's targets are its group's instances (Blue) and those of
+    ``targetInstances`` (Green), labelled so (:func:`blue_green_selector`).
     """
     app_name = c.app_name(params.get("applicationName"))
     # As AWS: a missing application is reported before a missing or invalid group name.
@@ -305,7 +374,9 @@ def create_deployment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         "gate_state": initial_gate_state(gate) if gate is not None else None,
     }
     pick = selector(group) if group["compute_platform"] == "Server" else None
-    if pick is not None and params.get("updateOutdatedInstancesOnly"):
+    if pick is not None and DeploymentStyle.from_wire(group["deployment_style"]).blue_green:
+        pick = blue_green_selector(group, target_instances or {})
+    elif pick is not None and params.get("updateOutdatedInstancesOnly"):
         # Only the instances not already running this revision from the group, as AWS does.
         current = ctx.store.instances.up_to_date(group["deployment_group_id"], revision)
         pick = _without(pick, current)

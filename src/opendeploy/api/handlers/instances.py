@@ -88,6 +88,23 @@ def _existing(ctx: RequestContext, ident: str) -> None:
         raise does_not_exist(ident)
 
 
+def _check_labels(ctx: RequestContext, ident: str, labels: list[str], member: str) -> None:
+    """Blue/Green only, and only on a blue/green deployment (AWS's model: "Instance types are
+    supported for blue/green deployments only")."""
+    for label in labels:
+        if label not in ("Blue", "Green"):
+            raise InvalidDeploymentInstanceTypeError(f"{member}: {label!r} is not Blue or Green")
+    row = ctx.store.deployments.get(ident)
+    if row is None:
+        raise does_not_exist(ident)
+    style = row.get("deployment_style") or {}
+    if labels and style.get("deploymentType") != "BLUE_GREEN":
+        raise InvalidDeploymentInstanceTypeError(
+            f"{member}: deployment {ident} is an in-place deployment; instance types (Blue, "
+            "Green) are supported for blue/green deployments only."
+        )
+
+
 def _target_names(ctx: RequestContext, values: list[str]) -> list[str]:
     """Instance names from target ids or instance ARNs (looked up; unknown ARNs stay as given)."""
     by_arn = ctx.store.instances.names_for_arns([v for v in values if v.startswith("arn:")])
@@ -102,7 +119,7 @@ def list_deployment_targets(ctx: RequestContext, params: dict[str, Any]) -> dict
             raise InvalidTargetFilterNameError(
                 f"targetFilters: {key!r} is not TargetStatus or ServerInstanceLabel"
             )
-    _existing(ctx, ident)
+    _check_labels(ctx, ident, list(filters.get("ServerInstanceLabel") or []), "ServerInstanceLabel")
     after = c.decode_token(params.get("nextToken"))
     ids, more = ctx.store.deployments.list_target_ids(
         ident,
@@ -153,12 +170,7 @@ def list_deployment_instances(ctx: RequestContext, params: dict[str, Any]) -> di
         if status not in _STATUSES:
             raise InvalidInstanceStatusError(f"instanceStatusFilter: {status!r} is not a status")
     labels = list(params.get("instanceTypeFilter") or [])
-    for label in labels:
-        if label not in ("Blue", "Green"):
-            raise InvalidDeploymentInstanceTypeError(
-                f"instanceTypeFilter: {label!r} is not Blue or Green"
-            )
-    _existing(ctx, ident)
+    _check_labels(ctx, ident, labels, "instanceTypeFilter")
     after = c.decode_token(params.get("nextToken"))
     ids, more = ctx.store.deployments.list_target_ids(
         ident, statuses=statuses, labels=labels, after=after, limit=PAGE_SIZE

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from opendeploy.domain.configs import TrafficRouting
 from opendeploy.domain.lifecycle import LifecycleEvent
 from opendeploy.domain.records import DeploymentStyle, LoadBalancerInfo
 from opendeploy.domain.status import LifecycleErrorCode
@@ -29,6 +30,19 @@ from opendeploy.errors import OpenDeployError
 class EffectorError(OpenDeployError):
     """An effector could not carry its step out; the message says what and why (it becomes the
     lifecycle event's diagnostics)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficShift:
+    """A blue/green deployment's canary or linear shift, as its traffic steps need it."""
+
+    routing: TrafficRouting
+    #: The original hosts, in the pool until BlockTraffic.
+    blue: tuple[str, ...]
+    #: The replacement hosts that take part (installed, not failed).
+    green: tuple[str, ...]
+    #: The green host whose AllowTraffic runs the schedule (``traffic_shift.shift_leader``).
+    leader: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,8 @@ class ServerStep:
     compute_platform: str = "Server"
     #: The deployment's creator (``codeDeployRollback`` for a rollback).
     creator: str = "user"
+    #: The traffic shift of a blue/green deployment with a canary or linear configuration.
+    shift: TrafficShift | None = None
 
 
 @dataclass(frozen=True, slots=True)

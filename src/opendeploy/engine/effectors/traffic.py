@@ -13,8 +13,10 @@ a deployment group that names a load balancer still deploys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from opendeploy.domain.lifecycle import LifecycleEvent
@@ -24,8 +26,11 @@ from opendeploy.engine.effectors import (
     ServerStep,
     StepOutcome,
     StepProgress,
+    TrafficShift,
 )
 from opendeploy.engine.effectors.load_balancers import LoadBalancerDeclarations, TargetGroup
+from opendeploy.engine.schedule import next_shift_after, weight_at
+from opendeploy.engine.traffic_shift import FULL_WEIGHT, pool_weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,19 +151,76 @@ class NoTrafficController:
 
 
 class TrafficEffector:
-    """The effector of BlockTraffic and AllowTraffic over one :class:`TrafficController`."""
+    """The effector of BlockTraffic and AllowTraffic over one :class:`TrafficController`.
 
-    def __init__(self, controller: TrafficController) -> None:
+    In a blue/green deployment with a canary or linear configuration (``step.shift``), a green
+    host's AllowTraffic puts it in the pool at weight 0, and the leader's runs the schedule:
+    at each shift of ``engine.schedule`` it sets every host's weight
+    (``traffic_shift.pool_weights``) so that the green pool gets the scheduled share of new
+    requests. Counted from the step's first start, so a rerun after a crash catches up in one
+    step. A blue host's BlockTraffic then takes it out and gives it back the full weight, for
+    the deployments that find it later. ``minute`` is the length of the API's minute."""
+
+    def __init__(
+        self, controller: TrafficController, *, minute: timedelta = timedelta(minutes=1)
+    ) -> None:
         self.controller = controller
+        self.minute = minute
+        #: How time passes (tests of the schedule replace them).
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.sleep: Callable[[float], None] = time.sleep
 
     def run(self, step: ServerStep, progress: StepProgress) -> StepOutcome:
+        host, lb = step.target_id, step.load_balancer
         try:
             if step.event is LifecycleEvent.BLOCK_TRAFFIC:
-                message = self.controller.block(step.target_id, step.load_balancer, progress)
+                message = self.controller.block(host, lb, progress)
+                if step.shift is not None:
+                    self.controller.set_weights(lb, {host: FULL_WEIGHT}, progress)
+            elif step.event is LifecycleEvent.ALLOW_TRAFFIC and step.shift is not None:
+                message = self._allow_shifting(step, step.shift, progress)
             elif step.event is LifecycleEvent.ALLOW_TRAFFIC:
-                message = self.controller.allow(step.target_id, step.load_balancer, progress)
+                self._restore_weight(host, lb, progress)
+                message = self.controller.allow(host, lb, progress)
             else:
                 raise EffectorError(f"the traffic effector does not run {step.event}")
         except EffectorError as e:
-            return StepOutcome.failed(f"{step.event} for {step.target_id} failed: {e}")
+            return StepOutcome.failed(f"{step.event} for {host} failed: {e}")
         return StepOutcome.succeeded(message)
+
+    def _restore_weight(self, host: str, lb: LoadBalancerInfo, progress: StepProgress) -> None:
+        """A host coming back with weight 0 (a traffic shift left it so) would be in the pool
+        and get nothing: it gets the weight of its peers first."""
+        weights = {h.host: h.weight for h in self.controller.state(lb) if h.weight is not None}
+        if weights.get(host) == 0:
+            others = [w for h, w in weights.items() if h != host and w]
+            self.controller.set_weights(lb, {host: max(others, default=FULL_WEIGHT)}, progress)
+
+    def _allow_shifting(self, step: ServerStep, shift: TrafficShift, progress: StepProgress) -> str:
+        host, lb = step.target_id, step.load_balancer
+        self.controller.set_weights(lb, {host: 0}, progress)
+        joined = self.controller.allow(host, lb, progress)
+        if host != shift.leader:
+            return f"{joined}; at weight 0 until the traffic shift ({shift.leader} runs it)"
+        routing = shift.routing
+        done: list[str] = []
+        while True:
+            elapsed = self.clock() - step.started_at
+            percent = weight_at(routing, elapsed, minute=self.minute)
+            weights = pool_weights(shift.blue, shift.green, percent)
+            self.controller.set_weights(lb, weights, progress)
+            line = f"{percent}% of new requests to green"
+            progress.report(line)
+            done.append(f"{percent}%")
+            upcoming = next_shift_after(routing, elapsed, minute=self.minute)
+            if upcoming is None:
+                break
+            due = step.started_at + upcoming.offset
+            while (left := (due - self.clock()).total_seconds()) > 0:
+                if progress.cancelled():
+                    raise EffectorError(f"the traffic shift was given up at {percent}%")
+                self.sleep(min(left, 0.2))
+        return (
+            f"{joined}; traffic shifted to green ({', '.join(shift.green)}) from blue "
+            f"({', '.join(shift.blue) or 'none'}): {' → '.join(done)}"
+        )

@@ -1,9 +1,9 @@
 """One reconciler per platform, sharing batches, health rules and rollback (``engine.reconcile``).
 
 :func:`reconciler_for` picks the reconciler of a deployment: Server in-place (the lifecycle on
-each host, in batches), Lambda (an alias shifted between versions: ``lambda_traffic``), and,
-until their issues land, reconcilers that end what this server cannot run yet (Server
-blue/green, ECS) with a message saying so.
+each host, in batches), Server blue/green (install on green, reroute, retire blue), Lambda (an
+alias shifted between versions: ``lambda_traffic``), and, until its issue lands, a reconciler
+that ends what this server cannot run yet (ECS) with a message saying so.
 
 What every reconciler honours through the shared :class:`~opendeploy.engine.reconcile.Plan`:
 ``plan.end_if_stopped()`` first, on every pass (a user's StopDeployment and a stop by an alarm,
@@ -19,12 +19,9 @@ import functools
 from collections.abc import Callable
 
 from opendeploy.engine.platforms.lambda_traffic import reconcile_lambda
+from opendeploy.engine.platforms.server_blue_green import reconcile_blue_green
 from opendeploy.engine.platforms.server_in_place import reconcile_in_place
-from opendeploy.engine.platforms.unsupported import (
-    blue_green_unsupported,
-    platform_unsupported,
-    reconcile_unsupported,
-)
+from opendeploy.engine.platforms.unsupported import platform_unsupported, reconcile_unsupported
 from opendeploy.engine.reconcile import Plan
 from opendeploy.engine.snapshot import DeploymentSnapshot
 
@@ -43,5 +40,5 @@ def reconciler_for(snap: DeploymentSnapshot) -> Reconciler:
             reconcile_unsupported, error=platform_unsupported(snap.compute_platform)
         )
     if snap.style.blue_green:
-        return functools.partial(reconcile_unsupported, error=blue_green_unsupported())
+        return reconcile_blue_green
     return reconcile_in_place

@@ -1,4 +1,4 @@
-"""Deployments this server cannot run yet: Lambda, ECS and blue/green (their issues fill them in).
+"""Deployments this server cannot run yet: Lambda and ECS (their issues fill them in).
 
 Each ends at once, and never runs in place instead: it fails with ``errorInformation`` saying
 what is missing, or is ``Stopped`` when a stop was requested first, so that it never blocks its
@@ -27,14 +27,4 @@ def platform_unsupported(platform: str) -> ErrorInformation:
         "INTERNAL_ERROR",
         f"The {platform} compute platform is not supported by this OpenDeploy server yet: it runs "
         "EC2/on-premises (Server) deployments only. The deployment was not run.",
-    )
-
-
-def blue_green_unsupported() -> ErrorInformation:
-    # CreateDeployment refuses blue/green deployments; one that is stored anyway (created by an
-    # older server, or written by hand) must not run in place on both fleets and "succeed".
-    return ErrorInformation(
-        "INTERNAL_ERROR",
-        "Blue/green deployments are not supported by this OpenDeploy server yet: it runs "
-        "in-place deployments only. The deployment was not run; no instance was changed.",
     )
