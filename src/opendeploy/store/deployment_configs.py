@@ -19,10 +19,12 @@ _T = tables.deployment_configs
 
 
 def traffic_routing_of(
-    conn: Connection, config_name: str, platform: str | None
+    conn: Connection, config_name: str, platform: str | None, *, blue_green: bool = False
 ) -> TrafficRouting | None:
-    """The ``trafficRoutingConfig`` of a Lambda or ECS deployment's configuration."""
-    if platform in (None, "Server"):
+    """The ``trafficRoutingConfig`` of a deployment's configuration: a Lambda or ECS one's
+    shifts, or a Server blue/green one's (canary or linear between the blue and green pools;
+    an in-place deployment shifts nothing)."""
+    if platform in (None, "Server") and not blue_green:
         return None
     predefined = PREDEFINED.get(config_name)
     if predefined is not None:
