@@ -183,9 +183,6 @@ def _create_database(url: str, *, template: str | None) -> str:
     with admin:
         source = f' TEMPLATE "{template}"' if template else ""
         admin.execute(f'CREATE DATABASE "{name}"{source}')
-        # Scratch data need not survive a crash of PostgreSQL: commits do not wait for the WAL
-        # to reach the disk (what the tests see is the same; a loaded machine's fsyncs are slow).
-        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     return name
 
 
