@@ -19,8 +19,8 @@ def test_engine_url_uses_psycopg3_for_postgresql() -> None:
     assert engine_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
-def test_open_migrates_and_reopens(database_url: str) -> None:
-    store = Store.open(database_url)
+def test_open_migrates_and_reopens(empty_database_url: str) -> None:
+    store = Store.open(empty_database_url)
     try:
         with store.database.read() as conn:
             version: str = conn.execute(
@@ -31,7 +31,7 @@ def test_open_migrates_and_reopens(database_url: str) -> None:
         assert [version] == scripts.get_heads()
     finally:
         store.close()
-    Store.open(database_url).close()  # migrating again is a no-op
+    Store.open(empty_database_url).close()  # migrating again is a no-op
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys(sqlite_url: str) -> None:
@@ -363,14 +363,14 @@ def test_writes_queued_together_share_few_transactions(database_url: str) -> Non
         store.close()
 
 
-def test_the_migrations_build_the_schema_the_tables_describe(database_url: str) -> None:
+def test_the_migrations_build_the_schema_the_tables_describe(empty_database_url: str) -> None:
     """Every column and index of ``store/tables.py`` is made by a migration, and nothing else."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from opendeploy.store import tables
 
-    store = Store.open(database_url)
+    store = Store.open(empty_database_url)
     try:
         with store.database.read() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": False})

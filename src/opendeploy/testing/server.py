@@ -11,6 +11,7 @@ given directory, and is stopped with SIGTERM (then SIGKILL after a grace period)
 from __future__ import annotations
 
 import configparser
+import functools
 import http.client
 import os
 import signal
@@ -79,18 +80,17 @@ class RunningServer:
 
     def client(self, service: str = "codedeploy", **kwargs: Any) -> Any:
         """A boto3 client for ``service`` signed with the admin key, at this server."""
-        import boto3
-
         if self.ca_bundle is not None:
             kwargs.setdefault("verify", str(self.ca_bundle))
-        return boto3.session.Session().client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            aws_access_key_id=self.access_key_id,
-            aws_secret_access_key=self.secret_access_key,
-            **kwargs,
-        )
+        with _SESSION_LOCK:  # a session is not thread-safe; the clients it makes are
+            return _session().client(
+                service,
+                endpoint_url=self.endpoint,
+                region_name=self.region,
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                **kwargs,
+            )
 
     def log_text(self) -> str:
         """Everything the process wrote so far (stdout and stderr)."""
@@ -109,6 +109,19 @@ class RunningServer:
             self._log_file.close()
             self._log_file = None
         return self.process.returncode
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> Any:
+    """One boto3 session for every client of this process: a new session loads its models
+    again (0.15-0.5 s a client on a loaded machine; ~0.01 s from a shared one). Each client
+    still has its own endpoint, credentials and config."""
+    import boto3.session
+
+    return boto3.session.Session()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -25,16 +25,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from opendeploy.errors import BundleError
 from opendeploy.revisions.archive import normalize_bundle_type
+
+if TYPE_CHECKING:
+    # boto3 (with s3transfer) costs ~0.5 s to import: the agent and `opendeploy local` load it
+    # only when they fetch a bundle from S3, not on every start.
+    import boto3
 
 __all__ = ["S3Credentials", "S3Location", "S3Source", "parse_s3_location", "s3_client"]
 
@@ -149,6 +153,8 @@ def _new_client(
     max_attempts: int,
 ) -> Any:
     if session is None:
+        import boto3.session
+
         session = (
             boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
         )
