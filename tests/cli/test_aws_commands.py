@@ -474,9 +474,13 @@ def test_continue_deployment_errors_and_success(
         "only.\n"
     )
 
-    # Blue/green deployments are never run by the engine, so they are written into the store
-    # in the states ContinueDeployment cares about (the engine leaves Baking and Ready alone).
+    # Blue/green deployments are written into the store in the states ContinueDeployment cares
+    # about, as the engine leaves them: Baking, and waiting in Ready (STOP_DEPLOYMENT with a
+    # 48-hour wait, so the engine keeps it Ready).
     green = {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
+    waits = {
+        "deploymentReadyOption": {"actionOnTimeout": "STOP_DEPLOYMENT", "waitTimeInMinutes": 2880}
+    }
     baking = _stored_deployment(server, unique("baking"), status="Baking", deployment_style=green)
     not_ready = run(OPENDEPLOY, "continue-deployment", "--deployment-id", baking,
                     "--deployment-wait-type", "READY_WAIT", env=env)  # fmt: skip
@@ -487,7 +491,13 @@ def test_continue_deployment_errors_and_success(
     assert bad_type.returncode == 255
     assert "(InvalidDeploymentWaitTypeException)" in bad_type.stderr
 
-    ready = _stored_deployment(server, unique("ready"), status="Ready", deployment_style=green)
+    ready = _stored_deployment(
+        server,
+        unique("ready"),
+        status="Ready",
+        deployment_style=green,
+        blue_green_deployment_configuration=waits,
+    )
     continued = run(OPENDEPLOY, "continue-deployment", "--deployment-id", ready, env=env)
     assert continued.returncode == 0, continued.stderr
     assert continued.stdout == "" and continued.stderr == ""
