@@ -120,32 +120,25 @@ def fetch_targets(client: Any, deployment_id: str) -> list[dict[str, Any]]:
     return targets
 
 
-def fetch_output(
+def signed_get(
     client: Any,
-    deployment_id: str,
+    path: str,
+    query: Sequence[tuple[str, str]],
+    operation: str,
     *,
-    instances: Sequence[str] = (),
-    event: str | None = None,
-    after: str | None = None,
-) -> tuple[list[OutputLine], str]:
-    """New output lines since the cursor ``after``, and the next cursor.
-
-    Signed with the client's own credentials (SigV4, service ``codedeploy``) and sent through
-    its HTTP session, so TLS verification and proxies are the client's.
-    """
+    missing: Callable[[str], Exception] | None = None,
+) -> dict[str, Any]:
+    """GET one of the server's own JSON routes, as ``client`` calls the API: signed with its
+    credentials (SigV4, service ``codedeploy``) and sent through its HTTP session, so TLS
+    verification and proxies are the client's. A refusal raises botocore's ClientError (named
+    ``operation``, as the CLI reports API errors); a 404 raises ``missing(url)`` if given."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.exceptions import ClientError
 
-    query: list[tuple[str, str]] = [("instance", name) for name in instances]
-    if event:
-        query.append(("event", event))
-    if after:
-        query.append(("after", after))
-    path = OUTPUT_PATH.format(deployment_id=urllib.parse.quote(deployment_id, safe=""))
     url = client.meta.endpoint_url.rstrip("/") + path
     if query:
-        url += "?" + urllib.parse.urlencode(query)
+        url += "?" + urllib.parse.urlencode(list(query))
     request = AWSRequest(method="GET", url=url)
     # botocore's own accessor (used by its presigners): the credentials the chain resolved.
     credentials = client._get_credentials()
@@ -156,8 +149,8 @@ def fetch_output(
     )
     # The endpoint's session applies the client's verify/ca_bundle and proxy settings.
     response = client._endpoint.http_session.send(request.prepare())
-    if response.status_code == 404:
-        raise OutputUnavailableError(f"{url}: the server has no output endpoint (HTTP 404)")
+    if response.status_code == 404 and missing is not None:
+        raise missing(url)
     try:
         document = json.loads(response.content or b"{}")
     except ValueError:
@@ -165,9 +158,36 @@ def fetch_output(
     if response.status_code != 200:
         code = document.get("__type", f"HTTP {response.status_code}")
         raise ClientError(
-            {"Error": {"Code": code, "Message": document.get("message", "")}},
-            "GetDeploymentOutput",
+            {"Error": {"Code": code, "Message": document.get("message", "")}}, operation
         )
+    return dict(document)
+
+
+def fetch_output(
+    client: Any,
+    deployment_id: str,
+    *,
+    instances: Sequence[str] = (),
+    event: str | None = None,
+    after: str | None = None,
+) -> tuple[list[OutputLine], str]:
+    """New output lines since the cursor ``after``, and the next cursor (see
+    :func:`signed_get`)."""
+    query: list[tuple[str, str]] = [("instance", name) for name in instances]
+    if event:
+        query.append(("event", event))
+    if after:
+        query.append(("after", after))
+    path = OUTPUT_PATH.format(deployment_id=urllib.parse.quote(deployment_id, safe=""))
+    document = signed_get(
+        client,
+        path,
+        query,
+        "GetDeploymentOutput",
+        missing=lambda url: OutputUnavailableError(
+            f"{url}: the server has no output endpoint (HTTP 404)"
+        ),
+    )
     lines = [
         OutputLine(str(item["instanceId"]), str(item["lifecycleEvent"]), str(item["line"]))
         for item in document.get("lines") or ()

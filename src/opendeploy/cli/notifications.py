@@ -8,43 +8,18 @@ server's ``/opendeploy/v1/notifications`` endpoint, signed with the admin key li
 from __future__ import annotations
 
 import json
-import urllib.parse
 from typing import Any
 
 import click
 
-from opendeploy.cli.logs import codedeploy_client, connection_options, service_errors
-from opendeploy.errors import OpenDeployError
+from opendeploy.cli.logs import codedeploy_client, connection_options, service_errors, signed_get
 
 PATH = "/opendeploy/v1/notifications"
 
 
 def fetch_deliveries(client: Any, query: dict[str, str]) -> list[dict[str, Any]]:
     """The log's rows, signed with the client's credentials and sent through its session."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.exceptions import ClientError
-
-    url = client.meta.endpoint_url.rstrip("/") + PATH
-    if query:
-        url += "?" + urllib.parse.urlencode(query)
-    request = AWSRequest(method="GET", url=url)
-    credentials = client._get_credentials()
-    if credentials is None:
-        raise OpenDeployError(f"no AWS credentials to sign the request to {url} with")
-    SigV4Auth(credentials.get_frozen_credentials(), "codedeploy", client.meta.region_name).add_auth(
-        request
-    )
-    response = client._endpoint.http_session.send(request.prepare())
-    try:
-        document = json.loads(response.content or b"{}")
-    except ValueError:
-        document = {}
-    if response.status_code != 200:
-        code = document.get("__type", f"HTTP {response.status_code}")
-        raise ClientError(
-            {"Error": {"Code": code, "Message": document.get("message", "")}}, "ListNotifications"
-        )
+    document = signed_get(client, PATH, list(query.items()), "ListNotifications")
     return list(document.get("deliveries") or [])
 
 
