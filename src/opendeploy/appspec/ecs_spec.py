@@ -30,15 +30,12 @@ provider strategy needs a provider of weight above 0. Pure: text in, :class:`Ecs
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import yaml
-
-from opendeploy.appspec.parse import MAX_APPSPEC_BYTES
+from opendeploy.appspec.serverless import hook_functions, load_document
 from opendeploy.errors import AppSpecError
 
 __all__ = ["ECS_HOOKS", "EcsAppSpec", "EcsAppSpecError", "parse_ecs_appspec"]
@@ -106,20 +103,9 @@ def _integer(where: str, value: Any, default: int | None = None) -> int:
         raise EcsAppSpecError(f"{where} must be a number, not {value!r}.") from None
 
 
-def _load(text: str) -> Any:
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_APPSPEC_BYTES:
-        raise EcsAppSpecError(f"The AppSpec is larger than {MAX_APPSPEC_BYTES} bytes.")
-    try:
-        if text.lstrip().startswith("{"):
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
-        raise EcsAppSpecError(f"The AppSpec is neither valid YAML nor JSON: {e}") from None
-
-
 def parse_ecs_appspec(text: str) -> EcsAppSpec:
     """Parse an ECS AppSpec; :class:`EcsAppSpecError` names the field and the rule."""
-    top = _lower_keys("The AppSpec", _load(text))
+    top = _lower_keys("The AppSpec", load_document(text, EcsAppSpecError))
     resources = top.get("resources")
     if not isinstance(resources, list) or len(resources) != 1:
         raise EcsAppSpecError(
@@ -161,7 +147,7 @@ def parse_ecs_appspec(text: str) -> EcsAppSpec:
         platform_version=None if platform is None else _text("PlatformVersion", platform),
         network_configuration=_network(props.get("networkconfiguration")),
         capacity_provider_strategy=_capacity(props.get("capacityproviderstrategy")),
-        hooks=_hooks(top.get("hooks")),
+        hooks=hook_functions(top.get("hooks"), ECS_HOOKS, "an ECS", EcsAppSpecError),
     )
 
 
@@ -212,27 +198,3 @@ def _capacity(raw: Any) -> tuple[Mapping[str, Any], ...]:
     if all(s["weight"] <= 0 for s in strategy):
         raise EcsAppSpecError("CapacityProviderStrategy needs a provider with Weight above 0.")
     return tuple(strategy)
-
-
-def _hooks(raw: Any) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, list):
-        raise EcsAppSpecError("'Hooks' must be a list of one-key mappings.")
-    known = {h.lower(): h for h in ECS_HOOKS}
-    hooks: dict[str, str] = {}
-    for item in raw:
-        if not isinstance(item, dict) or len(item) != 1:
-            raise EcsAppSpecError(
-                f"Hook entry {item!r} must map one lifecycle event to a function."
-            )
-        ((event, function),) = item.items()
-        canonical = known.get(str(event).lower())
-        if canonical is None:
-            raise EcsAppSpecError(
-                f"Hook {event!r} is not an ECS lifecycle event ({', '.join(ECS_HOOKS)})."
-            )
-        if canonical in hooks:
-            raise EcsAppSpecError(f"Hook {canonical} is given more than once.")
-        hooks[canonical] = _text(f"Hook {canonical}", function)
-    return hooks

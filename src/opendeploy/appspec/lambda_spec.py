@@ -21,13 +21,10 @@ cannot be deployed from or to. Pure: text in, :class:`LambdaAppSpec` or
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-import yaml
-
-from opendeploy.appspec.parse import MAX_APPSPEC_BYTES
+from opendeploy.appspec.serverless import hook_functions, load_document
 from opendeploy.errors import AppSpecError
 
 __all__ = [
@@ -117,18 +114,6 @@ def _version(where: str, value: Any) -> str:
     return str(int(text))
 
 
-def _load(text: str) -> Any:
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_APPSPEC_BYTES:
-        raise LambdaAppSpecError(f"The AppSpec is larger than {MAX_APPSPEC_BYTES} bytes.")
-    stripped = text.lstrip()
-    try:
-        if stripped.startswith("{"):
-            return json.loads(stripped)
-        return yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
-        raise LambdaAppSpecError(f"The AppSpec is neither valid YAML nor JSON: {e}") from None
-
-
 def parse_lambda_appspec(text: str) -> LambdaAppSpec:
     """Parse a Lambda AppSpec; :class:`LambdaAppSpecError` names the field and the rule.
 
@@ -142,7 +127,7 @@ def parse_lambda_appspec(text: str) -> LambdaAppSpec:
     >>> (spec.function_name, spec.alias, spec.current_version, spec.target_version)
     ('fn', 'live', '1', '2')
     """
-    data = _load(text)
+    data = load_document(text, LambdaAppSpecError)
     if not isinstance(data, dict):
         raise LambdaAppSpecError("The AppSpec must be a mapping with 'version' and 'Resources'.")
     top = _lower_keys(data)
@@ -187,27 +172,7 @@ def parse_lambda_appspec(text: str) -> LambdaAppSpec:
         raise LambdaAppSpecError(
             f"CurrentVersion and TargetVersion are both {current}: there is nothing to shift."
         )
-    hooks: dict[str, str] = {}
-    raw_hooks = top.get("hooks")
-    if raw_hooks is not None:
-        if not isinstance(raw_hooks, list):
-            raise LambdaAppSpecError("'Hooks' must be a list of one-key mappings.")
-        known = {h.lower(): h for h in LAMBDA_HOOKS}
-        for item in raw_hooks:
-            if not isinstance(item, dict) or len(item) != 1:
-                raise LambdaAppSpecError(
-                    f"Hook entry {item!r} must map one lifecycle event to a function name."
-                )
-            ((event, function),) = item.items()
-            canonical = known.get(str(event).lower())
-            if canonical is None:
-                raise LambdaAppSpecError(
-                    f"Hook {event!r} is not a Lambda lifecycle event (BeforeAllowTraffic, "
-                    "AfterAllowTraffic)."
-                )
-            if canonical in hooks:
-                raise LambdaAppSpecError(f"Hook {canonical} is given more than once.")
-            hooks[canonical] = _text(f"Hook {canonical}", function)
+    hooks = hook_functions(top.get("hooks"), LAMBDA_HOOKS, "a Lambda", LambdaAppSpecError)
     return LambdaAppSpec(
         function_name=_text("Name", props["name"]),
         alias=_text("Alias", props["alias"]),
