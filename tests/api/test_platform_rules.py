@@ -39,7 +39,13 @@ Resources:
 """
 APPSPEC_CONTENT = {"revisionType": "AppSpecContent", "appSpecContent": {"content": LAMBDA_APPSPEC}}
 STRING = {"revisionType": "String", "string": {"content": LAMBDA_APPSPEC}}
-SERVICE = {"serviceName": "web", "clusterName": "prod"}
+
+
+def ecs_service() -> dict[str, str]:
+    """A service of its own: an ECS service belongs to one deployment group at most."""
+    return {"serviceName": f"web-{uuid.uuid4().hex[:8]}", "clusterName": "prod"}
+
+
 BLUE_GREEN = {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
 TAG = [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}]
 
@@ -191,7 +197,7 @@ def test_what_aws_refuses_in_a_traffic_routing_configuration(
 @pytest.mark.parametrize("platform", ["Lambda", "ECS"])
 def test_lambda_and_ecs_groups_refuse_instance_selection(cd: Any, platform: str) -> None:
     app = new_app(cd, platform)
-    extra = {"ecsServices": [SERVICE]} if platform == "ECS" else {}
+    extra = {"ecsServices": [ecs_service()]} if platform == "ECS" else {}
 
     def create(**settings: Any) -> Callable[[], Any]:
         return lambda: cd.create_deployment_group(
@@ -247,7 +253,8 @@ def test_an_ecs_group_needs_its_service_and_no_other_platform_takes_one(cd: Any)
         "InvalidECSServiceException",
         "both serviceName and clusterName must be specified",
     )
-    cd.create_deployment_group(**base, ecsServices=[SERVICE], deploymentStyle=BLUE_GREEN)
+    service = ecs_service()
+    cd.create_deployment_group(**base, ecsServices=[service], deploymentStyle=BLUE_GREEN)
     refused(
         lambda: cd.update_deployment_group(
             applicationName=app, currentDeploymentGroupName="g", ecsServices=[]
@@ -261,7 +268,19 @@ def test_an_ecs_group_needs_its_service_and_no_other_platform_takes_one(cd: Any)
         deploymentConfigName="CodeDeployDefault.ECSCanary10Percent5Minutes",
     )
     info = cd.get_deployment_group(applicationName=app, deploymentGroupName="g")
-    assert info["deploymentGroupInfo"]["ecsServices"] == [SERVICE]
+    assert info["deploymentGroupInfo"]["ecsServices"] == [service]
+    # The service is this group's: another group, of any application, cannot take it, while
+    # the group itself may name it again.
+    refused(
+        lambda: cd.create_deployment_group(
+            **{**base, "applicationName": new_app(cd, "ECS")}, ecsServices=[service]
+        ),
+        "ECSServiceMappingLimitExceededException",
+        f"The Amazon ECS service {service['serviceName']} in cluster prod is already associated",
+    )
+    cd.update_deployment_group(
+        applicationName=app, currentDeploymentGroupName="g", ecsServices=[service]
+    )
     for platform in ("Server", "Lambda"):
         other = new_app(cd, platform)
         refused(
@@ -269,7 +288,7 @@ def test_an_ecs_group_needs_its_service_and_no_other_platform_takes_one(cd: Any)
                 applicationName=other,
                 deploymentGroupName="g",
                 serviceRoleArn=ROLE,
-                ecsServices=[SERVICE],
+                ecsServices=[ecs_service()],
             ),
             "InvalidECSServiceException",
             f"For {platform} deployment group, ecsServices can not be specified",
@@ -303,7 +322,7 @@ def test_a_revision_type_the_platform_cannot_deploy_is_refused(cd: Any) -> None:
         applicationName=ecs,
         deploymentGroupName="g",
         serviceRoleArn=ROLE,
-        ecsServices=[SERVICE],
+        ecsServices=[ecs_service()],
         deploymentStyle=BLUE_GREEN,
     )
     cases = [
@@ -553,7 +572,7 @@ def test_lambda_and_ecs_deployments_are_blue_green_and_not_refused_for_it(cd: An
         applicationName=app,
         deploymentGroupName="g",
         serviceRoleArn=ROLE,
-        ecsServices=[SERVICE],
+        ecsServices=[ecs_service()],
         deploymentStyle=BLUE_GREEN,
     )
     ecs_appspec = {
@@ -634,7 +653,10 @@ def test_instance_settings_are_refused_on_lambda_and_ecs_deployments(cd: Any) ->
     )
     ecs = new_app(cd, "ECS")
     cd.create_deployment_group(
-        applicationName=ecs, deploymentGroupName="g", serviceRoleArn=ROLE, ecsServices=[SERVICE]
+        applicationName=ecs,
+        deploymentGroupName="g",
+        serviceRoleArn=ROLE,
+        ecsServices=[ecs_service()],
     )
     for app in (lambda_app, ecs):
         refused(

@@ -7,7 +7,7 @@ API members in snake_case (see ``tables.deployment_groups``); nested objects kee
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -105,6 +105,29 @@ class DeploymentGroups(Repository):
                 .first()
             )
         return None if row is None else dict(row)
+
+    def holding_ecs_services(
+        self, services: list[tuple[str, str]], *, except_group: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """The (cluster, service, group id) of every ECS group but ``except_group`` whose
+        ``ecsServices`` name one of ``services`` ((cluster, service) pairs)."""
+        wanted = set(services)
+        found: list[tuple[str, str, str]] = []
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(_T.c.deployment_group_id, _T.c.ecs_services).where(
+                    _T.c.compute_platform == "ECS"
+                )
+            ).all()
+        for group_id, held in rows:
+            if group_id == except_group:
+                continue
+            items = cast(list[dict[str, Any]], held or [])
+            for item in items:
+                key = (str(item.get("clusterName")), str(item.get("serviceName")))
+                if key in wanted:
+                    found.append((*key, str(group_id)))
+        return found
 
     def get_many(self, application_id: str, names: list[str]) -> list[dict[str, Any]]:
         with self.db.read() as conn:

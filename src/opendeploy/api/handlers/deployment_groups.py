@@ -37,6 +37,7 @@ from opendeploy.service_errors import (
     AlarmsLimitExceededError,
     DeploymentConfigDoesNotExistError,
     DeploymentGroupNameRequiredError,
+    ECSServiceMappingLimitExceededError,
     InvalidAlarmConfigError,
     InvalidAutoScalingGroupError,
     InvalidBlueGreenDeploymentConfigurationError,
@@ -178,6 +179,23 @@ def _check_platform(params: dict[str, Any], platform: ComputePlatform, *, creati
             )
 
 
+def _check_service_mapping(
+    ctx: RequestContext, services: list[dict[str, Any]] | None, *, except_group: str | None
+) -> None:
+    """An ECS service belongs to one deployment group at most, across applications (AWS)."""
+    if not services:
+        return
+    pairs = [(str(s.get("clusterName")), str(s.get("serviceName"))) for s in services]
+    taken = ctx.store.deployment_groups.holding_ecs_services(pairs, except_group=except_group)
+    if taken:
+        cluster, service, group_id = taken[0]
+        raise ECSServiceMappingLimitExceededError(
+            f"The Amazon ECS service {service} in cluster {cluster} is already associated with "
+            f"deployment group {group_id}. An Amazon ECS service can be associated with only "
+            "one deployment group."
+        )
+
+
 def _check_blue_green(params: dict[str, Any]) -> None:
     if params.get("blueGreenDeploymentConfiguration") is None:
         return
@@ -302,6 +320,7 @@ def create_deployment_group(ctx: RequestContext, params: dict[str, Any]) -> dict
         raise RoleRequiredError("The service role ARN was not specified.")
     platform = ComputePlatform(app["compute_platform"])
     settings = settings_from(ctx, params, platform, creating=True)
+    _check_service_mapping(ctx, params.get("ecsServices"), except_group=None)
     settings.setdefault("deployment_config_name", DEFAULT_CONFIG_BY_PLATFORM[platform])
     settings["compute_platform"] = str(platform)
     row = ctx.store.deployment_groups.create(
@@ -369,6 +388,10 @@ def update_deployment_group(ctx: RequestContext, params: dict[str, Any]) -> dict
         new = group_name(new)
     app = ctx.store.applications.require(app_name)
     settings = settings_from(ctx, params, ComputePlatform(app["compute_platform"]), creating=False)
+    if params.get("ecsServices"):
+        row = ctx.store.deployment_groups.get(app["application_id"], current)
+        held_by = None if row is None else str(row["deployment_group_id"])
+        _check_service_mapping(ctx, params["ecsServices"], except_group=held_by)
     # Giving one kind of EC2 selection clears the other, as in AWS.
     for member, other in (
         ("ec2_tag_filters", "ec2_tag_set"),
