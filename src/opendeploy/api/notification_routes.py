@@ -15,20 +15,18 @@ parameters, all optional: ``deploymentId``, ``status`` (``Pending``, ``Delivered
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from opendeploy.api import sigv4
-from opendeploy.api.errors import to_wire_error
-from opendeploy.service_errors import AccessDeniedError, InvalidInputError, InvalidSignatureError
+from opendeploy.api.output_routes import json_response, serve_admin_json
+from opendeploy.service_errors import InvalidInputError
 from opendeploy.store.notifications import DELIVERED, FAILED, PENDING, LoggedDelivery
 
 if TYPE_CHECKING:
@@ -37,10 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PATH", "notification_routes", "wire"]
 
-log = logging.getLogger("opendeploy.api")
-
 PATH = "/opendeploy/v1/notifications"
-SIGNING_NAME = "codedeploy"
 MAX_LIMIT = 1000
 
 
@@ -87,18 +82,7 @@ def notification_routes(
     """The route, verifying SigV4 with ``lookup_secret`` (admin keys only)."""
 
     def serve(signed: sigv4.SignedRequest, params: dict[str, str | None]) -> tuple[int, Any]:
-        request_id = str(uuid.uuid4())
-        try:
-            verified = sigv4.verify(signed, lookup_secret, now=clock())
-            if verified.service != SIGNING_NAME:
-                raise InvalidSignatureError(
-                    f"Credential should be scoped to correct service: '{SIGNING_NAME}'."
-                )
-            if store.commands.key_kind(verified.access_key_id) != "admin":
-                raise AccessDeniedError(
-                    f"Access key {verified.access_key_id} may not read the notification log: "
-                    "an admin key is required."
-                )
+        def answer() -> dict[str, Any]:
             status = params["status"]
             if status is not None and status not in (PENDING, DELIVERED, FAILED):
                 raise InvalidInputError(
@@ -109,12 +93,17 @@ def notification_routes(
                 deployment_id=params["deploymentId"],
                 status=status,
             )
-            return 200, {"deliveries": [wire(r) for r in rows]}
-        except Exception as exc:
-            error = to_wire_error(exc, request_id)
-            if error.is_fault:
-                log.error("fault request_id=%s op=ListNotifications", request_id, exc_info=exc)
-            return error.status, {"__type": error.code, "message": error.message}
+            return {"deliveries": [wire(r) for r in rows]}
+
+        return serve_admin_json(
+            store,
+            lookup_secret,
+            signed,
+            clock(),
+            operation="ListNotifications",
+            reading="the notification log",
+            answer=answer,
+        )
 
     async def endpoint(request: Request) -> Response:
         signed = sigv4.SignedRequest.from_asgi(request.scope, b"")
@@ -122,8 +111,6 @@ def notification_routes(
             name: request.query_params.get(name) or None
             for name in ("deploymentId", "status", "limit")
         }
-        status, document = await run_in_threadpool(serve, signed, params)
-        headers = {"x-amzn-ErrorType": document["__type"]} if status != 200 else None
-        return JSONResponse(document, status_code=status, headers=headers)
+        return json_response(*await run_in_threadpool(serve, signed, params))
 
     return [Route(PATH, endpoint, methods=["GET"])]

@@ -132,6 +132,44 @@ def read_output(
     return lines, Cursor(done, tuple(offsets))
 
 
+def serve_admin_json(
+    store: Store,
+    lookup_secret: sigv4.SecretLookup,
+    signed: sigv4.SignedRequest,
+    now: datetime,
+    *,
+    operation: str,
+    reading: str,
+    answer: Callable[[], dict[str, Any]],
+) -> tuple[int, dict[str, Any]]:
+    """One of the server's own JSON routes, as the API answers: SigV4 scoped to CodeDeploy and
+    an admin key, then ``answer()``; any refusal as AWS's error document (status, body)."""
+    request_id = str(uuid.uuid4())
+    try:
+        verified = sigv4.verify(signed, lookup_secret, now=now)
+        if verified.service != SIGNING_NAME:
+            raise InvalidSignatureError(
+                f"Credential should be scoped to correct service: '{SIGNING_NAME}'."
+            )
+        if store.commands.key_kind(verified.access_key_id) != "admin":
+            raise AccessDeniedError(
+                f"Access key {verified.access_key_id} may not read {reading}: "
+                "an admin key is required."
+            )
+        return 200, answer()
+    except Exception as exc:
+        error = to_wire_error(exc, request_id)
+        if error.is_fault:
+            log.error("fault request_id=%s op=%s", request_id, operation, exc_info=exc)
+        return error.status, {"__type": error.code, "message": error.message}
+
+
+def json_response(status: int, document: dict[str, Any]) -> Response:
+    """``document`` as JSON, with AWS's error-type header on a refusal."""
+    headers = {"x-amzn-ErrorType": document["__type"]} if status != 200 else None
+    return JSONResponse(document, status_code=status, headers=headers)
+
+
 def output_routes(
     store: Store,
     lookup_secret: sigv4.SecretLookup,
@@ -142,18 +180,7 @@ def output_routes(
     def serve(
         signed: sigv4.SignedRequest, deployment_id: str, params: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
-        request_id = str(uuid.uuid4())
-        try:
-            verified = sigv4.verify(signed, lookup_secret, now=clock())
-            if verified.service != SIGNING_NAME:
-                raise InvalidSignatureError(
-                    f"Credential should be scoped to correct service: '{SIGNING_NAME}'."
-                )
-            if store.commands.key_kind(verified.access_key_id) != "admin":
-                raise AccessDeniedError(
-                    f"Access key {verified.access_key_id} may not read deployment output: "
-                    "an admin key is required."
-                )
+        def answer() -> dict[str, Any]:
             lines, cursor = read_output(
                 store,
                 deployment_id,
@@ -161,16 +188,17 @@ def output_routes(
                 event=params["event"],
                 after=Cursor.decode(params["after"]),
             )
-            return 200, {
-                "deploymentId": deployment_id,
-                "lines": lines,
-                "nextCursor": cursor.encode(),
-            }
-        except Exception as exc:
-            error = to_wire_error(exc, request_id)
-            if error.is_fault:
-                log.error("fault request_id=%s op=DeploymentOutput", request_id, exc_info=exc)
-            return error.status, {"__type": error.code, "message": error.message}
+            return {"deploymentId": deployment_id, "lines": lines, "nextCursor": cursor.encode()}
+
+        return serve_admin_json(
+            store,
+            lookup_secret,
+            signed,
+            clock(),
+            operation="DeploymentOutput",
+            reading="deployment output",
+            answer=answer,
+        )
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -184,8 +212,6 @@ def output_routes(
             "after": request.query_params.get("after"),
         }
         deployment_id = str(request.path_params["deployment_id"])
-        status, document = await run_in_threadpool(serve, signed, deployment_id, params)
-        headers = {"x-amzn-ErrorType": document["__type"]} if status != 200 else None
-        return JSONResponse(document, status_code=status, headers=headers)
+        return json_response(*await run_in_threadpool(serve, signed, deployment_id, params))
 
     return [Route(PATH, endpoint, methods=["GET"])]
