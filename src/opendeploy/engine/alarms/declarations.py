@@ -41,8 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from opendeploy.engine.declaration_file import ReadWhenChanged, read_yaml
 from opendeploy.errors import OpenDeployError
 
 #: How long a gate waits by default before it fails the deployment.
@@ -137,11 +136,7 @@ class AlarmDeclarations:
 
     @classmethod
     def load(cls, path: Path) -> AlarmDeclarations:
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise AlarmDeclarationError(f"{path}: cannot read it: {e}") from None
-        return cls.parse(raw, where=str(path))
+        return cls.parse(read_yaml(path, AlarmDeclarationError), where=str(path))
 
     @classmethod
     def parse(cls, raw: Any, *, where: str = "alarms") -> AlarmDeclarations:
@@ -266,20 +261,9 @@ def _labels(body: Mapping[str, Any], at: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in labels.items()}
 
 
-_CACHE: dict[Path, tuple[float, AlarmDeclarations]] = {}
+_READ = ReadWhenChanged(AlarmDeclarations.load, AlarmDeclarationError)
 
 
 def declared(path: Path | None) -> AlarmDeclarations:
     """The declarations in ``path`` (none: no file), read again only when the file changed."""
-    if path is None:
-        return AlarmDeclarations()
-    try:
-        mtime = path.stat().st_mtime
-    except OSError as e:
-        raise AlarmDeclarationError(f"{path}: cannot read it: {e.strerror}") from None
-    cached = _CACHE.get(path)
-    if cached is not None and cached[0] == mtime:
-        return cached[1]
-    loaded = AlarmDeclarations.load(path)
-    _CACHE[path] = (mtime, loaded)
-    return loaded
+    return AlarmDeclarations() if path is None else _READ(path)

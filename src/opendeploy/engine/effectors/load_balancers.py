@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from opendeploy.engine.declaration_file import ReadWhenChanged, read_yaml
 from opendeploy.errors import OpenDeployError
 
 #: AWS's default deregistration delay for a target group is 300 s; ours is shorter because a
@@ -177,11 +176,7 @@ class LoadBalancerDeclarations:
 
     @classmethod
     def load(cls, path: Path) -> LoadBalancerDeclarations:
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise LoadBalancerDeclarationError(f"{path}: cannot read it: {e}") from None
-        return cls.parse(raw, where=str(path))
+        return cls.parse(read_yaml(path, LoadBalancerDeclarationError), where=str(path))
 
     @classmethod
     def parse(cls, raw: Any, *, where: str = "load balancers") -> LoadBalancerDeclarations:
@@ -226,18 +221,5 @@ def _seconds(spec: Mapping[str, Any], key: str, default: float, at: str) -> floa
     return float(value)
 
 
-_CACHE: dict[Path, tuple[float, LoadBalancerDeclarations]] = {}
-
-
-def declared(path: Path) -> LoadBalancerDeclarations:
-    """The declarations in ``path``, read again only when the file changed."""
-    try:
-        mtime = path.stat().st_mtime
-    except OSError as e:
-        raise LoadBalancerDeclarationError(f"{path}: cannot read it: {e.strerror}") from None
-    cached = _CACHE.get(path)
-    if cached is not None and cached[0] == mtime:
-        return cached[1]
-    loaded = LoadBalancerDeclarations.load(path)
-    _CACHE[path] = (mtime, loaded)
-    return loaded
+#: The declarations in a path, read again only when the file changed.
+declared = ReadWhenChanged(LoadBalancerDeclarations.load, LoadBalancerDeclarationError)
