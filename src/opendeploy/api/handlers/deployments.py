@@ -595,10 +595,6 @@ def put_lifecycle_event_hook_execution_status(
     none yet, so after validating as AWS does its answer is an unknown execution id.
     """
     ident = deployment_id(params.get("deploymentId"))
-    if (row := ctx.store.deployments.get(ident)) is not None and row["compute_platform"] == (
-        "Lambda"
-    ):
-        return lambda_api.put_lifecycle_event_hook_execution_status(ctx, params, ident)
     status = params.get("status")
     if status not in ("Succeeded", "Failed"):
         raise InvalidLifecycleEventHookExecutionStatusError(
@@ -611,6 +607,8 @@ def put_lifecycle_event_hook_execution_status(
         raise UnsupportedActionForDeploymentTypeError(
             "PutLifecycleEventHookExecutionStatus applies to Lambda and ECS deployments only."
         )
+    if row["compute_platform"] == "Lambda":
+        return lambda_api.put_lifecycle_event_hook_execution_status(ctx, params, row, status)
     if row["status"] in TERMINAL_DEPLOYMENT_STATUSES:
         raise LifecycleEventAlreadyCompletedError(f"Deployment {ident} has already completed.")
     raise InvalidLifecycleEventHookExecutionIdError(

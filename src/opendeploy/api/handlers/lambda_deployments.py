@@ -34,12 +34,9 @@ from opendeploy.engine.snapshot import Diagnostics
 from opendeploy.revisions.blobstore import BlobNotFoundError, LocalBlobStore
 from opendeploy.service_errors import (
     InvalidLifecycleEventHookExecutionIdError,
-    InvalidLifecycleEventHookExecutionStatusError,
     LifecycleEventAlreadyCompletedError,
-    UnsupportedActionForDeploymentTypeError,
 )
 from opendeploy.store.deployments import TargetSelector
-from opendeploy.store.deployments import does_not_exist as deployment_does_not_exist
 from opendeploy.store.engine_store import diagnostics_wire
 from opendeploy.store.lambda_deployments import insert_row
 
@@ -197,22 +194,12 @@ def creation(
 
 
 def put_lifecycle_event_hook_execution_status(
-    ctx: RequestContext, params: dict[str, Any], deployment_id: str
+    ctx: RequestContext, params: dict[str, Any], row: dict[str, Any], status: str
 ) -> dict[str, Any]:
     """A hook function's answer: the outcome of its server step (BeforeAllowTraffic or
-    AfterAllowTraffic), recorded as an agent's completion would be."""
-    status = params.get("status")
-    if status not in ("Succeeded", "Failed"):
-        raise InvalidLifecycleEventHookExecutionStatusError(
-            f"status: {status!r} is not Succeeded or Failed"
-        )
-    row = ctx.store.deployments.get(deployment_id)
-    if row is None:
-        raise deployment_does_not_exist(deployment_id)
-    if row["compute_platform"] == "Server":
-        raise UnsupportedActionForDeploymentTypeError(
-            "PutLifecycleEventHookExecutionStatus applies to Lambda and ECS deployments only."
-        )
+    AfterAllowTraffic), recorded as an agent's completion would be. ``row`` is the Lambda
+    deployment and ``status`` the answer, both checked by the API handler."""
+    deployment_id = str(row["deployment_id"])
     execution_id = params.get("lifecycleEventHookExecutionId")
     command = ctx.store.commands.get(str(execution_id)) if execution_id else None
     if (
