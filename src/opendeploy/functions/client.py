@@ -10,11 +10,12 @@ own resolution: AWS Lambda, LocalStack, moto …).
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from opendeploy.built_once import BuiltOnce
 
 #: The principal of the access key function processes (and the server's own Lambda client)
 #: sign with.
@@ -62,16 +63,11 @@ def self_client_factory(
     options = self_client_options(target, environ)
     if options is None:
         return None
-    lock = threading.Lock()
-    built: list[Any] = []
 
     def client() -> Any:
         import boto3
 
-        with lock:
-            if not built:
-                session = boto3.session.Session()  # one per client: sessions are not thread-safe
-                built.append(session.client("lambda", config=config, **options))
-            return built[0]
+        session = boto3.session.Session()  # one per client: sessions are not thread-safe
+        return session.client("lambda", config=config, **options)
 
-    return client
+    return BuiltOnce(client)

@@ -10,7 +10,6 @@ task set that is gone is not an error.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from opendeploy.built_once import BuiltOnce
 from opendeploy.engine.effectors import StepProgress
 from opendeploy.engine.effectors.containers import (
     ContainerPlatformError,
@@ -50,17 +50,12 @@ class AwsEcsPlatform:
     def __init__(
         self, client: Callable[[], Any] | None = None, poll_seconds: float = POLL_SECONDS
     ) -> None:
-        self._make = client or (lambda: _client("ecs"))
-        self._ecs: Any = None
-        self._guard = threading.Lock()
+        self._ecs = BuiltOnce(client or (lambda: _client("ecs")))
         self.poll_seconds = poll_seconds
 
     @property
     def ecs(self) -> Any:
-        with self._guard:
-            if self._ecs is None:
-                self._ecs = self._make()
-            return self._ecs
+        return self._ecs()
 
     def _call(self, target: EcsService, what: str, /, **kwargs: Any) -> Any:
         try:
@@ -218,16 +213,11 @@ class ElbV2Listeners:
     v2: a listener's default action, a forward over weighted target groups."""
 
     def __init__(self, client: Callable[[], Any] | None = None) -> None:
-        self._make = client or (lambda: _client("elbv2"))
-        self._elb: Any = None
-        self._guard = threading.Lock()
+        self._elb = BuiltOnce(client or (lambda: _client("elbv2")))
 
     @property
     def elb(self) -> Any:
-        with self._guard:
-            if self._elb is None:
-                self._elb = self._make()
-            return self._elb
+        return self._elb()
 
     def forwards(self, listener: str) -> dict[str, int]:
         try:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from opendeploy.built_once import BuiltOnce
 from opendeploy.engine.effectors import EffectorError, StepProgress, given_up
 from opendeploy.engine.effectors.load_balancers import ELBv2Pool, TargetGroup
 from opendeploy.engine.effectors.traffic import HostTraffic
@@ -51,8 +52,7 @@ class ELBv2Driver:
     """The :class:`~opendeploy.engine.effectors.traffic.PoolDriver` of ELBv2 target groups."""
 
     def __init__(self, client_factory: Callable[[], Any] | None = None) -> None:
-        self._client_factory = client_factory or _default_client
-        self._client: Any = None
+        self._client = BuiltOnce(client_factory or _default_client)
         self._arns: dict[str, str] = {}
         self._guard = threading.Lock()
 
@@ -149,10 +149,7 @@ class ELBv2Driver:
 
     @property
     def client(self) -> Any:
-        with self._guard:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
+        return self._client()
 
     @contextmanager
     def _calls(self, group: TargetGroup, host: str, action: str) -> Iterator[None]:

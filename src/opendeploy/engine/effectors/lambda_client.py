@@ -10,11 +10,12 @@ boto3's standard configuration decides where it goes and as whom: the credential
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from opendeploy.built_once import BuiltOnce
 
 #: Short timeouts and few retries: a step retries by itself (its lease) and must not hang on an
 #: endpoint that is gone. Standard retries still cover throttling.
@@ -24,14 +25,7 @@ CLIENT_CONFIG = Config(
     retries={"max_attempts": 3, "mode": "standard"},
 )
 
-_lock = threading.Lock()
-_client: Any = None
-
-
-def lambda_client() -> Any:
-    """The server's boto3 ``lambda`` client (botocore's NoRegionError if no region is set)."""
-    global _client
-    with _lock:
-        if _client is None:
-            _client = boto3.session.Session().client("lambda", config=CLIENT_CONFIG)
-        return _client
+#: The server's boto3 ``lambda`` client (botocore's NoRegionError if no region is set).
+lambda_client: BuiltOnce[Any] = BuiltOnce(
+    lambda: boto3.session.Session().client("lambda", config=CLIENT_CONFIG)
+)
